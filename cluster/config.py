@@ -1,0 +1,49 @@
+"""Model configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelConfig:
+    """Tunables of the cluster model; every time is in milliseconds.
+
+    Attributes:
+        node_timeout_ms: silence after which a node is `pfail` (Redis `cluster-node-timeout`).
+        fail_after_ms: time a node stays `pfail` before it is `fail` without a quorum of
+            failure reports. None means `2 * node_timeout_ms`, the same window in which
+            Redis keeps a failure report valid, so a silent node is `fail` after 3 timeouts.
+        require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
+            by a `fail` node (Redis `cluster-require-full-coverage`).
+        max_message_bytes: larger node messages are refused before decoding.
+        max_events: change events kept for `drain_events()`; older ones are dropped.
+    """
+
+    node_timeout_ms: int = 15_000
+    fail_after_ms: int | None = None
+    require_full_coverage: bool = True
+    max_message_bytes: int = 65_536
+    max_events: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.node_timeout_ms <= 0:
+            raise ValueError("node_timeout_ms must be positive")
+        if self.fail_after_ms is not None and self.fail_after_ms < 0:
+            raise ValueError("fail_after_ms must not be negative")
+        if self.max_message_bytes <= 0:
+            raise ValueError("max_message_bytes must be positive")
+        if self.max_events <= 0:
+            raise ValueError("max_events must be positive")
+
+    @property
+    def fail_after(self) -> int:
+        """`fail_after_ms` with its default resolved."""
+        return 2 * self.node_timeout_ms if self.fail_after_ms is None else self.fail_after_ms
+
+    @property
+    def report_validity_ms(self) -> int:
+        """How long a failure report counts toward a quorum (Redis: 2 * node timeout)."""
+        return 2 * self.node_timeout_ms

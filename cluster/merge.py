@@ -1,0 +1,374 @@
+"""Theory of operation: how node messages fold into the cluster model.
+
+The model is a function of the messages it applied and of the receive times it was given
+(`now_ms`, the server's wall clock). Nothing here reads a clock.
+
+Rule 1, per-node order. A node's messages are ordered by `(epoch, seq)`. A message at or below
+  the last pair applied for its node is stale: counted, never applied. Re-delivery and
+  reordering are therefore harmless.
+Rule 2, epochs. `current_epoch` is the largest epoch of any applied message and never
+  decreases. A node's config epoch is the epoch of its latest applied message.
+Rule 3, slot ownership. A `slots` message replaces its sender's claim; the claim keeps the
+  epoch of that message (a later restart at a higher epoch does not strengthen an old claim).
+  A slot belongs to its claimant with the highest claim epoch; a tie goes to the smaller node
+  id and the tie is counted as a conflict. Owners follow from the current claims alone.
+Rule 4, order independence. Given the same receive times, any interleaving of the same
+  per-node sequences yields the same model: every effect below depends on the sender's own
+  history and on the current claims, never on which node spoke first.
+Rule 5, liveness, from receive times only:
+
+    from        to      when
+    ok          pfail   now >= last_seen + node_timeout
+    pfail       fail    valid reports from a majority of slot-serving masters
+                        (validity 2 * node_timeout), or now >= pfail_since + fail_after
+    pfail/fail  ok      any applied message from the node
+
+  `pfail_since` is `last_seen + node_timeout`, not the time the check ran, and a quorum is
+  judged at `pfail_since` or when a message changes the reports or the masters, so states do
+  not depend on how often `refresh` is called. Unlike Redis, FAIL of a slot-serving master clears
+  at once when it speaks again, and `cluster_state` has no rejoin delay: an observer has no
+  writes to protect.
+  `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor fail and,
+  if full coverage is required, every slot has an owner that is not fail.
+Rule 6, invalid input. A message that fails validation never reaches this module; the model
+  only counts it by reason.
+
+What each applied message does to its sender's record, besides setting `(epoch, seq)`,
+`last_seen = now` and clearing pfail/fail:
+
+    hello        replaces address, hostname, announced role and replicaof
+    heartbeat    replaces the status payload (kept as sent)
+    slots        replaces the slot claim
+    fail_report  records (target, sender, now); may turn a pfail target into fail
+    leave        withdraws the claim and removes the record; a tombstone keeps its
+                 `(epoch, seq)` so late copies stay stale, and a later message rejoins it
+                 as a new node (no address until its next hello)
+
+A node enters the table with its first applied message; nothing else creates one. Failure
+reports about unknown nodes are kept until they expire, so they count if the node appears.
+
+Versions: `version` rises with every applied message and every state transition;
+`topology_version` only when something views show changes other than last_seen, seq and
+the heartbeat payload; `slot_version` only when a slot's owner changes.
+
+Deadlines: `next_deadline` is a lower bound on the next time-driven transition, and `refresh`
+returns at once before it. A heartbeat only moves its sender's deadline later, so it never
+touches the bound; when the bound passes, one scan of all nodes sets it exactly again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from cluster.config import ModelConfig
+from cluster.events import (
+    ClusterEvent,
+    ClusterStateChanged,
+    EpochChanged,
+    NodeJoined,
+    NodeLeft,
+    NodeStateChanged,
+    SlotsMoved,
+)
+from cluster.failure import FailureReports, quorum
+from cluster.messages import (
+    MESSAGE_TYPES,
+    Address,
+    FailReport,
+    Heartbeat,
+    Hello,
+    Leave,
+    MessageError,
+    NodeMessage,
+    Slots,
+    parse_addr,
+)
+from cluster.records import APPLIED, NodeState, Outcome
+from cluster.slots import NUM_SLOTS, SlotTable, expand_ranges
+
+__all__ = ["MergeState", "Node"]
+
+NEVER: Final = 2**63
+_OK: Final = NodeState.OK
+_PFAIL: Final = NodeState.PFAIL
+_FAIL: Final = NodeState.FAIL
+
+
+class Node:
+    """The mutable record of one node; only `MergeState` writes it."""
+
+    __slots__ = (
+        "address",
+        "epoch",
+        "heartbeat",
+        "hello",
+        "id",
+        "last_seen_ms",
+        "pfail_since_ms",
+        "seq",
+        "state",
+    )
+
+    def __init__(self, node_id: str, epoch: int, seq: int, now_ms: int) -> None:
+        self.id = node_id
+        self.epoch = epoch
+        self.seq = seq
+        self.last_seen_ms = now_ms
+        self.state = _OK
+        self.pfail_since_ms = 0
+        self.hello: Hello | None = None
+        self.address: Address | None = None
+        self.heartbeat: Heartbeat | None = None
+
+
+class MergeState:
+    """Nodes, claims, failure reports, epochs and counters, changed only by the rules above."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._timeout = config.node_timeout_ms
+        self._fail_after = config.fail_after
+        self._validity = config.report_validity_ms
+        self.nodes: dict[str, Node] = {}
+        self.left: dict[str, tuple[int, int]] = {}
+        self.table = SlotTable()
+        self.reports = FailureReports()
+        self.slots_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
+        self.masters_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
+        self._pfail: set[str] = set()
+        self.current_epoch = 0
+        self.cluster_ok = False
+        self.version = 0
+        self.topology_version = 0
+        self.slot_version = 0
+        self.next_deadline = NEVER
+        self._dirty = False
+        self.received: dict[str, int] = dict.fromkeys(MESSAGE_TYPES, 0)
+        self.applied = 0
+        self.stale = 0
+        self.rejected: dict[str, int] = {}
+        self.slot_conflicts = 0
+        self.events: deque[ClusterEvent] = deque(maxlen=config.max_events)
+        self.events_dropped = 0
+
+    def apply(self, msg: NodeMessage, now_ms: int) -> Outcome:
+        """Apply one validated message received at `now_ms`."""
+        if now_ms >= self.next_deadline:
+            self.refresh(now_ms)
+        self.received[msg.kind] += 1
+        node = self.nodes.get(msg.node)
+        if node is None:
+            return self._apply_first(msg, now_ms)
+        epoch = msg.epoch
+        if epoch < node.epoch or (epoch == node.epoch and msg.seq <= node.seq):
+            self.stale += 1
+            return Outcome("stale", (node.epoch, node.seq))
+        self.applied += 1
+        self.version += 1
+        node.seq = msg.seq
+        node.last_seen_ms = now_ms
+        if epoch != node.epoch or node.state is not _OK:
+            self._refresh_sender(node, epoch, now_ms)
+        if type(msg) is Heartbeat:
+            node.heartbeat = msg
+        else:
+            self._effect(node, msg, now_ms)
+        if self._dirty:
+            self._settle()
+        return APPLIED
+
+    def reject(self, error: MessageError) -> Outcome:
+        """Count an invalid message; nothing else changes."""
+        self.rejected[error.code] = self.rejected.get(error.code, 0) + 1
+        return Outcome("rejected", error=error)
+
+    def refresh(self, now_ms: int) -> bool:
+        """Run the time-driven transitions due at `now_ms`; True if anything changed."""
+        if now_ms < self.next_deadline:
+            return False
+        before = self.version
+        timeout = self._timeout
+        upcoming = NEVER
+        for node in self.nodes.values():
+            if node.state is _OK:
+                due = node.last_seen_ms + timeout
+                if now_ms < due:
+                    upcoming = min(upcoming, due)
+                    continue
+                node.pfail_since_ms = due
+                self._set_state(node, _PFAIL)
+                # No message arrived since `due` (it would have run this scan first), so the
+                # reports and masters seen now are those at `due`: judge the quorum there.
+                self._check_fail(node, due)
+            if node.state is _PFAIL:
+                fail_at = node.pfail_since_ms + self._fail_after
+                if now_ms >= fail_at:
+                    self._set_state(node, _FAIL)
+                else:
+                    upcoming = min(upcoming, fail_at)
+        self.next_deadline = upcoming
+        self.reports.prune(now_ms, self._validity)
+        self._settle()
+        return self.version != before
+
+    def count_reports(self, node_id: str, now_ms: int) -> int:
+        """Valid failure reports against `node_id` from slot-serving masters."""
+        return self.reports.count(node_id, now_ms, self._validity, self.table.owned)
+
+    def _apply_first(self, msg: NodeMessage, now_ms: int) -> Outcome:
+        tombstone = self.left.get(msg.node)
+        if tombstone is not None:
+            if (msg.epoch, msg.seq) <= tombstone:
+                self.stale += 1
+                return Outcome("stale", tombstone)
+            del self.left[msg.node]
+        self.applied += 1
+        self.version += 1
+        self._raise_epoch(msg.epoch)
+        if type(msg) is Leave:
+            self.left[msg.node] = (msg.epoch, msg.seq)
+        else:
+            node = Node(msg.node, msg.epoch, msg.seq, now_ms)
+            self.nodes[node.id] = node
+            self._emit(NodeJoined(node=node.id))
+            self._dirty = True
+            self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
+            if type(msg) is Heartbeat:
+                node.heartbeat = msg
+            else:
+                self._effect(node, msg, now_ms)
+        self._settle()
+        return APPLIED
+
+    def _refresh_sender(self, node: Node, epoch: int, now_ms: int) -> None:
+        if epoch != node.epoch:
+            node.epoch = epoch
+            self._raise_epoch(epoch)
+            self._dirty = True
+        if node.state is not _OK:
+            self._set_state(node, _OK)
+            self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
+
+    def _effect(self, node: Node, msg: NodeMessage, now_ms: int) -> None:
+        match msg:
+            case Hello():
+                if node.hello is None or _announced(node.hello) != _announced(msg):
+                    node.hello = msg
+                    node.address = parse_addr(msg.addr)
+                    self._dirty = True
+            case Slots():
+                self._claim(node.id, msg.epoch, expand_ranges(msg.ranges), now_ms)
+            case FailReport():
+                self.reports.record(msg.target, node.id, now_ms)
+                target = self.nodes.get(msg.target)
+                if target is not None and target.state is _PFAIL:
+                    self._check_fail(target, now_ms)
+            case Leave():
+                self._claim(node.id, msg.epoch, frozenset(), now_ms)
+                del self.nodes[node.id]
+                self.left[node.id] = (msg.epoch, msg.seq)
+                self._emit(NodeLeft(node=node.id))
+                self._dirty = True
+            case Heartbeat():
+                node.heartbeat = msg
+
+    def _claim(self, node_id: str, epoch: int, slots: frozenset[int], now_ms: int) -> None:
+        changes, conflicts = self.table.claim(node_id, epoch, slots)
+        self.slot_conflicts += conflicts
+        if not changes:
+            return
+        self.slot_version += 1
+        self._dirty = True
+        nodes = self.nodes
+        slots_in_state = self.slots_in_state
+        delta: dict[str, int] = {}
+        for _slot, old, new in changes:
+            if old is not None:
+                slots_in_state[nodes[old].state] -= 1
+                delta[old] = delta.get(old, 0) - 1
+            if new is not None:
+                slots_in_state[nodes[new].state] += 1
+                delta[new] = delta.get(new, 0) + 1
+        masters_changed = False
+        for owner, change in delta.items():
+            after = self.table.owned.get(owner, 0)
+            if (after - change == 0) != (after == 0):
+                self.masters_in_state[nodes[owner].state] += 1 if after else -1
+                masters_changed = True
+        if masters_changed:
+            for pfail_id in sorted(self._pfail):
+                self._check_fail(nodes[pfail_id], now_ms)
+        self._emit_moves(changes)
+
+    def _emit_moves(self, changes: list[tuple[int, str | None, str | None]]) -> None:
+        start, old, new = changes[0]
+        end = start
+        for slot, slot_old, slot_new in changes[1:]:
+            if slot == end + 1 and slot_old == old and slot_new == new:
+                end = slot
+                continue
+            self._emit(SlotsMoved(start=start, end=end, old=old, new=new))
+            start, end, old, new = slot, slot, slot_old, slot_new
+        self._emit(SlotsMoved(start=start, end=end, old=old, new=new))
+
+    def _check_fail(self, node: Node, at_ms: int) -> None:
+        """Mark a pfail node fail if a quorum of valid reports holds at `at_ms`."""
+        owned = self.table.owned
+        reports = self.reports.count(node.id, at_ms, self._validity, owned)
+        if reports and reports >= quorum(len(owned)):
+            self._set_state(node, _FAIL)
+
+    def _set_state(self, node: Node, new: NodeState) -> None:
+        old = node.state
+        owned = self.table.owned.get(node.id, 0)
+        if owned:
+            self.slots_in_state[old] -= owned
+            self.slots_in_state[new] += owned
+            self.masters_in_state[old] -= 1
+            self.masters_in_state[new] += 1
+        node.state = new
+        if new is _PFAIL:
+            self._pfail.add(node.id)
+        else:
+            self._pfail.discard(node.id)
+        self.version += 1
+        self._dirty = True
+        self._emit(NodeStateChanged(node=node.id, old=old, new=new))
+
+    def _raise_epoch(self, epoch: int) -> None:
+        if epoch > self.current_epoch:
+            self._emit(EpochChanged(old=self.current_epoch, new=epoch))
+            self.current_epoch = epoch
+            self._dirty = True
+
+    def _settle(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.topology_version += 1
+        ok = self._compute_ok()
+        if ok != self.cluster_ok:
+            self.cluster_ok = ok
+            self._emit(ClusterStateChanged(old=_state_name(not ok), new=_state_name(ok)))
+
+    def _compute_ok(self) -> bool:
+        size = len(self.table.owned)
+        if self.masters_in_state[_OK] < quorum(size):
+            return False
+        if not self.config.require_full_coverage:
+            return True
+        return self.table.assigned == NUM_SLOTS and self.slots_in_state[_FAIL] == 0
+
+    def _emit(self, event: ClusterEvent) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.events_dropped += 1
+        self.events.append(event)
+
+
+def _announced(hello: Hello) -> tuple[str, str | None, str, str | None]:
+    return (hello.addr, hello.hostname, hello.role, hello.replicaof)
+
+
+def _state_name(ok: bool) -> str:
+    return "ok" if ok else "fail"

@@ -1,0 +1,311 @@
+"""Node message schema v1: typed structs, and a decoder that validates them.
+
+A message is one JSON object. msgspec checks its shape and the constraints written on the types;
+`decode_message` then checks the few rules a type cannot say (a port range, `start <= end`, a
+node that names itself). Every failure becomes one `MessageError` naming the field, the reason
+and a stable `code` for counting rejects.
+
+Unknown fields are ignored, so a publisher may add fields before this schema learns them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "SCHEMA_VERSION",
+    "Address",
+    "Alert",
+    "FailReport",
+    "Heartbeat",
+    "Hello",
+    "Leave",
+    "MessageError",
+    "NodeMessage",
+    "Partition",
+    "QueryStatus",
+    "RequestStats",
+    "ServiceStatus",
+    "Slots",
+    "StoreLag",
+    "ThreadPoolStats",
+    "TopicPartition",
+    "decode_message",
+    "parse_addr",
+]
+
+SCHEMA_VERSION: Final = 1
+MAX_EPOCH: Final = 2**63 - 1
+NUM_SLOTS: Final = 16384
+
+NodeId = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+\Z", description="node id")
+]
+Counter = Annotated[int, Meta(ge=0, le=MAX_EPOCH)]
+Slot = Annotated[int, Meta(ge=0, le=NUM_SLOTS - 1)]
+Hostname = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+\Z")]
+NonNegative = Annotated[int, Meta(ge=0)]
+
+
+class _Message(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
+    kind: ClassVar[str]
+    v: Literal[1]
+    node: NodeId
+    epoch: Counter
+    seq: Counter
+    ts_ms: int | None = None
+
+
+class Hello(_Message, frozen=True, kw_only=True, tag="hello", gc=False):
+    """Where a node listens and what it is."""
+
+    kind: ClassVar[str] = "hello"
+    addr: Annotated[str, Meta(max_length=300)]
+    hostname: Hostname | None = None
+    role: Literal["master", "replica"] = "master"
+    replicaof: NodeId | None = None
+
+
+class Alert(Struct, frozen=True, kw_only=True, gc=False):
+    severity: str
+    message: str
+
+
+class ServiceStatus(Struct, frozen=True, kw_only=True):
+    """One service's status, Puppet status-service style."""
+
+    version: str | None = None
+    status_version: int = 1
+    state: Literal["running", "error", "starting", "stopping", "unknown"] = "unknown"
+    status: dict[Literal["critical", "info", "debug"], Any] = {}
+    alerts: list[Alert] = []
+
+
+class Partition(Struct, frozen=True, kw_only=True, gc=False):
+    id: int
+    role: Literal["leader", "follower"]
+    health: Literal["healthy", "unhealthy", "dead"]
+
+
+class TopicPartition(Struct, frozen=True, kw_only=True, gc=False):
+    topic: str
+    partition: int
+
+
+class QueryStatus(Struct, frozen=True, kw_only=True, gc=False):
+    active_partitions: list[TopicPartition] = []
+    standby_partitions: list[TopicPartition] = []
+    active_stores: list[str] = []
+    standby_stores: list[str] = []
+
+
+class StoreLag(Struct, frozen=True, kw_only=True, gc=False):
+    current_offset: int
+    end_offset: int
+    offset_lag: int
+
+
+class ThreadPoolStats(Struct, frozen=True, kw_only=True, gc=False):
+    active: NonNegative = 0
+    max: NonNegative = 0
+    queued: NonNegative = 0
+
+
+class RequestStats(Struct, frozen=True, kw_only=True, gc=False):
+    active: NonNegative = 0
+    max: NonNegative = 0
+    total: NonNegative = 0
+
+
+class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
+    """Liveness, plus an optional status payload kept as sent."""
+
+    kind: ClassVar[str] = "heartbeat"
+    node_state: Literal["BOOTING", "WAITING", "RUNNING", "ERROR", "STOPPING"] | None = None
+    config_state: str | None = None
+    transaction_id: str | None = None
+    serving: bool | None = None
+    services: dict[str, ServiceStatus] | None = None
+    partitions: list[Partition] | None = None
+    queries: dict[str, QueryStatus] | None = None
+    store_lags: dict[str, dict[int, StoreLag]] | None = None
+    thread_pool: ThreadPoolStats | None = None
+    requests: RequestStats | None = None
+
+
+class Slots(_Message, frozen=True, kw_only=True, tag="slots", gc=False):
+    """The complete set of slots the node claims at this epoch; `[]` releases them all."""
+
+    kind: ClassVar[str] = "slots"
+    ranges: list[tuple[Slot, Slot]]
+
+
+class FailReport(_Message, frozen=True, kw_only=True, tag="fail_report", gc=False):
+    """The sender sees `target` as failing."""
+
+    kind: ClassVar[str] = "fail_report"
+    target: NodeId
+    state: Literal["pfail", "fail"]
+
+
+class Leave(_Message, frozen=True, kw_only=True, tag="leave", gc=False):
+    """The node is stopping on purpose."""
+
+    kind: ClassVar[str] = "leave"
+
+
+NodeMessage = Hello | Heartbeat | Slots | FailReport | Leave
+MESSAGE_TYPES: Final = ("hello", "heartbeat", "slots", "fail_report", "leave")
+
+
+class MessageError(ValueError):
+    """A node message was refused.
+
+    Attributes:
+        field: dotted path of the offending field (`"ranges[0]"`, `"epoch"`), `""` for the
+            whole document.
+        reason: one short line.
+        code: stable label for counting rejects (`json`, `too_large`, `type`, `missing_field`,
+            `unknown_type`, `version`, `range`, `format`, `value`).
+    """
+
+    def __init__(self, field: str, reason: str, code: str) -> None:
+        self.field = field
+        self.reason = _one_line(reason)
+        self.code = code
+        super().__init__(f"{field}: {self.reason}" if field else self.reason)
+
+
+class Address(NamedTuple):
+    host: str
+    port: int
+    busport: int | None
+
+
+_ADDR = re.compile(
+    r"(?P<host>\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9._:%-]+):(?P<port>[0-9]{1,5})(?:@(?P<bus>[0-9]{1,5}))?"
+)
+
+
+def parse_addr(text: str) -> Address | None:
+    """Parse `host:port` or `host:port@busport`; None unless both ports are in 1..65535."""
+    match = _ADDR.fullmatch(text)
+    if match is None:
+        return None
+    port = int(match["port"])
+    bus = None if match["bus"] is None else int(match["bus"])
+    if not 0 < port < 65536 or (bus is not None and not 0 < bus < 65536):
+        return None
+    return Address(match["host"].strip("[]"), port, bus)
+
+
+_DECODER: Final[msgspec.json.Decoder[NodeMessage]] = msgspec.json.Decoder(NodeMessage)
+
+
+_AT = re.compile(r" - at (?:`(?P<key>key)` in )?`(?P<path>\$[^`]*)`$")
+_REASON_MAX = 200
+
+
+def decode_message(data: bytes, *, max_size: int) -> NodeMessage:
+    """Decode and validate one node message.
+
+    Args:
+        data: the JSON document.
+        max_size: inputs longer than this many bytes are refused before decoding.
+
+    Returns:
+        The typed message.
+
+    Raises:
+        MessageError: the input is not a valid schema v1 message.
+    """
+    if len(data) > max_size:
+        raise MessageError("", f"message is {len(data)} bytes, limit is {max_size}", "too_large")
+    try:
+        msg = _DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _document_error(data) or _from_validation(str(exc)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise MessageError("", f"invalid JSON: {exc}", "json") from None
+    except RecursionError:
+        raise MessageError("", "invalid JSON: nested too deeply", "json") from None
+    if type(msg) is not Heartbeat:
+        _check_semantics(msg)
+    return msg
+
+
+def _check_semantics(msg: NodeMessage) -> None:
+    match msg:
+        case Hello():
+            if parse_addr(msg.addr) is None:
+                raise MessageError("addr", "expected host:port[@busport], ports 1..65535", "format")
+            if msg.replicaof is not None and msg.role != "replica":
+                raise MessageError("replicaof", "only a replica has a master", "value")
+            if msg.replicaof == msg.node:
+                raise MessageError("replicaof", "a node cannot replicate itself", "value")
+        case Slots():
+            for i, (start, end) in enumerate(msg.ranges):
+                if start > end:
+                    raise MessageError(f"ranges[{i}]", f"start {start} > end {end}", "range")
+        case FailReport():
+            if msg.target == msg.node:
+                raise MessageError("target", "a node cannot report itself", "value")
+        case _:
+            pass
+
+
+def _document_error(data: bytes) -> MessageError | None:
+    # msgspec validates while it parses, so a shape error can hide a syntax error further on,
+    # and a document of another schema version may fail in any field: report those first.
+    try:
+        doc = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return MessageError("", f"invalid JSON: {exc}", "json")
+    except RecursionError:
+        return MessageError("", "invalid JSON: nested too deeply", "json")
+    if not isinstance(doc, dict) or "v" not in doc:
+        return None
+    version = doc["v"]
+    if version == SCHEMA_VERSION and type(version) is int:
+        return None
+    return MessageError("v", f"unsupported schema version {version!r:.20}, expected 1", "version")
+
+
+def _from_validation(text: str) -> MessageError:
+    match = _AT.search(text)
+    reason = text[: match.start()] if match else text
+    path = _field_path(match["path"]) if match else ""
+    if match and match["key"]:
+        reason = f"invalid key: {reason}"
+    if reason.startswith("Object missing required field `"):
+        name = reason.split("`")[1]
+        return MessageError(f"{path}.{name}" if path else name, reason, "missing_field")
+    return MessageError(path, reason, _code_for(path, reason))
+
+
+def _code_for(path: str, reason: str) -> str:
+    if path == "type":
+        return "unknown_type" if reason.startswith("Invalid value") else "type"
+    if path == "v":
+        return "version"
+    if ", got `" in reason or reason == "Expected `str`":
+        return "type"
+    if reason.startswith("Expected `int`"):
+        return "range"
+    if reason.startswith(("Expected `str`", "Expected `array` of length")):
+        return "format"
+    return "value"
+
+
+def _field_path(path: str) -> str:
+    return path.removeprefix("$").removeprefix(".")
+
+
+def _one_line(text: str) -> str:
+    text = text.replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 3] + "..."

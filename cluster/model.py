@@ -1,0 +1,134 @@
+"""`ClusterModel`: the one object the server holds; merge rules in `cluster.merge`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+
+from cluster.config import ModelConfig
+from cluster.events import ClusterEvent
+from cluster.merge import MergeState
+from cluster.messages import MessageError, NodeMessage, decode_message
+from cluster.records import Counters, NodeInfo, Outcome
+from cluster.views import Shard, SlotRange, Views
+
+__all__ = ["ClusterModel"]
+
+
+class ClusterModel:
+    """The cluster as seen through node messages.
+
+    Time is always passed in: `now_ms` is the server's wall clock in milliseconds at the moment
+    a message was received or a view was asked for.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config or ModelConfig()
+        self._state = MergeState(self.config)
+        self._views = Views(self._state)
+        self._max_bytes = self.config.max_message_bytes
+
+    def publish(self, data: bytes, now_ms: int) -> Outcome:
+        """Decode, validate and apply one JSON node message.
+
+        Returns:
+            `applied`, `stale` (with the node's last applied `(epoch, seq)`) or `rejected`
+            (with the `MessageError`; the model is unchanged except for the reject counter).
+        """
+        try:
+            msg = decode_message(data, max_size=self._max_bytes)
+        except MessageError as exc:
+            return self._state.reject(exc)
+        return self._state.apply(msg, now_ms)
+
+    def apply(self, msg: NodeMessage, now_ms: int) -> Outcome:
+        """Apply an already built message, validated exactly as `publish` would."""
+        return self.publish(msgspec.json.encode(msg), now_ms)
+
+    def refresh(self, now_ms: int) -> bool:
+        """Run failure detection at `now_ms`; O(1) until the next deadline.
+
+        Returns:
+            True if any node or cluster state changed.
+        """
+        return self._state.refresh(now_ms)
+
+    @property
+    def version(self) -> int:
+        """Rises with every applied message and every failure-state transition."""
+        return self._state.version
+
+    @property
+    def topology_version(self) -> int:
+        """Rises when anything but last-seen times, seqs and heartbeat payloads changes."""
+        return self._state.topology_version
+
+    @property
+    def current_epoch(self) -> int:
+        return self._state.current_epoch
+
+    @property
+    def cluster_state(self) -> str:
+        """`ok` or `fail`, as of the last refresh or message."""
+        return "ok" if self._state.cluster_ok else "fail"
+
+    def counters(self) -> Counters:
+        state = self._state
+        return Counters(
+            received=dict(state.received),
+            applied=state.applied,
+            stale=state.stale,
+            rejected=dict(state.rejected),
+            slot_conflicts=state.slot_conflicts,
+            events_dropped=state.events_dropped,
+        )
+
+    def drain_events(self) -> list[ClusterEvent]:
+        """The change events recorded since the last drain, oldest first."""
+        events = list(self._state.events)
+        self._state.events.clear()
+        return events
+
+    def node(self, node_id: str) -> NodeInfo | None:
+        """One node's record, or None if the model does not know it."""
+        node = self._state.nodes.get(node_id)
+        return None if node is None else self._views.node_info(node)
+
+    def nodes(self) -> Iterator[NodeInfo]:
+        """Every known node, sorted by id."""
+        nodes = self._state.nodes
+        for node_id in sorted(nodes):
+            yield self._views.node_info(nodes[node_id])
+
+    def count_failure_reports(self, node_id: str, now_ms: int) -> int | None:
+        """Valid failure reports against a known node from slot-serving masters; None if unknown."""
+        self._state.refresh(now_ms)
+        if node_id not in self._state.nodes:
+            return None
+        return self._state.count_reports(node_id, now_ms)
+
+    def cluster_info_text(self, now_ms: int) -> str:
+        """CLUSTER INFO: `field:value\\r\\n` lines in Redis's order.
+
+        `cluster_my_epoch` is 0: an observer is no member and has no config epoch. The
+        `cluster_stats_messages_*_received` counts are valid messages, applied or stale;
+        rejected ones are only in `counters().rejected`. Nothing is sent, so `_sent` is 0.
+        """
+        self._state.refresh(now_ms)
+        return self._views.cluster_info()
+
+    def cluster_nodes_text(self, now_ms: int) -> str:
+        """CLUSTER NODES: one `\\n`-terminated line per node, sorted by node id."""
+        self._state.refresh(now_ms)
+        return self._views.cluster_nodes()
+
+    def cluster_slots(self, now_ms: int) -> list[SlotRange]:
+        """CLUSTER SLOTS rows in slot order; failed replicas are left out."""
+        self._state.refresh(now_ms)
+        return self._views.cluster_slots()
+
+    def cluster_shards(self, now_ms: int) -> list[Shard]:
+        """CLUSTER SHARDS data, one shard per slot-serving master, in slot order."""
+        self._state.refresh(now_ms)
+        return self._views.cluster_shards()

@@ -1,0 +1,75 @@
+"""Read-only values the model hands out: node records, outcomes, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from cluster.messages import Heartbeat, MessageError
+
+__all__ = ["Counters", "NodeInfo", "NodeState", "Outcome"]
+
+
+class NodeState(StrEnum):
+    OK = "ok"
+    PFAIL = "pfail"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInfo:
+    """One node as the model sees it.
+
+    `role` is the effective role: a node that owns slots is a master whatever its hello said.
+    `addr`, `host`, `port` and `busport` are None until the node's first hello.
+    """
+
+    id: str
+    addr: str | None
+    host: str | None
+    port: int | None
+    busport: int | None
+    hostname: str | None
+    role: Literal["master", "replica"]
+    replicaof: str | None
+    config_epoch: int
+    seq: int
+    last_seen_ms: int
+    state: NodeState
+    slots_owned: int
+    heartbeat: Heartbeat | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one published message.
+
+    `last` is the node's last applied `(epoch, seq)` when `kind` is `stale`; `error` is set when
+    `kind` is `rejected`.
+    """
+
+    kind: Literal["applied", "stale", "rejected"]
+    last: tuple[int, int] | None = None
+    error: MessageError | None = None
+
+
+APPLIED = Outcome("applied")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counters:
+    """Message statistics.
+
+    `received` counts valid messages per type, applied or stale; `rejected` counts invalid
+    ones per `MessageError.code`; `slot_conflicts` counts slot claims that tied on epoch with
+    another node's claim to the same slot.
+    """
+
+    received: Mapping[str, int]
+    applied: int
+    stale: int
+    rejected: Mapping[str, int]
+    slot_conflicts: int
+    events_dropped: int

@@ -1,0 +1,275 @@
+"""Derived views: CLUSTER INFO, NODES, SLOTS and SHARDS data, cached per model version.
+
+Each view is rebuilt only when the version it depends on moves: slot runs on `slot_version`,
+everything about roles, addresses, states and epochs on `topology_version`. CLUSTER INFO's
+head is O(1) to rebuild from the model's counters, and only its message-count tail is
+formatted per call; CLUSTER NODES reuses each node's cached line parts and only fills in the
+last receive time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple, NotRequired, TypedDict
+
+from cluster.merge import MergeState, Node
+from cluster.messages import MESSAGE_TYPES
+from cluster.records import NodeInfo, NodeState
+from cluster.slots import owner_runs
+
+__all__ = ["NetInfo", "Shard", "ShardNode", "SlotRange", "Views"]
+
+ShardNode = TypedDict(
+    "ShardNode",
+    {
+        "id": str,
+        "port": int,
+        "ip": str,
+        "endpoint": str,
+        "hostname": NotRequired[str],
+        "role": Literal["master", "replica"],
+        "replication-offset": int,
+        "health": Literal["online", "fail"],
+    },
+)
+
+
+class Shard(TypedDict):
+    slots: list[int]
+    nodes: list[ShardNode]
+
+
+class NetInfo(NamedTuple):
+    """A node's endpoint as CLUSTER SLOTS lists it; `host` is "" and `port` 0 before hello."""
+
+    host: str
+    port: int
+    id: str
+    hostname: str | None
+
+
+class SlotRange(NamedTuple):
+    """One CLUSTER SLOTS row: slots `start..end` served by `master`, then its live replicas."""
+
+    start: int
+    end: int
+    master: NetInfo
+    replicas: tuple[NetInfo, ...]
+
+
+class _Line(NamedTuple):
+    head: str
+    tail: str
+    node: Node
+
+
+class Views:
+    """Renders a `MergeState`; the caller refreshes failure states first."""
+
+    def __init__(self, state: MergeState) -> None:
+        self._state = state
+        self._info_head: tuple[int, str] = (-1, "")
+        self._runs: tuple[int, list[tuple[int, int, str]]] = (-1, [])
+        self._lines: tuple[int, list[_Line]] = (-1, [])
+        self._nodes_text: tuple[int, str] = (-1, "")
+        self._slots: tuple[int, list[SlotRange]] = (-1, [])
+        self._shards: tuple[int, list[Shard]] = (-1, [])
+
+    def cluster_info(self) -> str:
+        state = self._state
+        if self._info_head[0] != state.topology_version:
+            self._info_head = (state.topology_version, self._render_info_head())
+        received = state.received
+        lines = [self._info_head[1]]
+        lines.extend(
+            f"cluster_stats_messages_{kind}_received:{received[kind]}\r\n"
+            for kind in MESSAGE_TYPES
+            if received[kind]
+        )
+        lines.append("cluster_stats_messages_sent:0\r\n")
+        lines.append(f"cluster_stats_messages_received:{sum(received.values())}\r\n")
+        lines.append("total_cluster_links_buffer_limit_exceeded:0\r\n")
+        return "".join(lines)
+
+    def cluster_nodes(self) -> str:
+        state = self._state
+        if self._nodes_text[0] != state.version:
+            text = "".join(
+                f"{line.head}{line.node.last_seen_ms}{line.tail}" for line in self._node_lines()
+            )
+            self._nodes_text = (state.version, text)
+        return self._nodes_text[1]
+
+    def cluster_slots(self) -> list[SlotRange]:
+        state = self._state
+        if self._slots[0] != state.topology_version:
+            replicas = self._replicas()
+            rows = [
+                SlotRange(
+                    start,
+                    end,
+                    _net_info(state.nodes[owner]),
+                    tuple(
+                        _net_info(r)
+                        for r in replicas.get(owner, ())
+                        if r.state is not NodeState.FAIL
+                    ),
+                )
+                for start, end, owner in self._owner_runs()
+            ]
+            self._slots = (state.topology_version, rows)
+        return list(self._slots[1])
+
+    def cluster_shards(self) -> list[Shard]:
+        state = self._state
+        if self._shards[0] != state.topology_version:
+            self._shards = (state.topology_version, self._render_shards())
+        return [
+            {"slots": list(shard["slots"]), "nodes": [node.copy() for node in shard["nodes"]]}
+            for shard in self._shards[1]
+        ]
+
+    def node_info(self, node: Node) -> NodeInfo:
+        address = node.address
+        hello = node.hello
+        return NodeInfo(
+            id=node.id,
+            addr=None if hello is None else hello.addr,
+            host=None if address is None else address.host,
+            port=None if address is None else address.port,
+            busport=None if address is None else _busport(node),
+            hostname=None if hello is None else hello.hostname,
+            role=self._role(node),
+            replicaof=None if hello is None else hello.replicaof,
+            config_epoch=node.epoch,
+            seq=node.seq,
+            last_seen_ms=node.last_seen_ms,
+            state=node.state,
+            slots_owned=self._state.table.owned.get(node.id, 0),
+            heartbeat=node.heartbeat,
+        )
+
+    def _render_info_head(self) -> str:
+        state = self._state
+        slots = state.slots_in_state
+        fields = (
+            ("cluster_state", "ok" if state.cluster_ok else "fail"),
+            ("cluster_slots_assigned", state.table.assigned),
+            ("cluster_slots_ok", slots[NodeState.OK]),
+            ("cluster_slots_pfail", slots[NodeState.PFAIL]),
+            ("cluster_slots_fail", slots[NodeState.FAIL]),
+            ("cluster_known_nodes", len(state.nodes)),
+            ("cluster_size", len(state.table.owned)),
+            ("cluster_current_epoch", state.current_epoch),
+            # An observer is no member and has no config epoch of its own.
+            ("cluster_my_epoch", 0),
+        )
+        return "".join(f"{name}:{value}\r\n" for name, value in fields)
+
+    def _owner_runs(self) -> list[tuple[int, int, str]]:
+        state = self._state
+        if self._runs[0] != state.slot_version:
+            self._runs = (state.slot_version, owner_runs(state.table.owner))
+        return self._runs[1]
+
+    def _node_lines(self) -> list[_Line]:
+        state = self._state
+        if self._lines[0] == state.topology_version:
+            return self._lines[1]
+        ranges: dict[str, list[str]] = {}
+        for start, end, owner in self._owner_runs():
+            ranges.setdefault(owner, []).append(str(start) if start == end else f"{start}-{end}")
+        lines = []
+        for node_id in sorted(state.nodes):
+            node = state.nodes[node_id]
+            role = self._role(node)
+            flags = "master" if role == "master" else "slave"
+            if node.state is NodeState.PFAIL:
+                flags += ",fail?"
+            elif node.state is NodeState.FAIL:
+                flags += ",fail"
+            if node.address is None:
+                flags += ",noaddr"
+            replicaof = node.hello.replicaof if node.hello is not None else None
+            master = replicaof if role == "replica" and replicaof else "-"
+            link = "connected" if node.state is NodeState.OK else "disconnected"
+            slots = "".join(f" {r}" for r in ranges.get(node_id, ()))
+            head = f"{node_id} {_nodes_addr(node)} {flags} {master} 0 "
+            lines.append(_Line(head, f" {node.epoch} {link}{slots}\n", node))
+        self._lines = (state.topology_version, lines)
+        return lines
+
+    def _render_shards(self) -> list[Shard]:
+        state = self._state
+        replicas = self._replicas()
+        slots_of: dict[str, list[int]] = {}
+        for start, end, owner in self._owner_runs():
+            slots_of.setdefault(owner, []).extend((start, end))
+        return [
+            {
+                "slots": flat,
+                "nodes": [
+                    _shard_node(state.nodes[owner], "master"),
+                    *(_shard_node(r, "replica") for r in replicas.get(owner, ())),
+                ],
+            }
+            for owner, flat in slots_of.items()
+        ]
+
+    def _replicas(self) -> dict[str, list[Node]]:
+        by_master: dict[str, list[Node]] = {}
+        for node_id in sorted(self._state.nodes):
+            node = self._state.nodes[node_id]
+            if node.hello is not None and node.hello.replicaof and self._role(node) == "replica":
+                by_master.setdefault(node.hello.replicaof, []).append(node)
+        return by_master
+
+    def _role(self, node: Node) -> Literal["master", "replica"]:
+        if node.hello is None or node.id in self._state.table.owned:
+            return "master"
+        return node.hello.role
+
+
+def _busport(node: Node) -> int:
+    assert node.address is not None
+    bus = node.address.busport
+    return node.address.port + 10000 if bus is None else bus
+
+
+def _nodes_addr(node: Node) -> str:
+    if node.address is None:
+        return ":0@0"
+    text = f"{node.address.host}:{node.address.port}@{_busport(node)}"
+    hostname = node.hello.hostname if node.hello is not None else None
+    return f"{text},{hostname}" if hostname else text
+
+
+def _net_info(node: Node) -> NetInfo:
+    hostname = node.hello.hostname if node.hello is not None else None
+    if node.address is None:
+        return NetInfo("", 0, node.id, hostname)
+    return NetInfo(node.address.host, node.address.port, node.id, hostname)
+
+
+def _shard_node(node: Node, role: Literal["master", "replica"]) -> ShardNode:
+    info = _net_info(node)
+    health: Literal["online", "fail"] = "fail" if node.state is NodeState.FAIL else "online"
+    if info.hostname:
+        return {
+            "id": node.id,
+            "port": info.port,
+            "ip": info.host,
+            "endpoint": info.host,
+            "hostname": info.hostname,
+            "role": role,
+            "replication-offset": 0,
+            "health": health,
+        }
+    return {
+        "id": node.id,
+        "port": info.port,
+        "ip": info.host,
+        "endpoint": info.host,
+        "role": role,
+        "replication-offset": 0,
+        "health": health,
+    }

@@ -1,0 +1,42 @@
+"""The command layer: a data-driven table of specs and handlers that return reply values.
+
+Handlers never see bytes on the wire or the protocol version, and do no I/O.
+"""
+
+from __future__ import annotations
+
+from . import admin, connection, transactions
+from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
+from ._errors import CommandError
+from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
+from ._table import CommandTable
+
+FAMILIES = (connection, admin, transactions)
+
+
+def build_table() -> CommandTable:
+    """The full command table, from an explicit list of command families."""
+    return CommandTable(spec for family in FAMILIES for spec in family.COMMANDS)
+
+
+__all__ = [
+    "FAMILIES",
+    "Arg",
+    "ArgType",
+    "CommandContext",
+    "CommandError",
+    "CommandSpec",
+    "CommandStat",
+    "CommandTable",
+    "Flag",
+    "Group",
+    "LatencyMonitor",
+    "ProcessStats",
+    "ServerIdentity",
+    "ServerView",
+    "Session",
+    "SlowLog",
+    "Stats",
+    "build_table",
+]

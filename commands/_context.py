@@ -1,0 +1,120 @@
+"""What a handler may see: its connection's session, and a read-mostly view of the server.
+
+Handlers never touch sockets. Anything that needs the process or the other
+connections (CLIENT KILL, INFO memory) goes through ``ServerView``, which the
+server implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ._stats import Stats
+    from ._table import CommandTable
+
+
+@dataclass(slots=True, kw_only=True)
+class Session:
+    """One client connection's protocol state (Redis's ``client`` struct, minus the I/O)."""
+
+    id: int
+    addr: str = ""
+    laddr: str = ""
+    fd: int = -1
+    created_ms: int = 0
+    last_interaction_ms: int = 0
+    protocol: Literal[2, 3] = 2
+    name: str = ""
+    lib_name: str = ""
+    lib_ver: str = ""
+    user: str = "default"
+    authenticated: bool = True
+    db: int = 0
+    last_command: str = "NULL"
+    multi: list[list[bytes]] | None = None
+    multi_dirty: bool = False
+    close_after_reply: bool = False
+    readonly: bool = False
+    # Filled in by the server when a listing is asked for.
+    query_buffer: int = 0
+    output_buffer: int = 0
+    flags: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessStats:
+    pid: int
+    rss_bytes: int
+    peak_rss_bytes: int
+    cpu_sys: float
+    cpu_user: float
+    cpu_sys_children: float
+    cpu_user_children: float
+    cpu_sys_main_thread: float
+    cpu_user_main_thread: float
+    total_system_memory: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerIdentity:
+    """Facts fixed for the life of the process."""
+
+    version: str
+    redis_compat_version: str
+    run_id: str
+    tcp_port: int
+    unix_socket: str
+    executable: str
+    config_file: str
+    event_loop: str
+    os: str
+    arch_bits: int
+    python_version: str
+    started_ms: int
+
+
+class ServerView(Protocol):
+    """The server as handlers see it."""
+
+    identity: ServerIdentity
+    stats: Stats
+
+    def now_ms(self) -> int: ...
+
+    def now_us(self) -> int: ...
+
+    def perf_ns(self) -> int: ...
+
+    def sessions(self) -> Iterable[Session]: ...
+
+    def kill_session(self, session_id: int) -> bool: ...
+
+    def process_stats(self) -> ProcessStats: ...
+
+    def config_values(self) -> Mapping[str, str]: ...
+
+    def check_password(self, user: str, password: str) -> bool | None:
+        """True or False; None when no password is configured for ``user``."""
+        ...
+
+    @property
+    def requirepass(self) -> bool: ...
+
+    @property
+    def max_clients(self) -> int: ...
+
+    def instantaneous(self) -> tuple[float, float, float]:
+        """(ops per second, input kbps, output kbps) over the last samples."""
+        ...
+
+
+@dataclass(slots=True, kw_only=True)
+class CommandContext:
+    """Passed to every handler; built once per connection."""
+
+    session: Session
+    server: ServerView
+    table: CommandTable

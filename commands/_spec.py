@@ -1,0 +1,117 @@
+"""Command metadata, modelled on Redis's command JSON files: one ``CommandSpec`` per
+command or subcommand drives lookup, the arity check, ``COMMAND INFO`` and ``COMMAND DOCS``.
+
+Arity follows Redis's sign rule and counts the command name (and the subcommand): a
+positive arity is an exact argument count, a negative one a minimum of ``-arity``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resp import Reply
+
+    from ._context import CommandContext
+
+Handler = Callable[["CommandContext", Sequence[bytes]], "Reply"]
+
+
+class Flag(enum.Flag):
+    NONE = 0
+    READONLY = enum.auto()
+    ADMIN = enum.auto()
+    NOSCRIPT = enum.auto()
+    LOADING = enum.auto()
+    STALE = enum.auto()
+    FAST = enum.auto()
+    NO_AUTH = enum.auto()
+    NO_MULTI = enum.auto()
+    ALLOW_BUSY = enum.auto()
+    WRITE = enum.auto()
+    PUBSUB = enum.auto()
+    SENTINEL = enum.auto()
+
+
+# Redis's wire names for the flags, in COMMAND INFO order.
+FLAG_NAMES: tuple[tuple[Flag, str], ...] = (
+    (Flag.WRITE, "write"),
+    (Flag.READONLY, "readonly"),
+    (Flag.ADMIN, "admin"),
+    (Flag.PUBSUB, "pubsub"),
+    (Flag.NOSCRIPT, "noscript"),
+    (Flag.LOADING, "loading"),
+    (Flag.STALE, "stale"),
+    (Flag.FAST, "fast"),
+    (Flag.NO_AUTH, "no_auth"),
+    (Flag.NO_MULTI, "no_multi"),
+    (Flag.ALLOW_BUSY, "allow_busy"),
+)
+
+
+class Group(enum.StrEnum):
+    CONNECTION = "connection"
+    SERVER = "server"
+    CLUSTER = "cluster"
+    TRANSACTIONS = "transactions"
+    PUBSUB = "pubsub"
+    GENERIC = "generic"
+    # clusterwatch's own commands; redis-cli prints the group in `help`.
+    STATUS = "status"
+    BUS = "bus"
+
+
+class ArgType(enum.StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    DOUBLE = "double"
+    KEY = "key"
+    PATTERN = "pattern"
+    UNIX_TIME = "unix-time"
+    PURE_TOKEN = "pure-token"
+    ONEOF = "oneof"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Arg:
+    """One argument in COMMAND DOCS form (redis-cli builds hints and `help` from these)."""
+
+    name: str
+    type: ArgType
+    token: str | None = None
+    optional: bool = False
+    multiple: bool = False
+    args: tuple[Arg, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandSpec:
+    """A command or a subcommand. ``container`` names the parent of a subcommand."""
+
+    name: str
+    arity: int
+    summary: str
+    group: Group
+    since: str = "1.0.0"
+    complexity: str = "O(1)"
+    flags: Flag = Flag.NONE
+    acl_categories: tuple[str, ...] = ()
+    args: tuple[Arg, ...] = ()
+    handler: Handler | None = None
+    container: str | None = None
+    subcommands: tuple[CommandSpec, ...] = field(default=())
+
+    @property
+    def full_name(self) -> str:
+        """``cluster|info`` for a subcommand, as Redis names it in errors and COMMAND."""
+        return f"{self.container}|{self.name}" if self.container else self.name
+
+    def arity_ok(self, argc: int) -> bool:
+        return argc == self.arity if self.arity >= 0 else argc >= -self.arity
+
+    def flag_names(self) -> list[str]:
+        return [name for flag, name in FLAG_NAMES if flag in self.flags]

@@ -1,0 +1,130 @@
+"""Counters kept by dispatch: per-command stats, error stats, the slow log and latency events."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class CommandStat:
+    calls: int = 0
+    usec: int = 0
+    rejected_calls: int = 0
+    failed_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlowLogEntry:
+    id: int
+    timestamp: int
+    duration_us: int
+    args: tuple[bytes, ...]
+    client_addr: str
+    client_name: str
+
+
+# Redis SLOWLOG_ENTRY_MAX_ARGC / SLOWLOG_ENTRY_MAX_STRING.
+_SLOWLOG_MAX_ARGC = 32
+_SLOWLOG_MAX_STRING = 128
+
+
+def slowlog_args(argv: list[bytes]) -> tuple[bytes, ...]:
+    """Truncate arguments the way Redis stores them in the slow log."""
+    shown = argv if len(argv) <= _SLOWLOG_MAX_ARGC else argv[: _SLOWLOG_MAX_ARGC - 1]
+    args = [
+        arg if len(arg) <= _SLOWLOG_MAX_STRING
+        else arg[:_SLOWLOG_MAX_STRING] + b"... (%d more bytes)" % (len(arg) - _SLOWLOG_MAX_STRING)
+        for arg in shown
+    ]
+    if len(argv) > _SLOWLOG_MAX_ARGC:
+        args.append(b"... (%d more arguments)" % (len(argv) - _SLOWLOG_MAX_ARGC + 1))
+    return tuple(args)
+
+
+@dataclass(slots=True)
+class SlowLog:
+    slower_than_us: int = 10_000
+    max_len: int = 128
+    next_id: int = 0
+    entries: deque[SlowLogEntry] = field(default_factory=deque)
+
+    def record(self, entry_args: list[bytes], duration_us: int, timestamp: int,
+               client_addr: str, client_name: str) -> None:
+        if self.slower_than_us < 0 or duration_us < self.slower_than_us:
+            return
+        self.entries.appendleft(SlowLogEntry(
+            self.next_id, timestamp, duration_us, slowlog_args(entry_args),
+            client_addr, client_name,
+        ))
+        self.next_id += 1
+        while len(self.entries) > self.max_len:
+            self.entries.pop()
+
+
+@dataclass(slots=True)
+class LatencyEvent:
+    """Redis's latency monitor record for one event: latest and all-time max (ms)."""
+
+    timestamp: int
+    latest_ms: int
+    max_ms: int
+    history: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=160))
+
+
+@dataclass(slots=True)
+class LatencyMonitor:
+    threshold_ms: int = 0
+    events: dict[str, LatencyEvent] = field(default_factory=dict)
+
+    def record(self, event: str, duration_ms: int, timestamp: int) -> None:
+        if self.threshold_ms <= 0 or duration_ms < self.threshold_ms:
+            return
+        current = self.events.get(event)
+        if current is None:
+            current = self.events[event] = LatencyEvent(timestamp, duration_ms, duration_ms)
+        else:
+            current.timestamp = timestamp
+            current.latest_ms = duration_ms
+            current.max_ms = max(current.max_ms, duration_ms)
+        current.history.append((timestamp, duration_ms))
+
+
+@dataclass(slots=True)
+class Stats:
+    """Server-wide counters (the stats fields of INFO)."""
+
+    total_connections_received: int = 0
+    total_commands_processed: int = 0
+    rejected_connections: int = 0
+    total_net_input_bytes: int = 0
+    total_net_output_bytes: int = 0
+    total_reads_processed: int = 0
+    total_writes_processed: int = 0
+    total_error_replies: int = 0
+    unexpected_error_replies: int = 0
+    client_output_buffer_disconnects: int = 0
+    idle_disconnects: int = 0
+    protocol_errors: int = 0
+    commands: dict[str, CommandStat] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    slowlog: SlowLog = field(default_factory=SlowLog)
+    latency: LatencyMonitor = field(default_factory=LatencyMonitor)
+
+    def command(self, full_name: str) -> CommandStat:
+        stat = self.commands.get(full_name)
+        if stat is None:
+            stat = self.commands[full_name] = CommandStat()
+        return stat
+
+    def count_error(self, prefix: str) -> None:
+        self.total_error_replies += 1
+        self.errors[prefix] = self.errors.get(prefix, 0) + 1
+
+    def reset(self) -> None:
+        """CONFIG RESETSTAT."""
+        keep = (self.slowlog, self.latency)
+        fresh = Stats()
+        for name in Stats.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+        self.slowlog, self.latency = keep

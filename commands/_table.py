@@ -1,0 +1,171 @@
+"""The command table: lookup, arity, authentication, transactions and accounting, in
+the order redis-server applies them (``processCommand``), for every command.
+
+A handler sees only well-formed calls: the right arity, an authenticated client (or a
+``NO_AUTH`` command), and never a command that MULTI should have queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from collections.abc import Iterable, Sequence
+
+from resp import QUEUED, ErrorReply, Reply, SimpleString
+
+from ._context import CommandContext
+from ._docs import arg_usage
+from ._errors import NOAUTH, CommandError, unknown_command, unknown_subcommand, wrong_arity
+from ._spec import CommandSpec, Flag, Group
+
+log = logging.getLogger("clusterwatch.commands")
+
+# Commands that run at once inside MULTI instead of being queued (Redis: these are
+# exempt from queueing).
+_NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"})
+
+
+def _help_lines(container: CommandSpec) -> list[Reply]:
+    lines: list[Reply] = [SimpleString(
+        f"{container.name.upper()} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    )]
+    for sub in container.subcommands:
+        usage = " ".join([sub.name.upper(), *(arg_usage(arg) for arg in sub.args)])
+        lines.append(SimpleString(usage))
+        lines.append(SimpleString(f"    {sub.summary}"))
+    return lines
+
+
+def _with_help(spec: CommandSpec) -> CommandSpec:
+    """Give every container a HELP subcommand generated from its subcommands, as Redis has."""
+    if not spec.subcommands or any(sub.name == "help" for sub in spec.subcommands):
+        return spec
+    help_spec = CommandSpec(
+        name="help", container=spec.name, arity=2, group=spec.group, since=spec.since,
+        summary="Returns helpful text about the different subcommands.",
+        flags=Flag.LOADING | Flag.STALE,
+        handler=lambda ctx, argv: _help_lines(ctx.table.commands[argv[0].lower()]),
+    )
+    return replace(spec, subcommands=(*spec.subcommands, help_spec))
+
+
+class CommandTable:
+    """All commands, by lower-case name; subcommands one level below their container."""
+
+    def __init__(self, specs: Iterable[CommandSpec]) -> None:
+        self.commands: dict[bytes, CommandSpec] = {}
+        self.subcommands: dict[bytes, dict[bytes, CommandSpec]] = {}
+        for raw in specs:
+            spec = _with_help(raw)
+            key = spec.name.encode()
+            if key in self.commands:
+                raise ValueError(f"command {spec.name!r} defined twice")
+            if spec.name != spec.name.lower():
+                raise ValueError(f"command names are lower case: {spec.name!r}")
+            self.commands[key] = spec
+            if spec.subcommands:
+                subs = {}
+                for sub in spec.subcommands:
+                    if sub.container != spec.name:
+                        raise ValueError(f"{sub.name!r} must name {spec.name!r} as container")
+                    subs[sub.name.encode()] = sub
+                self.subcommands[key] = subs
+
+    def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
+        """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
+        name = argv[0].lower()
+        spec = self.commands.get(name)
+        if spec is None:
+            raise unknown_command(argv[0], list(argv[1:]))
+        if spec.subcommands:
+            if len(argv) == 1:
+                raise wrong_arity(spec.name)
+            sub = self.subcommands[name].get(argv[1].lower())
+            if sub is None:
+                raise unknown_subcommand(spec.name, argv[1])
+            spec = sub
+        if not spec.arity_ok(len(argv)):
+            raise wrong_arity(spec.full_name)
+        return spec
+
+    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
+        """Run one request and account for it; errors come back as ``ErrorReply``."""
+        session = ctx.session
+        stats = ctx.server.stats
+        try:
+            spec = self.resolve(argv)
+        except CommandError as exc:
+            if session.multi is not None:
+                session.multi_dirty = True
+            self._count_rejection(ctx, argv)
+            return self._error_reply(ctx, exc)
+        full_name = spec.full_name
+        if not session.authenticated and Flag.NO_AUTH not in spec.flags:
+            stats.command(full_name).rejected_calls += 1
+            if session.multi is not None:
+                session.multi_dirty = True
+            return self._error_reply(ctx, NOAUTH)
+        if session.multi is not None and spec.name not in _NOT_QUEUED:
+            if Flag.NO_MULTI in spec.flags:
+                session.multi_dirty = True
+                stats.command(full_name).rejected_calls += 1
+                return self._error_reply(ctx, CommandError("Command not allowed inside a transaction"))
+            session.multi.append(argv)
+            return QUEUED
+        return self.call(ctx, spec, argv)
+
+    def call(self, ctx: CommandContext, spec: CommandSpec, argv: list[bytes]) -> Reply:
+        """Run a resolved command: time it, count it, turn its error into a reply."""
+        server = ctx.server
+        stats = server.stats
+        handler = spec.handler
+        assert handler is not None, spec.full_name
+        started = server.perf_ns()
+        try:
+            reply = handler(ctx, argv)
+            failed = False
+        except CommandError as exc:
+            reply = self._error_reply(ctx, exc)
+            failed = True
+        elapsed_us = (server.perf_ns() - started) // 1000
+        stat = stats.command(spec.full_name)
+        stat.calls += 1
+        stat.usec += elapsed_us
+        if failed:
+            stat.failed_calls += 1
+        stats.total_commands_processed += 1
+        ctx.session.last_command = spec.full_name
+        if elapsed_us >= stats.slowlog.slower_than_us >= 0:
+            stats.slowlog.record(argv, elapsed_us, server.now_ms() // 1000,
+                                 ctx.session.addr, ctx.session.name)
+            stats.latency.record("command", elapsed_us // 1000, server.now_ms() // 1000)
+        elif stats.latency.threshold_ms and elapsed_us >= stats.latency.threshold_ms * 1000:
+            stats.latency.record("command", elapsed_us // 1000, server.now_ms() // 1000)
+        return reply
+
+    def _count_rejection(self, ctx: CommandContext, argv: Sequence[bytes]) -> None:
+        spec = self.commands.get(argv[0].lower())
+        if spec is None:
+            return
+        if spec.subcommands and len(argv) > 1:
+            spec = self.subcommands[argv[0].lower()].get(argv[1].lower(), spec)
+        ctx.server.stats.command(spec.full_name).rejected_calls += 1
+
+    @staticmethod
+    def _error_reply(ctx: CommandContext, exc: CommandError) -> ErrorReply:
+        ctx.server.stats.count_error(exc.prefix)
+        return ErrorReply(exc.prefix, exc.message)
+
+    def all_specs(self) -> list[CommandSpec]:
+        return list(self.commands.values())
+
+    def lookup_name(self, name: str) -> CommandSpec | None:
+        """A command by name, or a subcommand by ``container|sub``."""
+        container, _, sub = name.lower().partition("|")
+        spec = self.commands.get(container.encode())
+        if spec is None or not sub:
+            return spec
+        return self.subcommands.get(container.encode(), {}).get(sub.encode())
+
+
+__all__ = ["CommandTable", "Group"]

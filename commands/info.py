@@ -1,0 +1,233 @@
+"""INFO: Redis's text conventions exactly (``# Section`` headers, ``field:value`` lines,
+CRLF after every line, a blank line between sections), verbatim in RESP3.
+
+Monitoring agents read these fields by name (redis_exporter maps them to metrics,
+ioredis waits for ``loading:0``, ``redis-cli --stat`` reads ``connected_clients`` and
+friends), so names and value formats follow Redis 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from resp import Reply, Verbatim, format_double
+
+from ._context import CommandContext
+
+Fields = list[tuple[str, object]]
+
+
+def human_bytes(n: float) -> str:
+    """Redis's bytesToHuman: ``1.50M``."""
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if n < 1024 or unit == "P":
+            return f"{int(n)}B" if unit == "B" else f"{n:.2f}{unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _server(ctx: CommandContext) -> Fields:
+    ident = ctx.server.identity
+    now_us = ctx.server.now_us()
+    uptime = max(0, (now_us // 1000 - ident.started_ms) // 1000)
+    return [
+        ("redis_version", ident.redis_compat_version),
+        ("redis_git_sha1", "00000000"),
+        ("redis_git_dirty", 0),
+        ("redis_build_id", "0"),
+        ("redis_mode", "standalone"),
+        ("clusterwatch_version", ident.version),
+        ("python_version", ident.python_version),
+        ("event_loop", ident.event_loop),
+        ("os", ident.os),
+        ("arch_bits", ident.arch_bits),
+        ("multiplexing_api", "epoll"),
+        ("process_id", ctx.server.process_stats().pid),
+        ("process_supervised", "no"),
+        ("run_id", ident.run_id),
+        ("tcp_port", ident.tcp_port),
+        ("server_time_usec", now_us),
+        ("uptime_in_seconds", uptime),
+        ("uptime_in_days", uptime // 86400),
+        ("hz", 10),
+        ("configured_hz", 10),
+        ("executable", ident.executable),
+        ("config_file", ident.config_file),
+        ("io_threads_active", 0),
+    ]
+
+
+def _clients(ctx: CommandContext) -> Fields:
+    sessions = list(ctx.server.sessions())
+    return [
+        ("connected_clients", len(sessions)),
+        ("cluster_connections", 0),
+        ("maxclients", ctx.server.max_clients),
+        ("client_recent_max_input_buffer", max((s.query_buffer for s in sessions), default=0)),
+        ("client_recent_max_output_buffer", max((s.output_buffer for s in sessions), default=0)),
+        ("blocked_clients", 0),
+        ("tracking_clients", 0),
+        ("clients_in_timeout_table", 0),
+    ]
+
+
+def _memory(ctx: CommandContext) -> Fields:
+    proc = ctx.server.process_stats()
+    return [
+        ("used_memory", proc.rss_bytes),
+        ("used_memory_human", human_bytes(proc.rss_bytes)),
+        ("used_memory_rss", proc.rss_bytes),
+        ("used_memory_rss_human", human_bytes(proc.rss_bytes)),
+        ("used_memory_peak", proc.peak_rss_bytes),
+        ("used_memory_peak_human", human_bytes(proc.peak_rss_bytes)),
+        ("total_system_memory", proc.total_system_memory),
+        ("total_system_memory_human", human_bytes(proc.total_system_memory)),
+        ("maxmemory", 0),
+        ("maxmemory_human", "0B"),
+        ("maxmemory_policy", "noeviction"),
+        ("mem_allocator", "pymalloc"),
+    ]
+
+
+def _persistence(ctx: CommandContext) -> Fields:
+    return [
+        ("loading", 0),
+        ("async_loading", 0),
+        ("rdb_changes_since_last_save", 0),
+        ("rdb_bgsave_in_progress", 0),
+        ("rdb_last_save_time", ctx.server.identity.started_ms // 1000),
+        ("rdb_last_bgsave_status", "ok"),
+        ("aof_enabled", 0),
+        ("aof_rewrite_in_progress", 0),
+        ("aof_rewrite_scheduled", 0),
+        ("aof_last_write_status", "ok"),
+    ]
+
+
+def _stats(ctx: CommandContext) -> Fields:
+    stats = ctx.server.stats
+    ops, in_kbps, out_kbps = ctx.server.instantaneous()
+    return [
+        ("total_connections_received", stats.total_connections_received),
+        ("total_commands_processed", stats.total_commands_processed),
+        ("instantaneous_ops_per_sec", int(ops)),
+        ("total_net_input_bytes", stats.total_net_input_bytes),
+        ("total_net_output_bytes", stats.total_net_output_bytes),
+        ("instantaneous_input_kbps", f"{in_kbps:.2f}"),
+        ("instantaneous_output_kbps", f"{out_kbps:.2f}"),
+        ("rejected_connections", stats.rejected_connections),
+        ("expired_keys", 0),
+        ("evicted_keys", 0),
+        ("keyspace_hits", 0),
+        ("keyspace_misses", 0),
+        ("pubsub_channels", 0),
+        ("pubsub_patterns", 0),
+        ("latest_fork_usec", 0),
+        ("total_error_replies", stats.total_error_replies),
+        ("unexpected_error_replies", stats.unexpected_error_replies),
+        ("total_reads_processed", stats.total_reads_processed),
+        ("total_writes_processed", stats.total_writes_processed),
+        ("client_output_buffer_limit_disconnections", stats.client_output_buffer_disconnects),
+        ("client_query_buffer_limit_disconnections", stats.protocol_errors),
+    ]
+
+
+def _replication(ctx: CommandContext) -> Fields:
+    return [
+        ("role", "master"),
+        ("connected_slaves", 0),
+        ("master_failover_state", "no-failover"),
+        ("master_replid", ctx.server.identity.run_id),
+        ("master_replid2", "0" * 40),
+        ("master_repl_offset", 0),
+        ("second_repl_offset", -1),
+        ("repl_backlog_active", 0),
+        ("repl_backlog_size", 0),
+        ("repl_backlog_first_byte_offset", 0),
+        ("repl_backlog_histlen", 0),
+    ]
+
+
+def _cpu(ctx: CommandContext) -> Fields:
+    proc = ctx.server.process_stats()
+    return [
+        ("used_cpu_sys", f"{proc.cpu_sys:.6f}"),
+        ("used_cpu_user", f"{proc.cpu_user:.6f}"),
+        ("used_cpu_sys_children", f"{proc.cpu_sys_children:.6f}"),
+        ("used_cpu_user_children", f"{proc.cpu_user_children:.6f}"),
+        ("used_cpu_sys_main_thread", f"{proc.cpu_sys_main_thread:.6f}"),
+        ("used_cpu_user_main_thread", f"{proc.cpu_user_main_thread:.6f}"),
+    ]
+
+
+def _commandstats(ctx: CommandContext) -> Fields:
+    fields: Fields = []
+    for name, stat in sorted(ctx.server.stats.commands.items()):
+        if not (stat.calls or stat.rejected_calls or stat.failed_calls):
+            continue
+        per_call = stat.usec / stat.calls if stat.calls else 0.0
+        fields.append((
+            f"cmdstat_{name}",
+            f"calls={stat.calls},usec={stat.usec},usec_per_call={per_call:.2f},"
+            f"rejected_calls={stat.rejected_calls},failed_calls={stat.failed_calls}",
+        ))
+    return fields
+
+
+def _errorstats(ctx: CommandContext) -> Fields:
+    return [(f"errorstat_{prefix}", f"count={count}")
+            for prefix, count in sorted(ctx.server.stats.errors.items())]
+
+
+def _cluster(ctx: CommandContext) -> Fields:
+    return [("cluster_enabled", 0)]
+
+
+def _keyspace(ctx: CommandContext) -> Fields:
+    return []
+
+
+Section = Callable[[CommandContext], Fields]
+
+# Redis's names and order. "default" is every section but the ones marked False.
+SECTIONS: tuple[tuple[str, Section, bool], ...] = (
+    ("server", _server, True),
+    ("clients", _clients, True),
+    ("memory", _memory, True),
+    ("persistence", _persistence, True),
+    ("stats", _stats, True),
+    ("replication", _replication, True),
+    ("cpu", _cpu, True),
+    ("commandstats", _commandstats, False),
+    ("errorstats", _errorstats, True),
+    ("cluster", _cluster, True),
+    ("keyspace", _keyspace, True),
+)
+_TITLES = {name: name.capitalize() for name, _, _ in SECTIONS}
+_TITLES["cpu"] = "CPU"
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return format_double(value)
+    return str(value)
+
+
+def render(ctx: CommandContext, wanted: Sequence[str]) -> str:
+    """The INFO text for the requested section names (lower case)."""
+    names = set(wanted) if wanted else {"default"}
+    everything = bool(names & {"all", "everything"})
+    default = "default" in names
+    parts: list[str] = []
+    for name, section, in_default in SECTIONS:
+        if not (everything or name in names or (default and in_default)):
+            continue
+        lines = [f"# {_TITLES[name]}\r\n"]
+        lines.extend(f"{key}:{_format(value)}\r\n" for key, value in section(ctx))
+        parts.append("".join(lines))
+    return "\r\n".join(parts)
+
+
+def info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    wanted = [raw.decode("utf-8", "replace").lower() for raw in argv[1:]]
+    return Verbatim(render(ctx, wanted))

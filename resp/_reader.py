@@ -1,0 +1,273 @@
+"""Sans-I/O request reader: ``feed(data)``, then ``next_command()`` until ``NEED_DATA``.
+
+Framing follows redis-server: a request that starts with ``*`` is multibulk and is
+parsed by hiredis; anything else is an inline request, parsed here and bounded by
+``max_inline_size``. The two may mix in one read.
+
+Theory of operation. hiredis enforces no limits and consumes the header lines of an
+incomplete request eagerly, so it cannot tell us whether a read ended at a request
+boundary. After each read the reader decides that itself:
+
+* Fast path: hiredis holds no unconsumed bytes and the read ends with the canonical
+  encoding of the last complete request. Then the read ended at a boundary and nothing
+  is kept. Every real client writes whole requests, so this is the common case; it
+  costs one encoding of the last request per read.
+* Slow path: the read ended inside a request. The reader subtracts the canonical size
+  of each request completed in the read from the bytes fed, keeps a copy of the
+  incomplete request's bytes (the tail), bounds it by ``max_query_buffer`` and walks
+  its ``*``/``$`` length lines with ``HeaderScanner`` so an oversized length is refused
+  as soon as its header arrives, with redis-server's wording.
+* When hiredis meets a non-``*`` byte where a request starts, the bytes from there on
+  are an inline request: they go to the inline parser and hiredis starts afresh.
+
+Input that is not canonically encoded (``$04``) defeats the size accounting; the reader
+then falls back to bounding the bytes held without checking the length lines.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, Literal
+
+import hiredis
+
+from ._errors import RemoteProtocolError
+from ._inline import UnbalancedQuotes, split_inline
+from ._limits import ReaderLimits
+from ._scanner import UNAUTHENTICATED_MAX_ARGS, UNAUTHENTICATED_MAX_BULK, HeaderScanner
+
+
+class NeedData(enum.Enum):
+    NEED_DATA = 0
+
+
+NEED_DATA: Final = NeedData.NEED_DATA
+
+_INCOMPLETE: Final = object()
+_EMPTY_ARRAY_SIZE = 4  # "*0\r\n"
+_NULL_ARRAY_SIZE = 5  # "*-1\r\n"
+
+
+def encode_request(argv: list[bytes]) -> bytes:
+    """The canonical multibulk encoding of ``argv``."""
+    parts = [b"*%d\r\n" % len(argv)]
+    parts.extend(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in argv)
+    return b"".join(parts)
+
+
+def wire_size(argv: list[bytes] | None) -> int:
+    """Bytes of the canonical multibulk encoding of ``argv``."""
+    if argv is None:
+        return _NULL_ARRAY_SIZE
+    size = len(str(len(argv))) + 3
+    for arg in argv:
+        size += len(str(len(arg))) + len(arg) + 5
+    return size
+
+
+class RequestReader:
+    """Turns a client's byte stream into argument vectors (``list[bytes]``).
+
+    Raises ``RemoteProtocolError`` from ``next_command`` on malformed input or a
+    limit; after that the reader is dead and raises the same error again.
+    """
+
+    def __init__(self, limits: ReaderLimits | None = None, *, authenticated: bool = True) -> None:
+        self.limits = limits or ReaderLimits()
+        self._authenticated = authenticated
+        self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
+        self._in_hiredis = False
+        self._inline = bytearray()
+        self._error: RemoteProtocolError | None = None
+        self._round: list[bytes] = []
+        self._round_requests: list[list[bytes] | None] = []
+        self._tail: bytes = b""
+        self._scanner: HeaderScanner | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @authenticated.setter
+    def authenticated(self, value: bool) -> None:
+        """Before authentication Redis limits requests to 10 arguments of 16 KiB."""
+        self._authenticated = value
+        if self._scanner is not None:
+            self._scanner.authenticated = value
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for requests not yet complete."""
+        return len(self._tail) + len(self._inline) + sum(map(len, self._round))
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._in_hiredis or (not self._inline and data[0] == 0x2A):
+            self._hiredis.feed(data)
+            self._in_hiredis = True
+            self._round.append(data)
+        else:
+            self._inline += data
+
+    def next_command(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
+        if self._error is not None:
+            raise self._error
+        try:
+            while True:
+                if self._in_hiredis:
+                    argv = self._next_multibulk()
+                    if argv is None:
+                        continue
+                    if argv is not NEED_DATA:
+                        return argv
+                    if self._in_hiredis:
+                        return NEED_DATA
+                if not self._inline:
+                    return NEED_DATA
+                if self._inline[0] == 0x2A:
+                    data = bytes(self._inline)
+                    self._inline.clear()
+                    self.feed(data)
+                    continue
+                inline = self._next_inline()
+                if inline is NEED_DATA:
+                    return NEED_DATA
+                if inline:
+                    return inline
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _next_multibulk(self) -> list[bytes] | None | Literal[NeedData.NEED_DATA]:
+        try:
+            argv = self._hiredis.gets()
+        except hiredis.ProtocolError as exc:
+            if self._switch_to_inline():
+                return NEED_DATA
+            raise RemoteProtocolError(self._explain(str(exc))) from None
+        if argv is _INCOMPLETE:
+            self._end_round()
+            return NEED_DATA
+        self._round_requests.append(argv)
+        if not argv:  # *0 and *-1 are ignored, as Redis does
+            return None
+        if type(argv) is not list:
+            raise RemoteProtocolError(f"expected '*', got '{_type_byte(argv)}'")
+        max_bulk = (self.limits.max_bulk_length if self._authenticated
+                    else UNAUTHENTICATED_MAX_BULK)
+        for arg in argv:
+            if type(arg) is not bytes:
+                raise RemoteProtocolError(f"expected '$', got '{_type_byte(arg)}'")
+            if len(arg) > max_bulk:
+                raise RemoteProtocolError(
+                    "invalid bulk length" if self._authenticated else "unauthenticated bulk length"
+                )
+        if len(argv) > self.limits.max_multibulk_length:
+            raise RemoteProtocolError("invalid multibulk length")
+        if not self._authenticated and len(argv) > UNAUTHENTICATED_MAX_ARGS:
+            raise RemoteProtocolError("unauthenticated multibulk length")
+        return argv
+
+    def _reset_round(self) -> None:
+        self._round.clear()
+        self._round_requests.clear()
+
+    def _end_round(self) -> None:
+        """hiredis needs more data: find out whether a request is left incomplete."""
+        requests = self._round_requests
+        if (not self._tail and requests and requests[-1]
+                and not self._hiredis.has_data()
+                and self._round[-1].endswith(encode_request(requests[-1]))):  # type: ignore[arg-type]
+            self._reset_round()
+            self._scanner = None
+            return
+        held = self._held_bytes()
+        self._reset_round()
+        if held is None:
+            # Not canonically encoded: keep only a bound on what hiredis may hold.
+            self._scanner = None
+            if not self._hiredis.has_data():
+                self._tail = b""
+            return
+        if held != self._tail[: len(held)] or not held:
+            self._scanner = HeaderScanner(self.limits, authenticated=self._authenticated)
+        self._tail = held
+        if not held:
+            self._scanner = None
+            return
+        if len(held) > self.limits.max_query_buffer:
+            raise RemoteProtocolError("query buffer limit exceeded")
+        if self._scanner is not None:
+            problem = self._scanner.scan(held)
+            if problem is not None:
+                raise RemoteProtocolError(problem)
+
+    def _held_bytes(self) -> bytes | None:
+        """The bytes hiredis holds of the incomplete request, or None if unknown."""
+        data = self._tail + b"".join(self._round)
+        consumed = sum(map(wire_size, self._round_requests))
+        if consumed > len(data) or data[consumed : consumed + 1] not in (b"*", b""):
+            if len(data) - min(consumed, len(data)) > self.limits.max_query_buffer:
+                raise RemoteProtocolError("query buffer limit exceeded")
+            return None
+        return data[consumed:]
+
+    def _switch_to_inline(self) -> bool:
+        """hiredis met a non-'*' byte where a request starts: the rest is inline."""
+        data = self._tail + b"".join(self._round)
+        consumed = sum(map(wire_size, self._round_requests))
+        rest = data[consumed:]
+        if consumed > len(data) or not rest or rest[0] == 0x2A:
+            return False
+        self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
+        self._in_hiredis = False
+        self._reset_round()
+        self._tail = b""
+        self._scanner = None
+        self._inline[:0] = rest
+        return True
+
+    def _explain(self, hiredis_message: str) -> str:
+        """Word hiredis's complaint as redis-server words it for the same bytes."""
+        data = self._tail + b"".join(self._round)
+        consumed = sum(map(wire_size, self._round_requests))
+        if consumed <= len(data):
+            problem = HeaderScanner(self.limits, authenticated=self._authenticated).scan(
+                data[consumed:]
+            )
+            if problem is not None:
+                return problem
+        return hiredis_message.replace('"', "'")
+
+    def _next_inline(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
+        newline = self._inline.find(b"\n")
+        if newline < 0:
+            if len(self._inline) > self.limits.max_inline_size:
+                raise RemoteProtocolError("too big inline request")
+            return NEED_DATA
+        if newline > self.limits.max_inline_size:
+            raise RemoteProtocolError("too big inline request")
+        line = bytes(self._inline[:newline])
+        del self._inline[: newline + 1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            argv = split_inline(line)
+        except UnbalancedQuotes:
+            raise RemoteProtocolError("unbalanced quotes in request") from None
+        if not self._authenticated and len(argv) > UNAUTHENTICATED_MAX_ARGS:
+            raise RemoteProtocolError("unauthenticated multibulk length")
+        return argv
+
+
+def _type_byte(value: object) -> str:
+    if isinstance(value, int):
+        return ":"
+    if isinstance(value, list):
+        return "*"
+    if isinstance(value, hiredis.ReplyError):
+        return "-"
+    if isinstance(value, bytes):
+        return "+"
+    return "$"

@@ -1,0 +1,1 @@
+"""The I/O layer: asyncio listeners and connections, config, logging, CLI."""

@@ -1,0 +1,254 @@
+"""The server: listeners, the connection registry, counters, periodic housekeeping and
+graceful shutdown. It is the composition root and implements ``commands.ServerView``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import platform
+import resource
+import secrets
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+from commands import CommandTable, ProcessStats, ServerIdentity, Session, Stats, build_table
+
+from .config import ServerConfig
+from .protocol import RespProtocol
+
+log = logging.getLogger("clusterwatch.server")
+
+VERSION = "0.1.0"
+# The Redis release whose wire behaviour clusterwatch follows (HELLO version, INFO
+# redis_version): clients gate features on it.
+REDIS_COMPAT_VERSION = "7.0.15"
+_SAMPLES = 16  # Redis STATS_METRIC_SAMPLES
+_CRON_INTERVAL = 0.1
+
+
+class Server:
+    def __init__(self, config: ServerConfig, *, table: CommandTable | None = None) -> None:
+        self.config = config
+        self.table = table or build_table()
+        self.stats = Stats()
+        self.stats.slowlog.slower_than_us = config.slowlog_log_slower_than
+        self.stats.slowlog.max_len = config.slowlog_max_len
+        self.stats.latency.threshold_ms = config.latency_monitor_threshold
+        self.connections: dict[int, RespProtocol] = {}
+        self.clock_ms = self.now_ms()
+        self._next_id = 0
+        self._listeners: list[asyncio.Server] = []
+        self._cron: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
+        self.port = config.port
+        self.identity = ServerIdentity(
+            version=VERSION,
+            redis_compat_version=REDIS_COMPAT_VERSION,
+            run_id=secrets.token_hex(20),
+            tcp_port=config.port,
+            unix_socket=config.unix_socket,
+            executable=sys.argv[0] if sys.argv else "",
+            config_file=config.config_file,
+            event_loop="",
+            os=f"{platform.system()} {platform.release()} {platform.machine()}",
+            arch_bits=64 if sys.maxsize > 2**32 else 32,
+            python_version=platform.python_version(),
+            started_ms=self.clock_ms,
+        )
+
+    # --- ServerView ------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def now_us(self) -> int:
+        return time.time_ns() // 1_000
+
+    def perf_ns(self) -> int:
+        return time.perf_counter_ns()
+
+    def sessions(self) -> Iterable[Session]:
+        for conn in list(self.connections.values()):
+            session = conn.session
+            if session is None:
+                continue
+            session.query_buffer = conn.reader.buffered if conn.reader else 0
+            session.output_buffer = (conn.transport.get_write_buffer_size()
+                                     if conn.transport else 0)
+            yield session
+
+    def kill_session(self, session_id: int) -> bool:
+        conn = self.connections.get(session_id)
+        if conn is None:
+            return False
+        if conn.session is not None and conn.ctx is not None:
+            conn.session.close_after_reply = True
+        # Let the current reply go out first when a client kills itself.
+        asyncio.get_running_loop().call_soon(conn.close)
+        self.connections.pop(session_id, None)
+        return True
+
+    def process_stats(self) -> ProcessStats:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        thread = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+        page = os.sysconf("SC_PAGE_SIZE")
+        try:
+            with open("/proc/self/statm", "rb") as statm:
+                rss = int(statm.read().split()[1]) * page
+        except OSError:
+            rss = usage.ru_maxrss * 1024
+        return ProcessStats(
+            pid=os.getpid(),
+            rss_bytes=rss,
+            peak_rss_bytes=usage.ru_maxrss * 1024,
+            cpu_sys=usage.ru_stime,
+            cpu_user=usage.ru_utime,
+            cpu_sys_children=children.ru_stime,
+            cpu_user_children=children.ru_utime,
+            cpu_sys_main_thread=thread.ru_stime,
+            cpu_user_main_thread=thread.ru_utime,
+            total_system_memory=page * os.sysconf("SC_PHYS_PAGES"),
+        )
+
+    def config_values(self) -> Mapping[str, str]:
+        return self.config.redis_style()
+
+    def check_password(self, user: str, password: str) -> bool | None:
+        if not self.config.requirepass:
+            return None
+        if user != "default":
+            return False
+        return hmac.compare_digest(password.encode(), self.config.requirepass.encode())
+
+    @property
+    def requirepass(self) -> bool:
+        return bool(self.config.requirepass)
+
+    @property
+    def max_clients(self) -> int:
+        return self.config.max_clients
+
+    def instantaneous(self) -> tuple[float, float, float]:
+        if len(self._samples) < 2:
+            return 0.0, 0.0, 0.0
+        t0, c0, i0, o0 = self._samples[0]
+        t1, c1, i1, o1 = self._samples[-1]
+        elapsed = max(t1 - t0, 1e-9)
+        return (c1 - c0) / elapsed, (i1 - i0) / elapsed / 1024, (o1 - o0) / elapsed / 1024
+
+    def next_client_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.identity = _with_loop(self.identity, loop)
+        listener = await loop.create_server(
+            lambda: RespProtocol(self), self.config.bind, self.config.port,
+            reuse_address=True, backlog=511,
+        )
+        self._listeners.append(listener)
+        sockets = listener.sockets or ()
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+            self.identity = _replace_identity(self.identity, tcp_port=self.port)
+        if self.config.unix_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.unix_socket)
+            unix = await loop.create_unix_server(lambda: RespProtocol(self),
+                                                 self.config.unix_socket)
+            os.chmod(self.config.unix_socket, self.config.unix_socket_perm)
+            self._listeners.append(unix)
+        self._stopping = asyncio.Event()
+        self._cron = loop.create_task(self._housekeeping())
+        log.info("listening", extra={"bind": self.config.bind, "port": self.port,
+                                     "unix_socket": self.config.unix_socket,
+                                     "event_loop": self.identity.event_loop,
+                                     "version": VERSION, "pid": os.getpid()})
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        assert self._stopping is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+        await self._stopping.wait()
+        await self.shutdown()
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let queued replies drain, then close every connection."""
+        for listener in self._listeners:
+            listener.close()
+        if self._cron is not None:
+            self._cron.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cron
+        for conn in list(self.connections.values()):
+            conn.close()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections.values()):
+            conn.abort()
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        if self.config.unix_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.unix_socket)
+        log.info("stopped", extra={"connections_closed": self.stats.total_connections_received})
+
+    async def _housekeeping(self) -> None:
+        """Redis's serverCron, at 10 Hz: the cached clock, ops/s samples, idle clients."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(_CRON_INTERVAL)
+            self.clock_ms = self.now_ms()
+            stats = self.stats
+            self._samples.append((time.monotonic(), stats.total_commands_processed,
+                                  stats.total_net_input_bytes, stats.total_net_output_bytes))
+            ticks += 1
+            if self.config.timeout and ticks % 10 == 0:
+                self._close_idle()
+
+    def _close_idle(self) -> None:
+        limit_ms = self.config.timeout * 1000
+        for conn in list(self.connections.values()):
+            session = conn.session
+            if session is None or session.multi is not None:
+                continue
+            if self.clock_ms - session.last_interaction_ms > limit_ms:
+                self.stats.idle_disconnects += 1
+                log.info("closing idle client", extra={"client": session.id,
+                                                       "addr": session.addr})
+                conn.close()
+
+
+def _replace_identity(identity: ServerIdentity, **changes: object) -> ServerIdentity:
+    import dataclasses  # noqa: PLC0415
+
+    return dataclasses.replace(identity, **changes)  # type: ignore[arg-type]
+
+
+def _with_loop(identity: ServerIdentity, loop: asyncio.AbstractEventLoop) -> ServerIdentity:
+    name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    return _replace_identity(identity, event_loop=name)

@@ -1,0 +1,163 @@
+"""Server configuration: defaults, then a TOML file, then ``CLUSTERWATCH_*`` environment
+variables, then command-line flags; each later source wins. Validated once, frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from resp import ReaderLimits
+
+ENV_PREFIX = "CLUSTERWATCH_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or its value is invalid; the message names it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    bind: str = "127.0.0.1"
+    port: int = 7379
+    unix_socket: str = ""
+    unix_socket_perm: int = 0o700
+    requirepass: str = ""
+    max_clients: int = 10_000
+    # Seconds a client may stay idle before it is closed; 0 disables (Redis `timeout`).
+    timeout: int = 0
+    max_inline_size: int = ReaderLimits().max_inline_size
+    max_bulk_length: int = ReaderLimits().max_bulk_length
+    max_multibulk_length: int = ReaderLimits().max_multibulk_length
+    max_query_buffer: int = ReaderLimits().max_query_buffer
+    # Bytes queued for a client past which it is disconnected (Redis
+    # client-output-buffer-limit; replies to a client that stops reading pile up here).
+    output_buffer_limit: int = 32 * 1024 * 1024
+    # Transport write-buffer watermarks: above high, stop reading from that client.
+    write_buffer_high: int = 256 * 1024
+    write_buffer_low: int = 64 * 1024
+    slowlog_log_slower_than: int = 10_000
+    slowlog_max_len: int = 128
+    latency_monitor_threshold: int = 10
+    shutdown_timeout: float = 5.0
+    event_loop: str = "auto"
+    log_level: str = "info"
+    log_format: str = "text"
+    config_file: str = ""
+
+    def __post_init__(self) -> None:
+        positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
+                    "max_query_buffer", "output_buffer_limit", "write_buffer_high",
+                    "slowlog_max_len")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port must be between 0 and 65535")
+        if self.timeout < 0 or self.latency_monitor_threshold < 0:
+            raise ConfigError("timeout and latency_monitor_threshold must not be negative")
+        if not 0 <= self.write_buffer_low <= self.write_buffer_high:
+            raise ConfigError("write_buffer_low must be between 0 and write_buffer_high")
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError("event_loop must be auto, uvloop or asyncio")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format must be text or json")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level must be debug, info, warning or error")
+
+    @property
+    def reader_limits(self) -> ReaderLimits:
+        return ReaderLimits(
+            max_inline_size=self.max_inline_size,
+            max_bulk_length=self.max_bulk_length,
+            max_multibulk_length=self.max_multibulk_length,
+            max_query_buffer=self.max_query_buffer,
+        )
+
+    def redis_style(self) -> dict[str, str]:
+        """The settings under the names CONFIG GET answers to (Redis's where one exists)."""
+        return {
+            "bind": self.bind,
+            "port": str(self.port),
+            "unixsocket": self.unix_socket,
+            "unixsocketperm": f"{self.unix_socket_perm:o}",
+            "requirepass": self.requirepass,
+            "maxclients": str(self.max_clients),
+            "timeout": str(self.timeout),
+            "proto-max-bulk-len": str(self.max_bulk_length),
+            "client-query-buffer-limit": str(self.max_query_buffer),
+            "client-output-buffer-limit": f"normal 0 0 0 pubsub {self.output_buffer_limit} 0 0",
+            "slowlog-log-slower-than": str(self.slowlog_log_slower_than),
+            "slowlog-max-len": str(self.slowlog_max_len),
+            "latency-monitor-threshold": str(self.latency_monitor_threshold),
+            "databases": "1",
+            "save": "",
+            "appendonly": "no",
+            "maxmemory": "0",
+            "maxmemory-policy": "noeviction",
+            "io-threads": "1",
+            "cluster-enabled": "no",
+        }
+
+
+_FIELDS = {f.name: f for f in fields(ServerConfig)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            if name == "unix_socket_perm" and isinstance(raw, str):
+                return int(raw, 8)
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a valid {kind}") from None
+
+
+def _normalise(source: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, raw in values.items():
+        name = key.replace("-", "_").lower()
+        if name not in _FIELDS:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        result[name] = _coerce(name, raw)
+    return result
+
+
+def load_config(*, flags: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None,
+                config_file: str | None = None) -> ServerConfig:
+    """Merge the sources in order; raise ``ConfigError`` naming the bad setting."""
+    merged: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
+    path = config_file or env.get(ENV_PREFIX + "CONFIG_FILE", "")
+    if path:
+        try:
+            with Path(path).open("rb") as handle:
+                document = tomllib.load(handle)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        section = document.get("server", document)
+        merged.update(_normalise(f"config file {path}", section))
+        merged["config_file"] = str(Path(path).resolve())
+    env_values = {key[len(ENV_PREFIX):]: value for key, value in env.items()
+                  if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG_FILE"}
+    merged.update(_normalise("environment", env_values))
+    merged.update(_normalise("flags", {k: v for k, v in (flags or {}).items() if v is not None}))
+    try:
+        return ServerConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def replace(config: ServerConfig, **changes: Any) -> ServerConfig:
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,195 @@
+"""One client connection: bytes in, replies out. Thin glue between the transport, the
+sans-I/O reader and encoder, and the command table.
+
+Pipelined requests are answered in order with one ``writelines`` per batch. Flow control
+runs both ways: when the transport's write buffer passes its high watermark, the
+connection stops reading and stops executing what it has already read, and resumes
+both when the buffer drains; a client whose queued output passes the hard limit is
+disconnected. A protocol error is answered once, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, cast
+
+from commands import CommandContext, Session
+from resp import NEED_DATA, ErrorReply, RemoteProtocolError, RequestReader, write
+
+if TYPE_CHECKING:
+    from .app import Server
+
+log = logging.getLogger("clusterwatch.connection")
+
+# Requests executed before the batch is written and the write buffer checked again.
+_BATCH = 512
+
+MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
+
+
+def _peer(transport: asyncio.BaseTransport, key: str) -> str:
+    value = transport.get_extra_info(key)
+    if isinstance(value, tuple) and len(value) >= 2:
+        host = value[0]
+        return f"[{host}]:{value[1]}" if ":" in host else f"{host}:{value[1]}"
+    return f"{value}:0" if value else "/unix:0"
+
+
+class RespProtocol(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.ctx: CommandContext | None = None
+        self.reader: RequestReader | None = None
+        self.paused = False
+        self.closing = False
+
+    # --- asyncio callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self.server
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        server.stats.total_connections_received += 1
+        if len(server.connections) >= server.config.max_clients:
+            server.stats.rejected_connections += 1
+            transport.write(MAX_CLIENTS_REPLY)
+            transport.close()
+            self.closing = True
+            log.warning("max clients reached, connection refused",
+                        extra={"peer": _peer(transport, "peername")})
+            return
+        sock = transport.get_extra_info("socket")
+        now = server.clock_ms
+        session = Session(
+            id=server.next_client_id(),
+            addr=_peer(transport, "peername"),
+            laddr=_peer(transport, "sockname"),
+            fd=sock.fileno() if sock is not None else -1,
+            created_ms=now,
+            last_interaction_ms=now,
+            authenticated=not server.config.requirepass,
+        )
+        self.session = session
+        self.ctx = CommandContext(session=session, server=server, table=server.table)
+        self.reader = RequestReader(server.config.reader_limits,
+                                    authenticated=session.authenticated)
+        transport.set_write_buffer_limits(server.config.write_buffer_high,
+                                          server.config.write_buffer_low)
+        server.connections[session.id] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.session is not None:
+            self.server.connections.pop(self.session.id, None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.reader is None:
+            return
+        stats = self.server.stats
+        stats.total_net_input_bytes += len(data)
+        stats.total_reads_processed += 1
+        self.reader.feed(data)
+        if not self.paused:
+            self.process()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+            self.process()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # --- request processing ----------------------------------------------------------
+
+    def process(self) -> None:
+        """Execute the buffered requests, writing a batch at a time, until the reader
+        needs more data, writing pauses, or the connection is to close."""
+        reader, ctx, transport = self.reader, self.ctx, self.transport
+        assert reader is not None and ctx is not None and transport is not None
+        session = ctx.session
+        dispatch = self.server.table.dispatch
+        session.last_interaction_ms = self.server.clock_ms
+        while not self.paused and not self.closing:
+            out: list[bytes] = []
+            done = False
+            for _ in range(_BATCH):
+                try:
+                    argv = reader.next_command()
+                except RemoteProtocolError as exc:
+                    self._protocol_error(out, exc)
+                    return
+                if argv is NEED_DATA:
+                    done = True
+                    break
+                try:
+                    reply = dispatch(ctx, argv)
+                except Exception:
+                    log.exception("command failed", extra={"client": session.id,
+                                                           "command": argv[0][:64]})
+                    self.server.stats.count_error("ERR")
+                    reply = ErrorReply("ERR", "internal error")
+                write(out, reply, session.protocol)
+                if session.authenticated is not reader.authenticated:
+                    reader.authenticated = session.authenticated
+                if session.close_after_reply:
+                    self._send(out)
+                    self.close()
+                    return
+            self._send(out)
+            if done:
+                return
+
+    def _send(self, out: list[bytes]) -> None:
+        if not out or self.transport is None:
+            return
+        stats = self.server.stats
+        stats.total_writes_processed += 1
+        stats.total_net_output_bytes += sum(map(len, out))
+        self.transport.writelines(out)
+        if self.transport.get_write_buffer_size() > self.server.config.output_buffer_limit:
+            stats.client_output_buffer_disconnects += 1
+            log.warning("client output buffer limit reached, closing",
+                        extra={"client": self.session.id if self.session else -1,
+                               "buffered": self.transport.get_write_buffer_size()})
+            self.abort()
+
+    def _protocol_error(self, out: list[bytes], exc: RemoteProtocolError) -> None:
+        stats = self.server.stats
+        stats.protocol_errors += 1
+        stats.count_error("ERR")
+        session = self.session
+        log.info("protocol error, closing", extra={
+            "client": session.id if session else -1,
+            "addr": session.addr if session else "", "error": exc.reply.message})
+        write(out, exc.reply, session.protocol if session else 2)
+        self._send(out)
+        self.close()
+
+    def push(self, frame: bytes) -> None:
+        """Send an out-of-band frame (pub/sub) without any request."""
+        if self.transport is None or self.closing:
+            return
+        self._send([frame])
+
+    def close(self) -> None:
+        """Flush what is queued, then close."""
+        if self.transport is not None and not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping queued output."""
+        if self.transport is not None:
+            self.closing = True
+            self.transport.abort()
