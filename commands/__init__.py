@@ -5,6 +5,8 @@ Handlers never see bytes on the wire or the protocol version, and do no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import admin, connection, transactions
 from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
 from ._errors import CommandError
@@ -15,9 +17,13 @@ from ._table import CommandTable
 FAMILIES = (connection, admin, transactions)
 
 
-def build_table() -> CommandTable:
-    """The full command table, from an explicit list of command families."""
-    return CommandTable(spec for family in FAMILIES for spec in family.COMMANDS)
+def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:
+    """The full command table, from an explicit list of command families.
+
+    ``perf_ns`` is the monotonic nanosecond clock that times each command.
+    """
+    return CommandTable((spec for family in FAMILIES for spec in family.COMMANDS),
+                        perf_ns=perf_ns)
 
 
 __all__ = [

@@ -104,14 +104,20 @@ class CommandSpec:
     handler: Handler | None = None
     container: str | None = None
     subcommands: tuple[CommandSpec, ...] = field(default=())
+    # Derived once, read on every call: ``cluster|info`` as Redis names a subcommand in
+    # errors and COMMAND, and the argument-count bounds from the arity.
+    full_name: str = field(init=False)
+    min_argc: int = field(init=False)
+    max_argc: int = field(init=False)
 
-    @property
-    def full_name(self) -> str:
-        """``cluster|info`` for a subcommand, as Redis names it in errors and COMMAND."""
-        return f"{self.container}|{self.name}" if self.container else self.name
+    def __post_init__(self) -> None:
+        full = f"{self.container}|{self.name}" if self.container else self.name
+        object.__setattr__(self, "full_name", full)
+        object.__setattr__(self, "min_argc", abs(self.arity))
+        object.__setattr__(self, "max_argc", self.arity if self.arity >= 0 else 2**31)
 
     def arity_ok(self, argc: int) -> bool:
-        return argc == self.arity if self.arity >= 0 else argc >= -self.arity
+        return self.min_argc <= argc <= self.max_argc
 
     def flag_names(self) -> list[str]:
         return [name for flag, name in FLAG_NAMES if flag in self.flags]

@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class CommandStat:
     calls: int = 0
-    usec: int = 0
+    # Nanoseconds, summed; INFO shows microseconds. Summing whole microseconds per call
+    # would round every sub-microsecond command (PING) down to nothing.
+    nsec: int = 0
     rejected_calls: int = 0
     failed_calls: int = 0
+
+    @property
+    def usec(self) -> int:
+        return self.nsec // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,6 @@ class Stats:
     """Server-wide counters (the stats fields of INFO)."""
 
     total_connections_received: int = 0
-    total_commands_processed: int = 0
     rejected_connections: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
@@ -110,6 +115,22 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     slowlog: SlowLog = field(default_factory=SlowLog)
     latency: LatencyMonitor = field(default_factory=LatencyMonitor)
+    # Commands at least this slow go to the slow log or the latency monitor (see configure).
+    slow_threshold_ns: int = 10_000_000
+
+    def configure(self, *, slowlog_slower_than_us: int, slowlog_max_len: int,
+                  latency_threshold_ms: int) -> None:
+        self.slowlog.slower_than_us = slowlog_slower_than_us
+        self.slowlog.max_len = slowlog_max_len
+        self.latency.threshold_ms = latency_threshold_ms
+        candidates = [slowlog_slower_than_us] if slowlog_slower_than_us >= 0 else []
+        if latency_threshold_ms > 0:
+            candidates.append(latency_threshold_ms * 1000)
+        self.slow_threshold_ns = min(candidates, default=2**62) * 1000
+
+    @property
+    def total_commands_processed(self) -> int:
+        return sum(stat.calls for stat in self.commands.values())
 
     def command(self, full_name: str) -> CommandStat:
         stat = self.commands.get(full_name)
@@ -123,8 +144,8 @@ class Stats:
 
     def reset(self) -> None:
         """CONFIG RESETSTAT."""
-        keep = (self.slowlog, self.latency)
+        keep = (self.slowlog, self.latency, self.slow_threshold_ns)
         fresh = Stats()
         for name in Stats.__dataclass_fields__:
             setattr(self, name, getattr(fresh, name))
-        self.slowlog, self.latency = keep
+        self.slowlog, self.latency, self.slow_threshold_ns = keep

@@ -8,15 +8,15 @@ A handler sees only well-formed calls: the right arity, an authenticated client 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from collections.abc import Iterable, Sequence
 
 from resp import QUEUED, ErrorReply, Reply, SimpleString
 
 from ._context import CommandContext
 from ._docs import arg_usage
 from ._errors import NOAUTH, CommandError, unknown_command, unknown_subcommand, wrong_arity
-from ._spec import CommandSpec, Flag, Group
+from ._spec import CommandSpec, Flag
 
 log = logging.getLogger("clusterwatch.commands")
 
@@ -50,9 +50,11 @@ def _with_help(spec: CommandSpec) -> CommandSpec:
 
 
 class CommandTable:
-    """All commands, by lower-case name; subcommands one level below their container."""
+    """All commands, by name; subcommands one level below their container."""
 
-    def __init__(self, specs: Iterable[CommandSpec]) -> None:
+    def __init__(self, specs: Iterable[CommandSpec], *, perf_ns: Callable[[], int]) -> None:
+        """``perf_ns`` is the injected clock that times each call (stats and slow log)."""
+        self.perf_ns = perf_ns
         self.commands: dict[bytes, CommandSpec] = {}
         self.subcommands: dict[bytes, dict[bytes, CommandSpec]] = {}
         for raw in specs:
@@ -70,28 +72,34 @@ class CommandTable:
                         raise ValueError(f"{sub.name!r} must name {spec.name!r} as container")
                     subs[sub.name.encode()] = sub
                 self.subcommands[key] = subs
+        # Clients send names in upper or lower case; index both so the common lookups
+        # need no case folding (mixed case falls back to lower()).
+        self._by_name = {**self.commands, **{k.upper(): v for k, v in self.commands.items()}}
 
     def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
         """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
-        name = argv[0].lower()
-        spec = self.commands.get(name)
+        spec = self._by_name.get(argv[0]) or self._by_name.get(argv[0].lower())
         if spec is None:
             raise unknown_command(argv[0], list(argv[1:]))
         if spec.subcommands:
             if len(argv) == 1:
                 raise wrong_arity(spec.name)
-            sub = self.subcommands[name].get(argv[1].lower())
+            sub = self.subcommands[spec.name.encode()].get(argv[1].lower())
             if sub is None:
                 raise unknown_subcommand(spec.name, argv[1])
             spec = sub
-        if not spec.arity_ok(len(argv)):
+        if not spec.min_argc <= len(argv) <= spec.max_argc:
             raise wrong_arity(spec.full_name)
         return spec
 
     def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
         """Run one request and account for it; errors come back as ``ErrorReply``."""
         session = ctx.session
-        stats = ctx.server.stats
+        spec = self._by_name.get(argv[0])
+        if (spec is not None and not spec.subcommands
+                and spec.min_argc <= len(argv) <= spec.max_argc
+                and session.authenticated and session.multi is None):
+            return self.call(ctx, spec, argv)
         try:
             spec = self.resolve(argv)
         except CommandError as exc:
@@ -99,56 +107,53 @@ class CommandTable:
                 session.multi_dirty = True
             self._count_rejection(ctx, argv)
             return self._error_reply(ctx, exc)
-        full_name = spec.full_name
         if not session.authenticated and Flag.NO_AUTH not in spec.flags:
-            stats.command(full_name).rejected_calls += 1
+            ctx.server.stats.command(spec.full_name).rejected_calls += 1
             if session.multi is not None:
                 session.multi_dirty = True
             return self._error_reply(ctx, NOAUTH)
         if session.multi is not None and spec.name not in _NOT_QUEUED:
             if Flag.NO_MULTI in spec.flags:
                 session.multi_dirty = True
-                stats.command(full_name).rejected_calls += 1
-                return self._error_reply(ctx, CommandError("Command not allowed inside a transaction"))
+                ctx.server.stats.command(spec.full_name).rejected_calls += 1
+                return self._error_reply(
+                    ctx, CommandError("Command not allowed inside a transaction"))
             session.multi.append(argv)
             return QUEUED
         return self.call(ctx, spec, argv)
 
     def call(self, ctx: CommandContext, spec: CommandSpec, argv: list[bytes]) -> Reply:
         """Run a resolved command: time it, count it, turn its error into a reply."""
-        server = ctx.server
-        stats = server.stats
-        handler = spec.handler
-        assert handler is not None, spec.full_name
-        started = server.perf_ns()
+        perf_ns = self.perf_ns
+        started = perf_ns()
         try:
-            reply = handler(ctx, argv)
-            failed = False
+            reply = spec.handler(ctx, argv)  # type: ignore[misc]
         except CommandError as exc:
             reply = self._error_reply(ctx, exc)
-            failed = True
-        elapsed_us = (server.perf_ns() - started) // 1000
-        stat = stats.command(spec.full_name)
+            ctx.server.stats.command(spec.full_name).failed_calls += 1
+        elapsed = perf_ns() - started
+        stats = ctx.server.stats
+        stat = stats.commands.get(spec.full_name) or stats.command(spec.full_name)
         stat.calls += 1
-        stat.usec += elapsed_us
-        if failed:
-            stat.failed_calls += 1
-        stats.total_commands_processed += 1
+        stat.nsec += elapsed
         ctx.session.last_command = spec.full_name
-        if elapsed_us >= stats.slowlog.slower_than_us >= 0:
-            stats.slowlog.record(argv, elapsed_us, server.now_ms() // 1000,
-                                 ctx.session.addr, ctx.session.name)
-            stats.latency.record("command", elapsed_us // 1000, server.now_ms() // 1000)
-        elif stats.latency.threshold_ms and elapsed_us >= stats.latency.threshold_ms * 1000:
-            stats.latency.record("command", elapsed_us // 1000, server.now_ms() // 1000)
+        if elapsed >= stats.slow_threshold_ns:
+            self._record_slow(ctx, argv, elapsed // 1000)
         return reply
 
+    @staticmethod
+    def _record_slow(ctx: CommandContext, argv: list[bytes], elapsed_us: int) -> None:
+        stats = ctx.server.stats
+        now_s = ctx.server.now_ms() // 1000
+        stats.slowlog.record(argv, elapsed_us, now_s, ctx.session.addr, ctx.session.name)
+        stats.latency.record("command", elapsed_us // 1000, now_s)
+
     def _count_rejection(self, ctx: CommandContext, argv: Sequence[bytes]) -> None:
-        spec = self.commands.get(argv[0].lower())
+        spec = self._by_name.get(argv[0]) or self._by_name.get(argv[0].lower())
         if spec is None:
             return
         if spec.subcommands and len(argv) > 1:
-            spec = self.subcommands[argv[0].lower()].get(argv[1].lower(), spec)
+            spec = self.subcommands[spec.name.encode()].get(argv[1].lower(), spec)
         ctx.server.stats.command(spec.full_name).rejected_calls += 1
 
     @staticmethod
@@ -166,6 +171,3 @@ class CommandTable:
         if spec is None or not sub:
             return spec
         return self.subcommands.get(container.encode(), {}).get(sub.encode())
-
-
-__all__ = ["CommandTable", "Group"]

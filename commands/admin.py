@@ -30,14 +30,14 @@ def command_count(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 
 def command_list(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    names = [spec.name for spec in ctx.table.all_specs()]
+    names: list[Reply] = [spec.name for spec in ctx.table.all_specs()]
     if len(argv) == 2:
         return names
     if len(argv) != 5 or upper(argv[2]) != "FILTERBY":
         raise syntax_error()
     kind, value = upper(argv[3]), text(argv[4])
     if kind == "PATTERN":
-        return [name for name in names if fnmatch.fnmatchcase(name, value.lower())]
+        return [name for name in names if fnmatch.fnmatchcase(str(name), value.lower())]
     if kind == "ACLCAT":
         return [spec.name for spec in ctx.table.all_specs()
                 if f"@{value.lower()}" in (spec.acl_categories or (f"@{spec.group}",))]
@@ -84,7 +84,7 @@ def config_get(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         for name, value in values.items():
             if fnmatch.fnmatchcase(name, pattern):
                 matched[name] = value
-    return Map(matched)
+    return Map(matched.items())
 
 
 def config_resetstat(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

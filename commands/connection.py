@@ -8,13 +8,15 @@ from resp import OK, PONG, Map, Reply, SimpleString, Verbatim
 
 from ._args import parse_int, text, upper
 from ._context import CommandContext, Session
-from ._errors import WRONGPASS, CommandError, syntax_error
+from ._errors import WRONGPASS, CommandError, syntax_error, wrong_arity
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 
 _CONN = Group.CONNECTION
 
 
 def ping(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    if len(argv) > 2:  # arity is -1, but Redis's handler refuses more than one argument
+        raise wrong_arity("ping")
     if len(argv) == 2:
         return argv[1]
     return PONG
@@ -253,11 +255,11 @@ def client_kill(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     for session in list(ctx.server.sessions()):
         if skip_me and session.id == ctx.session.id:
             continue
-        if all(_matches(session, option, value) for option, value in checks):
-            if ctx.server.kill_session(session.id):
-                killed += 1
-                if session.id == ctx.session.id:
-                    ctx.session.close_after_reply = True
+        if (all(_matches(session, option, value) for option, value in checks)
+                and ctx.server.kill_session(session.id)):
+            killed += 1
+            if session.id == ctx.session.id:
+                ctx.session.close_after_reply = True
     return killed
 
 
@@ -273,8 +275,8 @@ def _matches(session: Session, option: str, value: str) -> bool:
     return value.lower() == "normal"
 
 
-def _client(name: str, arity: int, summary: str, handler: object, *,
-            args: tuple[Arg, ...] = (), flags: Flag = Flag.NONE, since: str = "2.4.0") -> CommandSpec:
+def _client(name: str, arity: int, summary: str, handler: object, *, args: tuple[Arg, ...] = (),
+            flags: Flag = Flag.NONE, since: str = "2.4.0") -> CommandSpec:
     return CommandSpec(
         name=name, container="client", arity=arity, summary=summary, group=_CONN,
         since=since, args=args, flags=flags | Flag.NOSCRIPT | Flag.LOADING | Flag.STALE,

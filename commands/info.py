@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from resp import Reply, Verbatim, format_double
+from resp import Reply, Verbatim
 
-from ._context import CommandContext
+from ._context import CommandContext, ProcessStats
 
-Fields = list[tuple[str, object]]
+# Values are ints or already-formatted strings (floats are formatted where they arise).
+Fields = list[tuple[str, int | str]]
 
 
 def human_bytes(n: float) -> str:
@@ -26,7 +27,7 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _server(ctx: CommandContext) -> Fields:
+def _server(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ident = ctx.server.identity
     now_us = ctx.server.now_us()
     uptime = max(0, (now_us // 1000 - ident.started_ms) // 1000)
@@ -42,7 +43,7 @@ def _server(ctx: CommandContext) -> Fields:
         ("os", ident.os),
         ("arch_bits", ident.arch_bits),
         ("multiplexing_api", "epoll"),
-        ("process_id", ctx.server.process_stats().pid),
+        ("process_id", proc.pid),
         ("process_supervised", "no"),
         ("run_id", ident.run_id),
         ("tcp_port", ident.tcp_port),
@@ -57,7 +58,7 @@ def _server(ctx: CommandContext) -> Fields:
     ]
 
 
-def _clients(ctx: CommandContext) -> Fields:
+def _clients(ctx: CommandContext, proc: ProcessStats) -> Fields:
     sessions = list(ctx.server.sessions())
     return [
         ("connected_clients", len(sessions)),
@@ -71,8 +72,7 @@ def _clients(ctx: CommandContext) -> Fields:
     ]
 
 
-def _memory(ctx: CommandContext) -> Fields:
-    proc = ctx.server.process_stats()
+def _memory(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [
         ("used_memory", proc.rss_bytes),
         ("used_memory_human", human_bytes(proc.rss_bytes)),
@@ -89,7 +89,7 @@ def _memory(ctx: CommandContext) -> Fields:
     ]
 
 
-def _persistence(ctx: CommandContext) -> Fields:
+def _persistence(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [
         ("loading", 0),
         ("async_loading", 0),
@@ -104,7 +104,7 @@ def _persistence(ctx: CommandContext) -> Fields:
     ]
 
 
-def _stats(ctx: CommandContext) -> Fields:
+def _stats(ctx: CommandContext, proc: ProcessStats) -> Fields:
     stats = ctx.server.stats
     ops, in_kbps, out_kbps = ctx.server.instantaneous()
     return [
@@ -132,7 +132,7 @@ def _stats(ctx: CommandContext) -> Fields:
     ]
 
 
-def _replication(ctx: CommandContext) -> Fields:
+def _replication(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [
         ("role", "master"),
         ("connected_slaves", 0),
@@ -148,8 +148,7 @@ def _replication(ctx: CommandContext) -> Fields:
     ]
 
 
-def _cpu(ctx: CommandContext) -> Fields:
-    proc = ctx.server.process_stats()
+def _cpu(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [
         ("used_cpu_sys", f"{proc.cpu_sys:.6f}"),
         ("used_cpu_user", f"{proc.cpu_user:.6f}"),
@@ -160,12 +159,12 @@ def _cpu(ctx: CommandContext) -> Fields:
     ]
 
 
-def _commandstats(ctx: CommandContext) -> Fields:
+def _commandstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
     fields: Fields = []
     for name, stat in sorted(ctx.server.stats.commands.items()):
         if not (stat.calls or stat.rejected_calls or stat.failed_calls):
             continue
-        per_call = stat.usec / stat.calls if stat.calls else 0.0
+        per_call = stat.nsec / stat.calls / 1000 if stat.calls else 0.0
         fields.append((
             f"cmdstat_{name}",
             f"calls={stat.calls},usec={stat.usec},usec_per_call={per_call:.2f},"
@@ -174,20 +173,20 @@ def _commandstats(ctx: CommandContext) -> Fields:
     return fields
 
 
-def _errorstats(ctx: CommandContext) -> Fields:
+def _errorstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [(f"errorstat_{prefix}", f"count={count}")
             for prefix, count in sorted(ctx.server.stats.errors.items())]
 
 
-def _cluster(ctx: CommandContext) -> Fields:
+def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return [("cluster_enabled", 0)]
 
 
-def _keyspace(ctx: CommandContext) -> Fields:
+def _keyspace(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return []
 
 
-Section = Callable[[CommandContext], Fields]
+Section = Callable[[CommandContext, ProcessStats], Fields]
 
 # Redis's names and order. "default" is every section but the ones marked False.
 SECTIONS: tuple[tuple[str, Section, bool], ...] = (
@@ -207,24 +206,18 @@ _TITLES = {name: name.capitalize() for name, _, _ in SECTIONS}
 _TITLES["cpu"] = "CPU"
 
 
-def _format(value: object) -> str:
-    if isinstance(value, float):
-        return format_double(value)
-    return str(value)
-
-
 def render(ctx: CommandContext, wanted: Sequence[str]) -> str:
     """The INFO text for the requested section names (lower case)."""
     names = set(wanted) if wanted else {"default"}
     everything = bool(names & {"all", "everything"})
     default = "default" in names
     parts: list[str] = []
-    for name, section, in_default in SECTIONS:
-        if not (everything or name in names or (default and in_default)):
-            continue
-        lines = [f"# {_TITLES[name]}\r\n"]
-        lines.extend(f"{key}:{_format(value)}\r\n" for key, value in section(ctx))
-        parts.append("".join(lines))
+    chosen = [(name, section) for name, section, in_default in SECTIONS
+              if everything or name in names or (default and in_default)]
+    proc = ctx.server.process_stats() if chosen else None
+    for name, section in chosen:
+        fields = section(ctx, proc)  # type: ignore[arg-type]
+        parts.append(f"# {_TITLES[name]}\r\n" + "".join([f"{k}:{v}\r\n" for k, v in fields]))
     return "\r\n".join(parts)
 
 

@@ -85,12 +85,8 @@ def _w_str(out: list[bytes], r: str, _p: Protocol) -> None:
     _bulk(out, r.encode())
 
 
-def _w_simple(out: list[bytes], r: SimpleString, _p: Protocol) -> None:
-    out.append(b"+%b\r\n" % r.text.encode())
-
-
-def _w_error(out: list[bytes], r: ErrorReply, _p: Protocol) -> None:
-    out.append(b"-%b\r\n" % r.line.encode())
+def _w_frame(out: list[bytes], r: SimpleString | ErrorReply, _p: Protocol) -> None:
+    out.append(r.frame)
 
 
 def _w_verbatim(out: list[bytes], r: Verbatim, protocol: Protocol) -> None:
@@ -134,8 +130,8 @@ _WRITERS: dict[type, Callable[[list[bytes], object, Protocol], None]] = {
     float: _w_float,  # type: ignore[dict-item]
     bytes: _w_bytes,  # type: ignore[dict-item]
     str: _w_str,  # type: ignore[dict-item]
-    SimpleString: _w_simple,  # type: ignore[dict-item]
-    ErrorReply: _w_error,  # type: ignore[dict-item]
+    SimpleString: _w_frame,  # type: ignore[dict-item]
+    ErrorReply: _w_frame,  # type: ignore[dict-item]
     Verbatim: _w_verbatim,  # type: ignore[dict-item]
     list: _w_list,  # type: ignore[dict-item]
     tuple: _w_list,  # type: ignore[dict-item]
@@ -149,7 +145,14 @@ _WRITERS: dict[type, Callable[[list[bytes], object, Protocol], None]] = {
 
 def write(out: list[bytes], reply: Reply, protocol: Protocol) -> None:
     """Append the wire form of ``reply`` to ``out`` (one ``writelines`` per batch)."""
-    writer = _WRITERS.get(type(reply))
+    kind = type(reply)
+    if kind is SimpleString:  # the commonest replies, without a second call
+        out.append(reply.frame)  # type: ignore[union-attr]
+        return
+    if kind is bytes:
+        out.append(b"$%d\r\n%b\r\n" % (len(reply), reply))  # type: ignore[arg-type, str-format]
+        return
+    writer = _WRITERS.get(kind)
     if writer is None:
         raise LocalProtocolError(f"cannot encode a {type(reply).__name__} as a RESP reply")
     writer(out, reply, protocol)

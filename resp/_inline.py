@@ -9,7 +9,7 @@ _SPACE = frozenset(b" \n\r\t\v\f\0")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-class UnbalancedQuotes(ValueError):
+class UnbalancedQuotesError(ValueError):
     pass
 
 
@@ -17,7 +17,7 @@ def split_inline(line: bytes) -> list[bytes]:
     """Split one inline request line (without its line ending) into arguments.
 
     Raises:
-        UnbalancedQuotes: a quote is not closed, or is followed by a non-space.
+        UnbalancedQuotesError: a quote is not closed, or is followed by a non-space.
     """
     if b'"' not in line and b"'" not in line:
         return line.split()
@@ -33,7 +33,7 @@ def split_inline(line: bytes) -> list[bytes]:
         while True:
             if in_double:
                 if i >= n:
-                    raise UnbalancedQuotes
+                    raise UnbalancedQuotesError
                 c = line[i]
                 if (c == 0x5C and i + 3 < n and line[i + 1] == ord("x")
                         and line[i + 2] in _HEX and line[i + 3] in _HEX):
@@ -44,21 +44,21 @@ def split_inline(line: bytes) -> list[bytes]:
                     current += _ESCAPES.get(line[i], bytes([line[i]]))
                 elif c == ord('"'):
                     if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise UnbalancedQuotes
+                        raise UnbalancedQuotesError
                     i += 1
                     break
                 else:
                     current.append(c)
             elif in_single:
                 if i >= n:
-                    raise UnbalancedQuotes
+                    raise UnbalancedQuotesError
                 c = line[i]
                 if c == 0x5C and i + 1 < n and line[i + 1] == ord("'"):
                     i += 1
                     current.append(ord("'"))
                 elif c == ord("'"):
                     if i + 1 < n and line[i + 1] not in _SPACE:
-                        raise UnbalancedQuotes
+                        raise UnbalancedQuotesError
                     i += 1
                     break
                 else:

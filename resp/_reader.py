@@ -32,7 +32,7 @@ from typing import Final, Literal
 import hiredis
 
 from ._errors import RemoteProtocolError
-from ._inline import UnbalancedQuotes, split_inline
+from ._inline import UnbalancedQuotesError, split_inline
 from ._limits import ReaderLimits
 from ._scanner import UNAUTHENTICATED_MAX_ARGS, UNAUTHENTICATED_MAX_BULK, HeaderScanner
 
@@ -50,6 +50,8 @@ _NULL_ARRAY_SIZE = 5  # "*-1\r\n"
 
 def encode_request(argv: list[bytes]) -> bytes:
     """The canonical multibulk encoding of ``argv``."""
+    if len(argv) == 1:
+        return b"*1\r\n$%d\r\n%b\r\n" % (len(argv[0]), argv[0])
     parts = [b"*%d\r\n" % len(argv)]
     parts.extend(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in argv)
     return b"".join(parts)
@@ -83,6 +85,9 @@ class RequestReader:
         self._round_requests: list[list[bytes] | None] = []
         self._tail: bytes = b""
         self._scanner: HeaderScanner | None = None
+        self._max_bulk = 0
+        self._max_args = 0
+        self.authenticated = authenticated
 
     @property
     def authenticated(self) -> bool:
@@ -92,6 +97,9 @@ class RequestReader:
     def authenticated(self, value: bool) -> None:
         """Before authentication Redis limits requests to 10 arguments of 16 KiB."""
         self._authenticated = value
+        self._max_bulk = self.limits.max_bulk_length if value else UNAUTHENTICATED_MAX_BULK
+        self._max_args = (self.limits.max_multibulk_length if value
+                          else min(UNAUTHENTICATED_MAX_ARGS, self.limits.max_multibulk_length))
         if self._scanner is not None:
             self._scanner.authenticated = value
 
@@ -111,6 +119,40 @@ class RequestReader:
             self._inline += data
 
     def next_command(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
+        """The next complete request, or ``NEED_DATA``."""
+        if self._in_hiredis and self._error is None:
+            try:
+                argv = self._hiredis.gets()
+            except hiredis.ProtocolError as exc:
+                return self._fail_or_switch(str(exc))
+            counted = False
+            if argv.__class__ is list and 0 < len(argv) <= self._max_args:
+                self._round_requests.append(argv)
+                counted = True
+                max_bulk = self._max_bulk
+                for arg in argv:
+                    if arg.__class__ is not bytes or len(arg) > max_bulk:
+                        break
+                else:
+                    return argv
+            try:
+                checked = self._after_gets(argv, counted=counted)
+            except RemoteProtocolError as exc:
+                self._error = exc
+                raise
+            if checked.__class__ is list:
+                return checked
+            if checked is NEED_DATA and self._in_hiredis:
+                return NEED_DATA
+        return self._next_command_general()
+
+    def _fail_or_switch(self, hiredis_message: str) -> list[bytes] | Literal[NeedData.NEED_DATA]:
+        if self._switch_to_inline():
+            return self._next_command_general()
+        self._error = RemoteProtocolError(self._explain(hiredis_message))
+        raise self._error
+
+    def _next_command_general(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
         if self._error is not None:
             raise self._error
         try:
@@ -139,33 +181,40 @@ class RequestReader:
             self._error = exc
             raise
 
-    def _next_multibulk(self) -> list[bytes] | None | Literal[NeedData.NEED_DATA]:
+    def _next_multibulk(self) -> list[bytes] | Literal[NeedData.NEED_DATA] | None:
         try:
             argv = self._hiredis.gets()
         except hiredis.ProtocolError as exc:
             if self._switch_to_inline():
                 return NEED_DATA
             raise RemoteProtocolError(self._explain(str(exc))) from None
+        return self._after_gets(argv, counted=False)
+
+    def _after_gets(self, argv: object, *, counted: bool
+                    ) -> list[bytes] | Literal[NeedData.NEED_DATA] | None:
         if argv is _INCOMPLETE:
             self._end_round()
             return NEED_DATA
-        self._round_requests.append(argv)
+        if not counted:
+            self._round_requests.append(argv)  # type: ignore[arg-type]
+        return self._check_request(argv)
+
+    def _check_request(self, argv: object) -> list[bytes] | None:
+        """Validation past the fast path: say exactly what is wrong, as Redis would."""
         if not argv:  # *0 and *-1 are ignored, as Redis does
             return None
         if type(argv) is not list:
             raise RemoteProtocolError(f"expected '*', got '{_type_byte(argv)}'")
-        max_bulk = (self.limits.max_bulk_length if self._authenticated
-                    else UNAUTHENTICATED_MAX_BULK)
         for arg in argv:
             if type(arg) is not bytes:
                 raise RemoteProtocolError(f"expected '$', got '{_type_byte(arg)}'")
-            if len(arg) > max_bulk:
+            if len(arg) > self._max_bulk:
                 raise RemoteProtocolError(
                     "invalid bulk length" if self._authenticated else "unauthenticated bulk length"
                 )
         if len(argv) > self.limits.max_multibulk_length:
             raise RemoteProtocolError("invalid multibulk length")
-        if not self._authenticated and len(argv) > UNAUTHENTICATED_MAX_ARGS:
+        if len(argv) > self._max_args:
             raise RemoteProtocolError("unauthenticated multibulk length")
         return argv
 
@@ -178,7 +227,7 @@ class RequestReader:
         requests = self._round_requests
         if (not self._tail and requests and requests[-1]
                 and not self._hiredis.has_data()
-                and self._round[-1].endswith(encode_request(requests[-1]))):  # type: ignore[arg-type]
+                and self._round[-1].endswith(encode_request(requests[-1]))):
             self._reset_round()
             self._scanner = None
             return
@@ -254,7 +303,7 @@ class RequestReader:
             line = line[:-1]
         try:
             argv = split_inline(line)
-        except UnbalancedQuotes:
+        except UnbalancedQuotesError:
             raise RemoteProtocolError("unbalanced quotes in request") from None
         if not self._authenticated and len(argv) > UNAUTHENTICATED_MAX_ARGS:
             raise RemoteProtocolError("unauthenticated multibulk length")

@@ -48,6 +48,9 @@ class HeaderScanner:
         while True:
             if self._args_left == 0:
                 return None
+            if (self._args_left is not None and self._pos < len(buf)
+                    and buf[self._pos] != 0x24):  # '$'
+                return f"expected '$', got '{chr(buf[self._pos])}'"
             end = buf.find(b"\r", self._pos)
             if end < 0:
                 if len(buf) - self._pos > limits.max_inline_size:
@@ -66,8 +69,6 @@ class HeaderScanner:
                 self._args_left = max(count, 0)
                 self._pos = end + 2
                 continue
-            if buf[self._pos] != 0x24:  # '$'
-                return f"expected '$', got '{chr(buf[self._pos])}'"
             length = parse_length(line)
             if length is None or length < 0 or length > limits.max_bulk_length:
                 return "invalid bulk length"

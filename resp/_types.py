@@ -20,12 +20,14 @@ def _one_line(text: str) -> str:
 
 
 class SimpleString:
-    """A status reply such as ``+OK``."""
+    """A status reply such as ``+OK``. Its wire form is the same in RESP2 and RESP3,
+    so it is rendered once, here."""
 
-    __slots__ = ("text",)
+    __slots__ = ("frame", "text")
 
     def __init__(self, text: str) -> None:
         self.text = _one_line(text)
+        self.frame = b"+%b\r\n" % self.text.encode()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SimpleString) and other.text == self.text
@@ -41,11 +43,12 @@ class ErrorReply:
     """An error reply: ``-<PREFIX> <message>``. The prefix is the first word (``ERR``,
     ``NOAUTH``, ``WRONGPASS`` ...); the text never contains CR or LF."""
 
-    __slots__ = ("message", "prefix")
+    __slots__ = ("frame", "message", "prefix")
 
     def __init__(self, prefix: str, message: str) -> None:
         self.prefix = _one_line(prefix)
         self.message = _one_line(message)
+        self.frame = b"-%b\r\n" % self.line.encode()
 
     @property
     def line(self) -> str:
@@ -138,7 +141,7 @@ class Push:
 
 
 class NullArray:
-    """The null array: ``*-1`` in RESP2 (EXEC after WATCH failure, BLPOP timeout), ``_`` in RESP3."""
+    """The null array: ``*-1`` in RESP2 (as Redis answers a timed-out BLPOP), ``_`` in RESP3."""
 
     __slots__ = ()
 
@@ -164,7 +167,6 @@ class Encoded:
 
 
 Reply: TypeAlias = Union[
-    None,
     bool,
     int,
     float,
@@ -180,6 +182,7 @@ Reply: TypeAlias = Union[
     Encoded,
     "list[Reply]",
     "tuple[Reply, ...]",
+    None,
 ]
 
 OK: Final = SimpleString("OK")

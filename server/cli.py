@@ -34,7 +34,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _event_loop_factory(choice: str) -> object:
     if choice in ("auto", "uvloop"):
         try:
-            import uvloop  # noqa: PLC0415
+            import uvloop
         except ImportError:
             if choice == "uvloop":
                 raise ConfigError("event_loop uvloop: uvloop is not installed") from None

@@ -120,6 +120,7 @@ class RespProtocol(asyncio.Protocol):
         session = ctx.session
         dispatch = self.server.table.dispatch
         session.last_interaction_ms = self.server.clock_ms
+        authenticated = session.authenticated
         while not self.paused and not self.closing:
             out: list[bytes] = []
             done = False
@@ -140,8 +141,8 @@ class RespProtocol(asyncio.Protocol):
                     self.server.stats.count_error("ERR")
                     reply = ErrorReply("ERR", "internal error")
                 write(out, reply, session.protocol)
-                if session.authenticated is not reader.authenticated:
-                    reader.authenticated = session.authenticated
+                if session.authenticated is not authenticated:
+                    reader.authenticated = authenticated = session.authenticated
                 if session.close_after_reply:
                     self._send(out)
                     self.close()
@@ -157,7 +158,9 @@ class RespProtocol(asyncio.Protocol):
         stats.total_writes_processed += 1
         stats.total_net_output_bytes += sum(map(len, out))
         self.transport.writelines(out)
-        if self.transport.get_write_buffer_size() > self.server.config.output_buffer_limit:
+        # Only a paused transport (past its high watermark) can be over the hard limit.
+        if (self.paused and self.transport.get_write_buffer_size()
+                > self.server.config.output_buffer_limit):
             stats.client_output_buffer_disconnects += 1
             log.warning("client output buffer limit reached, closing",
                         extra={"client": self.session.id if self.session else -1,
