@@ -93,13 +93,40 @@ class CommandTable:
         return spec
 
     def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
-        """Run one request and account for it; errors come back as ``ErrorReply``."""
+        """Run one request and account for it; errors come back as ``ErrorReply``.
+
+        The common case (a known command, right arity, authenticated, no MULTI) is
+        decided by the first test; everything else goes through ``_admit``.
+        """
         session = ctx.session
         spec = self._by_name.get(argv[0])
-        if (spec is not None and not spec.subcommands
-                and spec.min_argc <= len(argv) <= spec.max_argc
-                and session.authenticated and session.multi is None):
-            return self.call(ctx, spec, argv)
+        if (spec is None or spec.subcommands or not spec.min_argc <= len(argv) <= spec.max_argc
+                or not session.authenticated or session.multi is not None):
+            admitted = self._admit(ctx, argv)
+            if admitted.__class__ is not CommandSpec:
+                return admitted  # type: ignore[return-value]
+            spec = admitted
+        session.last_command = spec.full_name  # CLIENT LIST shows the running command
+        perf_ns = self.perf_ns
+        started = perf_ns()
+        try:
+            reply = spec.handler(ctx, argv)  # type: ignore[misc]
+        except CommandError as exc:
+            reply = self._error_reply(ctx, exc)
+            ctx.server.stats.command(spec.full_name).failed_calls += 1
+        elapsed = perf_ns() - started
+        stats = ctx.server.stats
+        stat = stats.commands.get(spec.full_name) or stats.command(spec.full_name)
+        stat.calls += 1
+        stat.nsec += elapsed
+        if elapsed >= stats.slow_threshold_ns:
+            self._record_slow(ctx, argv, elapsed // 1000)
+        return reply
+
+    def _admit(self, ctx: CommandContext, argv: list[bytes]) -> CommandSpec | Reply:
+        """Redis's checks before a call, in its order: lookup and arity, authentication,
+        then MULTI queueing. Returns the spec to run, or the reply to send instead."""
+        session = ctx.session
         try:
             spec = self.resolve(argv)
         except CommandError as exc:
@@ -120,26 +147,7 @@ class CommandTable:
                     ctx, CommandError("Command not allowed inside a transaction"))
             session.multi.append(argv)
             return QUEUED
-        return self.call(ctx, spec, argv)
-
-    def call(self, ctx: CommandContext, spec: CommandSpec, argv: list[bytes]) -> Reply:
-        """Run a resolved command: time it, count it, turn its error into a reply."""
-        perf_ns = self.perf_ns
-        started = perf_ns()
-        try:
-            reply = spec.handler(ctx, argv)  # type: ignore[misc]
-        except CommandError as exc:
-            reply = self._error_reply(ctx, exc)
-            ctx.server.stats.command(spec.full_name).failed_calls += 1
-        elapsed = perf_ns() - started
-        stats = ctx.server.stats
-        stat = stats.commands.get(spec.full_name) or stats.command(spec.full_name)
-        stat.calls += 1
-        stat.nsec += elapsed
-        ctx.session.last_command = spec.full_name
-        if elapsed >= stats.slow_threshold_ns:
-            self._record_slow(ctx, argv, elapsed // 1000)
-        return reply
+        return spec
 
     @staticmethod
     def _record_slow(ctx: CommandContext, argv: list[bytes], elapsed_us: int) -> None:

@@ -29,11 +29,8 @@ def exec_(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     session.multi_dirty = False
     if dirty:
         raise CommandError("Transaction discarded because of previous errors.", "EXECABORT")
-    table = ctx.table
-    replies: list[Reply] = []
-    for argv_queued in queued:
-        replies.append(table.call(ctx, table.resolve(argv_queued), argv_queued))
-    return replies
+    # MULTI is over, so each queued request now runs as if sent on its own.
+    return [ctx.table.dispatch(ctx, argv_queued) for argv_queued in queued]
 
 
 def discard(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

@@ -5,7 +5,7 @@ single quotes allow ``\\'``; a closing quote must be followed by whitespace or t
 from __future__ import annotations
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
-_SPACE = frozenset(b" \n\r\t\v\f\0")
+_SPACE = frozenset(b" \n\r\t\v\f")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 

@@ -80,9 +80,14 @@ class RequestReader:
         self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
         self._in_hiredis = False
         self._inline = bytearray()
+        self._inline_pos = 0
         self._error: RemoteProtocolError | None = None
         self._round: list[bytes] = []
-        self._round_requests: list[list[bytes] | None] = []
+        # What hiredis returned since the round began: each list handed out with the
+        # index its hiredis requests start at (recorded once per drain, not per
+        # request), and the sizes of the ignored ones (*0, *-1).
+        self._round_batches: list[tuple[list[list[bytes]], int]] = []
+        self._round_ignored = 0
         self._tail: bytes = b""
         self._scanner: HeaderScanner | None = None
         self._max_bulk = 0
@@ -106,12 +111,16 @@ class RequestReader:
     @property
     def buffered(self) -> int:
         """Bytes held for requests not yet complete."""
-        return len(self._tail) + len(self._inline) + sum(map(len, self._round))
+        return (len(self._tail) + len(self._inline) - self._inline_pos
+                + sum(map(len, self._round)))
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        if self._in_hiredis or (not self._inline and data[0] == 0x2A):
+        if self._in_hiredis or (self._inline_pos >= len(self._inline) and data[0] == 0x2A):
+            if self._inline:
+                self._inline.clear()
+                self._inline_pos = 0
             self._hiredis.feed(data)
             self._in_hiredis = True
             self._round.append(data)
@@ -120,84 +129,108 @@ class RequestReader:
 
     def next_command(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
         """The next complete request, or ``NEED_DATA``."""
-        if self._in_hiredis and self._error is None:
-            try:
-                argv = self._hiredis.gets()
-            except hiredis.ProtocolError as exc:
-                return self._fail_or_switch(str(exc))
-            counted = False
-            if argv.__class__ is list and 0 < len(argv) <= self._max_args:
-                self._round_requests.append(argv)
-                counted = True
-                max_bulk = self._max_bulk
-                for arg in argv:
-                    if arg.__class__ is not bytes or len(arg) > max_bulk:
-                        break
-                else:
-                    return argv
-            try:
-                checked = self._after_gets(argv, counted=counted)
-            except RemoteProtocolError as exc:
-                self._error = exc
-                raise
-            if checked.__class__ is list:
-                return checked
-            if checked is NEED_DATA and self._in_hiredis:
-                return NEED_DATA
-        return self._next_command_general()
+        batch = self.drain(1)
+        return batch[0] if batch else NEED_DATA
 
-    def _fail_or_switch(self, hiredis_message: str) -> list[bytes] | Literal[NeedData.NEED_DATA]:
-        if self._switch_to_inline():
-            return self._next_command_general()
-        self._error = RemoteProtocolError(self._explain(hiredis_message))
-        raise self._error
+    @property
+    def failed(self) -> bool:
+        """A protocol error is waiting to be raised by the next call."""
+        return self._error is not None
 
-    def _next_command_general(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
+    def drain(self, limit: int = 2**31) -> list[list[bytes]]:
+        """Up to ``limit`` complete requests, in order; empty when more data is needed.
+
+        A protocol error is raised at once when no request precedes it in this call;
+        otherwise the requests before it are returned and the next call raises it, so
+        the caller answers them first, as redis-server does.
+        """
         if self._error is not None:
             raise self._error
+        commands: list[list[bytes]] = []
         try:
-            while True:
-                if self._in_hiredis:
-                    argv = self._next_multibulk()
-                    if argv is None:
-                        continue
-                    if argv is not NEED_DATA:
-                        return argv
-                    if self._in_hiredis:
-                        return NEED_DATA
-                if not self._inline:
-                    return NEED_DATA
-                if self._inline[0] == 0x2A:
-                    data = bytes(self._inline)
-                    self._inline.clear()
-                    self.feed(data)
-                    continue
-                inline = self._next_inline()
-                if inline is NEED_DATA:
-                    return NEED_DATA
-                if inline:
-                    return inline
+            self._drain_into(commands, limit)
         except RemoteProtocolError as exc:
             self._error = exc
-            raise
+            if not commands:
+                raise
+        return commands
 
-    def _next_multibulk(self) -> list[bytes] | Literal[NeedData.NEED_DATA] | None:
-        try:
-            argv = self._hiredis.gets()
-        except hiredis.ProtocolError as exc:
-            if self._switch_to_inline():
-                return NEED_DATA
-            raise RemoteProtocolError(self._explain(str(exc))) from None
-        return self._after_gets(argv, counted=False)
+    def _drain_into(self, commands: list[list[bytes]], limit: int) -> None:
+        while len(commands) < limit:
+            if self._in_hiredis:
+                # The hot loop: whole multibulk requests from hiredis, checked in place.
+                gets = self._hiredis.gets
+                self._round_batches.append((commands, len(commands)))
+                max_args, max_bulk = self._max_args, self._max_bulk
+                while len(commands) < limit:
+                    try:
+                        argv = gets()
+                    except hiredis.ProtocolError as exc:
+                        if not self._switch_to_inline():
+                            raise RemoteProtocolError(self._explain(str(exc))) from None
+                        break
+                    if argv.__class__ is list and 0 < len(argv) <= max_args:
+                        for arg in argv:
+                            if arg.__class__ is not bytes or len(arg) > max_bulk:
+                                break
+                        else:
+                            commands.append(argv)
+                            continue
+                        self._check_request(argv)
+                        commands.append(argv)
+                        continue
+                    if argv is _INCOMPLETE:
+                        if self._round:  # new bytes since the last look
+                            self._end_round()
+                        return
+                    checked = self._check_request(argv)
+                    if checked is None:
+                        self._round_ignored += wire_size(argv)
+                    else:
+                        commands.append(checked)
+                continue
+            if self._inline_pos >= len(self._inline):
+                self._inline.clear()
+                self._inline_pos = 0
+                return
+            if self._inline[self._inline_pos] == 0x2A:
+                data = bytes(self._inline[self._inline_pos:])
+                self._inline.clear()
+                self._inline_pos = 0
+                self.feed(data)
+                continue
+            if self._drain_plain_lines(commands, limit):
+                continue
+            argv = self._next_inline()
+            if argv is NEED_DATA:
+                return
+            if argv:
+                commands.append(argv)
 
-    def _after_gets(self, argv: object, *, counted: bool
-                    ) -> list[bytes] | Literal[NeedData.NEED_DATA] | None:
-        if argv is _INCOMPLETE:
-            self._end_round()
-            return NEED_DATA
-        if not counted:
-            self._round_requests.append(argv)  # type: ignore[arg-type]
-        return self._check_request(argv)
+    def _drain_plain_lines(self, commands: list[list[bytes]], limit: int) -> bool:
+        """Split every complete inline line at once when none needs quote handling
+        (``bytes.split`` also drops the CR). False when the general path must decide."""
+        buf, pos = self._inline, self._inline_pos
+        end = -1
+        for _ in range(limit - len(commands)):  # only the lines this batch has room for
+            newline = buf.find(b"\n", end + 1 if end >= 0 else pos)
+            if newline < 0:
+                break
+            end = newline
+        if end < 0:
+            return False
+        lines = bytes(buf[pos:end]).split(b"\n")
+        longest = self.limits.max_inline_size
+        for line in lines:
+            if (line[:1] == b"*" or len(line) > longest or b'"' in line or b"'" in line
+                    or (not self._authenticated and len(line.split()) > UNAUTHENTICATED_MAX_ARGS)):
+                return False
+        for line in lines:
+            argv = line.split()
+            if argv:
+                commands.append(argv)
+        self._inline_pos = end + 1
+        return True
 
     def _check_request(self, argv: object) -> list[bytes] | None:
         """Validation past the fast path: say exactly what is wrong, as Redis would."""
@@ -206,6 +239,8 @@ class RequestReader:
         if type(argv) is not list:
             raise RemoteProtocolError(f"expected '*', got '{_type_byte(argv)}'")
         for arg in argv:
+            if arg is None:  # $-1: Redis says "invalid bulk length"
+                raise RemoteProtocolError("invalid bulk length")
             if type(arg) is not bytes:
                 raise RemoteProtocolError(f"expected '$', got '{_type_byte(arg)}'")
             if len(arg) > self._max_bulk:
@@ -220,14 +255,26 @@ class RequestReader:
 
     def _reset_round(self) -> None:
         self._round.clear()
-        self._round_requests.clear()
+        self._round_batches.clear()
+        self._round_ignored = 0
+
+    def _consumed(self) -> int:
+        """Bytes of the requests completed since the round began (canonical sizes)."""
+        return self._round_ignored + sum(
+            wire_size(argv) for batch, start in self._round_batches for argv in batch[start:])
+
+    def _last_request(self) -> list[bytes] | None:
+        for batch, start in reversed(self._round_batches):
+            if len(batch) > start:
+                return batch[-1]
+        return None
 
     def _end_round(self) -> None:
         """hiredis needs more data: find out whether a request is left incomplete."""
-        requests = self._round_requests
-        if (not self._tail and requests and requests[-1]
+        last = self._last_request()
+        if (not self._tail and last and not self._round_ignored
                 and not self._hiredis.has_data()
-                and self._round[-1].endswith(encode_request(requests[-1]))):
+                and self._round[-1].endswith(encode_request(last))):
             self._reset_round()
             self._scanner = None
             return
@@ -255,7 +302,7 @@ class RequestReader:
     def _held_bytes(self) -> bytes | None:
         """The bytes hiredis holds of the incomplete request, or None if unknown."""
         data = self._tail + b"".join(self._round)
-        consumed = sum(map(wire_size, self._round_requests))
+        consumed = self._consumed()
         if consumed > len(data) or data[consumed : consumed + 1] not in (b"*", b""):
             if len(data) - min(consumed, len(data)) > self.limits.max_query_buffer:
                 raise RemoteProtocolError("query buffer limit exceeded")
@@ -265,7 +312,7 @@ class RequestReader:
     def _switch_to_inline(self) -> bool:
         """hiredis met a non-'*' byte where a request starts: the rest is inline."""
         data = self._tail + b"".join(self._round)
-        consumed = sum(map(wire_size, self._round_requests))
+        consumed = self._consumed()
         rest = data[consumed:]
         if consumed > len(data) or not rest or rest[0] == 0x2A:
             return False
@@ -274,13 +321,13 @@ class RequestReader:
         self._reset_round()
         self._tail = b""
         self._scanner = None
-        self._inline[:0] = rest
+        self._inline[self._inline_pos:self._inline_pos] = rest
         return True
 
     def _explain(self, hiredis_message: str) -> str:
         """Word hiredis's complaint as redis-server words it for the same bytes."""
         data = self._tail + b"".join(self._round)
-        consumed = sum(map(wire_size, self._round_requests))
+        consumed = self._consumed()
         if consumed <= len(data):
             problem = HeaderScanner(self.limits, authenticated=self._authenticated).scan(
                 data[consumed:]
@@ -290,17 +337,20 @@ class RequestReader:
         return hiredis_message.replace('"', "'")
 
     def _next_inline(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
-        newline = self._inline.find(b"\n")
+        buf, pos = self._inline, self._inline_pos
+        newline = buf.find(b"\n", pos)
         if newline < 0:
-            if len(self._inline) > self.limits.max_inline_size:
+            if pos:
+                del buf[:pos]
+                self._inline_pos = 0
+            if len(buf) > self.limits.max_inline_size:
                 raise RemoteProtocolError("too big inline request")
             return NEED_DATA
-        if newline > self.limits.max_inline_size:
+        if newline - pos > self.limits.max_inline_size:
             raise RemoteProtocolError("too big inline request")
-        line = bytes(self._inline[:newline])
-        del self._inline[: newline + 1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
+        end = newline - 1 if newline > pos and buf[newline - 1] == 0x0D else newline
+        line = bytes(buf[pos:end])
+        self._inline_pos = newline + 1
         try:
             argv = split_inline(line)
         except UnbalancedQuotesError:
@@ -311,6 +361,10 @@ class RequestReader:
 
 
 def _type_byte(value: object) -> str:
+    if isinstance(value, bool):
+        return "#"
+    if isinstance(value, float):
+        return ","
     if isinstance(value, int):
         return ":"
     if isinstance(value, list):

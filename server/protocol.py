@@ -15,15 +15,19 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from commands import CommandContext, Session
-from resp import NEED_DATA, ErrorReply, RemoteProtocolError, RequestReader, write
+from resp import ErrorReply, RemoteProtocolError, RequestReader, SimpleString, write
 
 if TYPE_CHECKING:
     from .app import Server
 
 log = logging.getLogger("clusterwatch.connection")
 
-# Requests executed before the batch is written and the write buffer checked again.
+# Requests executed before their replies are written and the write buffer checked again.
 _BATCH = 512
+# Batches one connection may run before it yields the loop to the others (its reading is
+# paused meanwhile). libuv hands over many reads per wake-up; without this, one client
+# pipelining millions of requests would hold every other client for seconds.
+_BATCHES_PER_TURN = 8
 
 MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 
@@ -44,6 +48,7 @@ class RespProtocol(asyncio.Protocol):
         self.ctx: CommandContext | None = None
         self.reader: RequestReader | None = None
         self.paused = False
+        self.yielded = False
         self.closing = False
 
     # --- asyncio callbacks -----------------------------------------------------------
@@ -93,7 +98,7 @@ class RespProtocol(asyncio.Protocol):
         stats.total_net_input_bytes += len(data)
         stats.total_reads_processed += 1
         self.reader.feed(data)
-        if not self.paused:
+        if not self.paused and not self.yielded:
             self.process()
 
     def pause_writing(self) -> None:
@@ -103,7 +108,16 @@ class RespProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.transport is not None and not self.closing:
+        if self.transport is not None and not self.closing and not self.yielded:
+            self.transport.resume_reading()
+            self.process()
+
+    def _take_turn(self) -> None:
+        """Continue after yielding the loop to other connections."""
+        self.yielded = False
+        if self.transport is None or self.closing:
+            return
+        if not self.paused:
             self.transport.resume_reading()
             self.process()
 
@@ -115,24 +129,30 @@ class RespProtocol(asyncio.Protocol):
     def process(self) -> None:
         """Execute the buffered requests, writing a batch at a time, until the reader
         needs more data, writing pauses, or the connection is to close."""
-        reader, ctx, transport = self.reader, self.ctx, self.transport
-        assert reader is not None and ctx is not None and transport is not None
+        reader, ctx = self.reader, self.ctx
+        assert reader is not None and ctx is not None
         session = ctx.session
         dispatch = self.server.table.dispatch
         session.last_interaction_ms = self.server.clock_ms
         authenticated = session.authenticated
+        turns = 0
         while not self.paused and not self.closing:
+            if turns == _BATCHES_PER_TURN:
+                self.yielded = True
+                assert self.transport is not None
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._take_turn)
+                return
+            turns += 1
+            try:
+                batch = reader.drain(_BATCH)
+            except RemoteProtocolError as exc:
+                self._protocol_error([], exc)
+                return
+            if not batch:
+                return
             out: list[bytes] = []
-            done = False
-            for _ in range(_BATCH):
-                try:
-                    argv = reader.next_command()
-                except RemoteProtocolError as exc:
-                    self._protocol_error(out, exc)
-                    return
-                if argv is NEED_DATA:
-                    done = True
-                    break
+            for argv in batch:
                 try:
                     reply = dispatch(ctx, argv)
                 except Exception:
@@ -140,7 +160,10 @@ class RespProtocol(asyncio.Protocol):
                                                            "command": argv[0][:64]})
                     self.server.stats.count_error("ERR")
                     reply = ErrorReply("ERR", "internal error")
-                write(out, reply, session.protocol)
+                if reply.__class__ is SimpleString:
+                    out.append(reply.frame)
+                else:
+                    write(out, reply, session.protocol)
                 if session.authenticated is not authenticated:
                     reader.authenticated = authenticated = session.authenticated
                 if session.close_after_reply:
@@ -148,7 +171,7 @@ class RespProtocol(asyncio.Protocol):
                     self.close()
                     return
             self._send(out)
-            if done:
+            if len(batch) < _BATCH and not reader.failed:
                 return
 
     def _send(self, out: list[bytes]) -> None:
