@@ -34,7 +34,7 @@ system-deps:
 	fi
 
 run: install
-	$(PY) -m server serve --port $(PORT)
+	$(PY) -m server serve --port $(PORT) --demo
 
 lint: install
 	$(PY) -m ruff check .

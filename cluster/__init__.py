@@ -5,6 +5,8 @@ Pure: no I/O, no clock; every time is passed in as `now_ms`.
 
 from __future__ import annotations
 
+from cluster.apierror import ApiError
+from cluster.clusterstatus import ClusterStatusView, cluster_status
 from cluster.config import ModelConfig
 from cluster.events import (
     ClusterEvent,
@@ -15,6 +17,7 @@ from cluster.events import (
     NodeStateChanged,
     SlotsMoved,
 )
+from cluster.health import HealthConfig, HealthReport, HealthTracker, SelfCheck
 from cluster.keyslot import crc16, keyslot
 from cluster.messages import (
     MESSAGE_TYPES,
@@ -39,7 +42,9 @@ from cluster.messages import (
     parse_addr,
 )
 from cluster.model import ClusterModel
-from cluster.records import Counters, NodeInfo, NodeState, Outcome
+from cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
+from cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
+from cluster.services import ServiceEntry, ServicesReport, ServiceStatusView, SimpleStatus
 from cluster.slots import NUM_SLOTS
 from cluster.views import NetInfo, Shard, ShardNode, SlotRange
 
@@ -49,12 +54,17 @@ __all__ = [
     "SCHEMA_VERSION",
     "Address",
     "Alert",
+    "ApiError",
     "ClusterEvent",
     "ClusterModel",
     "ClusterStateChanged",
+    "ClusterStatusView",
     "Counters",
     "EpochChanged",
     "FailReport",
+    "HealthConfig",
+    "HealthReport",
+    "HealthTracker",
     "Heartbeat",
     "Hello",
     "Leave",
@@ -65,23 +75,34 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "NodeMessage",
+    "NodeRow",
     "NodeState",
     "NodeStateChanged",
+    "NodeStatus",
     "Outcome",
     "Partition",
     "QueryStatus",
     "RequestStats",
+    "SelfCheck",
+    "SelfCounters",
+    "ServiceEntry",
     "ServiceStatus",
+    "ServiceStatusView",
+    "ServicesReport",
     "Shard",
     "ShardNode",
+    "SimpleStatus",
     "SlotRange",
     "Slots",
     "SlotsMoved",
     "StoreLag",
     "ThreadPoolStats",
     "TopicPartition",
+    "cluster_status",
     "crc16",
     "decode_message",
     "keyslot",
+    "node_status",
     "parse_addr",
+    "self_status",
 ]

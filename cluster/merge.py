@@ -37,7 +37,7 @@ What each applied message does to its sender's record, besides setting `(epoch, 
 `last_seen = now` and clearing pfail/fail:
 
     hello        replaces address, hostname, announced role and replicaof
-    heartbeat    replaces the status payload (kept as sent)
+    heartbeat    replaces the status payload (kept as sent) and its receive time
     slots        replaces the slot claim
     fail_report  records (target, sender, now); may turn a pfail target into fail
     leave        withdraws the claim and removes the record; a tombstone keeps its
@@ -102,6 +102,7 @@ class Node:
         "address",
         "epoch",
         "heartbeat",
+        "heartbeat_ms",
         "hello",
         "id",
         "last_seen_ms",
@@ -120,6 +121,7 @@ class Node:
         self.hello: Hello | None = None
         self.address: Address | None = None
         self.heartbeat: Heartbeat | None = None
+        self.heartbeat_ms: int | None = None
 
 
 class MergeState:
@@ -172,6 +174,7 @@ class MergeState:
             self._refresh_sender(node, epoch, now_ms)
         if type(msg) is Heartbeat:
             node.heartbeat = msg
+            node.heartbeat_ms = now_ms
         else:
             self._effect(node, msg, now_ms)
         if self._dirty:
@@ -236,6 +239,7 @@ class MergeState:
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
             if type(msg) is Heartbeat:
                 node.heartbeat = msg
+                node.heartbeat_ms = now_ms
             else:
                 self._effect(node, msg, now_ms)
         self._settle()
@@ -272,6 +276,7 @@ class MergeState:
                 self._dirty = True
             case Heartbeat():
                 node.heartbeat = msg
+                node.heartbeat_ms = now_ms
 
     def _claim(self, node_id: str, epoch: int, slots: frozenset[int], now_ms: int) -> None:
         changes, conflicts = self.table.claim(node_id, epoch, slots)

@@ -76,14 +76,22 @@ class Alert(Struct, frozen=True, kw_only=True, gc=False):
     message: str
 
 
+StatusLevel = Literal["critical", "info", "debug"]
+
+
 class ServiceStatus(Struct, frozen=True, kw_only=True):
-    """One service's status, Puppet status-service style."""
+    """One service's status, Puppet status-service style.
+
+    `status` holds the status data by detail level, in format `status_version`;
+    `status_versions` optionally holds the same data in other (older) formats, by version.
+    """
 
     version: str | None = None
     status_version: int = 1
     state: Literal["running", "error", "starting", "stopping", "unknown"] = "unknown"
-    status: dict[Literal["critical", "info", "debug"], Any] = {}
+    status: dict[StatusLevel, Any] = {}
     alerts: list[Alert] = []
+    status_versions: dict[int, dict[StatusLevel, Any]] = {}
 
 
 class Partition(Struct, frozen=True, kw_only=True, gc=False):
@@ -120,6 +128,7 @@ class RequestStats(Struct, frozen=True, kw_only=True, gc=False):
     active: NonNegative = 0
     max: NonNegative = 0
     total: NonNegative = 0
+    per_second: Annotated[float, Meta(ge=0)] | None = None
 
 
 class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
@@ -136,6 +145,10 @@ class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
     store_lags: dict[str, dict[int, StoreLag]] | None = None
     thread_pool: ThreadPoolStats | None = None
     requests: RequestStats | None = None
+    cluster_state: str | None = None
+    admin_serving: bool | None = None
+    plugins_initialized: bool | None = None
+    service_role: str | None = None
 
 
 class Slots(_Message, frozen=True, kw_only=True, tag="slots", gc=False):

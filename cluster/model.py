@@ -10,7 +10,7 @@ from cluster.config import ModelConfig
 from cluster.events import ClusterEvent
 from cluster.merge import MergeState
 from cluster.messages import MessageError, NodeMessage, decode_message
-from cluster.records import Counters, NodeInfo, Outcome
+from cluster.records import Counters, NodeInfo, NodeRow, Outcome
 from cluster.views import Shard, SlotRange, Views
 
 __all__ = ["ClusterModel"]
@@ -100,6 +100,23 @@ class ClusterModel:
         nodes = self._state.nodes
         for node_id in sorted(nodes):
             yield self._views.node_info(nodes[node_id])
+
+    def node_rows(self) -> Iterator[NodeRow]:
+        """`(id, state, last_seen_ms, heartbeat, heartbeat_ms, addr)` per node, in no set order.
+
+        A cheap scan for views rebuilt once per model version; `nodes()` builds a `NodeInfo` each.
+        `addr` is the hello's `host:port[@busport]`, None before the first hello.
+        """
+        for node in self._state.nodes.values():
+            hello = node.hello
+            yield (
+                node.id,
+                node.state,
+                node.last_seen_ms,
+                node.heartbeat,
+                node.heartbeat_ms,
+                None if hello is None else hello.addr,
+            )
 
     def count_failure_reports(self, node_id: str, now_ms: int) -> int | None:
         """Valid failure reports against a known node from slot-serving masters; None if unknown."""

@@ -9,7 +9,7 @@ from typing import Literal
 
 from cluster.messages import Heartbeat, MessageError
 
-__all__ = ["Counters", "NodeInfo", "NodeState", "Outcome"]
+__all__ = ["Counters", "NodeInfo", "NodeRow", "NodeState", "Outcome"]
 
 
 class NodeState(StrEnum):
@@ -24,6 +24,8 @@ class NodeInfo:
 
     `role` is the effective role: a node that owns slots is a master whatever its hello said.
     `addr`, `host`, `port` and `busport` are None until the node's first hello.
+    `heartbeat_ms` is when this server received `heartbeat` (None until the first one);
+    `last_seen_ms` moves with every applied message, `heartbeat_ms` only with heartbeats.
     """
 
     id: str
@@ -40,6 +42,11 @@ class NodeInfo:
     state: NodeState
     slots_owned: int
     heartbeat: Heartbeat | None
+    heartbeat_ms: int | None = None
+
+
+NodeRow = tuple[str, NodeState, int, Heartbeat | None, int | None, str | None]
+"""`(id, state, last_seen_ms, heartbeat, heartbeat_ms, addr)`: what status views scan per node."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ class Views:
             state=node.state,
             slots_owned=self._state.table.owned.get(node.id, 0),
             heartbeat=node.heartbeat,
+            heartbeat_ms=node.heartbeat_ms,
         )
 
     def _render_info_head(self) -> str:

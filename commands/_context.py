@@ -7,11 +7,13 @@ server implements.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from cluster import ClusterModel, Outcome
+
     from ._stats import Stats
     from ._table import CommandTable
 
@@ -81,6 +83,25 @@ class ServerView(Protocol):
 
     identity: ServerIdentity
     stats: Stats
+    #: The cluster model the bus feeds; handlers read it (after ``model.refresh(now)``).
+    model: ClusterModel
+    #: This server's own stable node id (CLUSTER MYID): 40 lowercase hex digits.
+    myid: str
+    #: Messages handed to the bus so far, whatever their outcome. With ``model.version``
+    #: it keys replies whose text also counts stale messages (CLUSTER INFO).
+    bus_received: int
+    #: Rendered replies the command layer keeps between calls, keyed by its own names;
+    #: each entry carries the key it was built for, and the server never clears it.
+    reply_cache: dict[str, Any]
+
+    def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
+        """Apply raw JSON node messages through the bus; one outcome per message."""
+        ...
+
+    @property
+    def bus_name(self) -> str:
+        """The bus implementation: ``memory`` (embedded)."""
+        ...
 
     def now_ms(self) -> int: ...
 
@@ -105,6 +126,15 @@ class ServerView(Protocol):
 
     @property
     def max_clients(self) -> int: ...
+
+    @property
+    def connected_clients(self) -> int: ...
+
+    @property
+    def recent_max_buffers(self) -> tuple[int, int]:
+        """The largest input and output buffers among the clients, sampled once a second
+        (Redis's client_recent_max_input_buffer / _output_buffer)."""
+        ...
 
     def instantaneous(self) -> tuple[float, float, float]:
         """(ops per second, input kbps, output kbps) over the last samples."""

@@ -75,6 +75,10 @@ class CommandTable:
         # Clients send names in upper or lower case; index both so the common lookups
         # need no case folding (mixed case falls back to lower()).
         self._by_name = {**self.commands, **{k.upper(): v for k, v in self.commands.items()}}
+        self._subs_by_name = {
+            container: {**subs, **{k.upper(): v for k, v in subs.items()}}
+            for container, subs in self.subcommands.items()
+        }
 
     def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
         """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
@@ -83,6 +87,8 @@ class CommandTable:
             raise unknown_command(argv[0], list(argv[1:]))
         if spec.subcommands:
             if len(argv) == 1:
+                if spec.handler is not None:  # COMMAND alone lists every command
+                    return spec
                 raise wrong_arity(spec.name)
             sub = self.subcommands[spec.name.encode()].get(argv[1].lower())
             if sub is None:
@@ -100,6 +106,8 @@ class CommandTable:
         """
         session = ctx.session
         spec = self._by_name.get(argv[0])
+        if spec is not None and spec.subcommands and len(argv) > 1:
+            spec = self._subs_by_name[spec.name.encode()].get(argv[1])
         if (spec is None or spec.subcommands or not spec.min_argc <= len(argv) <= spec.max_argc
                 or not session.authenticated or session.multi is not None):
             admitted = self._admit(ctx, argv)

@@ -59,13 +59,13 @@ def _server(ctx: CommandContext, proc: ProcessStats) -> Fields:
 
 
 def _clients(ctx: CommandContext, proc: ProcessStats) -> Fields:
-    sessions = list(ctx.server.sessions())
+    largest_input, largest_output = ctx.server.recent_max_buffers
     return [
-        ("connected_clients", len(sessions)),
+        ("connected_clients", ctx.server.connected_clients),
         ("cluster_connections", 0),
         ("maxclients", ctx.server.max_clients),
-        ("client_recent_max_input_buffer", max((s.query_buffer for s in sessions), default=0)),
-        ("client_recent_max_output_buffer", max((s.output_buffer for s in sessions), default=0)),
+        ("client_recent_max_input_buffer", largest_input),
+        ("client_recent_max_output_buffer", largest_output),
         ("blocked_clients", 0),
         ("tracking_clients", 0),
         ("clients_in_timeout_table", 0),
@@ -178,8 +178,36 @@ def _errorstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
             for prefix, count in sorted(ctx.server.stats.errors.items())]
 
 
+def _known_nodes(ctx: CommandContext) -> int:
+    """The model's node count, counted once per topology change."""
+    model = ctx.server.model
+    cache = ctx.server.reply_cache
+    entry = cache.get("info|nodes")
+    if entry is None or entry[0] != model.topology_version:
+        entry = (model.topology_version, sum(1 for _ in model.nodes()))
+        cache["info|nodes"] = entry
+    return int(entry[1])
+
+
 def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
-    return [("cluster_enabled", 0)]
+    """``cluster_enabled:1`` makes redis_exporter send CLUSTER INFO and ``redis-cli
+    --cluster`` accept the server. The ``cluster_*`` figures live in CLUSTER INFO only
+    (the exporter drops a metric it sees twice); clusterwatch's own fields follow."""
+    server = ctx.server
+    model = server.model
+    model.refresh(server.now_ms())
+    counters = model.counters()
+    return [
+        ("cluster_enabled", 1),
+        ("clusterwatch_myid", server.myid),
+        ("clusterwatch_bus", server.bus_name),
+        ("clusterwatch_nodes_known", _known_nodes(ctx)),
+        ("clusterwatch_model_version", model.version),
+        ("clusterwatch_bus_messages_received", server.bus_received),
+        ("clusterwatch_bus_messages_applied", counters.applied),
+        ("clusterwatch_bus_messages_stale", counters.stale),
+        ("clusterwatch_bus_messages_rejected", sum(counters.rejected.values())),
+    ]
 
 
 def _keyspace(ctx: CommandContext, proc: ProcessStats) -> Fields:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
@@ -12,14 +13,29 @@ import platform
 import resource
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from cluster import (
+    ClusterEvent,
+    ClusterModel,
+    ClusterStateChanged,
+    ModelConfig,
+    NodeLeft,
+    NodeState,
+    NodeStateChanged,
+    Outcome,
+    SlotsMoved,
+)
 from commands import CommandTable, ProcessStats, ServerIdentity, Session, Stats, build_table
 
+from .bus import Bus, MemoryBus
 from .config import ServerConfig
+from .ids import derive_id
 from .protocol import RespProtocol
 
 log = logging.getLogger("clusterwatch.server")
@@ -42,6 +58,7 @@ class Server:
                              latency_threshold_ms=config.latency_monitor_threshold)
         self.perf_ns = time.perf_counter_ns
         self.connections: dict[int, RespProtocol] = {}
+        self.recent_max_buffers: tuple[int, int] = (0, 0)
         self.clock_ms = self.now_ms()
         self._next_id = 0
         self._listeners: list[asyncio.Server] = []
@@ -49,6 +66,13 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
         self.port = config.port
+        self.model = ClusterModel(model_config(config))
+        # A lambda, not the bound method: tests replace ``now_ms`` to drive the clock.
+        self.bus: Bus = MemoryBus(self.model, lambda: self.now_ms())
+        self.bus_received = 0
+        self.reply_cache: dict[str, Any] = {}
+        self.myid = config.myid or derive_id(socket.gethostname(), config.port)
+        self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._total_memory = self._page_size * os.sysconf("SC_PHYS_PAGES")
@@ -145,6 +169,17 @@ class Server:
     def max_clients(self) -> int:
         return self.config.max_clients
 
+    @property
+    def connected_clients(self) -> int:
+        return len(self.connections)
+
+    def _sample_buffers(self) -> None:
+        largest_input = largest_output = 0
+        for session in self.sessions():
+            largest_input = max(largest_input, session.query_buffer)
+            largest_output = max(largest_output, session.output_buffer)
+        self.recent_max_buffers = (largest_input, largest_output)
+
     def instantaneous(self) -> tuple[float, float, float]:
         if len(self._samples) < 2:
             return 0.0, 0.0, 0.0
@@ -152,6 +187,16 @@ class Server:
         t1, c1, i1, o1 = self._samples[-1]
         elapsed = max(t1 - t0, 1e-9)
         return (c1 - c0) / elapsed, (i1 - i0) / elapsed / 1024, (o1 - o0) / elapsed / 1024
+
+    @property
+    def bus_name(self) -> str:
+        return self.bus.name
+
+    def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
+        self.bus_received += len(messages)
+        outcomes = self.bus.publish(messages)
+        self._log_events(self.model.drain_events())
+        return outcomes
 
     def next_client_id(self) -> int:
         self._next_id += 1
@@ -162,6 +207,14 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.identity = _with_loop(self.identity, loop)
+        await self.bus.start()
+        demo = None
+        if self.config.demo:
+            from .simulate import demo_simulation
+
+            # The demo cluster is in the model before the first client can ask.
+            demo = demo_simulation(node_timeout_ms=self.config.node_timeout)
+            self.bus_publish(demo.initial())
         listener = await loop.create_server(
             lambda: RespProtocol(self), self.config.bind, self.config.port,
             reuse_address=True, backlog=511,
@@ -171,6 +224,8 @@ class Server:
         if sockets:
             self.port = sockets[0].getsockname()[1]
             self.identity = _replace_identity(self.identity, tcp_port=self.port)
+            if not self.config.myid:
+                self.myid = derive_id(socket.gethostname(), self.port)
         if self.config.unix_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.unix_socket)
@@ -180,6 +235,12 @@ class Server:
             self._listeners.append(unix)
         self._stopping = asyncio.Event()
         self._cron = loop.create_task(self._housekeeping())
+        if demo is not None:
+            from .simulate import run_local
+
+            self._demo = loop.create_task(run_local(demo, self.bus_publish))
+            log.info("demo cluster running on the memory bus",
+                     extra={"masters": demo.masters, "replicas": demo.replicas_per_master})
         log.info("listening", extra={"bind": self.config.bind, "port": self.port,
                                      "unix_socket": self.config.unix_socket,
                                      "event_loop": self.identity.event_loop,
@@ -207,10 +268,12 @@ class Server:
         """Stop accepting, let queued replies drain, then close every connection."""
         for listener in self._listeners:
             listener.close()
-        if self._cron is not None:
-            self._cron.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cron
+        for task in (self._cron, self._demo):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.bus.aclose()
         for conn in list(self.connections.values()):
             conn.close()
         deadline = time.monotonic() + self.config.shutdown_timeout
@@ -230,17 +293,22 @@ class Server:
         log.info("stopped", extra={"connections_closed": self.stats.total_connections_received})
 
     async def _housekeeping(self) -> None:
-        """Redis's serverCron, at 10 Hz: the cached clock, ops/s samples, idle clients."""
+        """Redis's serverCron, at 10 Hz: the cached clock, failure detection, ops/s
+        samples, idle clients."""
         ticks = 0
         while True:
             await asyncio.sleep(_CRON_INTERVAL)
             self.clock_ms = self.now_ms()
+            self.model.refresh(self.clock_ms)
+            self._log_events(self.model.drain_events())
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))
             ticks += 1
-            if self.config.timeout and ticks % 10 == 0:
-                self._close_idle()
+            if ticks % 10 == 0:
+                self._sample_buffers()
+                if self.config.timeout:
+                    self._close_idle()
 
     def _close_idle(self) -> None:
         limit_ms = self.config.timeout * 1000
@@ -254,10 +322,43 @@ class Server:
                                                        "addr": session.addr})
                 conn.close()
 
+    @staticmethod
+    def _log_events(events: list[ClusterEvent]) -> None:
+        """Log what the model reports: cluster state changes and node failures at warning,
+        recoveries at info, routine joins and slot assignment at debug."""
+        for event in events:
+            if isinstance(event, ClusterStateChanged):
+                level = logging.WARNING if event.new == "fail" else logging.INFO
+                log.log(level, "cluster state changed",
+                        extra={"old": event.old, "new": event.new})
+            elif isinstance(event, NodeStateChanged):
+                level = logging.WARNING if event.new is NodeState.FAIL else logging.INFO
+                log.log(level, "node state changed", extra={
+                    "node": event.node, "old": str(event.old), "new": str(event.new)})
+            elif isinstance(event, NodeLeft):
+                log.info("node left", extra={"node": event.node})
+            elif isinstance(event, SlotsMoved) and event.old is not None:
+                log.info("slots moved", extra={"start": event.start, "end": event.end,
+                                               "old": event.old, "new": event.new or "-"})
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("cluster event", extra={"event": event.kind, **_event_fields(event)})
+
+
+def model_config(config: ServerConfig) -> ModelConfig:
+    """The cluster model's settings from the server's."""
+    return ModelConfig(
+        node_timeout_ms=config.node_timeout,
+        fail_after_ms=config.fail_after or None,
+        require_full_coverage=config.require_full_coverage,
+        max_message_bytes=config.max_message_size,
+    )
+
+
+def _event_fields(event: ClusterEvent) -> dict[str, object]:
+    return {f"event_{key}": value for key, value in dataclasses.asdict(event).items()}
+
 
 def _replace_identity(identity: ServerIdentity, **changes: object) -> ServerIdentity:
-    import dataclasses
-
     return dataclasses.replace(identity, **changes)  # type: ignore[arg-type]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -48,11 +49,24 @@ class ServerConfig:
     log_level: str = "info"
     log_format: str = "text"
     config_file: str = ""
+    # The cluster model. Times in milliseconds: a node silent for node_timeout is pfail
+    # (Redis cluster-node-timeout); a pfail node is fail after fail_after without a quorum
+    # of failure reports (0: twice node_timeout).
+    node_timeout: int = 15_000
+    fail_after: int = 0
+    require_full_coverage: bool = True
+    # Bytes; a larger node message is rejected (too_large) before decoding.
+    max_message_size: int = 65_536
+    # CLUSTER MYID: 40 lowercase hex digits. Empty derives a stable id from the hostname
+    # and the listening port: sha1("clusterwatch:<hostname>:<port>").
+    myid: str = ""
+    # Feed the embedded bus from an in-process simulated cluster (3 masters, 3 replicas).
+    demo: bool = False
 
     def __post_init__(self) -> None:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
-                    "slowlog_max_len")
+                    "slowlog_max_len", "node_timeout", "max_message_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -68,6 +82,10 @@ class ServerConfig:
             raise ConfigError("log_format must be text or json")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be debug, info, warning or error")
+        if self.fail_after < 0:
+            raise ConfigError("fail_after must not be negative")
+        if self.myid and not _MYID.fullmatch(self.myid):
+            raise ConfigError("myid must be 40 lowercase hexadecimal digits")
 
     @property
     def reader_limits(self) -> ReaderLimits:
@@ -100,11 +118,16 @@ class ServerConfig:
             "maxmemory": "0",
             "maxmemory-policy": "noeviction",
             "io-threads": "1",
-            "cluster-enabled": "no",
+            "cluster-enabled": "yes",
+            "cluster-node-timeout": str(self.node_timeout),
+            "cluster-require-full-coverage": "yes" if self.require_full_coverage else "no",
         }
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig)}
+_MYID = re.compile(r"[0-9a-f]{40}")
+_BOOLS = {"yes": True, "true": True, "on": True, "1": True,
+          "no": False, "false": False, "off": False, "0": False}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -118,8 +141,12 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return _BOOLS[str(raw).strip().lower()]
         return str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise ConfigError(f"{name}: {raw!r} is not a valid {kind}") from None
 
 

@@ -1,0 +1,95 @@
+"""BUS: publish node messages to the model and inspect the bus.
+
+``BUS PUBLISH <json> [<json> ...]`` answers an array with one entry per message, in order:
+
+    +applied                          applied to the model
+    +stale: have epoch 3 seq 7        at or below the node's last applied (epoch, seq),
+                                      which is shown; counted, not applied
+    -ERR invalid message: <field>: <reason>
+                                      rejected; the model is unchanged, the reject counted
+
+Simple strings and nested errors read the same in RESP2 and RESP3 (redis-cli prints
+``1) applied``, ``2) (error) ERR invalid message: epoch: ...``). A batch is applied as one
+network read: every message gets the same receive time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cluster import MESSAGE_TYPES, Outcome
+from resp import ErrorReply, Map, Reply, SimpleString
+
+from ._context import CommandContext
+from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+
+APPLIED = SimpleString("applied")
+
+# Every MessageError code, so BUS INFO has the same shape before and after a reject.
+REJECT_REASONS = ("json", "too_large", "version", "unknown_type", "missing_field", "type",
+                  "range", "format", "value")
+
+
+def outcome_reply(outcome: Outcome) -> Reply:
+    if outcome.kind == "applied":
+        return APPLIED
+    if outcome.kind == "stale":
+        epoch, seq = outcome.last or (0, 0)
+        return SimpleString(f"stale: have epoch {epoch} seq {seq}")
+    return ErrorReply("ERR", f"invalid message: {outcome.error}")
+
+
+def bus_publish(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    return [outcome_reply(outcome) for outcome in ctx.server.bus_publish(argv[2:])]
+
+
+def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    server = ctx.server
+    model = server.model
+    model.refresh(server.now_ms())
+    counters = model.counters()
+    rejected = dict.fromkeys(REJECT_REASONS, 0)
+    rejected.update(counters.rejected)
+    received: list[tuple[Reply, Reply]] = [(kind, counters.received.get(kind, 0))
+                                           for kind in MESSAGE_TYPES]
+    return Map([
+        ("bus", server.bus_name),
+        ("messages", server.bus_received),
+        ("received", Map(received)),
+        ("applied", counters.applied),
+        ("stale", counters.stale),
+        ("rejected", sum(rejected.values())),
+        ("rejected_by_reason", Map(list(rejected.items()))),
+        ("slot_conflicts", counters.slot_conflicts),
+        ("events_dropped", counters.events_dropped),
+        ("model_version", model.version),
+        ("topology_version", model.topology_version),
+        ("nodes", sum(1 for _ in model.nodes())),
+        ("current_epoch", model.current_epoch),
+        ("cluster_state", model.cluster_state),
+    ])
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        name="bus", arity=-2, group=Group.BUS, since="0.1.0",
+        summary="A container for node-message bus commands.",
+        subcommands=(
+            CommandSpec(
+                name="publish", container="bus", arity=-3, group=Group.BUS, since="0.1.0",
+                summary="Applies JSON node messages to the cluster model; one outcome per "
+                        "message (applied, stale, or the validation error).",
+                complexity="O(N) where N is the number of messages",
+                flags=Flag.WRITE | Flag.FAST, handler=bus_publish,
+                args=(Arg(name="message", type=ArgType.STRING, multiple=True),),
+            ),
+            CommandSpec(
+                name="info", container="bus", arity=2, group=Group.BUS, since="0.1.0",
+                summary="Returns message counts by type, rejects by reason, the stale count "
+                        "and the model version.",
+                complexity="O(N) where N is the number of known nodes",
+                flags=Flag.LOADING | Flag.STALE, handler=bus_info,
+            ),
+        ),
+    ),
+)
