@@ -49,6 +49,7 @@ CASES = {
     "PING inline x16": (b"PING\r\n" * 16, 16, 40_000),
     "PING multibulk x1": (b"*1\r\n$4\r\nPING\r\n", 1, 200_000),
     "INFO x1": (b"*1\r\n$4\r\nINFO\r\n", 1, 5_000),
+    "CLUSTER INFO x16": (b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n" * 16, 16, 20_000),
 }
 
 

@@ -42,7 +42,13 @@ def bad_argument(message: str) -> ApiError:
 
 def unknown_node(node_id: str) -> ApiError:
     """A 404 for a node the model does not know."""
-    return ApiError(f"unknown node '{node_id}'", http_status=404, kind="node-not-found")
+    return ApiError(f"unknown node '{echo(node_id)}'", http_status=404, kind="node-not-found")
+
+
+def echo(text: str, limit: int = 64) -> str:
+    """User input quoted in an error: one line (RESP errors cannot hold CR or LF), bounded."""
+    line = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def text_arg(value: str | bytes) -> str:

@@ -55,9 +55,10 @@ READY never reverts: once every precondition is UP together, the scope is ready 
   The latch is set when an evaluation or `observe` sees the preconditions UP, so the server
   should call `observe` on its refresh tick; EXCLUDE never sets it.
 LIVE tolerates outages (Zeebe's delayed indicators): a `liveness*` check reports UP while its
-  underlying check is not UP but was UP less than its grace window ago, then the underlying
-  status. Windows (`HealthConfig`): responsive 10 min (Zeebe `gateway-responsive.maxdowntime`),
-  cluster awareness and partition leader awareness 5 min (`...maxdowntime=5m`). The last
+  underlying check is DOWN (or OUT_OF_SERVICE, DEGRADED) but was UP less than its grace window
+  ago, then the underlying status; UNKNOWN (nothing to judge) passes through. Windows
+  (`HealthConfig`): responsive 10 min (Zeebe `gateway-responsive.maxdowntime`), cluster
+  awareness and partition leader awareness 5 min (`...maxdowntime=5m`). The last
   UP time comes from the model where it is exact (a node stopped being reachable at
   last_seen + node_timeout; a leader's node likewise), from `SelfCheck.last_up_ms`, else from
   observations. Unlike Zeebe, a cluster check that was never UP counts from the tracker's
@@ -81,7 +82,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
-from cluster.apierror import ApiError, bad_argument, text_arg, unknown_node
+from cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
 from cluster.model import ClusterModel
 from cluster.records import NodeInfo, NodeState
 
@@ -158,7 +159,7 @@ def parse_probe(value: str | bytes) -> Probe:
     text = text_arg(value)
     probe = _PROBE_ALIASES.get(text.lower())
     if probe is None:
-        raise bad_argument(f"unknown probe '{text}', expected STARTUP, READY, LIVE or HEALTH")
+        raise bad_argument(f"unknown probe '{echo(text)}', expected STARTUP, READY, LIVE or HEALTH")
     return probe
 
 
@@ -458,7 +459,7 @@ class HealthTracker:
         """The last time `base` was UP: now if it is, else the best of what is known."""
         key = (scope, base.name)
         if base.status == UP:
-            self._last_up[key] = now_ms
+            self._last_up[key] = max(now_ms, self._last_up.get(key, now_ms))
             return now_ms
         candidates = [self.started_ms, self._last_up.get(key, self.started_ms)]
         if derived_up is not None:
@@ -672,9 +673,9 @@ def _validate_exclude(
     allowed = (*names, "readiness") if probe == "ready" else names
     unknown = [name for name in wanted if name not in allowed]
     if unknown:
-        scope = f" NODE {node}" if node is not None else ""
+        scope = f" NODE {echo(node)}" if node is not None else ""
         raise ApiError(
-            f"unknown check '{unknown[0]}' for HEALTH {probe.upper()}{scope}; "
+            f"unknown check '{echo(unknown[0])}' for HEALTH {probe.upper()}{scope}; "
             f"checks: {', '.join(names)}",
             http_status=400,
             kind="data-invalid",
@@ -708,9 +709,12 @@ def _readiness(ready_ms: int | None) -> Check:
 def _delayed(
     name: str, base: Check, last_up_ms: int, window_ms: int, now_ms: int
 ) -> tuple[Check, int]:
-    """Zeebe's DelayedHealthIndicator: UP while the underlying check was UP < window ago."""
-    if base.status == UP:
-        return Check(name, UP, base.reason), _FOREVER
+    """Zeebe's DelayedHealthIndicator: UP while the underlying check was UP < window ago.
+
+    UNKNOWN (nothing to judge, e.g. no partitions at all) passes through: it is no outage.
+    """
+    if base.status in (UP, UNKNOWN):
+        return Check(name, base.status, base.reason), _FOREVER
     deadline = last_up_ms + window_ms
     down_s = max(0, now_ms - last_up_ms) // 1000
     if now_ms < deadline:

@@ -17,7 +17,8 @@ Levels. `critical` < `info` < `debug`, default `info`. The status at level L com
   non-object at a higher level replaces what is below; null or absent levels add nothing;
   nothing at all gives `"status": null`, as Puppet's `critical` example shows.
 Format versions. A service reports `status` in format `status_version`, and may add older
-  formats in `status_versions` (version -> status by level). The latest is the default;
+  formats in `status_versions` (version -> status by level); state and alerts are shared by
+  all formats. The latest is the default;
   `VERSION n` picks one; a missing one is a 400 `service-status-version-not-found`:
   "No status function with version n found for service <name>".
 Timeouts. Puppet's timeout bounds how long a status callback may run. Here a status is data
@@ -58,7 +59,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, cast
 
-from cluster.apierror import ApiError, bad_argument, text_arg
+from cluster.apierror import ApiError, bad_argument, echo, text_arg
 from cluster.messages import Heartbeat, ServiceStatus
 from cluster.model import ClusterModel
 
@@ -96,7 +97,7 @@ SERVICE_STATES: Final[tuple[ServiceState, ...]] = (
 )
 # summarize-states: the most severe state present wins.
 _SEVERITY: Final[tuple[ServiceState, ...]] = ("error", "unknown", "stopping", "starting", "running")
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # Puppet parses an int; 18 digits fit any use
 _CACHE_ENTRIES: Final = 64
 
 
@@ -105,7 +106,7 @@ def parse_level(value: str | bytes) -> Level:
     text = text_arg(value)
     level = _LEVEL_NAMES.get(text.lower())
     if level is None:
-        raise bad_argument(f"Invalid level: {text}")
+        raise bad_argument(f"Invalid level: {echo(text)}")
     return level
 
 
@@ -116,7 +117,7 @@ def parse_timeout(value: str | bytes | int) -> int:
     else:
         text = text_arg(value) if isinstance(value, str | bytes) else repr(value)
         if not _INTEGER.fullmatch(text):
-            raise bad_argument(f"Invalid timeout. Should be an integer but was {text}")
+            raise bad_argument(f"Invalid timeout. Should be an integer but was {echo(text)}")
         seconds = int(text)
     if seconds <= 0:
         raise bad_argument(f"Invalid timeout. Timeout must be greater than zero but was {seconds}")
@@ -129,12 +130,15 @@ def parse_status_version(value: str | bytes | int) -> int:
         return value
     text = text_arg(value) if isinstance(value, str | bytes) else repr(value)
     if not _INTEGER.fullmatch(text):
-        raise bad_argument(f"Invalid service_status_version. Should be an integer but was {text}")
+        raise bad_argument(
+            f"Invalid service_status_version. Should be an integer but was {echo(text)}"
+        )
     return int(text)
 
 
 def summarize_states(states: Iterable[str]) -> ServiceState:
-    """Puppet's `summarize-states`: error > unknown > stopping > starting > running > unknown."""
+    """Puppet's `summarize-states`: the first present of error, unknown, stopping, starting,
+    running; nothing at all is unknown."""
     present = set(states)
     for state in _SEVERITY:
         if state in present:
@@ -409,7 +413,8 @@ class ServiceStatusView:
             raise _not_found(name)
         nodes = ", ".join(i.node for i in group)
         raise bad_argument(
-            f"ambiguous service name '{name}': reported by nodes {nodes}; use <node>/{name}"
+            f"ambiguous service name '{echo(name)}': reported by nodes {nodes}; "
+            f"use <node>/{echo(name)}"
         )
 
     def _nodes(self) -> _Index:
@@ -465,11 +470,12 @@ def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServ
 
 
 def _not_found(name: str) -> ApiError:
+    shown = echo(name)
     return ApiError(
-        f"not found: {name}",
+        f"not found: {shown}",
         http_status=404,
         kind="service-not-found",
-        detail=f"No status information found for service {name}",
+        detail=f"No status information found for service {shown}",
     )
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from cluster import ClusterModel, Outcome
+    from cluster import (
+        ClusterModel,
+        ClusterStatusView,
+        HealthTracker,
+        Outcome,
+        SelfCheck,
+        SelfCounters,
+        ServiceStatusView,
+    )
 
     from ._stats import Stats
     from ._table import CommandTable
@@ -93,6 +101,17 @@ class ServerView(Protocol):
     #: Rendered replies the command layer keeps between calls, keyed by its own names;
     #: each entry carries the key it was built for, and the server never clears it.
     reply_cache: dict[str, Any]
+    #: The seed status APIs' views of the model: Zeebe/Kubernetes health (it remembers
+    #: that READY was reached), Puppet's services, ksqlDB's cluster status.
+    health: HealthTracker
+    services: ServiceStatusView
+    cluster_status: ClusterStatusView
+    #: clusterwatch's own checks (listening, bus, eventLoop), re-judged at 10 Hz.
+    self_checks: dict[str, SelfCheck]
+
+    def self_counters(self) -> SelfCounters:
+        """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
+        ...
 
     def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
         """Apply raw JSON node messages through the bus; one outcome per message."""

@@ -75,10 +75,11 @@ class CommandTable:
         # Clients send names in upper or lower case; index both so the common lookups
         # need no case folding (mixed case falls back to lower()).
         self._by_name = {**self.commands, **{k.upper(): v for k, v in self.commands.items()}}
-        self._subs_by_name = {
-            container: {**subs, **{k.upper(): v for k, v in subs.items()}}
-            for container, subs in self.subcommands.items()
-        }
+        # Subcommands by the container name as sent (either case), then the sub as sent.
+        self._subs_by_name: dict[bytes, dict[bytes, CommandSpec]] = {}
+        for container, subs in self.subcommands.items():
+            both_cases = {**subs, **{k.upper(): v for k, v in subs.items()}}
+            self._subs_by_name[container] = self._subs_by_name[container.upper()] = both_cases
 
     def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
         """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
@@ -107,7 +108,7 @@ class CommandTable:
         session = ctx.session
         spec = self._by_name.get(argv[0])
         if spec is not None and spec.subcommands and len(argv) > 1:
-            spec = self._subs_by_name[spec.name.encode()].get(argv[1])
+            spec = self._subs_by_name[argv[0]].get(argv[1])
         if (spec is None or spec.subcommands or not spec.min_argc <= len(argv) <= spec.max_argc
                 or not session.authenticated or session.multi is not None):
             admitted = self._admit(ctx, argv)

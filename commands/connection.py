@@ -90,7 +90,7 @@ def hello(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     elif not session.authenticated:
         raise CommandError(
             "HELLO must be called with the client already authenticated, otherwise the "
-            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client "
+            "HELLO AUTH <user> <pass> option can be used to authenticate the client "
             "and select the RESP protocol version at the same time",
             "NOAUTH",
         )
@@ -294,12 +294,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         name="echo", arity=2, group=_CONN, summary="Returns the given string.",
-        flags=Flag.FAST, handler=echo, args=(Arg(name="message", type=_STRING),),
+        flags=Flag.FAST | Flag.LOADING | Flag.STALE, handler=echo,
+        args=(Arg(name="message", type=_STRING),),
     ),
     CommandSpec(
         name="hello", arity=-1, group=_CONN, since="6.0.0",
         summary="Handshakes with the server, optionally switching the protocol version.",
-        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH,
+        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH
+        | Flag.ALLOW_BUSY,
         handler=hello,
         args=(Arg(name="arguments", type=ArgType.BLOCK, optional=True, args=(
             Arg(name="protover", type=ArgType.INTEGER),
@@ -310,7 +312,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         name="auth", arity=-2, group=_CONN, summary="Authenticates the connection.",
-        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH,
+        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH
+        | Flag.ALLOW_BUSY,
         handler=auth,
         args=(Arg(name="username", type=_STRING, optional=True),
               Arg(name="password", type=_STRING)),
@@ -327,7 +330,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         name="reset", arity=1, group=_CONN, since="6.2.0", summary="Resets the connection.",
-        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH,
+        flags=Flag.NOSCRIPT | Flag.LOADING | Flag.STALE | Flag.FAST | Flag.NO_AUTH
+        | Flag.ALLOW_BUSY,
         handler=reset,
     ),
     CommandSpec(

@@ -24,12 +24,20 @@ from cluster import (
     ClusterEvent,
     ClusterModel,
     ClusterStateChanged,
+    ClusterStatusView,
+    HealthConfig,
+    HealthTracker,
     ModelConfig,
     NodeLeft,
     NodeState,
     NodeStateChanged,
     Outcome,
+    RequestStats,
+    SelfCheck,
+    SelfCounters,
+    ServiceStatusView,
     SlotsMoved,
+    ThreadPoolStats,
 )
 from commands import CommandTable, ProcessStats, ServerIdentity, Session, Stats, build_table
 
@@ -46,6 +54,8 @@ VERSION = "0.1.0"
 REDIS_COMPAT_VERSION = "7.0.15"
 _SAMPLES = 16  # Redis STATS_METRIC_SAMPLES
 _CRON_INTERVAL = 0.1
+# The housekeeping tick arriving this late means the loop is not serving clients.
+_LOOP_LAG_LIMIT_MS = 1000
 
 
 class Server:
@@ -58,6 +68,8 @@ class Server:
                              latency_threshold_ms=config.latency_monitor_threshold)
         self.perf_ns = time.perf_counter_ns
         self.connections: dict[int, RespProtocol] = {}
+        self.last_message_ms: int | None = None
+        self.self_checks: dict[str, SelfCheck] = {}
         self.recent_max_buffers: tuple[int, int] = (0, 0)
         self.clock_ms = self.now_ms()
         self._next_id = 0
@@ -71,6 +83,12 @@ class Server:
         self.bus: Bus = MemoryBus(self.model, lambda: self.now_ms())
         self.bus_received = 0
         self.reply_cache: dict[str, Any] = {}
+        # The seed status APIs' views of the model (STATUS, HEALTH, CLUSTER STATUS, HTTP).
+        self.health = HealthTracker(self.model, started_ms=self.clock_ms, config=HealthConfig(
+            responsive_grace_ms=config.health_responsive_grace,
+            awareness_grace_ms=config.health_awareness_grace))
+        self.services = ServiceStatusView(self.model)
+        self.cluster_status = ClusterStatusView(self.model)
         self.myid = config.myid or derive_id(socket.gethostname(), config.port)
         self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -194,6 +212,7 @@ class Server:
 
     def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
         self.bus_received += len(messages)
+        self.last_message_ms = self.clock_ms
         outcomes = self.bus.publish(messages)
         self._log_events(self.model.drain_events())
         return outcomes
@@ -292,15 +311,66 @@ class Server:
             self._statm_fd = None
         log.info("stopped", extra={"connections_closed": self.stats.total_connections_received})
 
+    # --- clusterwatch's own health (HEALTH, STATUS NODE, the HTTP probes) ----------------
+
+    def _evaluate_self_checks(self, loop_lag_ms: float) -> dict[str, SelfCheck]:
+        """listening, bus fresh, event loop responsive: re-judged on every tick."""
+        now = self.clock_ms
+        previous = self.self_checks
+        def last_up(name: str, up: bool) -> int | None:
+            if up:
+                return now
+            return previous[name].last_up_ms if name in previous else None
+
+        listening = bool(self._listeners) and not (self._stopping and self._stopping.is_set())
+        if self.last_message_ms is None:
+            bus = SelfCheck("UNKNOWN", f"no node message on the {self.bus.name} bus yet")
+        else:
+            silent_ms = now - self.last_message_ms
+            fresh = silent_ms <= self.config.node_timeout
+            bus = SelfCheck("UP" if fresh else "DOWN",
+                            "" if fresh else f"no node message for {silent_ms // 1000} s",
+                            last_up("bus", fresh))
+        responsive = loop_lag_ms < _LOOP_LAG_LIMIT_MS
+        return {
+            "listening": SelfCheck("UP" if listening else "DOWN",
+                                   "" if listening else "not accepting connections",
+                                   last_up("listening", listening)),
+            "bus": SelfCheck(bus.status, bus.reason, bus.last_up_ms),
+            "eventLoop": SelfCheck("UP" if responsive else "DOWN",
+                                   "" if responsive else f"loop lag {loop_lag_ms:.0f} ms",
+                                   last_up("eventLoop", responsive)),
+        }
+
+    def self_counters(self) -> SelfCounters:
+        """clusterwatch's own figures for Curity's node status document."""
+        checks = self.self_checks
+        ops, _, _ = self.instantaneous()
+        stopping = bool(self._stopping and self._stopping.is_set())
+        return SelfCounters(
+            stopping=stopping,
+            listening=checks.get("listening", SelfCheck("UP")).status == "UP",
+            bus_fresh=checks.get("bus", SelfCheck("UP")).status == "UP",
+            transaction_id=str(self.model.version),
+            requests=RequestStats(active=len(self.connections), max=self.config.max_clients,
+                                  total=self.stats.total_commands_processed, per_second=ops),
+            thread_pool=ThreadPoolStats(active=1, max=1, queued=0),
+        )
+
     async def _housekeeping(self) -> None:
         """Redis's serverCron, at 10 Hz: the cached clock, failure detection, ops/s
-        samples, idle clients."""
+        samples, idle clients, clusterwatch's own health checks."""
         ticks = 0
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             await asyncio.sleep(_CRON_INTERVAL)
+            loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL) * 1000)
             self.clock_ms = self.now_ms()
             self.model.refresh(self.clock_ms)
             self._log_events(self.model.drain_events())
+            self.self_checks = self._evaluate_self_checks(loop_lag_ms)
+            self.health.observe(self.clock_ms, self.self_checks)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

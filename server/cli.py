@@ -32,7 +32,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "max_query_buffer", "output_buffer_limit", "slowlog_log_slower_than",
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
                  "log_format", "node_timeout", "fail_after", "require_full_coverage",
-                 "max_message_size", "myid"):
+                 "max_message_size", "myid", "health_responsive_grace",
+                 "health_awareness_grace"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -47,6 +48,9 @@ _HELP = {
                   "reports; 0 means 2 x node-timeout ",
     "require_full_coverage": "yes/no: cluster_state is fail while a slot is unserved ",
     "max_message_size": "bytes; larger node messages are rejected ",
+    "health_responsive_grace": "ms HEALTH LIVE tolerates an unresponsive event loop ",
+    "health_awareness_grace": "ms HEALTH LIVE tolerates lost cluster or partition-leader "
+                              "awareness ",
     "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
             "'clusterwatch:<hostname>:<port>', stable across restarts ",
 }

@@ -53,6 +53,10 @@ class ServerConfig:
     # (Redis cluster-node-timeout); a pfail node is fail after fail_after without a quorum
     # of failure reports (0: twice node_timeout).
     node_timeout: int = 15_000
+    # HEALTH LIVE grace windows (ms), Zeebe's defaults: how long the event loop, and the
+    # cluster and partition-leader awareness, may be down before liveness fails.
+    health_responsive_grace: int = 600_000
+    health_awareness_grace: int = 300_000
     fail_after: int = 0
     require_full_coverage: bool = True
     # Bytes; a larger node message is rejected (too_large) before decoding.
@@ -67,6 +71,8 @@ class ServerConfig:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
                     "slowlog_max_len", "node_timeout", "max_message_size")
+        if self.health_responsive_grace < 0 or self.health_awareness_grace < 0:
+            raise ConfigError("health grace windows must not be negative")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from commands import CommandContext, Session
-from resp import ErrorReply, RemoteProtocolError, RequestReader, SimpleString, write
+from resp import Encoded, ErrorReply, RemoteProtocolError, RequestReader, SimpleString, write
 
 if TYPE_CHECKING:
     from .app import Server
@@ -162,6 +162,8 @@ class RespProtocol(asyncio.Protocol):
                     reply = ErrorReply("ERR", "internal error")
                 if reply.__class__ is SimpleString:
                     out.append(reply.frame)
+                elif reply.__class__ is Encoded:  # a cached frame (CLUSTER INFO ...)
+                    out.append(reply.resp3 if session.protocol == 3 else reply.resp2)
                 else:
                     write(out, reply, session.protocol)
                 if session.authenticated is not authenticated:

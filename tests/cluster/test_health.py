@@ -27,7 +27,7 @@ from cluster.health import (
     http_status,
     parse_probe,
 )
-from tests.cluster.clusterkit import T0, hello, leave, publish_ok, slots
+from tests.cluster.clusterkit import T0, heartbeat, hello, leave, publish_ok, slots
 
 TIMEOUT = 15_000
 _SEQ = itertools.count(1)
@@ -43,8 +43,6 @@ def new_model() -> ClusterModel:
 
 
 def beat(model: ClusterModel, node: str, now: int, **fields: Any) -> None:
-    from tests.cluster.clusterkit import heartbeat
-
     publish_ok(model, heartbeat(node, 1, next(_SEQ), **fields), now)
 
 
@@ -455,3 +453,13 @@ def test_reports_are_cached_until_the_model_or_a_deadline_moves() -> None:
     assert changed is not first and changed.status == DOWN
     beat(model, "a", T0 + 3, node_state="RUNNING", partitions=leader_of(1))
     assert tracker.evaluate(T0 + 3, "health", self_checks=ALL_UP) is not first
+
+
+def test_liveness_without_partitions_is_not_an_outage() -> None:
+    model = one_master()  # no partitions reported: leader awareness has nothing to judge
+    tracker = HealthTracker(model, started_ms=T0)
+    late = T0 + 20 * MIN
+    beat(model, "a", late, node_state="RUNNING")
+    report = tracker.evaluate(late, "live", self_checks=ALL_UP)
+    leader = report.to_json(verbose=True)["components"]["livenessPartitionLeaderAwareness"]
+    assert report.status == UP and leader["status"] == UNKNOWN

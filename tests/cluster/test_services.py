@@ -379,3 +379,13 @@ def test_reports_follow_every_change_of_the_model() -> None:
     assert view.simple(T0 + 3).state == "running"
     beat(model, "n1", T0 + 4, services={})
     assert view.names() == ["n2/db"]
+
+
+def test_errors_quote_user_input_on_one_bounded_line() -> None:
+    view = ServiceStatusView(model_with({"n1": {"db": running()}}))
+    with pytest.raises(ApiError) as info:
+        view.simple(T0, "evil\r\n-ERR injected")
+    assert info.value.message == "not found: evil??-ERR injected"
+    with pytest.raises(ApiError) as long:
+        parse_timeout("9" * 5000)
+    assert len(long.value.message) < 120 and long.value.message.endswith("...")
