@@ -27,6 +27,7 @@ then falls back to bounding the bytes held without checking the length lines.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Final, Literal
 
 import hiredis
@@ -44,6 +45,9 @@ class NeedData(enum.Enum):
 NEED_DATA: Final = NeedData.NEED_DATA
 
 _INCOMPLETE: Final = object()
+# An argument count of seven digits or more: worth a closer look before hiredis sees it.
+_LARGE_COUNT: Final = re.compile(rb"\*(\d{7,})\r")
+_CARRY = 24  # bytes kept from the previous read, for a count split across two reads
 _EMPTY_ARRAY_SIZE = 4  # "*0\r\n"
 _NULL_ARRAY_SIZE = 5  # "*-1\r\n"
 
@@ -81,6 +85,8 @@ class RequestReader:
         self._in_hiredis = False
         self._inline = bytearray()
         self._inline_pos = 0
+        self._carry = b""
+        self._refused: RemoteProtocolError | None = None
         self._error: RemoteProtocolError | None = None
         self._round: list[bytes] = []
         # What hiredis returned since the round began: each list handed out with the
@@ -121,6 +127,16 @@ class RequestReader:
             if self._inline:
                 self._inline.clear()
                 self._inline_pos = 0
+            window = self._carry + data
+            self._carry = data[-_CARRY:]
+            if _LARGE_COUNT.search(window) is not None:
+                cut = self._too_many_at(data)
+                if cut is not None:
+                    # hiredis would allocate the whole argument list before any check of
+                    # ours, and freeing a list of billions of slots stalls the loop for
+                    # seconds: hiredis gets only the requests before it, then the error.
+                    self._refused = RemoteProtocolError("invalid multibulk length")
+                    data = data[:cut]
             self._hiredis.feed(data)
             self._in_hiredis = True
             self._round.append(data)
@@ -180,6 +196,8 @@ class RequestReader:
                         commands.append(argv)
                         continue
                     if argv is _INCOMPLETE:
+                        if self._refused is not None:
+                            raise self._refused
                         if self._round:  # new bytes since the last look
                             self._end_round()
                         return
@@ -252,6 +270,30 @@ class RequestReader:
         if len(argv) > self._max_args:
             raise RemoteProtocolError("unauthenticated multibulk length")
         return argv
+
+    def _too_many_at(self, data: bytes) -> int | None:
+        """Where in ``data`` a request header (not a payload) counts more arguments than
+        allowed, or None. Walks the length lines from the incomplete request's start
+        when the reader knows it; otherwise any such line at a line start counts."""
+        limit = self.limits.max_multibulk_length
+        if self._round:  # hiredis still holds unread requests: the start is unknown
+            for match in _LARGE_COUNT.finditer(data):
+                at = match.start()
+                if int(match.group(1)) > limit and (at == 0 or data[at - 1] == 0x0A):
+                    return at
+            return None
+        stream = self._tail + data
+        pos = 0
+        while pos < len(stream) and stream[pos] == 0x2A:
+            scanner = HeaderScanner(self.limits, authenticated=self._authenticated)
+            problem = scanner.scan(stream[pos:] if pos else stream)
+            if problem == "invalid multibulk length":
+                return max(0, pos - len(self._tail))
+            end = scanner.request_end
+            if problem is not None or end is None:
+                return None
+            pos += end
+        return None
 
     def _reset_round(self) -> None:
         self._round.clear()

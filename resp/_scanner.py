@@ -43,6 +43,11 @@ class HeaderScanner:
         self._args_left: int | None = None
         self.authenticated = authenticated
 
+    @property
+    def request_end(self) -> int | None:
+        """Where the request ends once every argument has been seen, else None."""
+        return self._pos if self._args_left == 0 else None
+
     def scan(self, buf: bytes | bytearray) -> str | None:
         limits = self._limits
         while True:

@@ -349,3 +349,21 @@ def test_client_that_never_reads(server_factory: object, command: bytes, loop: s
         admin.close()
         witness.close()
     assert not thread.is_alive()
+
+
+def test_a_huge_argument_count_is_refused_before_it_costs_anything(
+        server: ServerProcess, witness_for: object) -> None:
+    """hiredis allocates the whole argument list when it reads ``*N``; freeing a list of
+    three billion slots would hold the event loop for seconds. The reader refuses the
+    header before hiredis sees it, answering the request sent before it first."""
+    witness = witness_for(server)  # type: ignore[operator]
+    with connect(server.port) as sock:
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n*3000000000\r\n")
+        data, closed = read_until_closed(sock, timeout=5)
+    assert data == b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
+    assert closed
+    started = time.monotonic()
+    assert witness.ping()
+    # Generous: the point is that no multi-second stall follows, not a latency figure.
+    assert time.monotonic() - started < 1.0
+    _assert_unaffected(server, witness)

@@ -301,3 +301,27 @@ def test_buffered_counts_an_incomplete_request() -> None:
     reader.feed(b"*1\r\n$100\r\nabc")
     assert reader.next_command() is NEED_DATA
     assert reader.buffered > 0
+
+
+def test_a_huge_count_is_refused_before_hiredis_allocates_it() -> None:
+    reader = RequestReader()
+    reader.feed(b"*1\r\n$4\r\nPING\r\n*3000000000\r\n")
+    assert reader.drain() == [[b"PING"]]
+    with pytest.raises(RemoteProtocolError) as caught:
+        reader.drain()
+    assert caught.value.reply.line == "ERR Protocol error: invalid multibulk length"
+
+
+def test_a_huge_count_split_across_reads_is_refused() -> None:
+    reader = RequestReader()
+    reader.feed(b"*1\r\n$4\r\nPING\r\n*30000")
+    assert reader.drain() == [[b"PING"]]
+    reader.feed(b"00000\r\n")
+    with pytest.raises(RemoteProtocolError):
+        reader.drain()
+
+
+def test_a_count_like_line_inside_a_payload_is_just_data() -> None:
+    reader = RequestReader()
+    reader.feed(b"*2\r\n$4\r\nECHO\r\n$13\r\n*3000000000\r\n\r\n")
+    assert reader.drain() == [[b"ECHO", b"*3000000000\r\n"]]
