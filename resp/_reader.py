@@ -48,6 +48,7 @@ _INCOMPLETE: Final = object()
 # An argument count of seven digits or more: worth a closer look before hiredis sees it.
 _LARGE_COUNT: Final = re.compile(rb"\*(\d{7,})\r")
 _CARRY = 24  # bytes kept from the previous read, for a count split across two reads
+_UNFINISHED_COUNT: Final = re.compile(rb"\*\d*\Z")
 _EMPTY_ARRAY_SIZE = 4  # "*0\r\n"
 _NULL_ARRAY_SIZE = 5  # "*-1\r\n"
 
@@ -127,9 +128,11 @@ class RequestReader:
             if self._inline:
                 self._inline.clear()
                 self._inline_pos = 0
-            window = self._carry + data
+            carry = self._carry
             self._carry = data[-_CARRY:]
-            if _LARGE_COUNT.search(window) is not None:
+            if (_LARGE_COUNT.search(data) is not None
+                    or (_UNFINISHED_COUNT.search(carry) is not None
+                        and _LARGE_COUNT.search(carry + data[:_CARRY]))):
                 cut = self._too_many_at(data)
                 if cut is not None:
                     # hiredis would allocate the whole argument list before any check of
