@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import admin, bus, cluster, connection, transactions
+from . import admin, bus, cluster, connection, health, status, transactions
 from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
 from ._table import CommandTable
 
-FAMILIES = (connection, admin, transactions, cluster, bus)
+FAMILIES = (connection, admin, transactions, cluster, bus, status, health)
 
 
 def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:

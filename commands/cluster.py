@@ -15,6 +15,9 @@ Every read runs the model's failure detection first (O(1) until a deadline is du
 replies that clients poll (INFO, NODES, SLOTS, SHARDS) are rendered once per model change
 into a pre-encoded ``Encoded`` reply, kept in the server's ``reply_cache`` with the key it
 was built for, so a repeated request costs a version check.
+
+CLUSTER STATUS (ksqlDB's ``/clusterStatus``) is defined with the other status commands in
+``commands/status.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ._args import text
 from ._context import CommandContext
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from .status import CLUSTER_STATUS_SPEC
 
 _NO_METADATA = Map(())
 
@@ -162,6 +166,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             _sub("keyslot", 3, "Returns the hash slot for a key.", cluster_keyslot,
                  complexity="O(N) where N is the number of bytes in the key",
                  args=(Arg(name="key", type=ArgType.STRING),)),
+            CLUSTER_STATUS_SPEC,
         ),
     ),
 )

@@ -203,7 +203,13 @@ class RequestReader:
                             raise self._refused
                         if self._round:  # new bytes since the last look
                             self._end_round()
-                        return
+                        if self._in_hiredis:
+                            return
+                        break  # what follows is inline: the outer loop parses it
+                    if argv.__class__ is not list and self._switch_to_inline():
+                        # hiredis read a RESP3 value or a $-line where a request starts;
+                        # redis-server reads any request not starting with '*' as inline.
+                        break
                     checked = self._check_request(argv)
                     if checked is None:
                         self._round_ignored += wire_size(argv)
@@ -322,6 +328,8 @@ class RequestReader:
                 and self._round[-1].endswith(encode_request(last))):
             self._reset_round()
             self._scanner = None
+            return
+        if self._switch_to_inline():  # the incomplete request does not start with '*'
             return
         held = self._held_bytes()
         self._reset_round()

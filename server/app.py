@@ -39,10 +39,12 @@ from cluster import (
     SlotsMoved,
     ThreadPoolStats,
 )
+from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
 from commands import CommandTable, ProcessStats, ServerIdentity, Session, Stats, build_table
 
 from .bus import Bus, MemoryBus
 from .config import ServerConfig
+from .http import HttpMirror
 from .ids import derive_id
 from .protocol import RespProtocol
 
@@ -89,6 +91,7 @@ class Server:
             awareness_grace_ms=config.health_awareness_grace))
         self.services = ServiceStatusView(self.model)
         self.cluster_status = ClusterStatusView(self.model)
+        self.http = HttpMirror(self)  # the optional HTTP port of the views above
         self.myid = config.myid or derive_id(socket.gethostname(), config.port)
         self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -252,7 +255,12 @@ class Server:
                                                  self.config.unix_socket)
             os.chmod(self.config.unix_socket, self.config.unix_socket_perm)
             self._listeners.append(unix)
+        await self.http.start()
         self._stopping = asyncio.Event()
+        # Judge our own checks now, not only at the first tick, so a probe that arrives
+        # right after start sees them.
+        self.self_checks = self._evaluate_self_checks(0.0)
+        self.health.observe(self.clock_ms, self.self_checks)
         self._cron = loop.create_task(self._housekeeping())
         if demo is not None:
             from .simulate import run_local
@@ -285,6 +293,7 @@ class Server:
 
     async def shutdown(self) -> None:
         """Stop accepting, let queued replies drain, then close every connection."""
+        await self.http.close()
         for listener in self._listeners:
             listener.close()
         for task in (self._cron, self._demo):
@@ -314,7 +323,7 @@ class Server:
     # --- clusterwatch's own health (HEALTH, STATUS NODE, the HTTP probes) ----------------
 
     def _evaluate_self_checks(self, loop_lag_ms: float) -> dict[str, SelfCheck]:
-        """listening, bus fresh, event loop responsive: re-judged on every tick."""
+        """listening, busFresh, eventLoop: re-judged on every housekeeping tick."""
         now = self.clock_ms
         previous = self.self_checks
         def last_up(name: str, up: bool) -> int | None:
@@ -330,16 +339,16 @@ class Server:
             fresh = silent_ms <= self.config.node_timeout
             bus = SelfCheck("UP" if fresh else "DOWN",
                             "" if fresh else f"no node message for {silent_ms // 1000} s",
-                            last_up("bus", fresh))
+                            last_up(BUS_FRESH, fresh))
         responsive = loop_lag_ms < _LOOP_LAG_LIMIT_MS
         return {
-            "listening": SelfCheck("UP" if listening else "DOWN",
-                                   "" if listening else "not accepting connections",
-                                   last_up("listening", listening)),
-            "bus": SelfCheck(bus.status, bus.reason, bus.last_up_ms),
-            "eventLoop": SelfCheck("UP" if responsive else "DOWN",
-                                   "" if responsive else f"loop lag {loop_lag_ms:.0f} ms",
-                                   last_up("eventLoop", responsive)),
+            LISTENING: SelfCheck("UP" if listening else "DOWN",
+                                 "" if listening else "not accepting connections",
+                                 last_up(LISTENING, listening)),
+            BUS_FRESH: bus,
+            EVENT_LOOP: SelfCheck("UP" if responsive else "DOWN",
+                                  "" if responsive else f"loop lag {loop_lag_ms:.0f} ms",
+                                  last_up(EVENT_LOOP, responsive)),
         }
 
     def self_counters(self) -> SelfCounters:
@@ -349,8 +358,8 @@ class Server:
         stopping = bool(self._stopping and self._stopping.is_set())
         return SelfCounters(
             stopping=stopping,
-            listening=checks.get("listening", SelfCheck("UP")).status == "UP",
-            bus_fresh=checks.get("bus", SelfCheck("UP")).status == "UP",
+            listening=checks.get(LISTENING, SelfCheck("UP")).status == "UP",
+            bus_fresh=checks.get(BUS_FRESH, SelfCheck("UP")).status == "UP",
             transaction_id=str(self.model.version),
             requests=RequestStats(active=len(self.connections), max=self.config.max_clients,
                                   total=self.stats.total_commands_processed, per_second=ops),

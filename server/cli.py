@@ -33,7 +33,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
                  "log_format", "node_timeout", "fail_after", "require_full_coverage",
                  "max_message_size", "myid", "health_responsive_grace",
-                 "health_awareness_grace"):
+                 "health_awareness_grace", "http_port"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -43,6 +43,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 _HELP = {
+    "http_port": "port of the HTTP status mirror (Zeebe, Curity, Puppet, ksqlDB paths) on "
+                 "the same bind; 0 is off ",
     "node_timeout": "ms without a message before a node is pfail ",
     "fail_after": "ms a node stays pfail before it is fail without a quorum of failure "
                   "reports; 0 means 2 x node-timeout ",

@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 class ServerConfig:
     bind: str = "127.0.0.1"
     port: int = 7379
+    # The HTTP mirror of the status APIs (server/http.py) on the same bind; 0 is off.
+    http_port: int = 0
     unix_socket: str = ""
     unix_socket_perm: int = 0o700
     requirepass: str = ""
@@ -78,6 +80,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be between 0 and 65535")
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError("http_port must be between 0 and 65535")
         if self.timeout < 0 or self.latency_monitor_threshold < 0:
             raise ConfigError("timeout and latency_monitor_threshold must not be negative")
         if not 0 <= self.write_buffer_low <= self.write_buffer_high:

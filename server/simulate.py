@@ -2,8 +2,8 @@
 
 N masters with R replicas each; the 16384 slots split evenly over the masters; every node
 sends its ``hello``, the masters their ``slots``, then every node a ``heartbeat`` at ``rate``
-per second carrying status fields (services, partitions, thread pool, requests) for the
-status commands to show.
+per second carrying status fields (services, partitions, thread pool, requests, ksqlDB
+queries and store lags) for the status commands to show.
 
 Scripted faults, each at a time in seconds from the start (``5``, ``5s``, ``500ms``):
 
@@ -166,6 +166,13 @@ def _runs(slots: Iterable[int]) -> list[list[int]]:
     return runs
 
 
+# (query id, source topic, state store): ksqlDB's naming for two persistent queries.
+_DEMO_QUERIES = (
+    ("CTAS_ORDERS_BY_REGION_3", "orders", "Aggregate-Aggregate-Materialize"),
+    ("CTAS_PAYMENTS_PER_MINUTE_7", "payments", "Aggregate-GroupBy-repartition-store"),
+)
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -270,7 +277,10 @@ class Simulation:
             node, "heartbeat",
             node_state="RUNNING",
             transaction_id=f"tx-{node.epoch}-{len(node.slots)}",
+            config_state="CONFIGURED",
             serving=True,
+            plugins_initialized=True,
+            service_role=node.role,
             services={
                 "api": {"version": "1.4.2", "state": "running",
                         "status": {"critical": {"listening": True},
@@ -283,8 +293,29 @@ class Simulation:
                          "role": "leader" if node.role == "master" else "follower",
                          "health": "healthy"}],
             thread_pool={"active": load % 16, "max": 16, "queued": 0},
-            requests={"active": load % 8, "max": 100, "total": node.beats * 100 + load},
+            requests={"active": load % 8, "max": 100, "total": node.beats * 100 + load,
+                      "per_second": round(100 / self.interval + load / 4, 2)},
+            **self._query_status(node, partition, load),
         )
+
+    def _query_status(self, node: SimNode, partition: int, load: int) -> dict[str, Any]:
+        """ksqlDB-style queries and store lags: each master runs the two persistent queries
+        for its partition of the ``orders`` and ``payments`` topics (active, caught up), each
+        replica keeps a standby of its master's partition that lags a little behind."""
+        active = node.role == "master"
+        end = 10_000 + node.beats * 25  # the changelog grows with time
+        behind = 0 if active else load % 12
+        queries: dict[str, Any] = {}
+        lags: dict[str, Any] = {}
+        for query, topic, store in _DEMO_QUERIES:
+            part = [{"topic": topic, "partition": partition}]
+            queries[query] = {"active_stores": [store] if active else [],
+                              "active_partitions": part if active else [],
+                              "standby_stores": [] if active else [store],
+                              "standby_partitions": [] if active else part}
+            lags[store] = {str(partition): {"current_offset": end - behind,
+                                            "end_offset": end, "offset_lag": behind}}
+        return {"queries": queries, "store_lags": lags}
 
     def _full_state(self, node: SimNode) -> list[bytes]:
         batch = [self._hello(node)]

@@ -1,0 +1,231 @@
+"""STATUS (Puppet's status service, Curity's node status) and CLUSTER STATUS (ksqlDB).
+
+Replies (RESP3 shown; on RESP2 a map is a flat key/value array, a boolean ``:1``/``:0``, a
+double a bulk string, as the encoder downgrades them):
+
+    STATUS SERVICES [LEVEL critical|info|debug] [TIMEOUT s] [FORMAT JSON]
+        map: "<node>/<service>" -> {service_version, service_status_version, detail_level,
+        state, status, active_alerts: [{severity, message}]}: Puppet's services object
+    STATUS SERVICE <name> [LEVEL ..] [VERSION n] [TIMEOUT s] [FORMAT JSON]
+        map: that entry plus "service_name" (Puppet's /services/<name> body)
+    STATUS SIMPLE [<name>] [TIMEOUT s]
+        +<state> when Puppet answers 200 (every service running: ``+running``; no services at
+        all: ``+unknown``, Puppet's 200 "unknown"); otherwise an error whose first word is
+        the state, so ``redis-cli`` exits 1 and scripts match the word:
+        ``-error (12 services; not all running)``, ``-starting (1 service named m1/api;
+        not all running)``. An unknown name is ``-ERR not found: <name>``.
+    STATUS NODE [<id>] [FORMAT JSON]
+        map: Curity's node document {isReady, nodeState, clusterState, configurationState,
+        transactionId, isServing, [isAdminServing,] pluginsInitialized, serviceRole,
+        threadPool: {active, max, queued, utilizationRate}, httpRequests: {active, max,
+        total, utilizationRate[, perSecond]}}; without <id>, clusterwatch itself
+    CLUSTER STATUS [FORMAT JSON]
+        map: "<host:port>" -> {hostAlive, lastStatusUpdateMs, activeStandbyPerQuery,
+        hostStoreLags}: the inside of ksqlDB's {"clusterStatus": ...}; FORMAT JSON returns
+        the whole document, wrapper included
+
+``FORMAT JSON`` returns one bulk string holding exactly the source API's JSON document
+(``redis-cli --raw STATUS SERVICES FORMAT JSON | jq .``). With an odd number of arguments
+after SIMPLE or NODE the first is the name or id; options always come in keyword/value
+pairs, so ``STATUS NODE FORMAT JSON`` is clusterwatch's own document in JSON.
+
+Bad input (unknown level, a timeout that is not a positive integer, an unknown status
+version, an unknown service or node) is ``ERR`` and the view's message; an unknown or
+repeated option ``ERR syntax error``. Nothing here changes the model.
+
+Cost: SERVICES, SIMPLE and CLUSTER STATUS come from views that cache their answers per model
+version; the rendered reply is cached while the view returns the same answer object, so a
+repeated request (a probe polling SIMPLE) is a few dict lookups and a pre-encoded frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from cluster import ApiError, node_status, self_status
+from cluster.services import (
+    DEFAULT_LEVEL,
+    SERVICE_STATES,
+    Level,
+    SimpleStatus,
+    parse_level,
+    parse_status_version,
+    parse_timeout,
+)
+from resp import ErrorReply, Reply, SimpleString
+
+from ._args import text
+from ._context import CommandContext
+from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._statusreply import (
+    FORMAT_JSON,
+    TIMEOUT,
+    api_error,
+    cached_by_identity,
+    json_bulk,
+    options,
+    to_reply,
+    token_value,
+    wants_json,
+)
+
+_STATE_REPLIES: Final = {state: SimpleString(state) for state in SERVICE_STATES}
+
+_SERVICES_OPTS: Final = {b"level": "level", b"timeout": "timeout", b"format": "format"}
+_SERVICE_OPTS: Final = {**_SERVICES_OPTS, b"version": "version"}
+_SIMPLE_OPTS: Final = {b"timeout": "timeout"}
+_FORMAT_OPTS: Final = {b"format": "format"}
+
+
+def _level(found: dict[str, bytes]) -> Level:
+    raw = found.get("level")
+    return DEFAULT_LEVEL if raw is None else parse_level(raw)
+
+
+def _timeout(found: dict[str, bytes]) -> int | None:
+    raw = found.get("timeout")
+    return None if raw is None else parse_timeout(raw)
+
+
+def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    found = options(argv[2:], _SERVICES_OPTS)
+    try:
+        level, timeout, as_json = _level(found), _timeout(found), wants_json(found)
+        report = ctx.server.services.services(ctx.server.now_ms(), level=level,
+                                              timeout_s=timeout)
+    except ApiError as exc:
+        raise api_error(exc) from None
+    if as_json:
+        return cached_by_identity(ctx, "status|services", (level, timeout, True), report,
+                                  lambda: json_bulk(report.to_json()))
+    return cached_by_identity(ctx, "status|services", (level, timeout, False), report,
+                              lambda: to_reply(report.to_json()))
+
+
+def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    found = options(argv[3:], _SERVICE_OPTS)
+    try:
+        level, timeout, as_json = _level(found), _timeout(found), wants_json(found)
+        raw_version = found.get("version")
+        version = None if raw_version is None else parse_status_version(raw_version)
+        entry = ctx.server.services.service(text(argv[2]), ctx.server.now_ms(), level=level,
+                                            status_version=version, timeout_s=timeout)
+    except ApiError as exc:
+        raise api_error(exc) from None
+    doc = entry.to_json(with_name=True)
+    return json_bulk(doc) if as_json else to_reply(doc)
+
+
+def _simple_error(answer: SimpleStatus, name: str | None) -> ErrorReply:
+    count = answer.services
+    noun = "service" if count == 1 else "services"
+    named = f" named {name}" if name is not None else ""
+    return ErrorReply(answer.state, f"({count} {noun}{named}; not all running)")
+
+
+def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    server = ctx.server
+    if len(argv) == 2:  # the probe's hot path: no name, no options
+        answer = server.services.simple(server.now_ms())
+        name = None
+        timeout = None
+    else:
+        rest = argv[2:]
+        name = text(rest[0]) if len(rest) % 2 else None
+        found = options(rest[1:] if name is not None else rest, _SIMPLE_OPTS)
+        try:
+            timeout = _timeout(found)
+            answer = server.services.simple(server.now_ms(), name, timeout_s=timeout)
+        except ApiError as exc:
+            raise api_error(exc) from None
+    if answer.ok:
+        return _STATE_REPLIES[answer.state]
+    return cached_by_identity(ctx, "status|simple", (name, timeout), answer,
+                              lambda: _simple_error(answer, name))
+
+
+def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    rest = argv[2:]
+    node = text(rest[0]) if len(rest) % 2 else None
+    found = options(rest[1:] if node is not None else rest, _FORMAT_OPTS)
+    try:
+        as_json = wants_json(found)
+        if node is None:
+            status = self_status(ctx.server.self_counters())
+        else:
+            status = node_status(ctx.server.model, node, ctx.server.now_ms())
+    except ApiError as exc:
+        raise api_error(exc) from None
+    doc = status.to_json()
+    return json_bulk(doc) if as_json else to_reply(doc)
+
+
+def cluster_status(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    """CLUSTER STATUS: registered as a CLUSTER subcommand (commands/cluster.py)."""
+    found = options(argv[2:], _FORMAT_OPTS)
+    as_json = wants_json(found)
+    doc = ctx.server.cluster_status.cluster_status(ctx.server.now_ms())
+    if as_json:
+        return cached_by_identity(ctx, "cluster|status", True, doc, lambda: json_bulk(doc))
+    return cached_by_identity(ctx, "cluster|status", False, doc,
+                              lambda: to_reply(doc["clusterStatus"]))
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+_LEVEL_ARG: Final = token_value("LEVEL", Arg(
+    name="level", type=ArgType.ONEOF,
+    args=tuple(Arg(name=lvl, type=ArgType.PURE_TOKEN, token=lvl)
+               for lvl in ("critical", "info", "debug"))))
+_VERSION_ARG: Final = Arg(name="version", type=ArgType.INTEGER, token="VERSION", optional=True)
+_PER_SERVICE = "O(N) where N is the number of services on all nodes"
+
+
+def _sub(name: str, arity: int, summary: str, handler: object, *, args: tuple[Arg, ...],
+         complexity: str = "O(1)", flags: Flag = Flag.NONE) -> CommandSpec:
+    return CommandSpec(name=name, container="status", arity=arity, summary=summary,
+                       group=Group.STATUS, since="0.1.0", complexity=complexity, args=args,
+                       flags=flags | Flag.LOADING | Flag.STALE,
+                       handler=handler)  # type: ignore[arg-type]
+
+
+CLUSTER_STATUS_SPEC: Final = CommandSpec(
+    name="status", container="cluster", arity=-2, group=Group.STATUS, since="0.1.0",
+    summary="Returns ksqlDB's cluster status: per host, liveness, the last status update, "
+            "active and standby stores and partitions per query, and store lags.",
+    complexity="O(N) where N is the number of monitored nodes",
+    flags=Flag.LOADING | Flag.STALE, handler=cluster_status,
+    args=(FORMAT_JSON,),
+)
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        name="status", arity=-2, group=Group.STATUS, since="0.1.0",
+        summary="A container for the monitored cluster's status commands (Puppet's services, "
+                "Curity's node status).",
+        subcommands=(
+            _sub("services", -2,
+                 "Returns the status of every service of every node, Puppet status service "
+                 "style.",
+                 status_services, complexity=_PER_SERVICE,
+                 args=(_LEVEL_ARG, TIMEOUT, FORMAT_JSON)),
+            _sub("service", -3,
+                 "Returns the status of one service: <node>/<service>, or a service name "
+                 "that one node reports.",
+                 status_service,
+                 args=(Arg(name="name", type=ArgType.STRING), _LEVEL_ARG, _VERSION_ARG,
+                       TIMEOUT, FORMAT_JSON)),
+            _sub("simple", -2,
+                 "Returns running when every service (or every instance of <name>) runs; "
+                 "otherwise an error that starts with the most severe state.",
+                 status_simple, flags=Flag.FAST,
+                 args=(Arg(name="name", type=ArgType.STRING, optional=True), TIMEOUT)),
+            _sub("node", -2,
+                 "Returns a node's status (Curity's node status); without an id, "
+                 "clusterwatch's own.",
+                 status_node,
+                 args=(Arg(name="node-id", type=ArgType.STRING, optional=True), FORMAT_JSON)),
+        ),
+    ),
+)

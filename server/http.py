@@ -1,0 +1,270 @@
+"""The optional HTTP mirror (`--http-port`): the seed status APIs' own paths, for Kubernetes
+probes, load balancers and dashboards that speak HTTP, not RESP.
+
+Every answer comes from the server's view objects (`Server.health`, `Server.services`,
+`Server.cluster_status`, Curity's `self_status`/`node_status`), evaluated at
+`Server.now_ms()` with `Server.self_checks`, exactly as the RESP commands evaluate them: this
+module only maps paths and query parameters to view calls, and view answers to status codes,
+content types and bodies. HTTP itself is aiohttp's low-level server on the server's event
+loop (no hand-written parser).
+
+    path                                  source      answer
+    /startup /ready /health /live         Zeebe       204 empty if UP, else 503 (empty; the
+                                                      Spring document with ?verbose)
+    /actuator/health[/status|/startup|    Spring      {"status": ...} (+ "components" with
+      /readiness|/liveness]                           ?verbose); 503 for DOWN/OUT_OF_SERVICE
+    /  /serving                           Curity      node document; 200 or 503
+    /status/v1/services[/<name>]          Puppet      services object or one entry; 200/503
+    /status/v1/simple[/<name>]            Puppet      text/plain state word; 200/503; 404
+                                                      "not found: <name>" (text too)
+    /clusterStatus                        ksqlDB      {"clusterStatus": {...}}; 200
+
+Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
+`?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
+`timeout` and, for one service, `service_status_version`. Every path answers GET and HEAD
+(HEAD: the GET headers without the body); other methods get 405 with `Allow`. A request a view
+refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
+(on the simple routes, Puppet's text: `not found: <name>`); a parameter given twice is a 400;
+unknown parameters are ignored; unknown paths are 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+from aiohttp import web
+from multidict import MultiMapping
+
+from cluster import ApiError, node_status, self_status
+from cluster.apierror import bad_argument, echo
+from cluster.health import HTTP_PATHS, HttpStyle, Probe
+from cluster.services import parse_level, parse_status_version, parse_timeout
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["HttpMirror"]
+
+log = logging.getLogger("clusterwatch.http")
+
+JSON: Final = "application/json"
+UTF8: Final = "utf-8"
+_METHODS: Final = ("GET", "HEAD")
+_ALLOW: Final = ", ".join(_METHODS)
+_SERVICES: Final = "/status/v1/services"
+_SIMPLE: Final = "/status/v1/simple"
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+Query = MultiMapping[str]
+Handler = Callable[["Server", web.BaseRequest], web.Response]
+
+
+class HttpMirror:
+    """The HTTP listener of one `Server`; does nothing when `http_port` is 0."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._runner: web.ServerRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        config = self._server.config
+        if not config.http_port:
+            return
+        lowlevel = web.Server(self._handle, access_log=None)
+        runner = web.ServerRunner(lowlevel, shutdown_timeout=config.shutdown_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True,
+                           backlog=511)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        addresses = runner.addresses
+        self.port = int(addresses[0][1]) if addresses else config.http_port
+        log.info("http listening", extra={"bind": config.bind, "http_port": self.port})
+
+    async def close(self) -> None:
+        """Stop accepting and close the HTTP connections."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return respond(self._server, request)
+        except ApiError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("http handler failed", extra={"path": request.path})
+            return _json(500, {"kind": "internal-error", "msg": "internal error"})
+
+
+def respond(server: Server, request: web.BaseRequest) -> web.Response:
+    """The answer to one request (raises `ApiError` for a request a view refuses)."""
+    path = request.path
+    handler = _ROUTES.get(path)
+    if handler is None:
+        if path.startswith(_SERVICES + "/") and len(path) > len(_SERVICES) + 1:
+            handler = _service
+        elif path.startswith(_SIMPLE + "/") and len(path) > len(_SIMPLE) + 1:
+            handler = _simple
+        else:
+            raise ApiError(f"no route for {echo(path)}", http_status=404, kind="not-found")
+    if request.method not in _METHODS:
+        return _json(405, {"kind": "method-not-allowed",
+                           "msg": f"method {echo(request.method)} not allowed"},
+                     headers={"Allow": _ALLOW})
+    return handler(server, request)
+
+
+def error_response(exc: ApiError) -> web.Response:
+    """A view's refusal: its HTTP code and `{"kind": ..., "msg": ...}`."""
+    return _json(exc.http_status, exc.to_json())
+
+
+# -- Zeebe / Spring / Kubernetes ---------------------------------------------------------
+
+
+def _health_route(probe: Probe, style: HttpStyle) -> Handler:
+    def handler(server: Server, request: web.BaseRequest) -> web.Response:
+        query = request.query
+        node = _param(query, "node")
+        report = server.health.evaluate(server.now_ms(), probe, node=node,
+                                        exclude=_exclude(query), self_checks=server.self_checks)
+        code = report.http_status(style)
+        verbose = _flag(query, "verbose")
+        if style == "zeebe" and (code == 204 or not verbose):
+            return web.Response(status=code)
+        return _json(code, report.to_json(verbose=verbose))
+
+    return handler
+
+
+def _exclude(query: Query) -> tuple[str, ...]:
+    """`?exclude=a,b` and `?exclude=a&exclude=b`, in order, without empty names."""
+    names: list[str] = []
+    for value in query.getall("exclude", ()):
+        names.extend(name.strip() for name in value.split(",") if name.strip())
+    return tuple(names)
+
+
+# -- Curity ------------------------------------------------------------------------------
+
+
+def _curity(server: Server, request: web.BaseRequest) -> web.Response:
+    node = _param(request.query, "node")
+    if node is None:
+        status = self_status(server.self_counters())
+    else:
+        status = node_status(server.model, node, server.now_ms())
+    code, body = status.http_response(request.method, request.path)
+    if body is None and request.method == "HEAD":
+        # The view's HEAD answer has no body; the GET document still sets the headers
+        # (Content-Length), and aiohttp sends no body for HEAD.
+        body = status.to_json()
+    return _json(code, body)
+
+
+# -- Puppet ------------------------------------------------------------------------------
+
+
+def _services(server: Server, request: web.BaseRequest) -> web.Response:
+    query = request.query
+    level, timeout = _level(query), _timeout(query)
+    report = server.services.services(server.now_ms(), level=level, timeout_s=timeout)
+    return _json(report.http_status, report.to_json(), charset=UTF8)
+
+
+def _service(server: Server, request: web.BaseRequest) -> web.Response:
+    query = request.query
+    name = request.path[len(_SERVICES) + 1:]
+    level, timeout = _level(query), _timeout(query)
+    raw_version = _param(query, "service_status_version")
+    version = None if raw_version is None else parse_status_version(raw_version)
+    entry = server.services.service(name, server.now_ms(), level=level,
+                                    status_version=version, timeout_s=timeout)
+    return _json(entry.http_status, entry.to_json(with_name=True), charset=UTF8)
+
+
+def _simple(server: Server, request: web.BaseRequest) -> web.Response:
+    path = request.path
+    name = path[len(_SIMPLE) + 1:] if path != _SIMPLE else None
+    try:
+        answer = server.services.simple(server.now_ms(), name,
+                                        timeout_s=_timeout(request.query))
+    except ApiError as exc:  # Puppet's simple routes answer in text: "not found: <name>"
+        return _text(exc.http_status, exc.message)
+    return _text(answer.http_status, answer.body)
+
+
+def _level(query: Query) -> str:
+    raw = _param(query, "level")
+    return "info" if raw is None else parse_level(raw)
+
+
+def _timeout(query: Query) -> int | None:
+    raw = _param(query, "timeout")
+    return None if raw is None else parse_timeout(raw)
+
+
+# -- ksqlDB ------------------------------------------------------------------------------
+
+
+def _cluster_status(server: Server, request: web.BaseRequest) -> web.Response:
+    return _json(200, server.cluster_status.cluster_status(server.now_ms()))
+
+
+# -- plumbing ----------------------------------------------------------------------------
+
+
+def _param(query: Query, name: str) -> str | None:
+    """A single-valued parameter; given twice is a 400."""
+    values = query.getall(name, ())
+    if len(values) > 1:
+        raise bad_argument(f"Invalid {name}: given {len(values)} times")
+    return values[0] if values else None
+
+
+def _flag(query: Query, name: str) -> bool:
+    """`?verbose`, `?verbose=1`, `?verbose=true` are on; `=0`, `=false`, `=no`, `=off` off."""
+    value = _param(query, name)
+    return value is not None and value.strip().lower() not in _FALSE
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def _encode(document: Any) -> bytes:
+    return _ENCODER.encode(document)
+
+
+def _text(code: int, text: str) -> web.Response:
+    return web.Response(status=code, content_type="text/plain", charset=UTF8, text=text)
+
+
+def _json(code: int, document: Any, *, charset: str | None = None,
+          headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=code, content_type=JSON, charset=charset, headers=headers,
+                        body=_encode(document))
+
+
+_ROUTES: Final[Mapping[str, Handler]] = {
+    **{path: _health_route(probe, style) for path, (probe, style) in HTTP_PATHS.items()},
+    "/": _curity,
+    "/serving": _curity,
+    _SERVICES: _services,
+    _SIMPLE: _simple,
+    "/clusterStatus": _cluster_status,
+}
+
+
+def routes() -> tuple[str, ...]:
+    """Every exact path served (the `<name>` routes are prefixes of the Puppet ones)."""
+    return tuple(_ROUTES)
+

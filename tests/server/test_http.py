@@ -1,0 +1,217 @@
+"""The HTTP mirror answers exactly what the views answer at the same instant.
+
+A real `Server` runs in-process with its clock held still (`now_ms` replaced), its HTTP port
+on a free loopback port; an aiohttp client asks every route, and each answer is compared with
+the view called directly at that same instant: status code and decoded body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from cluster import node_status, self_status
+from cluster.apierror import ApiError
+from cluster.health import HTTP_PATHS
+from server.app import Server
+from server.config import ConfigError, ServerConfig
+from server.http import routes
+from tests.conftest import free_port
+
+A, B, C = ("a" * 40, "b" * 40, "c" * 40)
+THIRDS = ((0, 5460), (5461, 10922), (10923, 16383))
+
+
+def msg(kind: str, node: str, epoch: int, seq: int, **fields: Any) -> bytes:
+    return msgspec.json.encode({"v": 1, "type": kind, "node": node, "epoch": epoch, "seq": seq,
+                                **fields})
+
+
+def cluster_messages() -> list[bytes]:
+    batch = []
+    states = {A: "running", B: "starting", C: "running"}
+    for i, (node, span) in enumerate(zip((A, B, C), THIRDS, strict=True)):
+        epoch = i + 1
+        batch.append(msg("hello", node, epoch, 1, addr=f"10.0.0.1:{7000 + i}"))
+        batch.append(msg("slots", node, epoch, 2, ranges=[list(span)]))
+        batch.append(msg(
+            "heartbeat", node, epoch, 3, node_state="RUNNING", serving=True,
+            services={"api": {"version": "2", "state": states[node], "status_version": 2,
+                              "status": {"critical": {"up": True}, "info": {"n": i}},
+                              "status_versions": {"1": {"critical": "old"}}},
+                      f"only{i}": {"state": "running"}},
+            partitions=[{"id": i, "role": "leader", "health": "healthy"}],
+            queries={"q1": {"active_stores": ["s"]}},
+            store_lags={"s": {"0": {"current_offset": 5, "end_offset": 9, "offset_lag": 4}}}))
+    return batch
+
+
+class Mirror:
+    """The server with its clock held at `now`, and an HTTP client for its mirror."""
+
+    def __init__(self, server: Server, session: aiohttp.ClientSession, port: int) -> None:
+        self.server = server
+        self.session = session
+        self.base = f"http://127.0.0.1:{port}"
+        self.now = server.clock_ms
+        server.now_ms = lambda: self.now  # type: ignore[method-assign]
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.session.get(self.base + path) as response:
+            raw = await response.read()
+            kind = response.content_type
+        if kind == "application/json":
+            return response.status, json.loads(raw)
+        return response.status, raw.decode()
+
+    async def settle(self, now: int) -> None:
+        """Move the held clock and let housekeeping ticks see it (self checks, failures)."""
+        self.now = now
+        for _ in range(500):
+            if self.server.clock_ms == now and self.server.self_checks:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.25)
+
+
+@pytest.fixture
+async def mirror() -> AsyncIterator[Mirror]:
+    port = free_port()
+    server = Server(ServerConfig(port=0, http_port=port))
+    async with aiohttp.ClientSession() as session:
+        mirror = Mirror(server, session, port)
+        await server.start()
+        try:
+            yield mirror
+        finally:
+            await server.shutdown()
+
+
+def view_error(exc: ApiError) -> tuple[int, Any]:
+    return exc.http_status, exc.to_json()
+
+
+def expected(m: Mirror, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    """The view's answer at `m.now` for a route, as (code, decoded body)."""
+    server, now = m.server, m.now
+    try:
+        if path in HTTP_PATHS:
+            probe, style = HTTP_PATHS[path]
+            exclude = tuple(query["exclude"].split(",")) if "exclude" in query else ()
+            report = server.health.evaluate(now, probe, node=query.get("node"), exclude=exclude,
+                                            self_checks=server.self_checks)
+            code = report.http_status(style)
+            verbose = "verbose" in query
+            if style == "zeebe" and (code == 204 or not verbose):
+                return code, ""
+            return code, report.to_json(verbose=verbose)
+        if path in ("/", "/serving"):
+            node = query.get("node")
+            status = (self_status(server.self_counters()) if node is None
+                      else node_status(server.model, node, now))
+            return status.http_response("GET", path)
+        if path == "/status/v1/services":
+            report_s = server.services.services(now, level=query.get("level", "info"))
+            return report_s.http_status, report_s.to_json()
+        if path.startswith("/status/v1/services/"):
+            version = query.get("service_status_version")
+            entry = server.services.service(path.rsplit("/services/", 1)[1], now,
+                                            level=query.get("level", "info"),
+                                            status_version=None if version is None
+                                            else int(version))
+            return entry.http_status, entry.to_json(with_name=True)
+        if path.startswith("/status/v1/simple"):
+            name = path[len("/status/v1/simple/"):] or None
+            try:
+                simple = server.services.simple(now, name)
+            except ApiError as exc:
+                return exc.http_status, exc.message
+            return simple.http_status, simple.body
+        if path == "/clusterStatus":
+            return 200, server.cluster_status.cluster_status(now)
+    except ApiError as exc:
+        return view_error(exc)
+    raise AssertionError(f"no view for {path}")
+
+
+REQUESTS: list[tuple[str, dict[str, str]]] = [
+    *((path, {}) for path in HTTP_PATHS),
+    *((path, {"verbose": ""}) for path in HTTP_PATHS),
+    ("/health", {"exclude": "nodes,clusterState", "verbose": ""}),
+    ("/actuator/health", {"exclude": "nodes", "verbose": ""}),
+    ("/health", {"exclude": "bogus"}),
+    ("/health", {"node": A, "verbose": ""}),
+    ("/actuator/health/readiness", {"node": B, "verbose": ""}),
+    ("/health", {"node": "nope"}),
+    ("/", {}),
+    ("/serving", {}),
+    ("/", {"node": A}),
+    ("/serving", {"node": C}),
+    ("/", {"node": "nope"}),
+    ("/status/v1/services", {}),
+    ("/status/v1/services", {"level": "debug"}),
+    ("/status/v1/services", {"level": "critical"}),
+    (f"/status/v1/services/{A}/api", {}),
+    (f"/status/v1/services/{B}/api", {"level": "critical"}),
+    (f"/status/v1/services/{A}/api", {"service_status_version": "1"}),
+    (f"/status/v1/services/{A}/api", {"service_status_version": "7"}),
+    ("/status/v1/services/only1", {}),
+    ("/status/v1/services/api", {}),  # ambiguous: three nodes report it
+    ("/status/v1/services/nope", {}),
+    ("/status/v1/simple", {}),
+    (f"/status/v1/simple/{A}/api", {}),
+    ("/status/v1/simple/api", {}),
+    ("/status/v1/simple/nope", {}),
+    ("/clusterStatus", {}),
+]
+
+
+def url(path: str, query: dict[str, str]) -> str:
+    if not query:
+        return path
+    return path + "?" + "&".join(f"{k}={v}" if v else k for k, v in query.items())
+
+
+async def test_http_equals_the_views(mirror: Mirror) -> None:
+    await mirror.settle(mirror.now)
+    mirror.server.bus_publish(cluster_messages())
+    # Fresh, then past node_timeout (nodes pfail, bus stale) and the critical timeout (30 s).
+    for later in (0, 45_000):
+        await mirror.settle(mirror.now + later)
+        codes = {}
+        for path, query in REQUESTS:
+            got = await mirror.get(url(path, query))
+            assert got == expected(mirror, path, query), (later, path, query)
+            codes[url(path, query)] = got[0]
+        assert {200, 204, 400, 404, 503} <= set(codes.values()), codes
+        # Health can revert, ready cannot; one service starting makes simple 503 throughout.
+        assert (codes["/health"], codes["/ready"]) == ((204, 204) if later == 0 else (503, 204))
+        assert codes["/status/v1/simple"] == 503
+
+
+def test_every_exact_route_is_covered() -> None:
+    assert set(routes()) == {*HTTP_PATHS, "/", "/serving", "/status/v1/services",
+                             "/status/v1/simple", "/clusterStatus"}
+
+
+def test_http_port_setting() -> None:
+    assert ServerConfig().http_port == 0
+    assert ServerConfig(http_port=8080).http_port == 8080
+    for bad in (-1, 65536):
+        with pytest.raises(ConfigError, match="http_port"):
+            ServerConfig(http_port=bad)
+
+
+async def test_off_means_no_listener() -> None:
+    server = Server(ServerConfig(port=0))
+    await server.start()
+    try:
+        assert server.http.port is None
+    finally:
+        await server.shutdown()
