@@ -174,7 +174,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             _sub("command", "docs", -2, "Returns documentary information about one, multiple "
                  "or all commands.", command_docs_, since="7.0.0",
                  args=(Arg(name="command-name", type=_STRING, optional=True, multiple=True),)),
-            _sub("command", "getkeys", -3, "Extracts the key names from an arbitrary "
+            _sub("command", "getkeys", -4, "Extracts the key names from an arbitrary "
                  "command.", command_getkeys, since="2.8.13",
                  args=(Arg(name="command", type=_STRING),
                        Arg(name="arg", type=_STRING, optional=True, multiple=True))),

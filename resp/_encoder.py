@@ -39,7 +39,7 @@ def format_double(value: float) -> str:
     if math.isnan(value):
         return "nan"
     if value.is_integer() and abs(value) < 1e17:
-        return str(int(value))
+        return "-0" if value == 0 and math.copysign(1.0, value) < 0 else str(int(value))
     return repr(value)
 
 

@@ -347,6 +347,7 @@ REDIS_FACTS: dict[str, tuple[int, set[str]]] = {
     "client|help": (2, {"loading", "stale"}),
     "command": (-1, {"loading", "stale"}),
     "command|docs": (-2, {"loading", "stale"}),
+    "command|getkeys": (-4, {"loading", "stale"}),
     "command|info": (-2, {"loading", "stale"}),
     "command|count": (2, {"loading", "stale"}),
     "command|list": (-2, {"loading", "stale"}),

@@ -178,6 +178,7 @@ def test_unknown_types_are_a_local_protocol_error(bad: object, protocol: int) ->
     ("value", "text"),
     [
         (0.0, "0"),
+        (-0.0, "-0"),  # redis-server keeps the sign
         (1.0, "1"),
         (-1.0, "-1"),
         (1.5, "1.5"),
