@@ -50,6 +50,9 @@ CASES = {
     "PING multibulk x1": (b"*1\r\n$4\r\nPING\r\n", 1, 200_000),
     "INFO x1": (b"*1\r\n$4\r\nINFO\r\n", 1, 5_000),
     "CLUSTER INFO x16": (b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n" * 16, 16, 20_000),
+    "HEALTH x16": (b"*1\r\n$6\r\nHEALTH\r\n" * 16, 16, 20_000),
+    "HEALTH READY x16": (b"*2\r\n$6\r\nHEALTH\r\n$5\r\nREADY\r\n" * 16, 16, 20_000),
+    "STATUS SIMPLE x16": (b"*2\r\n$6\r\nSTATUS\r\n$6\r\nSIMPLE\r\n" * 16, 16, 20_000),
 }
 
 
