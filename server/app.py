@@ -318,7 +318,7 @@ class Server:
         if self._statm_fd is not None:
             os.close(self._statm_fd)
             self._statm_fd = None
-        log.info("stopped", extra={"connections_closed": self.stats.total_connections_received})
+        log.info("stopped", extra={"connections_received": self.stats.total_connections_received})
 
     # --- clusterwatch's own health (HEALTH, STATUS NODE, the HTTP probes) ----------------
 
