@@ -266,13 +266,15 @@ def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
 
 
 def start_server(fleet: Fleet, name: str, workdir: Path, python: str, pin: bool,
-                 timeout: float = 20.0) -> ServerProc:
+                 timeout: float = 20.0, extra: Sequence[str] = ()) -> ServerProc:
+    """Start a server (``redis``/``redis-cluster``, or clusterwatch under any other name,
+    with ``extra`` flags), pinned to the server CPU, and wait until it answers PING."""
     port = free_port(with_bus=name == "redis-cluster")
     log_path = workdir / f"{name}.log"
     server = ServerProc(name, port, pin_prefix(SERVER_CPU, pin) +
-                        server_argv(name, port, workdir, python), log_path)
+                        server_argv(name, port, workdir, python) + list(extra), log_path)
     env = dict(os.environ)
-    if name.startswith("clusterwatch"):
+    if name not in BASELINE_KINDS:
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     with open(log_path, "wb") as log:
         server.proc = fleet.spawn(server.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -285,7 +287,7 @@ def start_server(fleet: Fleet, name: str, workdir: Path, python: str, pin: bool,
         # clusterwatch logs `msg=listening ... port=N`, but a PING is the real test (and
         # survives a change of log format).
         if ping(port):
-            server.version = server_version(name, log_path.read_text(errors="replace"))
+            server.version = server_version(name, port)
             return server
         time.sleep(0.05)
     # Stop it now: a wedged process on CPU 1 would skew every other server's numbers.
@@ -297,14 +299,29 @@ def start_server(fleet: Fleet, name: str, workdir: Path, python: str, pin: bool,
                      f"{server.log_tail()}")
 
 
-def server_version(name: str, log_text: str) -> str:
+def server_version(name: str, port: int) -> str:
+    """redis-server's from ``--version``; clusterwatch's from INFO (any log level)."""
     if name in BASELINE_KINDS:
         out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
                              check=False).stdout
         return out.split()[2].removeprefix("v=") if len(out.split()) > 2 else out.strip()
-    for word in log_text.split():
-        if word.startswith("version="):
-            return word.removeprefix("version=")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+            sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n\r\n") and len(reply) < 65536:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+                header, _, body = reply.partition(b"\r\n")
+                if header.startswith(b"$") and len(body) >= int(header[1:]) + 2:
+                    break
+    except (OSError, ValueError):
+        return "?"
+    for line in reply.decode(errors="replace").splitlines():
+        if line.startswith("clusterwatch_version:"):
+            return line.split(":", 1)[1].strip()
     return "?"
 
 

@@ -59,7 +59,6 @@ for _path in (str(REPO), str(HERE)):
 import bench  # noqa: E402
 from bench import (  # noqa: E402
     CLIENT_CPU,
-    SERVER_CPU,
     BenchError,
     Cell,
     Fleet,
@@ -68,11 +67,9 @@ from bench import (  # noqa: E402
     cpu_seconds,
     fmt_rps,
     fmt_us,
-    free_port,
     git_facts,
     machine_facts,
     pin_prefix,
-    ping,
     pinning_available,
     run_benchmark,
     signals_as_interrupt,
@@ -228,28 +225,10 @@ def vm_rss_kib(pid: int) -> int:
 # --------------------------------------------------------------------------- servers
 
 
-def start_clusterwatch(fleet: Fleet, name: str, workdir: Path, python: str, pin: bool,
-                       timeout: float = 20.0) -> ServerProc:
-    port = free_port()
-    argv = [*pin_prefix(SERVER_CPU, pin), python, "-m", "server", "serve", "--port", str(port),
-            "--bind", "127.0.0.1", "--node-timeout", str(NODE_TIMEOUT_MS), "--log-level",
-            "warning"]
-    server = ServerProc(name, port, argv, workdir / f"{name}.log")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with open(server.log_path, "wb") as log_file:
-        server.proc = fleet.spawn(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                  cwd=workdir)
-    fleet.servers[name] = server
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise BenchError(f"{name} exited at start-up:\n{server.log_tail()}")
-        if ping(port):
-            return server
-        time.sleep(0.05)
-    stop_server(fleet, server)
-    raise BenchError(f"{name} not answering PING after {timeout:.0f}s:\n{server.log_tail()}")
+def start_clusterwatch(fleet: Fleet, name: str, workdir: Path, opts: Options) -> ServerProc:
+    """clusterwatch with nodes that stay alive for the whole run and a quiet log."""
+    return bench.start_server(fleet, name, workdir, opts.python, opts.pin, extra=(
+        "--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "warning"))
 
 
 def stop_server(fleet: Fleet, server: ServerProc) -> None:
@@ -491,7 +470,7 @@ def bus_run(s: Session, t: BusTarget, cfg: BusConfig, total: int) -> dict[str, A
 def stage_bus(s: Session) -> None:
     opts = s.opts
     configs = [BusConfig(k, b, opts.pipeline) for b in opts.batches for k in opts.conns]
-    server = start_clusterwatch(s.fleet, "clusterwatch-bus", s.workdir, opts.python, opts.pin)
+    server = start_clusterwatch(s.fleet, "clusterwatch-bus", s.workdir, opts)
     try:
         cluster = SimCluster.make(opts.bus_nodes)
         with Client(server.port) as control:
@@ -696,7 +675,7 @@ def stage_cluster(s: Session) -> None:
         log(f"  redis-cluster: {exc} (measuring clusterwatch only)")
     for count in opts.nodes:
         name = f"clusterwatch-{count}"
-        server = start_clusterwatch(fleet, name, s.workdir, opts.python, opts.pin)
+        server = start_clusterwatch(fleet, name, s.workdir, opts)
         shapes[name] = populate(server, SimCluster.make(count))
         names.append(name)
     for name in names:
@@ -758,8 +737,7 @@ def stage_memory(s: Session) -> None:
         if s.out_of_time():
             return
         cluster = SimCluster.make(count)
-        server = start_clusterwatch(s.fleet, f"clusterwatch-mem-{count}", s.workdir,
-                                    opts.python, opts.pin)
+        server = start_clusterwatch(s.fleet, f"clusterwatch-mem-{count}", s.workdir, opts)
         try:
             with Client(server.port) as c:
                 # Warm the paths the measurement uses, so their one-off costs are in `before`.

@@ -62,7 +62,6 @@ for _path in (str(REPO), str(HERE)):
 import bench  # noqa: E402
 from bench import (  # noqa: E402
     CLIENT_CPU,
-    SERVER_CPU,
     BenchError,
     Cell,
     Fleet,
@@ -70,11 +69,9 @@ from bench import (  # noqa: E402
     cpu_seconds,
     fmt_rps,
     fmt_us,
-    free_port,
     git_facts,
     machine_facts,
     pin_prefix,
-    ping,
     pinning_available,
     run_benchmark,
     signals_as_interrupt,
@@ -374,34 +371,6 @@ class Publisher:
 # --------------------------------------------------------------------------- servers
 
 
-def start_clusterwatch(fleet: Fleet, name: str, workdir: Path, opts: Options,
-                       extra: Sequence[str], timeout: float = 30.0) -> ServerProc:
-    port = free_port()
-    argv = [*pin_prefix(SERVER_CPU, opts.pin), opts.python, "-m", "server", "serve",
-            "--port", str(port), "--bind", "127.0.0.1", "--log-level", "warning", *extra]
-    server = ServerProc(name, port, argv, workdir / f"{name}.log")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with open(server.log_path, "wb") as log_file:
-        server.proc = fleet.spawn(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                  cwd=workdir)
-    fleet.servers[name] = server
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise BenchError(f"{name} exited at start-up:\n{server.log_tail()}")
-        if ping(port):
-            with Client(port) as c:
-                info = c.call("INFO", "server")
-            for line in info.decode().splitlines():
-                if line.startswith("clusterwatch_version:"):
-                    server.version = line.split(":", 1)[1].strip()
-            return server
-        time.sleep(0.05)
-    stop_server(fleet, server)
-    raise BenchError(f"{name} not answering PING after {timeout:.0f}s:\n{server.log_tail()}")
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -628,7 +597,8 @@ def size_or_record(s: Session, stage: str, cell: Cell, variant: Variant,
 
 
 def stage_probes(s: Session) -> None:
-    server = start_clusterwatch(s.fleet, "demo", s.workdir, s.opts, ["--demo"])
+    server = bench.start_server(s.fleet, "demo", s.workdir, s.opts.python, s.opts.pin,
+                                timeout=30.0, extra=("--log-level", "warning", "--demo"))
     s.facts["cw_version"] = server.version
     log(f"probes: demo server pid {server.pid} port {server.port} version {server.version}")
     deadline = time.monotonic() + 15.0
@@ -666,10 +636,10 @@ def stage_model(s: Session) -> None:
     servers: list[Variant] = []
     for count in opts.nodes:
         name = f"nodes-{count}"
-        server = start_clusterwatch(
-            s.fleet, name, s.workdir, opts,
-            ["--node-timeout", str(NODE_TIMEOUT_MS),
-             "--output-buffer-limit", str(OUTPUT_BUFFER_LIMIT)])
+        server = bench.start_server(
+            s.fleet, name, s.workdir, opts.python, opts.pin, timeout=30.0,
+            extra=("--log-level", "warning", "--node-timeout", str(NODE_TIMEOUT_MS),
+                   "--output-buffer-limit", str(OUTPUT_BUFFER_LIMIT)))
         t0 = time.monotonic()
         shape: dict[str, Any] = dict(populate(server.port, count))
         shape["populate_s"] = round(time.monotonic() - t0, 2)
