@@ -68,7 +68,6 @@ class Server:
         self.stats.configure(slowlog_slower_than_us=config.slowlog_log_slower_than,
                              slowlog_max_len=config.slowlog_max_len,
                              latency_threshold_ms=config.latency_monitor_threshold)
-        self.perf_ns = time.perf_counter_ns
         self.connections: dict[int, RespProtocol] = {}
         self.last_message_ms: int | None = None
         self.self_checks: dict[str, SelfCheck] = {}
