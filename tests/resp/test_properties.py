@@ -44,6 +44,8 @@ from resp import (
     format_double,
 )
 
+from .test_reader import drive
+
 # --- chunking ----------------------------------------------------------------------------
 
 
@@ -106,20 +108,8 @@ def test_reader_yields_argv_or_raises_remote_protocol_error(
 @given(data=st.data(), stream=STREAMS)
 def test_reader_outcome_does_not_depend_on_chunking(data: st.DataObject, stream: bytes) -> None:
     """Cut anywhere, the same commands come out, then the same error (or none)."""
-
-    def outcome(chunks: list[bytes]) -> tuple[list[list[bytes]], str | None]:
-        reader = RequestReader()
-        commands: list[list[bytes]] = []
-        for chunk in chunks:
-            reader.feed(chunk)
-            try:
-                while (argv := reader.next_command()) is not NEED_DATA:
-                    commands.append(argv)
-            except RemoteProtocolError as exc:
-                return commands, exc.reply.line
-        return commands, None
-
-    assert outcome(cuts_for(data.draw, stream)) == outcome([stream])
+    cut = drive(RequestReader(), iter(cuts_for(data.draw, stream)))
+    assert cut == drive(RequestReader(), iter([stream]))
 
 
 # --- (b) canonical requests round-trip ---------------------------------------------------

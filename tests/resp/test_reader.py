@@ -325,3 +325,25 @@ def test_a_count_like_line_inside_a_payload_is_just_data() -> None:
     reader = RequestReader()
     reader.feed(b"*2\r\n$4\r\nECHO\r\n$13\r\n*3000000000\r\n\r\n")
     assert reader.drain() == [[b"ECHO", b"*3000000000\r\n"]]
+
+
+MULTIBULK_PING = b"*1\r\n$4\r\nPING\r\n"
+
+
+@pytest.mark.parametrize("inline", [b"+PING", b":1", b"-x", b"_", b"%1", b"#t", b"$-1"])
+def test_an_inline_request_starting_with_a_type_byte_after_a_multibulk_one(inline: bytes) -> None:
+    """redis-server frames any request that does not start with '*' as inline; hiredis
+    would read these as RESP3 values. Every cut gives the same two requests."""
+    data = MULTIBULK_PING + inline + b"\r\n"
+    expected = ([[b"PING"], [inline]], None)
+    for cut in range(len(data) + 1):
+        assert drive(RequestReader(), iter([data[:cut], data[cut:]])) == expected, cut
+
+
+def test_a_bad_bulk_terminator_followed_by_a_type_byte_found_by_hypothesis() -> None:
+    # hiredis skips the two bytes after a bulk without checking them, as Redis does; the
+    # '#' after them starts an inline request wherever the read is cut.
+    data = b"*1\r\n$4\r\n\x00\x00\x00\x00\x00\x00#\r\n"
+    expected = ([[b"\x00" * 4], [b"#"]], None)
+    assert drive(RequestReader(), iter([data])) == expected
+    assert drive(RequestReader(), iter([data[:15], data[15:]])) == expected
