@@ -17,6 +17,7 @@ import hiredis
 import pytest
 
 from tests.conftest import ServerProcess, free_port, require_tool, start_server
+from tests.integration.helpers import read_until_closed
 
 pytestmark = pytest.mark.integration
 
@@ -88,21 +89,9 @@ def exchange(port: int, payload: bytes, replies: int, timeout: float = 3.0) -> b
 
 def exchange_until_close(port: int, payload: bytes, timeout: float = 3.0) -> tuple[bytes, bool]:
     """Send ``payload``; read until the server closes. Returns (bytes, closed)."""
-    data = b""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(payload)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return data, False
-            except ConnectionResetError:
-                return data, True
-            if not chunk:
-                return data, True
-            data += chunk
-    return data, False
+        return read_until_closed(sock, timeout)
 
 
 def bulk(*args: bytes) -> bytes:
