@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, NamedTuple, cast
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg
@@ -492,25 +492,7 @@ def _entry(
             http_status=400,
             kind="service-status-version-not-found",
         )
-    age_ms = now_ms - inst.received_ms
-    if age_ms > timeout_s * 1000:
-        return ServiceEntry(
-            name=inst.key,
-            node=inst.node,
-            service=inst.service,
-            service_version=svc.version,
-            service_status_version=chosen,
-            detail_level=level,
-            state="unknown",
-            status=(
-                f"Status check timed out after {timeout_s} seconds: the last status from node "
-                f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
-            ),
-            active_alerts=(),
-            received_ms=inst.received_ms,
-            stale=True,
-        )
-    return ServiceEntry(
+    entry = ServiceEntry(
         name=inst.key,
         node=inst.node,
         service=inst.service,
@@ -522,6 +504,19 @@ def _entry(
         active_alerts=tuple((alert.severity, alert.message) for alert in svc.alerts),
         received_ms=inst.received_ms,
         stale=False,
+    )
+    age_ms = now_ms - inst.received_ms
+    if age_ms <= timeout_s * 1000:
+        return entry
+    return replace(
+        entry,
+        state="unknown",
+        status=(
+            f"Status check timed out after {timeout_s} seconds: the last status from node "
+            f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
+        ),
+        active_alerts=(),
+        stale=True,
     )
 
 
