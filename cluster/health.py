@@ -80,6 +80,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
@@ -151,6 +152,7 @@ HTTP_PATHS: Final[Mapping[str, tuple[Probe, HttpStyle]]] = {
 }
 
 _FOREVER: Final = 2**63
+_NO_SELF_CHECKS: Final[Mapping[str, SelfCheck]] = MappingProxyType({})
 _CACHE_ENTRIES: Final = 256
 
 
@@ -306,6 +308,9 @@ class HealthTracker:
         self._facts_version = -1
         self._facts: _Facts | None = None
         self._cache: dict[tuple[Any, ...], _Cached] = {}
+        # The plain cluster probes (no node, no exclusions), by probe: the self-check
+        # mapping they were computed with and their cache entry. Probes call at PING rates.
+        self._plain: dict[Probe, tuple[Mapping[str, SelfCheck], _Cached]] = {}
         self._observed_version = -1
         self._observed_self: tuple[Any, ...] | None = None
 
@@ -354,12 +359,22 @@ class HealthTracker:
     ) -> HealthReport:
         """Evaluate one probe for the cluster or one node at `now_ms`.
 
+        `self_checks` is read as an immutable snapshot: pass a new mapping when a check
+        changes (the server builds one per tick). A plain cluster probe asked again with
+        the same mapping, model version and latch state, before its answer's next flip,
+        is answered without rebuilding its key.
+
         Raises:
             ApiError: unknown probe (400), unknown node (404), unknown check in `exclude` (400).
         """
         chosen = parse_probe(probe)
-        checks = self_checks or {}
+        checks = _NO_SELF_CHECKS if self_checks is None else self_checks
         self._model.refresh(now_ms)
+        plain = node is None and not exclude
+        if plain:
+            last = self._plain.get(chosen)
+            if last is not None and last[0] is checks and self._fresh(last[1], now_ms):
+                return last[1].report
         info: NodeInfo | None = None
         if node is not None:
             info = self._model.node(node)
@@ -371,21 +386,23 @@ class HealthTracker:
         key = (chosen, node, excluded, self_key)
         version = self._model.version
         hit = self._cache.get(key)
-        if (
-            hit is not None
-            and hit.version == version
-            and hit.serial == self._serial
-            and hit.computed_ms <= now_ms < hit.flip_ms
-        ):
-            return hit.report
-        if info is None:
-            report, flip = self._cluster_report(chosen, now_ms, checks, excluded)
-        else:
-            report, flip = self._node_report(chosen, info, now_ms, excluded)
-        if len(self._cache) >= _CACHE_ENTRIES:
-            self._cache.clear()
-        self._cache[key] = _Cached(self._model.version, self._serial, now_ms, flip, report)
-        return report
+        if hit is None or hit.version != version or not self._fresh(hit, now_ms):
+            if info is None:
+                report, flip = self._cluster_report(chosen, now_ms, checks, excluded)
+            else:
+                report, flip = self._node_report(chosen, info, now_ms, excluded)
+            if len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.clear()
+            hit = self._cache[key] = _Cached(self._model.version, self._serial, now_ms, flip,
+                                             report)
+        if plain:
+            self._plain[chosen] = (checks, hit)
+        return hit.report
+
+    def _fresh(self, cached: _Cached, now_ms: int) -> bool:
+        """Computed for the current model and latch state, and not yet due to flip."""
+        return (cached.version == self._model.version and cached.serial == self._serial
+                and cached.computed_ms <= now_ms < cached.flip_ms)
 
     # -- the cluster ---------------------------------------------------------------------
 

@@ -63,9 +63,6 @@ _KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format"})
 _SHOWN: Final = 5
 
 
-# How long a plain probe answer may be reused (the housekeeping tick).
-_PROBE_CACHE_MS = 100
-
 def _noauth() -> CommandError:
     return CommandError(NOAUTH.message, NOAUTH.prefix)
 
@@ -103,19 +100,8 @@ def health(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
             # Once the cluster has been ready it is READY for good (the tracker's latch).
             if probe == "ready" and server.health.ready_since() is not None:
                 return _UP
-        # Probes arrive as often as PINGs: the answer is kept for at most 100 ms, and only
-        # while the model and our own checks are the same objects it was built from.
-        now = server.now_ms()
-        cache = server.reply_cache
-        key = (probe, authenticated, now // _PROBE_CACHE_MS)
-        entry = cache.get("health|probe")
-        if (entry is not None and entry[0] == key and entry[1] == server.model.version
-                and entry[2] is server.self_checks):
-            return entry[3]  # type: ignore[no-any-return]
-        report = server.health.evaluate(now, probe, self_checks=server.self_checks)
-        reply = _plain(ctx, report, authenticated)
-        cache["health|probe"] = (key, server.model.version, server.self_checks, reply)
-        return reply
+        report = server.health.evaluate(server.now_ms(), probe, self_checks=server.self_checks)
+        return _plain(ctx, report, authenticated)
     if not authenticated:
         raise _noauth()
     return _parse(ctx, argv)
