@@ -109,10 +109,12 @@ class CommandSpec:
     full_name: str = field(init=False)
     min_argc: int = field(init=False)
     max_argc: int = field(init=False)
+    fast: bool = field(init=False)
 
     def __post_init__(self) -> None:
         full = f"{self.container}|{self.name}" if self.container else self.name
         object.__setattr__(self, "full_name", full)
+        object.__setattr__(self, "fast", Flag.FAST in self.flags)
         object.__setattr__(self, "min_argc", abs(self.arity))
         object.__setattr__(self, "max_argc", self.arity if self.arity >= 0 else 2**31)
 

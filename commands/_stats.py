@@ -143,9 +143,11 @@ class Stats:
         self.errors[prefix] = self.errors.get(prefix, 0) + 1
 
     def reset(self) -> None:
-        """CONFIG RESETSTAT."""
-        keep = (self.slowlog, self.latency, self.slow_threshold_ns)
+        """CONFIG RESETSTAT. Command stats are zeroed in place: dispatch may hold one."""
+        keep = (self.slowlog, self.latency, self.slow_threshold_ns, self.commands)
         fresh = Stats()
         for name in Stats.__dataclass_fields__:
             setattr(self, name, getattr(fresh, name))
-        self.slowlog, self.latency, self.slow_threshold_ns = keep
+        self.slowlog, self.latency, self.slow_threshold_ns, self.commands = keep
+        for stat in self.commands.values():
+            stat.calls = stat.nsec = stat.rejected_calls = stat.failed_calls = 0

@@ -23,6 +23,8 @@ log = logging.getLogger("clusterwatch.commands")
 # Commands that run at once inside MULTI instead of being queued (Redis: these are
 # exempt from queueing).
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"})
+# Below this slow-log threshold, requests are timed one by one (see ``execute``).
+_RUN_TIMING_MIN_NS = 1_000_000
 
 
 def _help_lines(container: CommandSpec) -> list[Reply]:
@@ -80,6 +82,9 @@ class CommandTable:
         for container, subs in self.subcommands.items():
             both_cases = {**subs, **{k.upper(): v for k, v in subs.items()}}
             self._subs_by_name[container] = self._subs_by_name[container.upper()] = both_cases
+        # What a request can run directly: commands without subcommands, by name as sent.
+        self._leaves = {name: spec for name, spec in self._by_name.items()
+                        if not spec.subcommands}
 
     def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
         """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
@@ -99,38 +104,118 @@ class CommandTable:
             raise wrong_arity(spec.full_name)
         return spec
 
-    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
-        """Run one request and account for it; errors come back as ``ErrorReply``.
+    def execute(self, ctx: CommandContext, batch: Sequence[list[bytes]]) -> list[Reply]:
+        """Run a client's pipelined requests in order; one reply each, errors included.
 
-        The common case (a known command, right arity, authenticated, no MULTI) is
-        decided by the first test; everything else goes through ``_admit``.
+        Stops early after a request that closes the connection (QUIT, a CLIENT KILL of
+        itself) or switches the protocol (HELLO), so the replies may be fewer than the
+        requests: the caller encodes them and calls again with the rest.
+
+        The common case (a known command, right arity, authenticated, no MULTI) is decided
+        by one test per request; everything else goes through ``dispatch``. Consecutive
+        requests for the same FAST command form a run, timed and counted as a whole (see
+        ``_account``): one clock read per run instead of two per request.
         """
         session = ctx.session
-        spec = self._by_name.get(argv[0])
-        if spec is not None and spec.subcommands and len(argv) > 1:
-            spec = self._subs_by_name[argv[0]].get(argv[1])
-        if (spec is None or spec.subcommands or not spec.min_argc <= len(argv) <= spec.max_argc
-                or not session.authenticated or session.multi is not None):
-            admitted = self._admit(ctx, argv)
-            if admitted.__class__ is not CommandSpec:
-                return admitted  # type: ignore[return-value]
-            spec = admitted
-        session.last_command = spec.full_name  # CLIENT LIST shows the running command
-        perf_ns = self.perf_ns
-        started = perf_ns()
+        leaves, subs_by_name, perf_ns = self._leaves, self._subs_by_name, self.perf_ns
+        replies: list[Reply] = []
+        append = replies.append
+        protocol = session.protocol
+        # A slow log that wants sub-millisecond requests (0: log everything) gets each
+        # request timed alone.
+        alone = ctx.server.stats.slow_threshold_ns < _RUN_TIMING_MIN_NS
+        run: CommandSpec | None = None  # the command of the run in progress
+        current: CommandSpec | None = None  # the command that may extend it
+        run_start = run_clock = 0  # where in ``replies`` and when it began
+        previous: list[bytes] = []
+        for argv in batch:
+            spec = leaves.get(argv[0])
+            if spec is None and len(argv) > 1:
+                subs = subs_by_name.get(argv[0])
+                spec = subs.get(argv[1]) if subs is not None else None
+            if (spec is None or not spec.min_argc <= len(argv) <= spec.max_argc
+                    or not session.authenticated or session.multi is not None):
+                if run is not None:
+                    self._account(ctx, run, len(replies) - run_start, perf_ns() - run_clock,
+                                  previous)
+                    run = current = None
+                append(self.dispatch(ctx, argv))
+                if session.close_after_reply or session.protocol != protocol:
+                    break
+                continue
+            if spec is not current:
+                now = perf_ns()
+                if run is not None:
+                    self._account(ctx, run, len(replies) - run_start, now - run_clock,
+                                  previous)
+                run, run_start, run_clock = spec, len(replies), now
+                # Only FAST commands (O(1), Redis's flag) run on together; any other
+                # request is a run of its own, timed exactly.
+                current = spec if spec.fast and not alone else None
+                session.last_command = spec.full_name  # CLIENT LIST shows it
+            try:
+                append(spec.handler(ctx, argv))  # type: ignore[misc]
+            except CommandError as exc:
+                append(self._error_reply(ctx, exc))
+                ctx.server.stats.command(spec.full_name).failed_calls += 1
+            except Exception:
+                append(self._internal_error(ctx, argv))
+            previous = argv
+            if session.close_after_reply or session.protocol != protocol:
+                break
+        if run is not None:
+            self._account(ctx, run, len(replies) - run_start, perf_ns() - run_clock, previous)
+        return replies
+
+    @staticmethod
+    def _account(ctx: CommandContext, spec: CommandSpec, calls: int, elapsed_ns: int,
+                 last: list[bytes]) -> None:
+        """Count a run of ``calls`` requests for ``spec`` that took ``elapsed_ns`` in all.
+
+        A run is one request, or a pipeline of the same FAST command (PING, HEALTH). Its
+        time includes each request's admission. When a run of several reaches the
+        slow-log threshold (1 ms or more; below that every request is a run of its own),
+        one entry records the last request with the run's whole time: Redis would have
+        logged the one slow request among them, which the run's timing cannot single out.
+        """
+        stats = ctx.server.stats
+        stat = stats.command(spec.full_name)
+        stat.calls += calls
+        stat.nsec += elapsed_ns
+        if elapsed_ns >= stats.slow_threshold_ns:
+            CommandTable._record_slow(ctx, last, elapsed_ns // 1000)
+
+    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
+        """Run one request and account for it; errors come back as ``ErrorReply``."""
+        session = ctx.session
+        spec = self._admit(ctx, argv)
+        if not isinstance(spec, CommandSpec):
+            return spec
+        session.last_command = spec.full_name
+        stats = ctx.server.stats
+        started = self.perf_ns()
         try:
             reply = spec.handler(ctx, argv)  # type: ignore[misc]
         except CommandError as exc:
             reply = self._error_reply(ctx, exc)
-            ctx.server.stats.command(spec.full_name).failed_calls += 1
-        elapsed = perf_ns() - started
-        stats = ctx.server.stats
-        stat = stats.commands.get(spec.full_name) or stats.command(spec.full_name)
+            stats.command(spec.full_name).failed_calls += 1
+        except Exception:
+            reply = self._internal_error(ctx, argv)
+        elapsed = self.perf_ns() - started
+        stat = stats.command(spec.full_name)
         stat.calls += 1
         stat.nsec += elapsed
         if elapsed >= stats.slow_threshold_ns:
             self._record_slow(ctx, argv, elapsed // 1000)
         return reply
+
+    @staticmethod
+    def _internal_error(ctx: CommandContext, argv: list[bytes]) -> ErrorReply:
+        """A handler raised something it should not: log it, and the client gets an error."""
+        log.exception("command failed", extra={"client": ctx.session.id,
+                                               "command": argv[0][:64]})
+        ctx.server.stats.count_error("ERR")
+        return ErrorReply("ERR", "internal error")
 
     def _admit(self, ctx: CommandContext, argv: list[bytes]) -> CommandSpec | Reply:
         """Redis's checks before a call, in its order: lookup and arity, authentication,

@@ -131,7 +131,7 @@ class RequestReader:
             carry = self._carry
             self._carry = data[-_CARRY:]
             if (_LARGE_COUNT.search(data) is not None
-                    or (_UNFINISHED_COUNT.search(carry) is not None
+                    or (carry[-1:] != b"\n" and _UNFINISHED_COUNT.search(carry) is not None
                         and _LARGE_COUNT.search(carry + data[:_CARRY]))):
                 cut = self._too_many_at(data)
                 if cut is not None:
@@ -179,42 +179,69 @@ class RequestReader:
             if self._in_hiredis:
                 # The hot loop: whole multibulk requests from hiredis, checked in place.
                 gets = self._hiredis.gets
-                self._round_batches.append((commands, len(commands)))
+                start = len(commands)
                 max_args, max_bulk = self._max_args, self._max_bulk
-                while len(commands) < limit:
-                    try:
-                        argv = gets()
-                    except hiredis.ProtocolError as exc:
-                        if not self._switch_to_inline():
-                            raise RemoteProtocolError(self._explain(str(exc))) from None
-                        break
-                    if argv.__class__ is list and 0 < len(argv) <= max_args:
-                        for arg in argv:
-                            if arg.__class__ is not bytes or len(arg) > max_bulk:
-                                break
-                        else:
-                            commands.append(argv)
+                append = commands.append
+                # ``_round_batches`` learns of this call's requests only when the round
+                # goes on past it or a slow path needs to count bytes.
+                while True:
+                    for _ in range(limit - len(commands)):
+                        try:
+                            argv = gets()
+                        except hiredis.ProtocolError as exc:
+                            self._round_batches.append((commands, start))
+                            if not self._switch_to_inline():
+                                raise RemoteProtocolError(self._explain(str(exc))) from None
+                            break
+                        if argv.__class__ is list and 0 < len(argv) <= max_args:
+                            for arg in argv:
+                                if arg.__class__ is not bytes or len(arg) > max_bulk:
+                                    break
+                            else:
+                                append(argv)
+                                continue
+                            self._check_request(argv)
+                            append(argv)
                             continue
-                        self._check_request(argv)
-                        commands.append(argv)
-                        continue
-                    if argv is _INCOMPLETE:
-                        if self._refused is not None:
-                            raise self._refused
-                        if self._round:  # new bytes since the last look
+                        if argv is _INCOMPLETE:
+                            if self._refused is not None:
+                                raise self._refused
+                            round_ = self._round
+                            if not round_:
+                                return
+                            # The read ended at a request boundary (see the module notes):
+                            # the common case, decided here without a call.
+                            if (len(commands) > start and len(round_) == 1 and not self._tail
+                                    and not self._round_ignored and not self._hiredis.has_data()
+                                    and round_[0].endswith(encode_request(commands[-1]))):
+                                round_.clear()
+                                self._round_batches.clear()
+                                self._scanner = None
+                                return
+                            self._round_batches.append((commands, start))
                             self._end_round()
-                        if self._in_hiredis:
-                            return
-                        break  # what follows is inline: the outer loop parses it
-                    if argv.__class__ is not list and self._switch_to_inline():
-                        # hiredis read a RESP3 value or a $-line where a request starts;
-                        # redis-server reads any request not starting with '*' as inline.
-                        break
-                    checked = self._check_request(argv)
-                    if checked is None:
-                        self._round_ignored += wire_size(argv)
+                            if self._in_hiredis:
+                                return
+                            break  # what follows is inline: the outer loop parses it
+                        if argv.__class__ is not list:
+                            self._round_batches.append((commands, start))
+                            if self._switch_to_inline():
+                                # hiredis read a RESP3 value or a $-line where a request
+                                # starts; redis-server reads any request not starting with
+                                # '*' as inline.
+                                break
+                            self._round_batches.pop()
+                        checked = self._check_request(argv)
+                        if checked is None:
+                            self._round_ignored += wire_size(argv)
+                        else:
+                            append(checked)
                     else:
-                        commands.append(checked)
+                        if len(commands) < limit:
+                            continue  # ignored requests (*0) took turns: go on
+                        self._round_batches.append((commands, start))
+                        return
+                    break
                 continue
             if self._inline_pos >= len(self._inline):
                 self._inline.clear()

@@ -7,6 +7,7 @@ CONFIG GET's pairs); HELLO is compared by structure.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -300,6 +301,21 @@ def test_pipelined_mix_in_one_write(redis_port: int, cw: ServerProcess) -> None:
     ours = exchange(cw.port, payload, 16)
     assert ours == theirs
     assert theirs.startswith(b"+PONG\r\n+PONG\r\n$1\r\nx\r\n-NOPROTO")
+
+
+def test_protocol_switch_inside_one_pipeline(redis_port: int, cw: ServerProcess) -> None:
+    """HELLO in the middle of one write: the replies before it keep the old protocol, its
+    own reply and those after it use the new one."""
+    asked = b"CLIENT GETNAME\r\nCONFIG GET save\r\n"
+    payload = asked + b"HELLO 3\r\n" + asked + bulk(b"HELLO", b"2") + asked
+    hello = re.compile(rb"(?:%7|\*14)\r\n\$6\r\nserver\r\n.*?\$7\r\nmodules\r\n\*0\r\n",
+                       re.DOTALL)
+    theirs = hello.sub(b"<HELLO>", exchange(redis_port, payload, 8))
+    ours = hello.sub(b"<HELLO>", exchange(cw.port, payload, 8))
+    assert ours == theirs
+    resp2 = b"$-1\r\n*2\r\n$4\r\nsave\r\n$0\r\n\r\n"
+    resp3 = b"_\r\n%1\r\n$4\r\nsave\r\n$0\r\n\r\n"
+    assert theirs == resp2 + b"<HELLO>" + resp3 + b"<HELLO>" + resp2
 
 
 # --- with a password on both sides -------------------------------------------------------
