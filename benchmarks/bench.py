@@ -51,7 +51,9 @@ PING_CPU_TARGET = 1.5
 PING_RPS_TARGET = 0.8
 
 BASELINE_KINDS = ("redis", "redis-cluster")
-ALL_SERVERS = ("redis", "redis-cluster", "clusterwatch", "clusterwatch-asyncio")
+# The Python floor (benchmarks/pong_floor.py): PONG to anything, PING cells only.
+FLOOR = "floor"
+ALL_SERVERS = ("redis", "redis-cluster", "clusterwatch", "clusterwatch-asyncio", FLOOR)
 DEFAULT_SERVERS = ("redis", "redis-cluster", "clusterwatch")
 
 
@@ -259,6 +261,8 @@ def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
         else:
             argv += ["--cluster-enabled", "no"]
         return argv
+    if name == FLOOR:
+        return [python, str(REPO / "benchmarks" / "pong_floor.py"), str(port)]
     argv = [python, "-m", "server", "serve", "--port", str(port), "--bind", "127.0.0.1"]
     if name == "clusterwatch-asyncio":
         argv += ["--event-loop", "asyncio"]
@@ -305,6 +309,8 @@ def server_version(name: str, port: int) -> str:
         out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
                              check=False).stdout
         return out.split()[2].removeprefix("v=") if len(out.split()) > 2 else out.strip()
+    if name == FLOOR:
+        return "-"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
             sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
@@ -441,7 +447,8 @@ class Options:
 def servers_for(cell: Cell, servers: Sequence[str]) -> list[str]:
     """The cell's own redis baseline (if selected), then the clusterwatch variants."""
     base = [cell.baseline] if cell.baseline in servers else []
-    return base + [s for s in servers if s.startswith("clusterwatch")]
+    floor = [FLOOR] if FLOOR in servers and cell.is_ping else []
+    return base + [s for s in servers if s.startswith("clusterwatch")] + floor
 
 
 def n_quick(cell: Cell) -> int:
@@ -677,7 +684,7 @@ def summarize(records: Sequence[dict[str, Any]], cells: Sequence[Cell], servers:
                 f"{'1.00' if is_base else (f'{us_ratio:.2f}' if us_ratio else '-')} | "
                 f"{fmt_us(min(s.us))}-{fmt_us(max(s.us))} | {med(s.srv_pct):.0f} | "
                 f"{med(s.bench_pct):.0f} | {med(s.p50):.3f} |")
-            if cell.is_ping and not is_base and rps_ratio and us_ratio:
+            if cell.is_ping and name != FLOOR and not is_base and rps_ratio and us_ratio:
                 ok = us_ratio <= PING_CPU_TARGET and rps_ratio >= PING_RPS_TARGET
                 targets.append(f"| {cell.name} | {name} | {us_ratio:.2f} | {rps_ratio:.2f} | "
                                f"{'PASS' if ok else 'FAIL'} |")

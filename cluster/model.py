@@ -52,7 +52,10 @@ class ClusterModel:
         Returns:
             True if any node or cluster state changed.
         """
-        return self._state.refresh(now_ms)
+        state = self._state
+        if now_ms < state.next_deadline:  # the common case, without a call
+            return False
+        return state.refresh(now_ms)
 
     @property
     def version(self) -> int:

@@ -265,24 +265,25 @@ class RequestReader:
         """Split every complete inline line at once when none needs quote handling
         (``bytes.split`` also drops the CR). False when the general path must decide."""
         buf, pos = self._inline, self._inline_pos
-        end = -1
-        for _ in range(limit - len(commands)):  # only the lines this batch has room for
-            newline = buf.find(b"\n", end + 1 if end >= 0 else pos)
-            if newline < 0:
-                break
-            end = newline
+        end = buf.rfind(b"\n", pos)
         if end < 0:
             return False
-        lines = bytes(buf[pos:end]).split(b"\n")
-        longest = self.limits.max_inline_size
-        for line in lines:
-            if (line[:1] == b"*" or len(line) > longest or b'"' in line or b"'" in line
-                    or (not self._authenticated and len(line.split()) > UNAUTHENTICATED_MAX_ARGS)):
-                return False
-        for line in lines:
-            argv = line.split()
-            if argv:
-                commands.append(argv)
+        chunk = bytes(buf[pos:end])
+        if (chunk[:1] == b"*" or b"\n*" in chunk or b'"' in chunk or b"'" in chunk):
+            return False
+        lines = chunk.split(b"\n")
+        room = limit - len(commands)
+        if len(lines) > room:  # only the lines this batch has room for
+            lines = lines[:room]
+            end = pos + sum(map(len, lines)) + len(lines) - 1
+        if len(chunk) > self.limits.max_inline_size and (
+                max(map(len, lines)) > self.limits.max_inline_size):
+            return False
+        requests = [argv for argv in map(bytes.split, lines) if argv]
+        if not self._authenticated and any(
+                len(argv) > UNAUTHENTICATED_MAX_ARGS for argv in requests):
+            return False
+        commands += requests
         self._inline_pos = end + 1
         return True
 

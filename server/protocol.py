@@ -187,11 +187,12 @@ class RespProtocol(asyncio.Protocol):
     def _send(self, out: list[bytes]) -> None:
         if not out or self.transport is None:
             return
+        # One joined write: uvloop's writelines costs more per frame than the join.
+        data = b"".join(out)
         stats = self.server.stats
         stats.total_writes_processed += 1
-        stats.total_net_output_bytes += sum(map(len, out))
-        # One joined write: uvloop's writelines costs more per frame than the join.
-        self.transport.write(b"".join(out))
+        stats.total_net_output_bytes += len(data)
+        self.transport.write(data)
         # Only a paused transport (past its high watermark) can be over the hard limit.
         if (self.paused and self.transport.get_write_buffer_size()
                 > self.server.config.output_buffer_limit):

@@ -112,6 +112,33 @@ def test_reader_outcome_does_not_depend_on_chunking(data: st.DataObject, stream:
     assert cut == drive(RequestReader(), iter([stream]))
 
 
+def drain_in_batches(reader: RequestReader, chunks: list[bytes],
+                     limits: list[int]) -> tuple[list[list[bytes]], str | None]:
+    """What the connection does: feed a read, then ``drain(limit)`` until it is empty."""
+    commands: list[list[bytes]] = []
+    turn = 0
+    for chunk in chunks:
+        reader.feed(chunk)
+        try:
+            while batch := reader.drain(limits[turn % len(limits)]):
+                assert len(batch) <= limits[turn % len(limits)]
+                commands += batch
+                turn += 1
+        except RemoteProtocolError as exc:
+            return commands, exc.reply.line
+    return commands, None
+
+
+@given(data=st.data(), stream=STREAMS, options=READER_OPTIONS,
+       limits=st.lists(st.integers(1, 5), min_size=1, max_size=4))
+def test_batched_drains_match_one_at_a_time(data: st.DataObject, stream: bytes,
+                                            options: dict[str, Any], limits: list[int]) -> None:
+    """Batches of any size, over any chunking, give the commands and the error that
+    ``next_command`` gives one at a time over the whole stream."""
+    batched = drain_in_batches(RequestReader(**options), cuts_for(data.draw, stream), limits)
+    assert batched == drive(RequestReader(**options), iter([stream]))
+
+
 # --- (b) canonical requests round-trip ---------------------------------------------------
 
 ARGVS = st.lists(st.lists(st.binary(max_size=30), min_size=1, max_size=6), min_size=1,
