@@ -49,6 +49,7 @@ _INCOMPLETE: Final = object()
 _LARGE_COUNT: Final = re.compile(rb"\*(\d{7,})\r")
 _CARRY = 24  # bytes kept from the previous read, for a count split across two reads
 _UNFINISHED_COUNT: Final = re.compile(rb"\*\d*\Z")
+_NEGATIVE_COUNT: Final = re.compile(rb"\*-\d+\r\n")
 _EMPTY_ARRAY_SIZE = 4  # "*0\r\n"
 _NULL_ARRAY_SIZE = 5  # "*-1\r\n"
 
@@ -190,6 +191,8 @@ class RequestReader:
                             argv = gets()
                         except hiredis.ProtocolError as exc:
                             self._round_batches.append((commands, start))
+                            if self._skip_negative_count():
+                                break
                             if not self._switch_to_inline():
                                 raise RemoteProtocolError(self._explain(str(exc))) from None
                             break
@@ -389,6 +392,22 @@ class RequestReader:
                 raise RemoteProtocolError("query buffer limit exceeded")
             return None
         return data[consumed:]
+
+    def _skip_negative_count(self) -> bool:
+        """hiredis refuses ``*-5\r\n``; Redis skips a count of zero or less as an empty
+        request. Drop the line and go on with a fresh hiredis reader."""
+        data = self._tail + b"".join(self._round)
+        consumed = self._consumed()
+        found = _NEGATIVE_COUNT.match(data, consumed) if consumed <= len(data) else None
+        if found is None:
+            return False
+        self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
+        self._in_hiredis = False
+        self._reset_round()
+        self._tail = b""
+        self._scanner = None
+        self.feed(data[found.end():])
+        return True
 
     def _switch_to_inline(self) -> bool:
         """hiredis met a non-'*' byte where a request starts: the rest is inline."""

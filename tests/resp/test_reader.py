@@ -72,6 +72,8 @@ GOOD = [
     pytest.param(b"PING\nECHO x\nPING\r\n", [[b"PING"], [b"ECHO", b"x"], [b"PING"]],
                  id="inline-pipelined-mixed-endings"),
     pytest.param(b"\r\n\n   \r\nPING\r\n\r\n", [[b"PING"]], id="inline-empty-lines-ignored"),
+    pytest.param(b"*-5\r\n" + PING + b"*-1\r\n*-12\r\nPING\r\n*0\r\n" + PING,
+                 [[b"PING"]] * 3, id="counts-of-zero-or-less-skipped"),
     pytest.param(b'SET "a b" "\\x41\\x4a" "q\\"\\n\\t\\\\"\r\n',
                  [[b"SET", b"a b", b"AJ", b'q"\n\t\\']], id="inline-double-quotes-escapes"),
     pytest.param(b'ECHO "\\xZZ"\r\n', [[b"ECHO", b"xZZ"]], id="inline-bad-hex-escape-literal"),

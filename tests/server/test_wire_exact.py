@@ -112,6 +112,8 @@ SAME_REPLY = [
     pytest.param(b'ECHO "\\x41\\n" \'b\\\'c\'\r\n', 1, None, id="inline-quotes-escapes"),
     pytest.param(b"\r\n\r\nPING\r\n", 1, b"+PONG\r\n", id="inline-empty-lines"),
     pytest.param(b"*0\r\n*-1\r\nPING\r\n", 1, b"+PONG\r\n", id="empty-and-null-arrays"),
+    pytest.param(b"*-5\r\nPING\r\n*-22\r\n" + bulk(b"ECHO", b"x"), 2, b"+PONG\r\n$1\r\nx\r\n",
+                 id="negative-counts-skipped"),
     pytest.param(bulk(b"HELLO", b"4"), 1, b"-NOPROTO unsupported protocol version\r\n",
                  id="hello-4"),
     pytest.param(bulk(b"HELLO", b"abc"), 1,
