@@ -396,33 +396,35 @@ class RequestReader:
     def _skip_negative_count(self) -> bool:
         """hiredis refuses ``*-5\r\n``; Redis skips a count of zero or less as an empty
         request. Drop the line and go on with a fresh hiredis reader."""
-        data = self._tail + b"".join(self._round)
-        consumed = self._consumed()
-        found = _NEGATIVE_COUNT.match(data, consumed) if consumed <= len(data) else None
-        if found is None:
+        rest = self._unread()
+        found = _NEGATIVE_COUNT.match(rest) if rest is not None else None
+        if rest is None or found is None:
             return False
-        self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
-        self._in_hiredis = False
-        self._reset_round()
-        self._tail = b""
-        self._scanner = None
-        self.feed(data[found.end():])
+        self._restart_hiredis()
+        self.feed(rest[found.end():])
         return True
 
     def _switch_to_inline(self) -> bool:
         """hiredis met a non-'*' byte where a request starts: the rest is inline."""
+        rest = self._unread()
+        if not rest or rest[0] == 0x2A:
+            return False
+        self._restart_hiredis()
+        self._inline[self._inline_pos:self._inline_pos] = rest
+        return True
+
+    def _unread(self) -> bytes | None:
+        """The round's bytes past its completed requests, or None when that is unknown."""
         data = self._tail + b"".join(self._round)
         consumed = self._consumed()
-        rest = data[consumed:]
-        if consumed > len(data) or not rest or rest[0] == 0x2A:
-            return False
+        return data[consumed:] if consumed <= len(data) else None
+
+    def _restart_hiredis(self) -> None:
         self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
         self._in_hiredis = False
         self._reset_round()
         self._tail = b""
         self._scanner = None
-        self._inline[self._inline_pos:self._inline_pos] = rest
-        return True
 
     def _explain(self, hiredis_message: str) -> str:
         """Word hiredis's complaint as redis-server words it for the same bytes."""
