@@ -930,7 +930,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     p.add_argument("--out", type=Path, default=None, help="JSON lines file to append every run "
                    "to (default benchmarks/results/status-results.jsonl; none with --quick)")
     p.add_argument("--markdown", type=Path, default=None, help="summary file (default "
-                   "benchmarks/results/status-latest.md; none with --quick)")
+                   "benchmarks/results/status-latest.md, status-<stages>.md when only some "
+                   "stages run; none with --quick)")
     # The publisher child.
     p.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -954,7 +955,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         max_seconds=args.max_seconds or (40.0 if args.quick else 900.0),
         wait_others=args.wait_others, redis=not (args.no_redis or args.quick),
         out=args.out or (None if args.quick else RESULTS_DIR / "status-results.jsonl"),
-        markdown=args.markdown or (None if args.quick else RESULTS_DIR / "status-latest.md"))
+        markdown=args.markdown or (None if args.quick else RESULTS_DIR / (
+            # A run of some stages must not replace the full run's tables.
+            "status-latest.md" if set(stages) == set(STAGES)
+            else f"status-{'-'.join(stages)}.md")))
     return opts, args
 
 
