@@ -214,9 +214,11 @@ class RequestReader:
                                 return
                             # The read ended at a request boundary (see the module notes):
                             # the common case, decided here without a call.
-                            if (len(commands) > start and len(round_) == 1 and not self._tail
-                                    and not self._round_ignored and not self._hiredis.has_data()
-                                    and round_[0].endswith(encode_request(commands[-1]))):
+                            last = (commands[-1] if len(commands) > start
+                                    else self._last_request())
+                            if (last and not self._tail and not self._round_ignored
+                                    and not self._hiredis.has_data()
+                                    and round_[-1].endswith(encode_request(last))):
                                 round_.clear()
                                 self._round_batches.clear()
                                 self._scanner = None
@@ -352,14 +354,8 @@ class RequestReader:
         return None
 
     def _end_round(self) -> None:
-        """hiredis needs more data: find out whether a request is left incomplete."""
-        last = self._last_request()
-        if (not self._tail and last and not self._round_ignored
-                and not self._hiredis.has_data()
-                and self._round[-1].endswith(encode_request(last))):
-            self._reset_round()
-            self._scanner = None
-            return
+        """hiredis needs more data and the read did not end at a request boundary (the
+        fast check is in ``_drain_into``): find out whether a request is left incomplete."""
         if self._switch_to_inline():  # the incomplete request does not start with '*'
             return
         held = self._held_bytes()
