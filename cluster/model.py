@@ -42,6 +42,18 @@ class ClusterModel:
             return self._state.reject(exc)
         return self._state.apply(msg, now_ms)
 
+    def publish_decoded(self, data: bytes, now_ms: int) -> tuple[Outcome, NodeMessage | None]:
+        """`publish`, also giving back the decoded message (None when it was rejected)."""
+        try:
+            msg = decode_message(data, max_size=self._max_bytes)
+        except MessageError as exc:
+            return self._state.reject(exc), None
+        return self._state.apply(msg, now_ms), msg
+
+    def reject(self, error: MessageError) -> Outcome:
+        """Count a message that failed validation before it reached the model."""
+        return self._state.reject(error)
+
     def apply(self, msg: NodeMessage, now_ms: int) -> Outcome:
         """Apply an already built message, validated exactly as `publish` would."""
         return self.publish(msgspec.json.encode(msg), now_ms)

@@ -54,12 +54,16 @@ class Outcome:
     """What happened to one published message.
 
     `last` is the node's last applied `(epoch, seq)` when `kind` is `stale`; `error` is set when
-    `kind` is `rejected`.
+    `kind` is `rejected`. `pending` is the bus's word, never the model's: the message was
+    appended to a shared bus as entry `entry` and this instance has not applied it yet
+    (`reason` says why it stopped waiting).
     """
 
-    kind: Literal["applied", "stale", "rejected"]
+    kind: Literal["applied", "stale", "rejected", "pending"]
     last: tuple[int, int] | None = None
     error: MessageError | None = None
+    entry: str | None = None
+    reason: str | None = None
 
 
 APPLIED = Outcome("applied")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import admin, bus, cluster, connection, health, status, transactions
 from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
+from ._deferred import Deferred
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
@@ -35,6 +36,7 @@ __all__ = [
     "CommandSpec",
     "CommandStat",
     "CommandTable",
+    "Deferred",
     "Flag",
     "Group",
     "LatencyMonitor",

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
         SelfCounters,
         ServiceStatusView,
     )
+    from resp import Reply
 
+    from ._deferred import Deferred
+    from ._errors import CommandError
     from ._stats import Stats
     from ._table import CommandTable
 
@@ -48,6 +51,10 @@ class Session:
     multi_dirty: bool = False
     close_after_reply: bool = False
     readonly: bool = False
+    # The reply this client waits for (a blocked client); its later requests wait too.
+    blocked: Deferred[Reply] | None = None
+    # Set while EXEC runs its queue: a handler answers at once instead of blocking.
+    deny_blocking: bool = False
     # Filled in by the server when a listing is asked for.
     query_buffer: int = 0
     output_buffer: int = 0
@@ -113,13 +120,29 @@ class ServerView(Protocol):
         """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
         ...
 
-    def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
-        """Apply raw JSON node messages through the bus; one outcome per message."""
+    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True
+                    ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+        """Hand raw JSON node messages to the bus; one outcome per message.
+
+        The memory bus answers at once. The Redis-stream bus answers later, once this
+        instance has read back and applied what it appended, or with the ``CommandError``
+        to answer instead; it raises ``CommandError`` (``TRYAGAIN``) when it cannot append
+        at all, and inside EXEC (``wait=False``).
+        """
         ...
 
     @property
     def bus_name(self) -> str:
-        """The bus implementation: ``memory`` (embedded)."""
+        """The bus implementation: ``memory`` (embedded) or ``redis-stream``."""
+        ...
+
+    def bus_info(self) -> Sequence[tuple[str, str | int]]:
+        """The bus's own fields for BUS INFO and INFO cluster (address, stream, lag...)."""
+        ...
+
+    def model_now_ms(self) -> int:
+        """The model's clock: the wall clock on the memory bus, the bus's own clock (its
+        entries' stream ids) on the Redis-stream bus."""
         ...
 
     def now_ms(self) -> int: ...
@@ -165,3 +188,8 @@ class CommandContext:
     session: Session
     server: ServerView
     table: CommandTable
+
+    def block(self, deferred: Deferred[Reply]) -> Deferred[Reply]:
+        """Make this client wait for ``deferred``; the handler returns what this returns."""
+        self.session.blocked = deferred
+        return deferred

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from resp import Reply
 
     from ._context import CommandContext
+    from ._deferred import Deferred
 
-Handler = Callable[["CommandContext", Sequence[bytes]], "Reply"]
+Handler = Callable[["CommandContext", Sequence[bytes]], "Reply | Deferred[Reply]"]
 
 
 class Flag(enum.Flag):

@@ -14,6 +14,7 @@ from dataclasses import replace
 from resp import QUEUED, ErrorReply, Reply, SimpleString
 
 from ._context import CommandContext
+from ._deferred import Deferred
 from ._docs import arg_usage
 from ._errors import NOAUTH, CommandError, unknown_command, unknown_subcommand, wrong_arity
 from ._spec import CommandSpec, Flag
@@ -104,11 +105,13 @@ class CommandTable:
             raise wrong_arity(spec.full_name)
         return spec
 
-    def execute(self, ctx: CommandContext, batch: Sequence[list[bytes]]) -> list[Reply]:
+    def execute(self, ctx: CommandContext,
+                batch: Sequence[list[bytes]]) -> list[Reply | Deferred[Reply]]:
         """Run a client's pipelined requests in order; one reply each, errors included.
 
         Stops early after a request that closes the connection (QUIT, a CLIENT KILL of
-        itself) or switches the protocol (HELLO), so the replies may be fewer than the
+        itself), switches the protocol (HELLO) or blocks the client (its reply is the
+        ``Deferred`` in ``session.blocked``), so the replies may be fewer than the
         requests: the caller encodes them and calls again with the rest.
 
         The common case (a known command, right arity, authenticated, no MULTI) is decided
@@ -118,7 +121,7 @@ class CommandTable:
         """
         session = ctx.session
         leaves, subs_by_name, perf_ns = self._leaves, self._subs_by_name, self.perf_ns
-        replies: list[Reply] = []
+        replies: list[Reply | Deferred[Reply]] = []
         append = replies.append
         protocol = session.protocol
         # A slow log that wants sub-millisecond requests (0: log everything) gets each
@@ -140,7 +143,8 @@ class CommandTable:
                                   previous)
                     run = current = None
                 append(self.dispatch(ctx, argv))
-                if session.close_after_reply or session.protocol != protocol:
+                if (session.close_after_reply or session.protocol != protocol
+                        or session.blocked is not None):
                     break
                 continue
             if spec is not current:
@@ -161,7 +165,8 @@ class CommandTable:
             except Exception:
                 append(self._internal_error(ctx, argv))
             previous = argv
-            if session.close_after_reply or session.protocol != protocol:
+            if (session.close_after_reply or session.protocol != protocol
+                    or session.blocked is not None):
                 break
         if run is not None:
             self._account(ctx, run, len(replies) - run_start, perf_ns() - run_clock, previous)
@@ -185,7 +190,7 @@ class CommandTable:
         if elapsed_ns >= stats.slow_threshold_ns:
             CommandTable._record_slow(ctx, last, elapsed_ns // 1000)
 
-    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply:
+    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply | Deferred[Reply]:
         """Run one request and account for it; errors come back as ``ErrorReply``."""
         session = ctx.session
         spec = self._admit(ctx, argv)
@@ -194,6 +199,7 @@ class CommandTable:
         session.last_command = spec.full_name
         stats = ctx.server.stats
         started = self.perf_ns()
+        reply: Reply | Deferred[Reply]
         try:
             reply = spec.handler(ctx, argv)  # type: ignore[misc]
         except CommandError as exc:

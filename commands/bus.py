@@ -7,6 +7,12 @@
                                       which is shown; counted, not applied
     -ERR invalid message: <field>: <reason>
                                       rejected; the model is unchanged, the reject counted
+    +pending: appended as <id>, <why>  the Redis-stream bus only: appended to the stream,
+                                      not applied by this instance within the publish
+                                      bound; every instance applies it when it reads it
+
+On the Redis-stream bus the reply waits until this instance has read its own entries back
+and applied them; a bus it cannot reach is a ``-TRYAGAIN bus unavailable: ...`` error.
 
 Simple strings and nested errors read the same in RESP2 and RESP3 (redis-cli prints
 ``1) applied``, ``2) (error) ERR invalid message: epoch: ...``). A batch is applied as one
@@ -21,6 +27,8 @@ from cluster import MESSAGE_TYPES, Outcome
 from resp import ErrorReply, Map, Reply, SimpleString
 
 from ._context import CommandContext
+from ._deferred import Deferred
+from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 
 APPLIED = SimpleString("applied")
@@ -36,17 +44,29 @@ def outcome_reply(outcome: Outcome) -> Reply:
     if outcome.kind == "stale":
         epoch, seq = outcome.last or (0, 0)
         return SimpleString(f"stale: have epoch {epoch} seq {seq}")
+    if outcome.kind == "pending":
+        where = f"appended as {outcome.entry}, " if outcome.entry else ""
+        return SimpleString(f"pending: {where}{outcome.reason}")
     return ErrorReply("ERR", f"invalid message: {outcome.error}")
 
 
-def bus_publish(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    return [outcome_reply(outcome) for outcome in ctx.server.bus_publish(argv[2:])]
+def _publish_reply(result: list[Outcome] | CommandError) -> Reply:
+    if isinstance(result, CommandError):
+        return ErrorReply(result.prefix, result.message)
+    return [outcome_reply(outcome) for outcome in result]
+
+
+def bus_publish(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
+    result = ctx.server.bus_publish(argv[2:], wait=not ctx.session.deny_blocking)
+    if isinstance(result, Deferred):
+        return ctx.block(result.map(_publish_reply))
+    return [outcome_reply(outcome) for outcome in result]
 
 
 def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     server = ctx.server
     model = server.model
-    model.refresh(server.now_ms())
+    model.refresh(server.model_now_ms())
     counters = model.counters()
     rejected = dict.fromkeys(REJECT_REASONS, 0)
     rejected.update(counters.rejected)
@@ -67,6 +87,7 @@ def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         ("nodes", sum(1 for _ in model.nodes())),
         ("current_epoch", model.current_epoch),
         ("cluster_state", model.cluster_state),
+        *server.bus_info(),
     ])
 
 

@@ -51,7 +51,7 @@ def _cached(ctx: CommandContext, name: str, key: object,
 def cluster_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     server = ctx.server
     model = server.model
-    now = server.now_ms()
+    now = server.model_now_ms()
     model.refresh(now)
     # The text changes with every applied message and state transition (the version) and
     # with every stale message (its received counters): the bus counts both. The hot path
@@ -77,7 +77,7 @@ def myself_line(ctx: CommandContext) -> str:
 
 def cluster_nodes(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     model = ctx.server.model
-    now = ctx.server.now_ms()
+    now = ctx.server.model_now_ms()
     model.refresh(now)
     return _cached(ctx, "cluster|nodes", model.version,
                    lambda: Verbatim(myself_line(ctx) + model.cluster_nodes_text(now)))
@@ -89,7 +89,7 @@ def _net_info(node: NetInfo) -> list[Reply]:
 
 def cluster_slots(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     model = ctx.server.model
-    now = ctx.server.now_ms()
+    now = ctx.server.model_now_ms()
     model.refresh(now)
 
     def build() -> Reply:
@@ -102,7 +102,7 @@ def cluster_slots(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 def cluster_shards(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     model = ctx.server.model
-    now = ctx.server.now_ms()
+    now = ctx.server.model_now_ms()
     model.refresh(now)
 
     def build() -> Reply:
@@ -123,7 +123,7 @@ def cluster_myid(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 def cluster_count_failure_reports(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     node_id = text(argv[2])
-    count = ctx.server.model.count_failure_reports(node_id, ctx.server.now_ms())
+    count = ctx.server.model.count_failure_reports(node_id, ctx.server.model_now_ms())
     if count is None:
         raise CommandError(f"Unknown node {node_id}")
     return count

@@ -100,7 +100,8 @@ def health(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
             # Once the cluster has been ready it is READY for good (the tracker's latch).
             if probe == "ready" and server.health.ready_since() is not None:
                 return _UP
-        report = server.health.evaluate(server.now_ms(), probe, self_checks=server.self_checks)
+        report = server.health.evaluate(server.model_now_ms(), probe,
+                                        self_checks=server.self_checks)
         return _plain(ctx, report, authenticated)
     if not authenticated:
         raise _noauth()
@@ -144,7 +145,7 @@ def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
                 raise syntax_error()
         as_json = wants_json(fmt)
         server = ctx.server
-        report = server.health.evaluate(server.now_ms(), probe, node=node,
+        report = server.health.evaluate(server.model_now_ms(), probe, node=node,
                                         exclude=exclude or (),
                                         self_checks=server.self_checks)
     except ApiError as exc:

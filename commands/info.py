@@ -195,7 +195,7 @@ def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
     (the exporter drops a metric it sees twice); clusterwatch's own fields follow."""
     server = ctx.server
     model = server.model
-    model.refresh(server.now_ms())
+    model.refresh(server.model_now_ms())
     counters = model.counters()
     return [
         ("cluster_enabled", 1),
@@ -207,6 +207,7 @@ def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
         ("clusterwatch_bus_messages_applied", counters.applied),
         ("clusterwatch_bus_messages_stale", counters.stale),
         ("clusterwatch_bus_messages_rejected", sum(counters.rejected.values())),
+        *((f"clusterwatch_{name}", value) for name, value in server.bus_info()),
     ]
 
 

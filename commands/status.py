@@ -92,7 +92,7 @@ def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     found = options(argv[2:], _SERVICES_OPTS)
     try:
         level, timeout, as_json = _level(found), _timeout(found), wants_json(found)
-        report = ctx.server.services.services(ctx.server.now_ms(), level=level,
+        report = ctx.server.services.services(ctx.server.model_now_ms(), level=level,
                                               timeout_s=timeout)
     except ApiError as exc:
         raise api_error(exc) from None
@@ -109,7 +109,7 @@ def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         level, timeout, as_json = _level(found), _timeout(found), wants_json(found)
         raw_version = found.get("version")
         version = None if raw_version is None else parse_status_version(raw_version)
-        entry = ctx.server.services.service(text(argv[2]), ctx.server.now_ms(), level=level,
+        entry = ctx.server.services.service(text(argv[2]), ctx.server.model_now_ms(), level=level,
                                             status_version=version, timeout_s=timeout)
     except ApiError as exc:
         raise api_error(exc) from None
@@ -127,7 +127,7 @@ def _simple_error(answer: SimpleStatus, name: str | None) -> ErrorReply:
 def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     server = ctx.server
     if len(argv) == 2:  # the probe's hot path: no name, no options
-        answer = server.services.simple(server.now_ms())
+        answer = server.services.simple(server.model_now_ms())
         name = None
         timeout = None
     else:
@@ -136,7 +136,7 @@ def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         found = options(rest[1:] if name is not None else rest, _SIMPLE_OPTS)
         try:
             timeout = _timeout(found)
-            answer = server.services.simple(server.now_ms(), name, timeout_s=timeout)
+            answer = server.services.simple(server.model_now_ms(), name, timeout_s=timeout)
         except ApiError as exc:
             raise api_error(exc) from None
     if answer.ok:
@@ -154,7 +154,7 @@ def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         if node is None:
             status = self_status(ctx.server.self_counters())
         else:
-            status = node_status(ctx.server.model, node, ctx.server.now_ms())
+            status = node_status(ctx.server.model, node, ctx.server.model_now_ms())
     except ApiError as exc:
         raise api_error(exc) from None
     doc = status.to_json()
@@ -165,7 +165,7 @@ def cluster_status(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     """CLUSTER STATUS: registered as a CLUSTER subcommand (commands/cluster.py)."""
     found = options(argv[2:], _FORMAT_OPTS)
     as_json = wants_json(found)
-    doc = ctx.server.cluster_status.cluster_status(ctx.server.now_ms())
+    doc = ctx.server.cluster_status.cluster_status(ctx.server.model_now_ms())
     if as_json:
         return cached_by_identity(ctx, "cluster|status", True, doc, lambda: json_bulk(doc))
     return cached_by_identity(ctx, "cluster|status", False, doc,

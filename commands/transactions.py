@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from resp import OK, Reply
+from resp import OK, ErrorReply, Reply
 
 from ._context import CommandContext
+from ._deferred import Deferred
 from ._errors import CommandError
 from ._spec import CommandSpec, Flag, Group
 
@@ -29,8 +30,18 @@ def exec_(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     session.multi_dirty = False
     if dirty:
         raise CommandError("Transaction discarded because of previous errors.", "EXECABORT")
-    # MULTI is over, so each queued request now runs as if sent on its own.
-    return [ctx.table.dispatch(ctx, argv_queued) for argv_queued in queued]
+    # MULTI is over, so each queued request now runs as if sent on its own, except that
+    # nothing may block (Redis's CLIENT_DENY_BLOCKING).
+    session.deny_blocking = True
+    try:
+        replies = [ctx.table.dispatch(ctx, argv_queued) for argv_queued in queued]
+    finally:
+        session.deny_blocking = False
+    if any(isinstance(reply, Deferred) for reply in replies):  # a handler broke the rule
+        session.blocked = None
+        return [ErrorReply("ERR", "internal error: a command blocked inside EXEC")
+                if isinstance(reply, Deferred) else reply for reply in replies]
+    return replies  # type: ignore[return-value]
 
 
 def discard(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

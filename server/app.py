@@ -18,7 +18,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster import (
     ClusterEvent,
@@ -40,13 +40,26 @@ from cluster import (
     ThreadPoolStats,
 )
 from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
-from commands import CommandTable, ProcessStats, ServerIdentity, Session, Stats, build_table
+from commands import (
+    CommandError,
+    CommandTable,
+    Deferred,
+    ProcessStats,
+    ServerIdentity,
+    Session,
+    Stats,
+    build_table,
+)
 
 from .bus import Bus, MemoryBus
+from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ServerConfig
 from .http import HttpMirror
 from .ids import derive_id
 from .protocol import RespProtocol
+
+if TYPE_CHECKING:
+    from .simulate import Simulation
 
 log = logging.getLogger("clusterwatch.server")
 
@@ -80,8 +93,7 @@ class Server:
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
         self.port = config.port
         self.model = ClusterModel(model_config(config))
-        # A lambda, not the bound method: tests replace ``now_ms`` to drive the clock.
-        self.bus: Bus = MemoryBus(self.model, lambda: self.now_ms())
+        self.bus: Bus = self._make_bus()
         self.bus_received = 0
         self.reply_cache: dict[str, Any] = {}
         # The seed status APIs' views of the model (STATUS, HEALTH, CLUSTER STATUS, HTTP).
@@ -114,6 +126,31 @@ class Server:
             python_version=platform.python_version(),
             started_ms=self.clock_ms,
         )
+
+    def _make_bus(self) -> Bus:
+        config = self.config
+        if config.bus == "memory":
+            # A lambda, not the bound method: tests replace ``now_ms`` to drive the clock.
+            return MemoryBus(self.model, lambda: self.now_ms())
+        settings = StreamSettings(
+            url=config.bus, stream=config.bus_stream, maxlen=config.bus_maxlen,
+            retention_ms=config.bus_retention_ms,
+            publish_timeout_ms=config.bus_publish_timeout,
+            snapshot_interval_ms=config.bus_snapshot_interval,
+            wait_replicas=config.bus_wait_replicas,
+            tick_ms=min(1000, max(10, config.node_timeout // 10)),
+            report_validity_ms=2 * config.node_timeout,
+        )
+        return RedisStreamBus(self.model, settings, instance=f"{socket.gethostname()}:"
+                              f"{os.getpid()}", on_applied=self._bus_applied,
+                              max_message_bytes=config.max_message_size)
+
+    def _bus_applied(self, messages: int) -> None:
+        """The stream bus's reader applied a batch holding ``messages`` node messages."""
+        if messages:
+            self.bus_received += messages
+            self.last_message_ms = self.clock_ms
+        self._log_events(self.model.drain_events())
 
     # --- ServerView ------------------------------------------------------------------
 
@@ -212,12 +249,20 @@ class Server:
     def bus_name(self) -> str:
         return self.bus.name
 
-    def bus_publish(self, messages: Sequence[bytes]) -> list[Outcome]:
-        self.bus_received += len(messages)
-        self.last_message_ms = self.clock_ms
-        outcomes = self.bus.publish(messages)
-        self._log_events(self.model.drain_events())
-        return outcomes
+    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True
+                    ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+        result = self.bus.publish(messages, wait=wait)
+        if isinstance(result, list):  # applied (memory bus) or all rejected
+            self.bus_received += len(messages)
+            self.last_message_ms = self.clock_ms
+            self._log_events(self.model.drain_events())
+        return result
+
+    def bus_info(self) -> Sequence[tuple[str, str | int]]:
+        return self.bus.info()
+
+    def model_now_ms(self) -> int:
+        return self.bus.now_ms()
 
     def next_client_id(self) -> int:
         self._next_id += 1
@@ -233,9 +278,10 @@ class Server:
         if self.config.demo:
             from .simulate import demo_simulation
 
-            # The demo cluster is in the model before the first client can ask.
             demo = demo_simulation(node_timeout_ms=self.config.node_timeout)
-            self.bus_publish(demo.initial())
+            if isinstance(self.bus, MemoryBus):
+                # The demo cluster is in the model before the first client can ask.
+                self.bus_publish(demo.initial())
         listener = await loop.create_server(
             lambda: RespProtocol(self), self.config.bind, self.config.port,
             reuse_address=True, backlog=511,
@@ -259,13 +305,11 @@ class Server:
         # Judge our own checks now, not only at the first tick, so a probe that arrives
         # right after start sees them.
         self.self_checks = self._evaluate_self_checks(0.0)
-        self.health.observe(self.clock_ms, self.self_checks)
+        self.health.observe(self.model_now_ms(), self.self_checks)
         self._cron = loop.create_task(self._housekeeping())
         if demo is not None:
-            from .simulate import run_local
-
-            self._demo = loop.create_task(run_local(demo, self.bus_publish))
-            log.info("demo cluster running on the memory bus",
+            self._demo = loop.create_task(self._run_demo(demo))
+            log.info(f"demo cluster running on the {self.bus.name} bus",
                      extra={"masters": demo.masters, "replicas": demo.replicas_per_master})
         log.info("listening", extra={"bind": self.config.bind, "port": self.port,
                                      "unix_socket": self.config.unix_socket,
@@ -281,6 +325,20 @@ class Server:
                 loop.add_signal_handler(signum, self._on_signal, signum)
         await self._stopping.wait()
         await self.shutdown()
+
+    async def _run_demo(self, demo: Simulation) -> None:
+        from .simulate import run_local
+
+        if not isinstance(self.bus, MemoryBus):
+            while not self.bus.ready:  # the stream bus takes messages once it has replayed
+                await asyncio.sleep(0.05)
+            self._publish_quietly(demo.initial())
+        await run_local(demo, self._publish_quietly)
+
+    def _publish_quietly(self, messages: list[bytes]) -> None:
+        """The demo's publisher: a bus outage loses a tick, the next one repeats it."""
+        with contextlib.suppress(CommandError):
+            self.bus_publish(messages)
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
@@ -331,7 +389,11 @@ class Server:
             return previous[name].last_up_ms if name in previous else None
 
         listening = bool(self._listeners) and not (self._stopping and self._stopping.is_set())
-        if self.last_message_ms is None:
+        replayed = self.bus.ready
+        bus_trouble = self.bus.self_check()
+        if bus_trouble is not None:
+            bus = SelfCheck(bus_trouble.status, bus_trouble.reason, last_up(BUS_FRESH, False))
+        elif self.last_message_ms is None:
             bus = SelfCheck("UNKNOWN", f"no node message on the {self.bus.name} bus yet")
         else:
             silent_ms = now - self.last_message_ms
@@ -340,10 +402,13 @@ class Server:
                             "" if fresh else f"no node message for {silent_ms // 1000} s",
                             last_up(BUS_FRESH, fresh))
         responsive = loop_lag_ms < _LOOP_LAG_LIMIT_MS
+        # A listener serving a model still replaying the bus has not started (STARTUP DOWN).
+        serving = listening and replayed
         return {
-            LISTENING: SelfCheck("UP" if listening else "DOWN",
-                                 "" if listening else "not accepting connections",
-                                 last_up(LISTENING, listening)),
+            LISTENING: SelfCheck("UP" if serving else "DOWN",
+                                 "" if serving else "not accepting connections" if not listening
+                                 else f"replaying the {self.bus.name} bus",
+                                 last_up(LISTENING, serving)),
             BUS_FRESH: bus,
             EVENT_LOOP: SelfCheck("UP" if responsive else "DOWN",
                                   "" if responsive else f"loop lag {loop_lag_ms:.0f} ms",
@@ -375,10 +440,11 @@ class Server:
             await asyncio.sleep(_CRON_INTERVAL)
             loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL) * 1000)
             self.clock_ms = self.now_ms()
-            self.model.refresh(self.clock_ms)
+            model_now = self.bus.now_ms()
+            self.model.refresh(model_now)
             self._log_events(self.model.drain_events())
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
-            self.health.observe(self.clock_ms, self.self_checks)
+            self.health.observe(model_now, self.self_checks)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

@@ -33,7 +33,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
                  "log_format", "node_timeout", "fail_after", "require_full_coverage",
                  "max_message_size", "myid", "health_responsive_grace",
-                 "health_awareness_grace", "http_port"):
+                 "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
+                 "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
+                 "bus_wait_replicas"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -53,6 +55,15 @@ _HELP = {
     "health_responsive_grace": "ms HEALTH LIVE tolerates an unresponsive event loop ",
     "health_awareness_grace": "ms HEALTH LIVE tolerates lost cluster or partition-leader "
                               "awareness ",
+    "bus": "'memory', or a Redis Stream shared by several instances: "
+           "redis://[user:pass@]host:port[/db], rediss://..., "
+           "redis+sentinel://host:26379[,host:26379]/<master-name>[/db] ",
+    "bus_stream": "stream key on the Redis bus ",
+    "bus_maxlen": "trim the stream with XADD MAXLEN ~ N; 0 keeps everything ",
+    "bus_retention_ms": "trim the stream with XADD MINID ~ (now - ms); 0 keeps everything ",
+    "bus_publish_timeout": "ms BUS PUBLISH waits for its messages to be applied here ",
+    "bus_snapshot_interval": "ms between compacted snapshots of the Redis bus ",
+    "bus_wait_replicas": "replicas that must acknowledge each append (Redis WAIT) ",
     "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
             "'clusterwatch:<hostname>:<port>', stable across restarts ",
 }

@@ -68,6 +68,20 @@ class ServerConfig:
     myid: str = ""
     # Feed the embedded bus from an in-process simulated cluster (3 masters, 3 replicas).
     demo: bool = False
+    # The bus: "memory" (embedded), or a Redis Stream shared by several instances:
+    # redis://[user:pass@]host:port[/db], rediss://..., or
+    # redis+sentinel://host:26379[,host2:26379]/<master-name>[/db].
+    bus: str = "memory"
+    bus_stream: str = "clusterwatch:bus"
+    # Retention: XADD ... MAXLEN ~ bus_maxlen, or MINID ~ (now - bus_retention_ms); 0 is off.
+    bus_maxlen: int = 0
+    bus_retention_ms: int = 0
+    # ms BUS PUBLISH waits for its messages to be appended and applied here.
+    bus_publish_timeout: int = 2_000
+    # ms between compacted snapshots (<stream>:snapshot) written by each instance.
+    bus_snapshot_interval: int = 10_000
+    # Replicas that must acknowledge an append (Redis WAIT) before BUS PUBLISH answers.
+    bus_wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
@@ -96,6 +110,31 @@ class ServerConfig:
             raise ConfigError("fail_after must not be negative")
         if self.myid and not _MYID.fullmatch(self.myid):
             raise ConfigError("myid must be 40 lowercase hexadecimal digits")
+        self._check_bus()
+
+    def _check_bus(self) -> None:
+        if self.bus != "memory":
+            from .bus.redis_stream import validate_url
+
+            try:
+                validate_url(self.bus)
+            except ValueError as exc:
+                raise ConfigError(f"bus: {exc}") from None
+        if not self.bus_stream:
+            raise ConfigError("bus_stream must not be empty")
+        for name in ("bus_maxlen", "bus_retention_ms", "bus_wait_replicas"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.bus_maxlen and self.bus_retention_ms:
+            raise ConfigError("set bus_maxlen or bus_retention_ms, not both")
+        if self.bus_maxlen and self.bus_maxlen < 100:
+            raise ConfigError("bus_maxlen must be at least 100")
+        if self.bus_publish_timeout < 1 or self.bus_snapshot_interval < 100:
+            raise ConfigError("bus_publish_timeout must be at least 1 and "
+                              "bus_snapshot_interval at least 100")
+        if self.bus_retention_ms and self.bus_retention_ms < 2 * self.bus_snapshot_interval:
+            raise ConfigError("bus_retention_ms must be at least twice bus_snapshot_interval, "
+                              "so the stream always reaches back past the newest snapshot")
 
     @property
     def reader_limits(self) -> ReaderLimits:

@@ -135,7 +135,7 @@ def _health_route(probe: Probe, style: HttpStyle) -> Handler:
     def handler(server: Server, request: web.BaseRequest) -> web.Response:
         query = request.query
         node = _param(query, "node")
-        report = server.health.evaluate(server.now_ms(), probe, node=node,
+        report = server.health.evaluate(server.model_now_ms(), probe, node=node,
                                         exclude=_exclude(query), self_checks=server.self_checks)
         code = report.http_status(style)
         verbose = _flag(query, "verbose")
@@ -162,7 +162,7 @@ def _curity(server: Server, request: web.BaseRequest) -> web.Response:
     if node is None:
         status = self_status(server.self_counters())
     else:
-        status = node_status(server.model, node, server.now_ms())
+        status = node_status(server.model, node, server.model_now_ms())
     code, body = status.http_response(request.method, request.path)
     if body is None and request.method == "HEAD":
         # The view's HEAD answer has no body; the GET document still sets the headers
@@ -177,7 +177,7 @@ def _curity(server: Server, request: web.BaseRequest) -> web.Response:
 def _services(server: Server, request: web.BaseRequest) -> web.Response:
     query = request.query
     level, timeout = _level(query), _timeout(query)
-    report = server.services.services(server.now_ms(), level=level, timeout_s=timeout)
+    report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout)
     return _json(report.http_status, report.to_json(), charset=UTF8)
 
 
@@ -187,7 +187,7 @@ def _service(server: Server, request: web.BaseRequest) -> web.Response:
     level, timeout = _level(query), _timeout(query)
     raw_version = _param(query, "service_status_version")
     version = None if raw_version is None else parse_status_version(raw_version)
-    entry = server.services.service(name, server.now_ms(), level=level,
+    entry = server.services.service(name, server.model_now_ms(), level=level,
                                     status_version=version, timeout_s=timeout)
     return _json(entry.http_status, entry.to_json(with_name=True), charset=UTF8)
 
@@ -196,7 +196,7 @@ def _simple(server: Server, request: web.BaseRequest) -> web.Response:
     path = request.path
     name = path[len(_SIMPLE) + 1:] if path != _SIMPLE else None
     try:
-        answer = server.services.simple(server.now_ms(), name,
+        answer = server.services.simple(server.model_now_ms(), name,
                                         timeout_s=_timeout(request.query))
     except ApiError as exc:  # Puppet's simple routes answer in text: "not found: <name>"
         return _text(exc.http_status, exc.message)
@@ -217,7 +217,7 @@ def _timeout(query: Query) -> int | None:
 
 
 def _cluster_status(server: Server, request: web.BaseRequest) -> web.Response:
-    return _json(200, server.cluster_status.cluster_status(server.now_ms()))
+    return _json(200, server.cluster_status.cluster_status(server.model_now_ms()))
 
 
 # -- plumbing ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal, cast
 
-from commands import CommandContext, Session
+from commands import CommandContext, Deferred, Session
 from resp import Encoded, RemoteProtocolError, Reply, RequestReader, SimpleString, write
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ def _peer(transport: asyncio.BaseTransport, key: str) -> str:
     return f"{value}:0" if value else "/unix:0"
 
 
-def _encode(out: list[bytes], replies: list[Reply], protocol: Literal[2, 3]) -> None:
+def _encode(out: list[bytes], replies: list[Reply] | list[Reply | Deferred[Reply]],
+            protocol: Literal[2, 3]) -> None:
     append = out.append
     for reply in replies:
         if reply.__class__ is SimpleString:
@@ -48,7 +49,7 @@ def _encode(out: list[bytes], replies: list[Reply], protocol: Literal[2, 3]) -> 
         elif reply.__class__ is Encoded:  # a cached frame (CLUSTER INFO ...)
             append(reply.resp3 if protocol == 3 else reply.resp2)
         else:
-            write(out, reply, protocol)
+            write(out, reply, protocol)  # type: ignore[arg-type]  # never a Deferred here
 
 
 class RespProtocol(asyncio.Protocol):
@@ -59,8 +60,12 @@ class RespProtocol(asyncio.Protocol):
         self.ctx: CommandContext | None = None
         self.reader: RequestReader | None = None
         self.paused = False
+        # Reading is paused and requests wait: for this client's turn after yielding the
+        # loop to others, or for the reply it is blocked on (``Session.blocked``).
         self.yielded = False
         self.closing = False
+        # Requests read behind a blocked request, run once its reply is sent.
+        self.held: list[list[bytes]] = []
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -155,11 +160,14 @@ class RespProtocol(asyncio.Protocol):
                 asyncio.get_running_loop().call_soon(self._take_turn)
                 return
             turns += 1
-            try:
-                batch = reader.drain(_BATCH)
-            except RemoteProtocolError as exc:
-                self._protocol_error([], exc)
-                return
+            if self.held:
+                batch, self.held = self.held, []
+            else:
+                try:
+                    batch = reader.drain(_BATCH)
+                except RemoteProtocolError as exc:
+                    self._protocol_error([], exc)
+                    return
             if not batch:
                 return
             out: list[bytes] = []
@@ -167,6 +175,13 @@ class RespProtocol(asyncio.Protocol):
             while True:
                 protocol = session.protocol
                 replies = execute(ctx, pending)
+                blocked = session.blocked
+                if blocked is not None:
+                    _encode(out, replies[:-1], protocol)
+                    self.held = pending[len(replies):]
+                    self._send(out)
+                    self._block(blocked)
+                    return
                 if session.protocol == protocol:
                     _encode(out, replies, protocol)
                 else:  # HELLO answers in the protocol it switched to
@@ -183,6 +198,24 @@ class RespProtocol(asyncio.Protocol):
                 return
             if len(batch) < _BATCH and not reader.failed:
                 return
+
+    def _block(self, deferred: Deferred[Reply]) -> None:
+        """Wait for a blocked request's reply with reading paused, as after yielding."""
+        self.yielded = True
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        deferred.add_callback(self._unblock)
+
+    def _unblock(self, reply: Reply) -> None:
+        assert self.session is not None
+        self.session.blocked = None
+        if self.transport is None or self.closing:
+            return
+        out: list[bytes] = []
+        _encode(out, [reply], self.session.protocol)
+        self._send(out)
+        # Not at once: the reply may come from inside the loop that blocked us.
+        asyncio.get_running_loop().call_soon(self._take_turn)
 
     def _send(self, out: list[bytes]) -> None:
         if not out or self.transport is None:

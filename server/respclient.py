@@ -14,11 +14,19 @@ import hiredis
 
 from resp import Reply, encode
 
-__all__ = ["RespClient", "RespError", "parse_hostport"]
+__all__ = ["RespClient", "RespError", "ServerBusyError", "parse_hostport"]
 
 
 class RespError(Exception):
     """The server answered a request with an error reply."""
+
+
+class ServerBusyError(ConnectionError):
+    """A ``-TRYAGAIN`` or ``-LOADING`` reply: the server cannot take the request now (its
+    Redis-stream bus is down, say). A ConnectionError, so callers reconnect and retry."""
+
+
+_TRANSIENT = ("TRYAGAIN ", "LOADING ")
 
 
 def parse_hostport(text: str, default_port: int = 7379) -> tuple[str, int]:
@@ -68,7 +76,10 @@ class RespClient:
         await asyncio.wait_for(self._writer.drain(), self.timeout)
         reply = await self._read_reply()
         if isinstance(reply, hiredis.ReplyError):
-            raise RespError(str(reply))
+            text = str(reply)
+            if text.startswith(_TRANSIENT):
+                raise ServerBusyError(text)
+            raise RespError(text)
         return reply
 
     async def _read_reply(self) -> Any:

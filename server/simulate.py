@@ -469,7 +469,7 @@ async def _run(sim: Simulation, send: Callable[[list[bytes]], Awaitable[None]], 
         await asyncio.sleep(tick)
 
 
-async def run_local(sim: Simulation, publish: Callable[[list[bytes]], Sequence[object]], *,
+async def run_local(sim: Simulation, publish: Callable[[list[bytes]], object], *,
                     tick: float = 0.05, duration: float | None = None) -> None:
     """Feed an in-process bus; ``sim.initial()`` is expected to be published already."""
 

@@ -1,0 +1,62 @@
+"""The bus's clock: what "now" is for a model fed from a Redis Stream.
+
+An entry's receive time is its stream id's millisecond part, stamped by the Redis master
+when it was appended: one clock for every instance, however late each one reads. Between
+entries, time stands still; instances append a ``tick`` entry whenever the stream has been
+quiet for a tick interval, so time keeps moving in a quiet cluster.
+
+A gap between two consecutive entries longer than ``gap_ms`` (three tick intervals) means
+that nobody could append: Redis was down, frozen or failing over. Bus time then advances by
+``gap_ms`` only and the rest of the gap is excused, so a node is never failed for silence
+that only the bus's outage caused. Bus time is therefore Redis's clock minus every excused
+gap; ``excused_ms`` says how far behind Redis's clock it runs.
+
+Clock-skew rule: only the Redis master's clock counts. Senders' ``ts_ms`` are informational;
+an instance's own clock never touches the model. Redis keeps stream ids increasing even if
+its clock steps back, and a failover to a replica whose clock is behind makes the first
+entries' ids continue from the last one, so bus time never runs backwards.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BusClock", "parse_entry_id"]
+
+
+def parse_entry_id(entry_id: bytes | str) -> tuple[int, int]:
+    """``b"1733000000000-3"`` as ``(1733000000000, 3)``; ValueError when malformed."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, sep, seq = text.partition("-")
+    if not sep:
+        raise ValueError(f"not a stream id: {text!r}")
+    return int(ms), int(seq)
+
+
+class BusClock:
+    __slots__ = ("excused_ms", "gap_ms", "last_entry_ms", "now_ms")
+
+    def __init__(self, gap_ms: int) -> None:
+        self.gap_ms = gap_ms
+        self.last_entry_ms: int | None = None
+        self.now_ms = 0
+        self.excused_ms = 0
+
+    def stamp(self, entry_ms: int) -> int:
+        """Advance to an entry read in stream order; its receive time on the bus clock."""
+        last = self.last_entry_ms
+        if last is None:
+            self.now_ms = entry_ms
+            self.last_entry_ms = entry_ms
+        elif entry_ms > last:
+            step = entry_ms - last
+            if step > self.gap_ms:
+                self.excused_ms += step - self.gap_ms
+                step = self.gap_ms
+            self.now_ms += step
+            self.last_entry_ms = entry_ms
+        return self.now_ms
+
+    def restore(self, last_entry_ms: int, now_ms: int) -> None:
+        """Continue from a snapshot's clock."""
+        self.last_entry_ms = last_entry_ms
+        self.now_ms = now_ms
+        self.excused_ms = max(0, last_entry_ms - now_ms)

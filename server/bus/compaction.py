@@ -1,0 +1,89 @@
+"""The compacted snapshot: what survives trimming of the bus stream.
+
+Rule: for every node, the snapshot keeps its latest ``hello``, ``slots`` and ``heartbeat``,
+its latest message of any kind (its ``(epoch, seq)`` and last-seen time), its latest
+``fail_report`` about each target while such a report can still count (``validity_ms``), and
+a ``leave`` as the tombstone that drops everything the node said before it. Each kept
+message carries its stream id and its receive time on the bus clock.
+
+Replaying the kept messages in stream-id order, at their receive times, rebuilds the model
+that reading the whole stream built: each node's kept messages are a subsequence of its own
+applied order (so none is stale), and merge rules 3 and 4 make slot owners and every other
+view depend only on the latest claims and times, not on what came between. The snapshot
+covers the stream up to ``covers``; an instance loads it and then reads the stream after
+``covers``. An instance writes one every snapshot interval and whenever it has applied half
+of ``--bus-maxlen`` entries since the last, so the retained stream always reaches back past
+the newest snapshot; a snapshot only replaces an older one.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from cluster import FailReport, Leave, NodeMessage
+
+__all__ = ["Compactor", "Kept", "Snapshot", "decode_snapshot"]
+
+Kept = tuple[str, int, str]  # (stream id, receive time on the bus clock, the message JSON)
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = 1
+    covers: str  # the last stream id the snapshot includes
+    last_entry_ms: int  # the bus clock at `covers`
+    bus_ms: int
+    messages: list[Kept]
+
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Snapshot)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Raises ``msgspec.ValidationError`` / ``msgspec.DecodeError`` on a foreign value."""
+    return _DECODER.decode(data)
+
+
+def _order(kept: Kept) -> tuple[int, int]:
+    ms, _, seq = kept[0].partition("-")
+    return int(ms), int(seq)
+
+
+class Compactor:
+    """Notes each applied message; ``snapshot`` gives the compacted set."""
+
+    def __init__(self, validity_ms: int) -> None:
+        self.validity_ms = validity_ms
+        # node id -> (kind, target) -> kept message; ("last", "") is its latest of any kind.
+        self._nodes: dict[str, dict[tuple[str, str], Kept]] = {}
+
+    def note(self, msg: NodeMessage, entry_id: str, receive_ms: int, raw: bytes) -> None:
+        kept = (entry_id, receive_ms, raw.decode())
+        node = msg.node
+        if isinstance(msg, Leave):
+            self._nodes[node] = {("leave", ""): kept, ("last", ""): kept}
+            return
+        record = self._nodes.get(node)
+        if record is None:
+            record = self._nodes[node] = {}
+        target = msg.target if isinstance(msg, FailReport) else ""
+        record[(str(msg.__struct_config__.tag), target)] = kept
+        record[("last", "")] = kept
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def kept(self, now_ms: int) -> list[Kept]:
+        """The messages to replay, in stream order; expired failure reports left out."""
+        horizon = now_ms - self.validity_ms
+        unique: dict[str, Kept] = {}
+        for record in self._nodes.values():
+            for (kind, _), kept in record.items():
+                if kind == "fail_report" and kept[1] < horizon:
+                    continue
+                unique[kept[0]] = kept
+        return sorted(unique.values(), key=_order)
+
+    def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int) -> bytes:
+        return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,
+                                        bus_ms=bus_ms, messages=self.kept(bus_ms)))
