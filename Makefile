@@ -9,7 +9,8 @@ PORT ?= 7379
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian package that provides each tool the tests drive.
 SYSTEM_TOOLS := redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools \
-	prometheus-redis-exporter:prometheus-redis-exporter tmux:tmux taskset:util-linux
+	prometheus-redis-exporter:prometheus-redis-exporter tmux:tmux taskset:util-linux \
+	openssl:openssl
 
 .PHONY: run test lint typecheck unit bench bench-quick install system-deps clean
 

@@ -61,6 +61,8 @@ log = logging.getLogger("clusterwatch.bus")
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
 _STATS_INTERVAL = 1.0
+# Outcomes kept for appends whose reply is still on its way (see ``_early``).
+_EARLY_MAX = 65_536
 # The Lua guard that keeps only the newest snapshot when several instances write one.
 _SAVE_SNAPSHOT = """
 local old = redis.call('HMGET', KEYS[1], 'ms', 'seq')
@@ -78,13 +80,15 @@ BusState = Literal["starting", "replaying", "up", "down"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamSettings:
+    """The bus's share of ``ServerConfig`` (whose defaults and checks apply), in ms."""
+
     url: str
-    stream: str = "clusterwatch:bus"
-    maxlen: int = 0
-    retention_ms: int = 0
-    publish_timeout_ms: int = 2000
-    snapshot_interval_ms: int = 10_000
-    wait_replicas: int = 0
+    stream: str
+    maxlen: int
+    retention_ms: int
+    publish_timeout_ms: int
+    snapshot_interval_ms: int
+    wait_replicas: int
     # Quiet time after which an instance appends a tick; the bus clock's gap is 3 ticks.
     tick_ms: int = 1000
     read_count: int = 1000
@@ -179,7 +183,6 @@ class RedisStreamBus:
         self.last_id = "0-0"
         self._last_key = (0, 0)
         self.entries_read = 0
-        self.node_entries = 0
         self.ticks = 0
         self.foreign = 0
         self.lost = 0
@@ -400,9 +403,10 @@ class RedisStreamBus:
                        loop.create_task(self._maintain(), name="bus-maintenance")]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._inflight]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for waiter in list(self._open_waiters):
@@ -447,7 +451,6 @@ class RedisStreamBus:
             if not await self._load_snapshot(reader, info):
                 self._ordinal = (self._entries_added - self.stream_length, 0)
             self._replay_target = parse_entry_id(info.get("last-generated-id", "0-0"))
-            self.state = "replaying"
         else:
             if self.state == "down":
                 self.reconnects += 1
@@ -495,7 +498,10 @@ class RedisStreamBus:
             if msg is not None and outcome.kind == "applied":
                 compactor.note(msg, entry_id, now, data)
             if self._appending:
-                self._early[entry_id] = outcome
+                early = self._early
+                early[entry_id] = outcome
+                if len(early) > _EARLY_MAX:
+                    del early[next(iter(early))]
             slot = waiters.pop(entry_id, None)
             if slot is not None:
                 waiter, index = slot

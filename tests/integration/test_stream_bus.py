@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 import redis
 
 from server.simulate import Simulation, parse_script
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import ROOT, ServerProcess, free_port, require_tool, start_server
 
 from .cluster_helpers import A, poll, three_masters
 from .helpers import read_until_closed
@@ -99,6 +102,27 @@ def test_three_instances_hold_one_model_through_a_failover(instances: Instances)
     assert b"cluster_current_epoch:4" in seen[-1][0]
 
 
+def test_the_bundled_simulator_and_agent_publish_through_any_instance(
+        instances: Instances, tmp_path: Path) -> None:
+    servers = instances(3)
+    for server in servers:
+        wait_ready(server)
+    tool = [sys.executable, "-m", "server"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    simulate = subprocess.run([*tool, "simulate", "--server", f"127.0.0.1:{servers[0].port}",
+                               "--once"], env=env, capture_output=True, timeout=60, check=False)
+    assert simulate.returncode == 0, simulate.stderr
+    agent = subprocess.run([*tool, "agent", "--server", f"127.0.0.1:{servers[1].port}",
+                            "--addr", "10.7.7.7:6379", "--count", "2", "--interval", "0.1"],
+                           env=env, capture_output=True, timeout=60, check=False)
+    assert agent.returncode == 0, agent.stderr
+    assert b"rejected" not in agent.stderr and b"stale" not in agent.stderr
+    nodes = poll(lambda: connect(servers[2]).execute_command("CLUSTER", "NODES"),
+                 lambda text: b"10.7.7.7:6379" in text)
+    assert nodes.count(b"\n") == 1 + 6 + 1  # myself, the simulated six, the agent's node
+    assert b"cluster_state:ok" in connect(servers[2]).execute_command("CLUSTER", "INFO")
+
+
 def test_bus_info_and_info_cluster_name_the_bus(instances: Instances,
                                                 bus_redis: RedisProcess) -> None:  # noqa: F811
     [server] = instances(1, "--bus-stream", "cw:test")
@@ -128,6 +152,29 @@ def test_password_is_not_shown(redis_factory: Callable[..., RedisProcess],  # no
         assert info["bus_address"] == f"redis://default@127.0.0.1:{protected.port}/0".encode()
         assert b"s3cret" not in connect(server).execute_command("INFO", "cluster")
         publish(server, three_masters())
+    finally:
+        server.stop()
+
+
+def test_rediss_bus_over_tls(redis_factory: Callable[..., RedisProcess],  # noqa: F811
+                             tmp_path: Path) -> None:
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   capture_output=True, check=True, timeout=60)
+    tls_port = free_port()
+    secure = redis_factory("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+                           "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                           "--tls-auth-clients", "no")
+    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+    server = start_server(tmp_path, "--bus", url)
+    try:
+        wait_ready(server)
+        publish(server, three_masters())
+        assert bus_info(server)["bus_address"] == url.encode()
+        assert len(published_ids(secure.client())) == 6  # read back over the plain port
     finally:
         server.stop()
 

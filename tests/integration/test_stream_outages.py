@@ -82,9 +82,15 @@ class Publisher:
         poll(lambda: len(self.acked), lambda n: n >= target, timeout=timeout)
 
 
-def start_instances(tmp_path: Path, bus: str, count: int, *args: str) -> list[ServerProcess]:
-    return [start_server(tmp_path, "--bus", bus, "--node-timeout", NODE_TIMEOUT, *args)
-            for _ in range(count)]
+def three_masters_on(tmp_path: Path, bus: str, cleanup: list[ServerProcess],
+                     *args: str) -> list[ServerProcess]:
+    """Two instances on ``bus`` that know masters A, B and C."""
+    servers = [start_server(tmp_path, "--bus", bus, "--node-timeout", NODE_TIMEOUT, *args)
+               for _ in range(2)]
+    cleanup.extend(servers)
+    poll(lambda: bus_info(servers[0])["bus_state"], lambda s: s == b"up")
+    connect(servers[0]).execute_command("BUS", "PUBLISH", *three_masters())
+    return servers
 
 
 @pytest.fixture
@@ -120,15 +126,12 @@ def test_redis_restart_with_appendonly_loses_no_acknowledged_message(
         redis_factory: Callable[..., RedisProcess],  # noqa: F811
         tmp_path: Path, cleanup: list[ServerProcess]) -> None:
     bus = redis_factory("--appendonly", "yes", "--appendfsync", "always")
-    servers = start_instances(tmp_path, bus.url, 2)
-    cleanup.extend(servers)
-    poll(lambda: bus_info(servers[0])["bus_state"], lambda s: s == b"up")
-    connect(servers[0]).execute_command("BUS", "PUBLISH", *three_masters())
+    servers = three_masters_on(tmp_path, bus.url, cleanup)
     with Publisher(servers[0]) as publisher:
         publisher.wait_acks(30)
         bus.stop()  # a clean shutdown: the append-only file has every write
         info = poll(lambda: bus_info(servers[1]), lambda i: i["bus_state"] == b"down")
-        assert b"Connection refused" in info["bus_down_reason"] or info["bus_down_reason"]
+        assert info["bus_down_reason"]
         _, reason = poll(lambda: verbose_bus_check(servers[1]), lambda c: c[0] == "DOWN")
         assert "unavailable" in reason, reason
         poll(lambda: len(publisher.refused), lambda n: n >= 2)
@@ -147,10 +150,7 @@ def test_redis_frozen_for_10_s_fails_no_node_and_loses_nothing(
         redis_factory: Callable[..., RedisProcess],  # noqa: F811
         tmp_path: Path, cleanup: list[ServerProcess]) -> None:
     bus = redis_factory()
-    servers = start_instances(tmp_path, bus.url, 2)
-    cleanup.extend(servers)
-    poll(lambda: bus_info(servers[0])["bus_state"], lambda s: s == b"up")
-    connect(servers[0]).execute_command("BUS", "PUBLISH", *three_masters())
+    servers = three_masters_on(tmp_path, bus.url, cleanup)
     with Publisher(servers[0]) as publisher:
         publisher.wait_acks(30)
         bus.send(signal.SIGSTOP)
@@ -187,10 +187,7 @@ def test_master_killed_and_sentinel_promotes_the_replica(
         "sentinel failover-timeout cw 10000",
         name="sentinel", sentinel=True)
     url = f"redis+sentinel://127.0.0.1:{sentinel.port}/cw"
-    servers = start_instances(tmp_path, url, 2, "--bus-wait-replicas", "1")
-    cleanup.extend(servers)
-    poll(lambda: bus_info(servers[0])["bus_state"], lambda s: s == b"up")
-    connect(servers[0]).execute_command("BUS", "PUBLISH", *three_masters())
+    servers = three_masters_on(tmp_path, url, cleanup, "--bus-wait-replicas", "1")
     with Publisher(servers[0]) as publisher:
         publisher.wait_acks(30)
         master.stop(signal.SIGKILL)
