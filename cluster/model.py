@@ -50,6 +50,10 @@ class ClusterModel:
             return self._state.reject(exc), None
         return self._state.apply(msg, now_ms), msg
 
+    def apply_decoded(self, msg: NodeMessage, now_ms: int) -> Outcome:
+        """Apply a message exactly as `decode_message` returned it (already validated)."""
+        return self._state.apply(msg, now_ms)
+
     def reject(self, error: MessageError) -> Outcome:
         """Count a message that failed validation before it reached the model."""
         return self._state.reject(error)
@@ -109,6 +113,11 @@ class ClusterModel:
         """One node's record, or None if the model does not know it."""
         node = self._state.nodes.get(node_id)
         return None if node is None else self._views.node_info(node)
+
+    @property
+    def node_count(self) -> int:
+        """How many nodes the model knows (left nodes excluded)."""
+        return len(self._state.nodes)
 
     def nodes(self) -> Iterator[NodeInfo]:
         """Every known node, sorted by id."""

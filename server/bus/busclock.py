@@ -2,8 +2,9 @@
 
 An entry's receive time is its stream id's millisecond part, stamped by the Redis master
 when it was appended: one clock for every instance, however late each one reads. Between
-entries, time stands still; instances append a ``tick`` entry whenever the stream has been
-quiet for a tick interval, so time keeps moving in a quiet cluster.
+entries, time stands still; an instance appends a ``tick`` entry when the stream has been
+quiet for one to one and a half tick intervals (a random wait, so that one instance ticks
+and the others read its tick), so time keeps moving in a quiet cluster.
 
 A gap between two consecutive entries longer than ``gap_ms`` (three tick intervals) means
 that nobody could append: Redis was down, frozen or failing over. Bus time then advances by

@@ -44,8 +44,8 @@ def decode_snapshot(data: bytes) -> Snapshot:
     return _DECODER.decode(data)
 
 
-def _order(kept: Kept) -> tuple[int, int]:
-    ms, _, seq = kept[0].partition("-")
+def _order(kept: tuple[bytes, int, bytes]) -> tuple[int, int]:
+    ms, _, seq = kept[0].partition(b"-")
     return int(ms), int(seq)
 
 
@@ -54,21 +54,23 @@ class Compactor:
 
     def __init__(self, validity_ms: int) -> None:
         self.validity_ms = validity_ms
-        # node id -> (kind, target) -> kept message; ("last", "") is its latest of any kind.
-        self._nodes: dict[str, dict[tuple[str, str], Kept]] = {}
+        # node id -> (message class, target) -> (stream id, receive time, JSON); the key
+        # (None, "") holds the node's latest message of any kind.
+        self._nodes: dict[str, dict[tuple[type | None, str], tuple[bytes, int, bytes]]] = {}
 
-    def note(self, msg: NodeMessage, entry_id: str, receive_ms: int, raw: bytes) -> None:
-        kept = (entry_id, receive_ms, raw.decode())
+    def note(self, msg: NodeMessage, entry_id: bytes, receive_ms: int, raw: bytes) -> None:
+        """Keep ``msg`` (stream id ``entry_id``, applied at ``receive_ms``) if it counts."""
+        kept = (entry_id, receive_ms, raw)
         node = msg.node
-        if isinstance(msg, Leave):
-            self._nodes[node] = {("leave", ""): kept, ("last", ""): kept}
+        kind = type(msg)
+        if kind is Leave:
+            self._nodes[node] = {(Leave, ""): kept, (None, ""): kept}
             return
         record = self._nodes.get(node)
         if record is None:
             record = self._nodes[node] = {}
-        target = msg.target if isinstance(msg, FailReport) else ""
-        record[(str(msg.__struct_config__.tag), target)] = kept
-        record[("last", "")] = kept
+        record[(kind, msg.target if kind is FailReport else "")] = kept  # type: ignore[union-attr]
+        record[(None, "")] = kept
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -76,13 +78,14 @@ class Compactor:
     def kept(self, now_ms: int) -> list[Kept]:
         """The messages to replay, in stream order; expired failure reports left out."""
         horizon = now_ms - self.validity_ms
-        unique: dict[str, Kept] = {}
+        unique: dict[bytes, tuple[bytes, int, bytes]] = {}
         for record in self._nodes.values():
             for (kind, _), kept in record.items():
-                if kind == "fail_report" and kept[1] < horizon:
+                if kind is FailReport and kept[1] < horizon:
                     continue
                 unique[kept[0]] = kept
-        return sorted(unique.values(), key=_order)
+        ordered = sorted(unique.values(), key=_order)
+        return [(i.decode(), ms, raw.decode()) for i, ms, raw in ordered]
 
     def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int) -> bytes:
         return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,

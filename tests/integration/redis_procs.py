@@ -53,6 +53,8 @@ class RedisProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited:\n{self.logs()}")
             time.sleep(0.02)
+        self.proc.kill()
+        self.proc.wait()
         raise RuntimeError(f"redis-server did not start:\n{self.logs()}")
 
     def logs(self) -> str:

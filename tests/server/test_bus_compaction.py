@@ -36,7 +36,7 @@ def read_stream(model: ClusterModel, compactor: Compactor,
     for entry_id, now, data in entries:
         outcome, msg = model.publish_decoded(data, now)
         if msg is not None and outcome.kind == "applied":
-            compactor.note(msg, entry_id, now, data)
+            compactor.note(msg, entry_id.encode(), now, data)
 
 
 def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
@@ -103,8 +103,8 @@ def test_leave_is_a_tombstone_that_drops_what_came_before() -> None:
 def test_expired_failure_reports_are_left_out() -> None:
     compactor = Compactor(validity_ms=1000)
     report, beat = fail_report("a", 1, 1, "b"), heartbeat("a", 1, 2)
-    compactor.note(decode_message(report, max_size=1000), "5-0", T0, report)
-    compactor.note(decode_message(beat, max_size=1000), "6-0", T0 + 10, beat)
+    compactor.note(decode_message(report, max_size=1000), b"5-0", T0, report)
+    compactor.note(decode_message(beat, max_size=1000), b"6-0", T0 + 10, beat)
     assert [k[0] for k in compactor.kept(T0 + 1000)] == ["5-0", "6-0"]
     assert [k[0] for k in compactor.kept(T0 + 1001)] == ["6-0"]
 
