@@ -1364,10 +1364,7 @@ def summarize_replay(recs: list[dict[str, Any]]) -> list[str]:
               "it counts from the bus object's creation, after the interpreter and imports). "
               "`spawn -> ...` are measured here from the process spawn: listening and replayed "
               "from the log's timestamps, ready = the first `INFO cluster` poll (every 10 ms) "
-              "with bus state `up` at the stream's last id.",
-              "* When nothing follows the snapshot, the replayed line (and `replay_ms`) waits "
-              "for the first `XREAD BLOCK` to time out (1 s tick) although the instance is "
-              "ready: compare `spawn -> ready`.", ""]
+              "with bus state `up` at the stream's last id.", ""]
     return lines
 
 
