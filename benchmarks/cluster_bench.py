@@ -129,7 +129,7 @@ class SimCluster:
 
     @classmethod
     def make(cls, count: int) -> SimCluster:
-        from server.simulate import Simulation
+        from agent.simulate import Simulation
 
         masters = max(1, count // 2)
         sim = Simulation(masters=masters, replicas=1 if count > 1 else 0,

@@ -40,6 +40,7 @@ from cluster import (
     ThreadPoolStats,
 )
 from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
+from cluster.ids import derive_id
 from commands import (
     CommandError,
     CommandTable,
@@ -55,11 +56,10 @@ from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ServerConfig
 from .http import HttpMirror
-from .ids import derive_id
 from .protocol import RespProtocol
 
 if TYPE_CHECKING:
-    from .simulate import Simulation
+    from agent.simulate import Simulation
 
 log = logging.getLogger("clusterwatch.server")
 
@@ -276,7 +276,7 @@ class Server:
         await self.bus.start()
         demo = None
         if self.config.demo:
-            from .simulate import demo_simulation
+            from agent.simulate import demo_simulation
 
             demo = demo_simulation(node_timeout_ms=self.config.node_timeout)
             if isinstance(self.bus, MemoryBus):
@@ -327,7 +327,7 @@ class Server:
         await self.shutdown()
 
     async def _run_demo(self, demo: Simulation) -> None:
-        from .simulate import run_local
+        from agent.simulate import run_local
 
         if not isinstance(self.bus, MemoryBus):
             while not self.bus.ready:  # the stream bus takes messages once it has replayed

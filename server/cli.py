@@ -1,18 +1,15 @@
-"""``clusterwatch`` command line: ``serve`` runs the server, ``simulate`` publishes a
-simulated cluster to one, ``agent`` is the sidecar that publishes a real node."""
+"""``clusterwatch`` command line: ``serve`` runs the server; ``simulate`` and ``agent``, the
+server's clients, live in ``agent/cli.py``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import logging
-import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+
+from agent import cli as client_tools
 
 from . import logs
 from .app import VERSION, Server
@@ -69,82 +66,6 @@ _HELP = {
 }
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default="127.0.0.1:7379",
-                        help="clusterwatch server host:port (default: %(default)s)")
-    parser.add_argument("--password", default=None, help="AUTH password")
-    parser.add_argument("--user", default=None, help="AUTH user name")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
-
-
-def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .simulate import __doc__ as simulate_doc
-
-    sim = sub.add_parser("simulate", help="publish a simulated cluster to a server",
-                         description=simulate_doc,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _client_options(sim)
-    sim.add_argument("--masters", type=int, default=3, help="(default: %(default)s)")
-    sim.add_argument("--replicas", type=int, default=1, help="per master (default: %(default)s)")
-    sim.add_argument("--rate", type=float, default=1.0,
-                     help="heartbeats per node per second (default: %(default)s)")
-    sim.add_argument("--host", default="127.0.0.1",
-                     help="address the simulated nodes announce (default: %(default)s)")
-    sim.add_argument("--base-port", type=int, default=30001,
-                     help="port of the first node, then one more per node (default: "
-                     "%(default)s)")
-    sim.add_argument("--hostnames", action="store_true",
-                     help="announce hostnames (node-m1, ...) as well")
-    sim.add_argument("--node-timeout", type=int, default=15_000,
-                     help="ms of silence after which live masters report a node "
-                     "(default: %(default)s)")
-    sim.add_argument("--fault", action="append", default=[], metavar="FAULT",
-                     help="a scripted fault, e.g. 'stop m1 at 5' (repeatable)")
-    sim.add_argument("--script", help="a file of faults, one per line")
-    sim.add_argument("--duration", type=float, default=None,
-                     help="seconds to run (default: until interrupted)")
-    sim.add_argument("--once", action="store_true",
-                     help="publish the initial state, then exit")
-    sim.add_argument("--list", action="store_true", help="print the nodes and exit")
-
-
-def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .agent import __doc__ as agent_doc
-
-    agent = sub.add_parser("agent", help="publish a real node's hello and heartbeats",
-                           description=agent_doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    _client_options(agent)
-    agent.add_argument("--addr", required=True,
-                       help="the node's address, host:port[@busport]")
-    agent.add_argument("--node-id", default=None,
-                       help="default: sha1 of 'clusterwatch:<host>:<port>' of --addr")
-    agent.add_argument("--hostname", default=None)
-    agent.add_argument("--role", choices=("master", "replica"), default="master")
-    agent.add_argument("--replicaof", default=None, help="the master's node id (replicas)")
-    agent.add_argument("--epoch", type=int, default=1,
-                       help="the node's config epoch (default: %(default)s)")
-    agent.add_argument("--slots", default=None, help="slot ranges claimed, e.g. 0-5460,5470")
-    agent.add_argument("--interval", type=float, default=1.0,
-                       help="seconds between heartbeats (default: %(default)s)")
-    agent.add_argument("--status-file", default=None,
-                       help="JSON object of heartbeat fields, read before each heartbeat")
-    agent.add_argument("--status-command", default=None,
-                       help="shell command printing a JSON object of heartbeat fields, run "
-                       "before each heartbeat")
-    agent.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="a fixed heartbeat field; VALUE is JSON, or else a string "
-                       "(repeatable; overrides the file and the command)")
-    agent.add_argument("--node-state", default=None,
-                       choices=("BOOTING", "WAITING", "RUNNING", "ERROR", "STOPPING"))
-    agent.add_argument("--serving", choices=("yes", "no"), default=None)
-    agent.add_argument("--count", type=int, default=None,
-                       help="send this many heartbeats, then exit")
-    agent.add_argument("--leave-on-exit", action="store_true",
-                       help="send a leave message when stopped")
-
-
 def _event_loop_factory(choice: str) -> object:
     if choice in ("auto", "uvloop"):
         try:
@@ -174,101 +95,6 @@ def serve(config: ServerConfig) -> int:
     return 0
 
 
-def _run_client(factory: Any, coroutine: Coroutine[Any, Any, int]) -> int:
-    """Run a tool until it finishes, or until SIGTERM/SIGINT cancels it."""
-    with asyncio.Runner(loop_factory=factory) as runner:
-        task = runner.get_loop().create_task(coroutine)
-        loop = runner.get_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, task.cancel)
-        try:
-            return runner.run(_await(task))
-        except asyncio.CancelledError:
-            return 0
-
-
-async def _await(task: asyncio.Task[int]) -> int:
-    return await task
-
-
-def _slot_ranges(text: str) -> list[list[int]]:
-    ranges = []
-    for part in text.split(","):
-        start, _, end = part.strip().partition("-")
-        first, last = int(start), int(end or start)
-        if not 0 <= first <= last <= 16383:
-            raise ValueError(f"bad slot range {part!r}")
-        ranges.append([first, last])
-    return ranges
-
-
-def simulate_main(args: argparse.Namespace) -> int:
-    from .respclient import RespClient, parse_hostport
-    from .simulate import Simulation, describe, parse_fault, parse_script, run_remote
-
-    try:
-        faults = [parse_fault(text) for text in args.fault]
-        if args.script:
-            faults += parse_script(Path(args.script).read_text())
-        sim = Simulation(masters=args.masters, replicas=args.replicas, rate=args.rate,
-                         faults=faults, host=args.host, base_port=args.base_port,
-                         node_timeout_ms=args.node_timeout, hostnames=args.hostnames)
-        host, port = parse_hostport(args.server)
-    except (OSError, ValueError) as exc:
-        print(f"clusterwatch simulate: {exc}", file=sys.stderr)
-        return 2
-    if args.list:
-        print("\n".join(describe(sim)))
-        return 0
-    client = RespClient(host, port, password=args.password, username=args.user)
-
-    async def go() -> int:
-        try:
-            tally = await run_remote(sim, client, duration=args.duration, once=args.once)
-        finally:
-            await client.close()
-        log.info("simulation done", extra=tally.summary())
-        return 1 if tally.rejected else 0
-
-    return _run_client(_event_loop_factory("auto"), go())
-
-
-def agent_main(args: argparse.Namespace) -> int:
-    from .agent import AgentConfig, run_agent
-    from .ids import derive_id
-    from .respclient import RespClient, parse_hostport
-
-    try:
-        fields: dict[str, Any] = {}
-        for item in args.set:
-            key, sep, raw = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-            try:
-                fields[key] = json.loads(raw)
-            except ValueError:
-                fields[key] = raw
-        if args.node_state:
-            fields["node_state"] = args.node_state
-        if args.serving:
-            fields["serving"] = args.serving == "yes"
-        node_host, node_port = parse_hostport(args.addr.split("@", 1)[0])
-        config = AgentConfig(
-            node_id=args.node_id or derive_id(node_host, node_port), addr=args.addr,
-            hostname=args.hostname, role=args.role, replicaof=args.replicaof,
-            epoch=args.epoch, slots=_slot_ranges(args.slots) if args.slots else None,
-            interval=args.interval, status_file=args.status_file,
-            status_command=args.status_command, fields=fields, count=args.count,
-            leave_on_exit=args.leave_on_exit)
-        host, port = parse_hostport(args.server)
-    except ValueError as exc:
-        print(f"clusterwatch agent: {exc}", file=sys.stderr)
-        return 2
-    client = RespClient(host, port, password=args.password, username=args.user)
-    return _run_client(_event_loop_factory("auto"), run_agent(config, client))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clusterwatch",
                                      description="Cluster status and health over the Redis "
@@ -276,12 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"clusterwatch {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    _simulate_parser(sub)
-    _agent_parser(sub)
+    client_tools.add_parsers(sub)
     args = parser.parse_args(argv)
-    if args.command in ("simulate", "agent"):
+    if args.command in client_tools.COMMANDS:
         logs.configure(args.log_level, "text")
-        return simulate_main(args) if args.command == "simulate" else agent_main(args)
+        return client_tools.run(args, _event_loop_factory("auto"))
     if args.command == "serve":
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config_file")}
         try:

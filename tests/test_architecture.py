@@ -2,7 +2,8 @@
 
 resp/ and cluster/ are pure: no I/O, no clock, nothing from server/ or commands/, and
 cluster/ does not use resp/. commands/ may use resp/ and cluster/ but does no I/O and
-reads no clock. Nothing imports server/.
+reads no clock. agent/ (the server's clients) uses resp/ and cluster/ only. Nothing
+imports server/.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"resp", "cluster", "commands", "server"}
+PROJECT = {"resp", "cluster", "commands", "server", "agent"}
 IO_AND_CLOCK = {"asyncio", "socket", "selectors", "threading", "subprocess", "time",
                 "datetime", "uvloop", "signal", "multiprocessing", "ssl", "http", "urllib"}
 
@@ -22,7 +23,8 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "resp": (set(), IO_AND_CLOCK),
     "cluster": (set(), IO_AND_CLOCK),
     "commands": ({"resp", "cluster"}, IO_AND_CLOCK),
-    "server": ({"resp", "cluster", "commands"}, set()),
+    "server": ({"resp", "cluster", "commands", "agent"}, set()),
+    "agent": ({"resp", "cluster"}, set()),
 }
 
 

@@ -16,11 +16,11 @@ import hiredis
 import msgspec
 import pytest
 
+from cluster.ids import derive_id
 from commands import CommandContext, Session
 from resp import Encoded, encode
 from server.app import Server
 from server.config import ConfigError, ServerConfig, load_config
-from server.ids import derive_id
 
 T0 = 1_700_000_000_000
 THIRDS = ((0, 5460), (5461, 10922), (10923, 16383))

@@ -15,11 +15,11 @@ import msgspec
 import pytest
 import redis
 
+from agent.respclient import RespClient
+from agent.sidecar import Agent, AgentConfig
+from agent.simulate import Fault, Simulation, parse_fault, parse_script
 from cluster import ClusterModel, ModelConfig, decode_message
-from server.agent import Agent, AgentConfig
-from server.ids import derive_id
-from server.respclient import RespClient
-from server.simulate import Fault, Simulation, parse_fault, parse_script
+from cluster.ids import derive_id
 from tests.conftest import ROOT, ServerProcess, free_port, raw_exchange
 
 from .cluster_helpers import info_fields, node_flags, poll

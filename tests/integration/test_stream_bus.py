@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from server.simulate import Simulation, parse_script
+from agent.simulate import Simulation, parse_script
 from tests.conftest import ROOT, ServerProcess, free_port, require_tool, start_server
 
 from .cluster_helpers import A, poll, three_masters

@@ -42,7 +42,8 @@ from typing import Any, Literal
 import hiredis
 import msgspec
 
-from .ids import derive_id
+from cluster.ids import derive_id
+
 from .respclient import RespClient, RespError
 
 __all__ = [
