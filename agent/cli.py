@@ -79,15 +79,25 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                            description=agent_doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _client_options(agent)
-    agent.add_argument("--addr", required=True,
-                       help="the node's address, host:port[@busport]")
+    agent.add_argument("--source", action="append", default=[], metavar="URL",
+                       help="read the node from here before every heartbeat (repeatable): "
+                       "redis://[user:pass@]host:port, rediss://..., zeebe+http://host:9600, "
+                       "curity+http://host:4465/, puppet+https://host:8140/status/v1/services, "
+                       "ksqldb+http://host:8088/clusterStatus; the flags below override it")
+    agent.add_argument("--source-timeout", type=float, default=2.0,
+                       help="seconds each source may take (default: %(default)s)")
+    agent.add_argument("--addr", default=None,
+                       help="the node's address, host:port[@busport] (required without a "
+                       "--source that knows it)")
     agent.add_argument("--node-id", default=None,
-                       help="default: sha1 of 'clusterwatch:<host>:<port>' of --addr")
+                       help="default: the source's (a Redis node's own id), else sha1 of "
+                       "'clusterwatch:<host>:<port>' of --addr")
     agent.add_argument("--hostname", default=None)
-    agent.add_argument("--role", choices=("master", "replica"), default="master")
+    agent.add_argument("--role", choices=("master", "replica"), default=None,
+                       help="default: the source's, else master")
     agent.add_argument("--replicaof", default=None, help="the master's node id (replicas)")
-    agent.add_argument("--epoch", type=int, default=1,
-                       help="the node's config epoch (default: %(default)s)")
+    agent.add_argument("--epoch", type=int, default=None,
+                       help="the node's config epoch (default: the source's, else 1)")
     agent.add_argument("--slots", default=None, help="slot ranges claimed, e.g. 0-5460,5470")
     agent.add_argument("--interval", type=float, default=1.0,
                        help="seconds between heartbeats (default: %(default)s)")
@@ -169,10 +179,10 @@ def simulate_main(args: argparse.Namespace, loop_factory: Any) -> int:
 
 
 def agent_main(args: argparse.Namespace, loop_factory: Any) -> int:
-    from cluster.ids import derive_id
 
     from .respclient import RespClient, parse_hostport
     from .sidecar import AgentConfig, run_agent
+    from .sources import source_kind
 
     try:
         fields: dict[str, Any] = {}
@@ -188,9 +198,15 @@ def agent_main(args: argparse.Namespace, loop_factory: Any) -> int:
             fields["node_state"] = args.node_state
         if args.serving:
             fields["serving"] = args.serving == "yes"
-        node_host, node_port = parse_hostport(args.addr.split("@", 1)[0])
+        if not args.addr and not args.source:
+            raise ValueError("give --addr or a --source")
+        if args.addr:
+            parse_hostport(args.addr.split("@", 1)[0])
+        for url in args.source:
+            source_kind(url)  # an unknown scheme is refused now, not at the first read
         config = AgentConfig(
-            node_id=args.node_id or derive_id(node_host, node_port), addr=args.addr,
+            node_id=args.node_id, addr=args.addr, sources=args.source,
+            source_timeout=args.source_timeout,
             hostname=args.hostname, role=args.role, replicaof=args.replicaof,
             epoch=args.epoch, slots=_slot_ranges(args.slots) if args.slots else None,
             interval=args.interval, status_file=args.status_file,

@@ -1,11 +1,23 @@
 """``clusterwatch agent``: the sidecar beside a real node.
 
-It sends the node's ``hello`` (and its ``slots`` when given), then a ``heartbeat`` every
-``interval`` seconds, to a clusterwatch server with ``BUS PUBLISH``. Heartbeat fields come
-from, in increasing precedence: a JSON file read before every heartbeat (``status_file``),
-a command's JSON output run before every heartbeat (``status_command``), and fixed fields
-(``fields``, from ``--set key=value`` and the convenience flags). The envelope fields
-``v``, ``type``, ``node``, ``epoch`` and ``seq`` are the agent's own.
+It sends the node's ``hello`` and ``slots``, then a ``heartbeat`` every ``interval``
+seconds, to a clusterwatch server with ``BUS PUBLISH``.
+
+Identity (id, address, hostname, role, master, config epoch, slots) comes from the flags
+where given, else from the sources (``--source URL``, ``agent/sources/``: a Redis node's own
+``CLUSTER NODES`` line, say), read again before every heartbeat. Whenever it changes (a
+failover made the replica a master at a new epoch with the slots) the agent sends a new
+``hello`` and ``slots`` before the heartbeat, at the node's new epoch, so the merge rules
+take them. The epoch never goes down: a source reporting a lower one keeps the last sent.
+
+Heartbeat fields come from, in increasing precedence: the sources (later ``--source`` wins;
+``services`` merge by name), a JSON file read before every heartbeat (``status_file``), a
+command's JSON output run before every heartbeat (``status_command``), and fixed fields
+(``fields``, from ``--set key=value`` and the convenience flags). Each failure report of a
+source (another node its node sees as ``fail?`` or ``fail``) goes with every heartbeat as a
+``fail_report``. The envelope fields ``v``, ``type``, ``node``, ``epoch`` and ``seq`` are the
+agent's own. A source that is the node's liveness and does not answer (``alive=False``)
+stops the heartbeats until it answers again; nothing else does.
 
 When the connection drops (the server restarted, say) the agent reconnects with backoff
 and sends its ``hello`` again. Sequence numbers follow the wall clock, so a restarted agent
@@ -18,7 +30,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +38,10 @@ from typing import Any
 import hiredis
 import msgspec
 
+from cluster.ids import derive_id
+
 from .respclient import RespClient, RespError
+from .sources import NodeView, Source, open_source
 
 __all__ = ["AgentConfig", "run_agent"]
 
@@ -37,12 +52,14 @@ _ENVELOPE = frozenset({"v", "type", "node", "epoch", "seq"})
 
 @dataclass(slots=True, kw_only=True)
 class AgentConfig:
-    node_id: str
-    addr: str
+    """The flags; None where the sources (or the defaults) decide."""
+
+    node_id: str | None = None
+    addr: str | None = None
     hostname: str | None = None
-    role: str = "master"
+    role: str | None = None
     replicaof: str | None = None
-    epoch: int = 1
+    epoch: int | None = None
     slots: list[list[int]] | None = None
     interval: float = 1.0
     status_file: str | None = None
@@ -50,36 +67,103 @@ class AgentConfig:
     fields: dict[str, Any] = field(default_factory=dict)
     count: int | None = None
     leave_on_exit: bool = False
+    sources: list[str] = field(default_factory=list)
+    source_timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    node_id: str
+    addr: str
+    hostname: str | None
+    role: str
+    replicaof: str | None
+    epoch: int
+    slots: tuple[tuple[int, int], ...] | None
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, client: RespClient) -> None:
+    def __init__(self, config: AgentConfig, client: RespClient,
+                 sources: Sequence[Source] = ()) -> None:
         self.config = config
         self.client = client
+        self.sources = list(sources)
         self.seq = 0
         self.sent = 0
         self._last_error = ""
+        self.current = self.identity([])
+        self._sent_identity: Identity | None = None
+
+    def identity(self, views: Sequence[NodeView]) -> Identity:
+        """Flags first, then the first source that knows, then the defaults."""
+        c = self.config
+
+        def pick(flag: Any, attr: str) -> Any:
+            if flag is not None:
+                return flag
+            return next((getattr(v, attr) for v in views if getattr(v, attr) is not None),
+                        None)
+
+        addr = pick(c.addr, "addr") or "127.0.0.1:0"
+        node_id = pick(c.node_id, "node_id")
+        if node_id is None:
+            host, _, port = addr.split("@", 1)[0].rpartition(":")
+            node_id = derive_id(host, int(port or 0))
+        epoch = int(pick(c.epoch, "epoch") or 1)
+        previous = getattr(self, "current", None)
+        if previous is not None and previous.node_id == node_id:
+            epoch = max(epoch, previous.epoch)
+        slots = pick(c.slots, "slots")
+        return Identity(node_id=node_id, addr=addr, hostname=pick(c.hostname, "hostname"),
+                        role=pick(c.role, "role") or "master",
+                        replicaof=pick(c.replicaof, "replicaof"), epoch=epoch,
+                        slots=None if slots is None else tuple((a, b) for a, b in slots))
 
     def _message(self, kind: str, **fields: Any) -> bytes:
         self.seq = max(self.seq + 1, time.time_ns() // 1_000_000)
-        return msgspec.json.encode({"v": 1, "type": kind, "node": self.config.node_id,
-                                    "epoch": self.config.epoch, "seq": self.seq, **fields})
+        return msgspec.json.encode({"v": 1, "type": kind, "node": self.current.node_id,
+                                    "epoch": self.current.epoch, "seq": self.seq, **fields})
 
     def hello_batch(self) -> list[bytes]:
-        c = self.config
-        hello: dict[str, Any] = {"addr": c.addr, "role": c.role}
-        if c.hostname:
-            hello["hostname"] = c.hostname
-        if c.replicaof:
-            hello["replicaof"] = c.replicaof
+        ident = self.current
+        hello: dict[str, Any] = {"addr": ident.addr, "role": ident.role}
+        if ident.hostname:
+            hello["hostname"] = ident.hostname
+        if ident.replicaof:
+            hello["replicaof"] = ident.replicaof
         batch = [self._message("hello", **hello)]
-        if c.slots is not None:
-            batch.append(self._message("slots", ranges=c.slots))
+        if ident.slots is not None:
+            batch.append(self._message("slots", ranges=[list(r) for r in ident.slots]))
         return batch
 
-    async def status_fields(self) -> dict[str, Any]:
+    async def read_sources(self) -> list[NodeView]:
+        return list(await asyncio.gather(*(source.read() for source in self.sources)))
+
+    async def round(self) -> list[bytes]:
+        """One heartbeat's messages: hello and slots when the identity changed, then the
+        heartbeat and the failure reports; nothing while a liveness source does not answer."""
+        views = await self.read_sources()
+        silent = [s.name for s, v in zip(self.sources, views, strict=True) if not v.alive]
+        if silent:  # nothing to say, not even who the node is now
+            self._warn_once(f"{', '.join(silent)} does not answer: heartbeats withheld "
+                            "until it does")
+            return []
+        self.current = self.identity(views)
+        batch = self.hello_batch() if self.current != self._sent_identity else []
+        batch.append(await self.heartbeat(views))
+        for view in views:
+            batch.extend(self._message("fail_report", target=target, state=state)
+                         for target, state in view.fail_reports if target != self.current.node_id)
+        return batch
+
+    async def status_fields(self, views: Sequence[NodeView] = ()) -> dict[str, Any]:
         c = self.config
         merged: dict[str, Any] = {}
+        for view in views:
+            services = {**merged.get("services", {}), **view.fields.get("services", {})}
+            merged.update(view.fields)
+            if services:
+                merged["services"] = services
         if c.status_file:
             merged.update(_object(await asyncio.to_thread(_read_file, c.status_file),
                                   f"status file {c.status_file}"))
@@ -107,9 +191,9 @@ class Agent:
                              f"{err.decode(errors='replace').strip()[:200]}")
         return out.decode(errors="replace")
 
-    async def heartbeat(self) -> bytes:
+    async def heartbeat(self, views: Sequence[NodeView] = ()) -> bytes:
         try:
-            fields = await self.status_fields()
+            fields = await self.status_fields(views)
         except (OSError, ValueError) as exc:
             # Liveness still counts: send the fixed fields alone.
             self._warn_once(f"status unavailable: {exc}")
@@ -128,7 +212,7 @@ class Agent:
     def _warn_once(self, text: str) -> None:
         if text != self._last_error:
             self._last_error = text
-            log.warning(text, extra={"node": self.config.node_id})
+            log.warning(text, extra={"node": self.current.node_id})
 
     async def run(self) -> None:
         c = self.config
@@ -138,12 +222,17 @@ class Agent:
             try:
                 if not self.client.connected:
                     await self.client.connect()
-                    await self.publish(self.hello_batch())
-                    log.info("registered", extra={"node": c.node_id, "addr": c.addr,
-                                                  "server": f"{self.client.host}:"
-                                                            f"{self.client.port}"})
+                    self._sent_identity = None  # a restarted server needs the hello again
                     backoff = 0.1
-                await self.publish([await self.heartbeat()])
+                batch = await self.round()
+                if batch:
+                    await self.publish(batch)
+                if self._sent_identity != self.current:
+                    self._sent_identity = self.current
+                    log.info("registered", extra={
+                        "node": self.current.node_id, "addr": self.current.addr,
+                        "role": self.current.role, "epoch": self.current.epoch,
+                        "server": f"{self.client.host}:{self.client.port}"})
                 beats += 1
                 if c.count is not None and beats >= c.count:
                     break
@@ -160,7 +249,7 @@ class Agent:
             if not self.client.connected:
                 await self.client.connect()
             await self.publish([self._message("leave")])
-            log.info("left", extra={"node": self.config.node_id})
+            log.info("left", extra={"node": self.current.node_id})
         except (TimeoutError, OSError, RespError) as exc:
             log.warning("could not send leave", extra={"error": str(exc)})
 
@@ -180,7 +269,8 @@ def _object(raw: str, source: str) -> Mapping[str, Any]:
 
 
 async def run_agent(config: AgentConfig, client: RespClient) -> int:
-    agent = Agent(config, client)
+    sources = [open_source(url, timeout=config.source_timeout) for url in config.sources]
+    agent = Agent(config, client, sources)
     try:
         await agent.run()
     except RespError as exc:
@@ -190,4 +280,6 @@ async def run_agent(config: AgentConfig, client: RespClient) -> int:
         if config.leave_on_exit:
             await asyncio.shield(agent.leave())
         await client.close()
+        for source in sources:
+            await source.aclose()
     return 0

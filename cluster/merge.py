@@ -3,10 +3,18 @@
 The model is a function of the messages it applied and of the receive times it was given
 (`now_ms`, the server's wall clock). Nothing here reads a clock.
 
+Clock skew. Only the receiver's clock counts; a sender's `ts_ms` is informational. On the
+  memory bus that is the server's wall clock. On the Redis-stream bus it is the bus clock
+  (server/bus/busclock.py): an entry's stream id, stamped by the Redis master, minus any
+  outage of the bus, the same for every instance, so instances that read the same entries
+  hold the same model whatever their own clocks say.
+
 Rule 1, per-node order. A node's messages are ordered by `(epoch, seq)`. A message at or below
   the last pair applied for its node is stale: counted, never applied. Re-delivery and
   reordering are therefore harmless.
-Rule 2, epochs. `current_epoch` is the largest epoch of any applied message and never
+Rule 2, epochs. `current_epoch` is the largest epoch of any applied message (or the largest
+  `current_epoch` an applied heartbeat reports: Redis's currentEpoch, which failed elections
+  raise above every config epoch) and never
   decreases. A node's config epoch is the epoch of its latest applied message.
 Rule 3, slot ownership. A `slots` message replaces its sender's claim; the claim keeps the
   epoch of that message (a later restart at a higher epoch does not strengthen an old claim).
@@ -175,6 +183,8 @@ class MergeState:
         if type(msg) is Heartbeat:
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
+            if msg.current_epoch is not None:
+                self._raise_epoch(msg.current_epoch)
         else:
             self._effect(node, msg, now_ms)
         if self._dirty:
@@ -240,6 +250,8 @@ class MergeState:
             if type(msg) is Heartbeat:
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
+                if msg.current_epoch is not None:
+                    self._raise_epoch(msg.current_epoch)
             else:
                 self._effect(node, msg, now_ms)
         self._settle()

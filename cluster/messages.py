@@ -149,6 +149,9 @@ class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
     admin_serving: bool | None = None
     plugins_initialized: bool | None = None
     service_role: str | None = None
+    # The sender's view of the cluster's current epoch (Redis's currentEpoch, which can be
+    # above every config epoch): it raises the model's current epoch, never lowers it.
+    current_epoch: NonNegative | None = None
 
 
 class Slots(_Message, frozen=True, kw_only=True, tag="slots", gc=False):

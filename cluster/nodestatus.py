@@ -35,8 +35,8 @@ waiting to connect to the admin": clusterwatch serves its last model) and RUNNIN
 clusterState CONNECTED or DISCONNECTED by the bus; isReady as above and listening.
 
 HTTP (`http_response`): GET and HEAD on `/`: 200 if the node is started and configured
-(isReady, and configurationState CONFIGURED or not reported), else 503; on `/serving`: 200 if
-isServing, else 503. GET carries the JSON document in both cases, HEAD only the status code.
+(isReady, and configurationState CONFIGURED, RECONFIGURING or not reported), else 503; on
+`/serving`: 200 if isServing, else 503. GET carries the JSON document in both cases, HEAD only the status code.
 Other methods are 405, other paths 404.
 
 The nested key names of threadPool and httpRequests are ours: the source names the objects and
@@ -78,8 +78,9 @@ class NodeStatus:
 
     @property
     def configured(self) -> bool:
-        """Configured, for the `/` status code: CONFIGURED, or no configuration state reported."""
-        return self.configuration_state in (None, "CONFIGURED")
+        """Configured, for the `/` status code: CONFIGURED, RECONFIGURING (Curity: "a previous
+        configuration is still valid"), or no configuration state reported."""
+        return self.configuration_state in (None, "CONFIGURED", "RECONFIGURING")
 
     def to_json(self) -> dict[str, Any]:
         """The document, keys in Curity's order; `isAdminServing` only for admin nodes."""

@@ -278,3 +278,18 @@ def test_events_are_bounded_and_drained() -> None:
     assert events == [NodeJoined(node="n2"), NodeJoined(node="n3"), NodeJoined(node="n4")]
     assert model.counters().events_dropped == 2
     assert model.drain_events() == []
+
+
+def test_a_heartbeats_current_epoch_raises_the_current_epoch_and_never_lowers_it() -> None:
+    from tests.cluster.clusterkit import heartbeat, hello, three_masters
+
+    model = three_masters()
+    assert model.current_epoch == 3
+    assert model.publish(heartbeat("a", 1, 3, current_epoch=6), T0).kind == "applied"
+    assert model.current_epoch == 6
+    assert model.publish(heartbeat("b", 2, 3, current_epoch=4), T0).kind == "applied"
+    assert model.current_epoch == 6
+    assert model.publish(hello("z", 1, 1, current_epoch=9), T0).kind == "applied"
+    assert model.current_epoch == 6  # only a heartbeat carries it
+    first = model.publish(heartbeat("n", 1, 1, current_epoch=8), T0)
+    assert first.kind == "applied" and model.current_epoch == 8

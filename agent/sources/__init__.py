@@ -1,0 +1,96 @@
+"""Sources: what the agent reads about the node it sits beside.
+
+A source is opened from a URL (``open_source``) and asked, before every heartbeat, for a
+``NodeView``: the node's identity where the source knows it (a Redis node's own id, role,
+config epoch, slots), the failure reports it makes about other nodes, and heartbeat fields
+in the schema of ``cluster.messages.Heartbeat`` (``node_state``, ``serving``, ``services``,
+``partitions``, ``queries``, ``store_lags``, ``thread_pool``, ``requests``...).
+
+A source never raises for the node's own trouble: a source that is down, slow or answers
+garbage returns the view its API would mean (the node ``ERROR``/``BOOTING``, a service
+``unknown`` with the reason in its status). ``alive`` is False only where the source *is*
+the node's liveness (a Redis node that does not answer): the agent then withholds its
+heartbeats, so the server fails the node as Redis Cluster would.
+
+Schemes: ``redis://`` and ``rediss://`` (``redis.py``); ``zeebe+http(s)://``
+(``zeebe.py``), ``curity+http(s)://`` (``curity.py``), ``puppet+http(s)://``
+(``puppet.py``), ``ksqldb+http(s)://`` (``ksqldb.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+__all__ = ["NodeView", "Source", "SourceError", "open_source", "source_kind"]
+
+
+class SourceError(ValueError):
+    """A source URL that names no supported source, or is malformed."""
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeView:
+    node_id: str | None = None
+    addr: str | None = None  # host:port[@busport]
+    hostname: str | None = None
+    role: str | None = None  # "master" or "replica"
+    replicaof: str | None = None
+    epoch: int | None = None  # the node's config epoch
+    slots: list[list[int]] | None = None  # [[start, end], ...]; None: the source has none
+    fail_reports: list[tuple[str, str]] = field(default_factory=list)  # (node id, pfail|fail)
+    fields: dict[str, Any] = field(default_factory=dict)  # heartbeat fields
+    alive: bool = True
+
+
+class Source(Protocol):
+    #: The URL without credentials, for logs.
+    name: str
+
+    async def read(self) -> NodeView:
+        """The node as the source sees it now; bounded by the source's timeout."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+_KINDS = ("redis", "zeebe", "curity", "puppet", "ksqldb")
+
+
+def source_kind(url: str) -> str:
+    """``redis``, ``zeebe``, ``curity``, ``puppet`` or ``ksqldb``; SourceError otherwise."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss"):
+        return "redis"
+    kind, plus, transport = scheme.partition("+")
+    if plus and transport in ("http", "https") and kind in _KINDS:
+        return kind
+    raise SourceError(f"unsupported source {url!r}: expected redis://, rediss://, "
+                      "zeebe+http://, curity+http://, puppet+https:// or ksqldb+http://")
+
+
+def open_source(url: str, *, timeout: float) -> Source:
+    kind = source_kind(url)
+    source: Source
+    if kind == "redis":
+        from .redis import RedisSource
+
+        source = RedisSource(url, timeout=timeout)
+    elif kind == "zeebe":
+        from .zeebe import ZeebeSource
+
+        source = ZeebeSource(url, timeout=timeout)
+    elif kind == "curity":
+        from .curity import CuritySource
+
+        source = CuritySource(url, timeout=timeout)
+    elif kind == "puppet":
+        from .puppet import PuppetSource
+
+        source = PuppetSource(url, timeout=timeout)
+    else:
+        from .ksqldb import KsqldbSource
+
+        source = KsqldbSource(url, timeout=timeout)
+    return source

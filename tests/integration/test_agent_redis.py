@@ -1,0 +1,257 @@
+"""The agent reading real Redis nodes: a Redis Cluster of 3 masters and 3 replicas on
+loopback, one agent per node, and clusterwatch's answers against the cluster's own, at
+steady state, after a master is killed and its replica promoted, and after a replica is
+killed; and a standalone Redis with a replica."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from agent.sources.redis import parse_myself
+from cluster.ids import derive_id
+from tests.conftest import ROOT, ServerProcess, require_tool, start_server
+
+from .redis_procs import RedisProcess, connect, redis_factory  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
+
+INFO_FIELDS = ("cluster_state", "cluster_slots_assigned", "cluster_slots_ok",
+               "cluster_slots_pfail", "cluster_slots_fail", "cluster_known_nodes",
+               "cluster_size", "cluster_current_epoch")
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, as Redis needs."""
+    for _ in range(200):
+        port = random.randrange(20000, 55000)
+        with contextlib.ExitStack() as stack:
+            try:
+                for candidate in (port, port + 10000):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def info_of(text: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {key: value for key, value in pairs if key in INFO_FIELDS}
+
+
+def nodes_of(text: str) -> dict[str, tuple[str, ...]]:
+    """id -> (role, master, epoch, slots, failure flag) from CLUSTER NODES text."""
+    table = {}
+    for line in text.splitlines():
+        fields = line.split(" ")
+        flags = set(fields[2].split(","))
+        role = "slave" if "slave" in flags else "master"
+        failure = "fail" if "fail" in flags else "fail?" if "fail?" in flags else ""
+        slots = " ".join(item for item in fields[8:] if not item.startswith("["))
+        table[fields[0]] = (role, fields[3], fields[6], slots, failure)
+    return table
+
+
+def clusterwatch_nodes(server: ServerProcess) -> dict[str, tuple[str, ...]]:
+    text = connect(server).execute_command("CLUSTER", "NODES").decode()
+    return nodes_of("\n".join(line for line in text.splitlines() if "myself" not in line))
+
+
+def side_by_side(real: dict[str, tuple[str, ...]], ours: dict[str, tuple[str, ...]]) -> str:
+    rows = [f"{node[:8]}  real={real.get(node)}  ours={ours.get(node)}"
+            for node in sorted(set(real) | set(ours))]
+    return "\n".join(rows)
+
+
+def agree(cluster: list[RedisProcess], server: ServerProcess, *, timeout: float = 30.0) -> None:
+    """Poll until clusterwatch's CLUSTER INFO fields and node table equal the real cluster's
+    (as a live master sees it); print both side by side if they never do."""
+    deadline = time.monotonic() + timeout
+    real_info = ours_info = {}
+    real_nodes = ours_nodes = {}
+    while time.monotonic() < deadline:
+        live = next(n for n in cluster if n.proc is not None and n.proc.poll() is None
+                    and n.client().info("replication")["role"] == "master")
+        client = live.client(decode_responses=True)
+        real_info = info_of(client.execute_command("CLUSTER", "INFO"))
+        real_nodes = nodes_of(client.execute_command("CLUSTER", "NODES"))
+        ours_info = info_of(connect(server).execute_command("CLUSTER", "INFO").decode())
+        ours_nodes = clusterwatch_nodes(server)
+        settled = all(state[4] != "fail?" for state in real_nodes.values())
+        if settled and real_info == ours_info and real_nodes == ours_nodes:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"clusterwatch never matched the cluster:\n"
+                         f"real {real_info}\nours {ours_info}\n"
+                         f"{side_by_side(real_nodes, ours_nodes)}")
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"agent-{len(started)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "server", "agent", *args], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_a_redis_cluster_as_clusterwatch_sees_it(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    cli = require_tool("redis-cli")
+    cluster = [redis_factory("--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                             "--appendonly", "no", name=f"node{i}", port=cluster_port())
+               for i in range(6)]
+    create = subprocess.run(
+        [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in cluster),
+         "--cluster-replicas", "1", "--cluster-yes"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert create.returncode == 0, create.stdout + create.stderr
+    for node in cluster:
+        deadline = time.monotonic() + 30
+        while b"cluster_state:ok" not in node.client().execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the Redis cluster never became ok"
+            time.sleep(0.1)
+    server = start_server(tmp_path, "--node-timeout", "1000")
+    try:
+        for node in cluster:
+            agents("--server", f"127.0.0.1:{server.port}", "--source",
+                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
+        agree(cluster, server)
+
+        # A master dies; its replica is promoted at a new epoch with its slots.
+        victim = next(n for n in cluster if n.client().info("replication")["role"] == "master")
+        victim.stop(signal.SIGKILL)
+        agree(cluster, server, timeout=60)
+
+        # A replica dies.
+        replica = next(n for n in cluster if n.proc is not None and n.proc.poll() is None
+                       and n.client().info("replication")["role"] == "slave")
+        replica.stop(signal.SIGKILL)
+        agree(cluster, server, timeout=60)
+    finally:
+        server.stop()
+
+
+def test_standalone_redis_with_a_replica(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    master = redis_factory(name="master")
+    replica = redis_factory("--replicaof", "127.0.0.1", str(master.port), name="replica")
+    server = start_server(tmp_path, "--node-timeout", "1000")
+    try:
+        for node in (master, replica):
+            agents("--server", f"127.0.0.1:{server.port}", "--source",
+                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
+        r = connect(server, protocol=3)
+
+        def redis_service(node: str) -> dict[bytes, object]:
+            entry = r.execute_command("STATUS", "SERVICE", f"{node}/redis", "LEVEL", "debug")
+            return dict(entry)
+
+        replica_id = derive_id("127.0.0.1", replica.port)
+        master_id = derive_id("127.0.0.1", master.port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                entry = redis_service(replica_id)
+                status = entry[b"status"]
+                if entry[b"state"] == b"running" and status[b"master_link_status"] == b"up":
+                    break
+            except redis.ResponseError:
+                pass
+            assert time.monotonic() < deadline, "the replica's status never showed"
+            time.sleep(0.1)
+        assert status[b"role"] == b"slave" and b"replication_lag" in status
+        assert redis_service(master_id)[b"status"][b"role"] == b"master"
+        nodes = r.execute_command("CLUSTER", "NODES").decode()
+        assert f"slave {master_id}" in nodes
+
+        master.stop(signal.SIGKILL)  # the replica's link drops
+        deadline = time.monotonic() + 30
+        while redis_service(replica_id)[b"state"] != b"error":
+            assert time.monotonic() < deadline, "the replica's lost link never showed"
+            time.sleep(0.1)
+        status = redis_service(replica_id)[b"status"]
+        assert status[b"master_link_status"] == b"down"
+    finally:
+        server.stop()
+
+
+def test_parse_myself_reads_identity_and_failure_flags() -> None:
+    text = (
+        "aa 127.0.0.1:7001@17001,node-a myself,master - 0 0 7 connected 0-5460 "
+        "[5461->-bb]\n"
+        "bb 127.0.0.1:7002@17002 master,fail? - 0 0 2 connected 5461-10922\n"
+        "cc 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected\n"
+        "dd 127.0.0.1:7004@17004 slave aa 0 0 7 connected\n")
+    view = parse_myself(text, "10.0.0.1", 7001)
+    assert (view.node_id, view.addr, view.hostname, view.role, view.epoch) == (
+        "aa", "127.0.0.1:7001@17001", "node-a", "master", 7)
+    assert view.slots == [[0, 5460]]
+    assert view.fail_reports == [("bb", "pfail"), ("cc", "fail")]
+    replica = parse_myself("dd :7004@0 myself,slave aa 0 0 7 connected\n", "10.0.0.4", 7004)
+    assert (replica.role, replica.replicaof, replica.addr, replica.slots) == (
+        "replica", "aa", "10.0.0.4:7004", [])
+
+
+def test_the_agent_survives_its_source_and_the_server_restarting(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    node = redis_factory(name="node")
+    node_id = derive_id("127.0.0.1", node.port)
+    server = start_server(tmp_path, "--node-timeout", "1000")
+    try:
+        agent = agents("--server", f"127.0.0.1:{server.port}", "--source",
+                       f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
+
+        def state() -> str:
+            for line in connect(server).execute_command("CLUSTER", "NODES").decode().split("\n"):
+                if line.startswith(node_id):
+                    flags = line.split(" ")[2]
+                    return "down" if "fail" in flags else "up"
+            return "unknown"
+
+        def wait(expected: str) -> None:
+            deadline = time.monotonic() + 30
+            while state() != expected:
+                assert time.monotonic() < deadline, f"node never {expected}"
+                time.sleep(0.05)
+
+        wait("up")
+        node.stop(signal.SIGKILL)  # the source goes away: heartbeats stop, the node fails
+        wait("down")
+        node.start()
+        wait("up")
+        server.stop()  # then the server restarts; the agent registers again
+        server = start_server(tmp_path, *server.args, "--port", str(server.port))
+        wait("up")
+        assert agent.poll() is None
+    finally:
+        server.stop()
