@@ -36,8 +36,8 @@ clusterState CONNECTED or DISCONNECTED by the bus; isReady as above and listenin
 
 HTTP (`http_response`): GET and HEAD on `/`: 200 if the node is started and configured
 (isReady, and configurationState CONFIGURED, RECONFIGURING or not reported), else 503; on
-`/serving`: 200 if isServing, else 503. GET carries the JSON document in both cases, HEAD only the status code.
-Other methods are 405, other paths 404.
+`/serving`: 200 if isServing, else 503. GET carries the JSON document in both cases, HEAD
+only the status code. Other methods are 405, other paths 404.
 
 The nested key names of threadPool and httpRequests are ours: the source names the objects and
 their utilization rates, not their members.
