@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -578,8 +578,37 @@ class GenConn:
         self.out = self.out[sent:]
         return not self.out
 
+    def feed(self, chunk: bytes) -> str | bool:
+        self.buf += chunk
+        expected = self.expected
+        if len(self.buf) < len(expected):
+            if memoryview(expected)[:len(self.buf)] != self.buf:
+                return first_not_applied(bytes(self.buf))
+            return False
+        if self.buf != expected:
+            return first_not_applied(bytes(self.buf))
+        self.done += self.window_msgs
+        return True
 
-def drive(conns: list[GenConn], timeout: float) -> str | None:
+
+class Window(Protocol):
+    """A generator connection that sends pre-encoded windows and checks their replies."""
+
+    sock: socket.socket
+    windows: list[bytes]
+    index: int
+
+    def start(self) -> bool: ...
+
+    def flush(self) -> bool: ...
+
+    def feed(self, chunk: bytes) -> str | bool:
+        """Reply bytes in: an error text, True when the window's replies are complete."""
+        ...
+
+
+def drive(conns: Sequence[Window], timeout: float) -> str | None:
+    """Send every connection's windows, one in flight each, until done or an error."""
     sel = selectors.DefaultSelector()
     live = 0
     for c in conns:
@@ -593,7 +622,7 @@ def drive(conns: list[GenConn], timeout: float) -> str | None:
         if remaining <= 0:
             return f"timeout after {timeout:.0f}s with {live} connections busy"
         for key, mask in sel.select(remaining):
-            conn: GenConn = key.data
+            conn: Window = key.data
             if mask & selectors.EVENT_WRITE and conn.flush():
                 sel.modify(conn.sock, selectors.EVENT_READ, conn)
             if not mask & selectors.EVENT_READ:
@@ -603,16 +632,12 @@ def drive(conns: list[GenConn], timeout: float) -> str | None:
             except BlockingIOError:
                 continue
             if not chunk:
-                return "server closed a connection"
-            conn.buf += chunk
-            expected = conn.expected
-            if len(conn.buf) < len(expected):
-                if memoryview(expected)[:len(conn.buf)] != conn.buf:
-                    return first_not_applied(bytes(conn.buf))
+                return "the server closed a connection"
+            outcome = conn.feed(chunk)
+            if isinstance(outcome, str):
+                return outcome
+            if not outcome:
                 continue
-            if conn.buf != expected:
-                return first_not_applied(bytes(conn.buf))
-            conn.done += conn.window_msgs
             conn.index += 1
             if conn.index == len(conn.windows):
                 sel.unregister(conn.sock)

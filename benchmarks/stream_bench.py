@@ -51,7 +51,6 @@ import os
 import platform
 import re
 import select
-import selectors
 import shutil
 import signal
 import socket
@@ -466,48 +465,17 @@ class XaddConn:
         self.out = self.out[sent:]
         return not self.out
 
-
-def drive_xadd(conns: list[XaddConn], timeout: float) -> str | None:
-    sel = selectors.DefaultSelector()
-    live = 0
-    for c in conns:
-        if c.windows:
-            sel.register(c.sock, selectors.EVENT_READ if c.start()
-                         else selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-            live += 1
-    deadline = time.monotonic() + timeout
-    while live:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return f"timeout after {timeout:.0f}s with {live} connections busy"
-        for key, mask in sel.select(remaining):
-            conn: XaddConn = key.data
-            if mask & selectors.EVENT_WRITE and conn.flush():
-                sel.modify(conn.sock, selectors.EVENT_READ, conn)
-            if not mask & selectors.EVENT_READ:
-                continue
-            try:
-                chunk = conn.sock.recv(1 << 18)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return "redis-server closed a connection"
-            conn.reader.feed(chunk)
-            while (reply := conn.reader.gets()) is not False:
-                if isinstance(reply, Exception):
-                    return f"XADD failed: {reply}"
-                conn.got += 1
-                conn.last_id = reply
-            if conn.got < conn.window:
-                continue
-            conn.done += conn.window
-            conn.index += 1
-            if conn.index == len(conn.windows):
-                sel.unregister(conn.sock)
-                live -= 1
-            elif not conn.start():
-                sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
-    return None
+    def feed(self, chunk: bytes) -> str | bool:
+        self.reader.feed(chunk)
+        while (reply := self.reader.gets()) is not False:
+            if isinstance(reply, Exception):
+                return f"XADD failed: {reply}"
+            self.got += 1
+            self.last_id = reply
+        if self.got < self.window:
+            return False
+        self.done += self.window
+        return True
 
 
 def worker_main() -> int:
@@ -536,7 +504,7 @@ def worker_main() -> int:
         return 0
     cpu0, t0 = time.process_time(), time.monotonic()
     timeout = float(spec["timeout"])
-    error = drive(publish, timeout) if publish else drive_xadd(xadd, timeout)
+    error = drive(publish or xadd, timeout)
     t1 = time.monotonic()
     cpu = time.process_time() - cpu0
     done = sum(c.done for c in publish) + sum(c.done for c in xadd)
