@@ -67,6 +67,7 @@ touches the bound; when the bound passes, one scan of all nodes sets it exactly 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Final
 
 from cluster.config import ModelConfig
@@ -224,6 +225,16 @@ class MergeState:
         self.reports.prune(now_ms, self._validity)
         self._settle()
         return self.version != before
+
+    def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
+        """Mark pfail nodes fail: a snapshot's record of a quorum reached in the history it
+        compacted away (the reports' senders may have left or lost their slots since)."""
+        self.refresh(now_ms)
+        for node_id in node_ids:
+            node = self.nodes.get(node_id)
+            if node is not None and node.state is _PFAIL:
+                self._set_state(node, _FAIL)
+        self._settle()
 
     def count_reports(self, node_id: str, now_ms: int) -> int:
         """Valid failure reports against `node_id` from slot-serving masters."""

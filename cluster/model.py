@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -53,6 +53,11 @@ class ClusterModel:
     def apply_decoded(self, msg: NodeMessage, now_ms: int) -> Outcome:
         """Apply a message exactly as `decode_message` returned it (already validated)."""
         return self._state.apply(msg, now_ms)
+
+    def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
+        """After replaying a compacted history at `now_ms`: the nodes that were `fail` when
+        it was compacted, and are at least `pfail` again now, are `fail`."""
+        self._state.restore_fail(node_ids, now_ms)
 
     def reject(self, error: MessageError) -> Outcome:
         """Count a message that failed validation before it reached the model."""

@@ -7,7 +7,7 @@ server implements.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -115,6 +115,8 @@ class ServerView(Protocol):
     cluster_status: ClusterStatusView
     #: clusterwatch's own checks (listening, bus, eventLoop), re-judged at 10 Hz.
     self_checks: dict[str, SelfCheck]
+    #: Clients waiting for a blocked reply (BUS PUBLISH on the stream bus, the WAITs).
+    blocked_clients: int
 
     def self_counters(self) -> SelfCounters:
         """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
@@ -138,6 +140,13 @@ class ServerView(Protocol):
 
     def bus_info(self) -> Sequence[tuple[str, str | int]]:
         """The bus's own fields for BUS INFO and INFO cluster (address, stream, lag...)."""
+        ...
+
+    def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
+                   on_timeout: Callable[[], Any]) -> Deferred[Any]:
+        """Block until ``check()`` returns an answer (re-run whenever the model or the
+        server's own checks may have changed), or answer ``on_timeout()`` after
+        ``timeout_ms``."""
         ...
 
     def model_now_ms(self) -> int:

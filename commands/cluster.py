@@ -33,6 +33,7 @@ from ._context import CommandContext
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from .status import CLUSTER_STATUS_SPEC
+from .waits import cluster_wait
 
 _NO_METADATA = Map(())
 
@@ -167,6 +168,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
                  complexity="O(N) where N is the number of bytes in the key",
                  args=(Arg(name="key", type=ArgType.STRING),)),
             CLUSTER_STATUS_SPEC,
+            _sub("wait", 4, "Blocks until the model index passes the given one, or the "
+                 "timeout passes; returns the model index (Consul's blocking query).",
+                 cluster_wait, since="0.1.0",
+                 args=(Arg(name="index", type=ArgType.INTEGER),
+                       Arg(name="timeout-ms", type=ArgType.INTEGER))),
         ),
     ),
 )

@@ -44,6 +44,7 @@ from resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
 from ._context import CommandContext
+from ._deferred import Deferred
 from ._errors import NOAUTH, CommandError, syntax_error
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._statusreply import (
@@ -54,11 +55,12 @@ from ._statusreply import (
     to_reply,
     wants_json,
 )
+from .waits import health_wait
 
 _UP: Final = SimpleString(UP)
 _PROBES: Final = {b"startup": "startup", b"ready": "ready", b"live": "live",
                   b"health": "health", b"readiness": "ready", b"liveness": "live"}
-_KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format"})
+_KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format", b"wait"})
 # A plain error reply lists at most this many failing checks.
 _SHOWN: Final = 5
 
@@ -87,7 +89,7 @@ def _plain(ctx: CommandContext, report: HealthReport, detailed: bool) -> Reply:
                               report, lambda: _plain_error(report, detailed))
 
 
-def health(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+def health(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
     server = ctx.server
     authenticated = ctx.session.authenticated
     if len(argv) <= 2:  # the probes' hot path: HEALTH [probe]
@@ -108,10 +110,17 @@ def health(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return _parse(ctx, argv)
 
 
-def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
     args = argv[1:]
     i = 0
     probe = "health"
+    if args and args[0].lower() == b"wait":
+        if not ctx.session.authenticated:
+            raise _noauth()
+        try:
+            return health_wait(ctx, args[1:])
+        except ApiError as exc:
+            raise api_error(exc) from None
     try:
         if args and args[0].lower() not in _KEYWORDS:
             probe = parse_probe(args[0])

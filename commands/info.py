@@ -66,7 +66,7 @@ def _clients(ctx: CommandContext, proc: ProcessStats) -> Fields:
         ("maxclients", ctx.server.max_clients),
         ("client_recent_max_input_buffer", largest_input),
         ("client_recent_max_output_buffer", largest_output),
-        ("blocked_clients", 0),
+        ("blocked_clients", ctx.server.blocked_clients),
         ("tracking_clients", 0),
         ("clients_in_timeout_table", 0),
     ]

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cluster import (
@@ -57,6 +57,7 @@ from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ServerConfig
 from .http import HttpMirror
 from .protocol import RespProtocol
+from .waits import Waits
 
 if TYPE_CHECKING:
     from agent.simulate import Simulation
@@ -95,6 +96,8 @@ class Server:
         self.model = ClusterModel(model_config(config))
         self.bus: Bus = self._make_bus()
         self.bus_received = 0
+        self.waits = Waits()
+        self.blocked_clients = 0  # waiting for a Deferred reply (INFO clients)
         self.reply_cache: dict[str, Any] = {}
         # The seed status APIs' views of the model (STATUS, HEALTH, CLUSTER STATUS, HTTP).
         self.health = HealthTracker(self.model, started_ms=self.clock_ms, config=HealthConfig(
@@ -151,6 +154,7 @@ class Server:
             self.bus_received += messages
             self.last_message_ms = self.clock_ms
         self._log_events(self.model.drain_events())
+        self.waits.changed()
 
     # --- ServerView ------------------------------------------------------------------
 
@@ -256,7 +260,12 @@ class Server:
             self.bus_received += len(messages)
             self.last_message_ms = self.clock_ms
             self._log_events(self.model.drain_events())
+            self.waits.changed()
         return result
+
+    def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
+                   on_timeout: Callable[[], Any]) -> Deferred[Any]:
+        return self.waits.add(check, timeout_ms, on_timeout)
 
     def bus_info(self) -> Sequence[tuple[str, str | int]]:
         return self.bus.info()
@@ -359,6 +368,7 @@ class Server:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.bus.aclose()
+        self.waits.close()
         for conn in list(self.connections.values()):
             conn.close()
         deadline = time.monotonic() + self.config.shutdown_timeout
@@ -445,6 +455,7 @@ class Server:
             self._log_events(self.model.drain_events())
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
             self.health.observe(model_now, self.self_checks)
+            self.waits.changed()
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

@@ -202,6 +202,7 @@ class RespProtocol(asyncio.Protocol):
     def _block(self, deferred: Deferred[Reply]) -> None:
         """Wait for a blocked request's reply with reading paused, as after yielding."""
         self.yielded = True
+        self.server.blocked_clients += 1
         if self.transport is not None and not self.closing:
             self.transport.pause_reading()
         deferred.add_callback(self._unblock)
@@ -209,6 +210,7 @@ class RespProtocol(asyncio.Protocol):
     def _unblock(self, reply: Reply) -> None:
         assert self.session is not None
         self.session.blocked = None
+        self.server.blocked_clients -= 1
         if self.transport is None or self.closing:
             return
         out: list[bytes] = []

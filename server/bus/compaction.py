@@ -3,7 +3,8 @@
 Rule: for every node, the snapshot keeps its latest ``hello``, ``slots`` and ``heartbeat``,
 its latest message of any kind (its ``(epoch, seq)`` and last-seen time), its latest
 ``fail_report`` about each target while such a report can still count (``validity_ms``), and
-a ``leave`` as the tombstone that drops everything the node said before it. Each kept
+a ``leave`` as the tombstone that drops everything else the node said before it (its failure
+reports stay, as they do in the model, until they expire). Each kept
 message carries its stream id and its receive time on the bus clock.
 
 Replaying the kept messages in stream-id order, at their receive times, rebuilds the model
@@ -13,7 +14,10 @@ view depend only on the latest claims and times, not on what came between. The s
 covers the stream up to ``covers``; an instance loads it and then reads the stream after
 ``covers``. An instance writes one every snapshot interval and whenever it has applied half
 of ``--bus-maxlen`` entries since the last, so the retained stream always reaches back past
-the newest snapshot; a snapshot only replaces an older one.
+the newest snapshot; a snapshot only replaces an older one. The one piece of state that is
+history, not latest messages, is a node failed by a quorum of reports whose senders have
+since left or lost their slots: the snapshot lists the nodes that were ``fail``, and the
+rebuilt model marks them ``fail`` again if they are at least ``pfail`` at its time.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     last_entry_ms: int  # the bus clock at `covers`
     bus_ms: int
     messages: list[Kept]
+    # Nodes that were fail at `bus_ms`: a quorum of reports is history the messages above
+    # may no longer hold (ClusterModel.restore_fail).
+    failed: list[str] = []
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -64,7 +71,10 @@ class Compactor:
         node = msg.node
         kind = type(msg)
         if kind is Leave:
-            self._nodes[node] = {(Leave, ""): kept, (None, ""): kept}
+            # The model keeps a leaver's failure reports until they expire: so does this.
+            reports = {key: value for key, value in self._nodes.get(node, {}).items()
+                       if key[0] is FailReport}
+            self._nodes[node] = {**reports, (Leave, ""): kept, (None, ""): kept}
             return
         record = self._nodes.get(node)
         if record is None:
@@ -87,6 +97,8 @@ class Compactor:
         ordered = sorted(unique.values(), key=_order)
         return [(i.decode(), ms, raw.decode()) for i, ms, raw in ordered]
 
-    def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int) -> bytes:
+    def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int,
+                 failed: list[str] | None = None) -> bytes:
         return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,
-                                        bus_ms=bus_ms, messages=self.kept(bus_ms)))
+                                        bus_ms=bus_ms, messages=self.kept(bus_ms),
+                                        failed=sorted(failed or ())))

@@ -50,7 +50,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import NoScriptError, RedisError
 
-from cluster import ClusterModel, MessageError, NodeMessage, Outcome, SelfCheck, decode_message
+from cluster import (
+    ClusterModel,
+    MessageError,
+    NodeMessage,
+    NodeState,
+    Outcome,
+    SelfCheck,
+    decode_message,
+)
 from commands import CommandError, Deferred
 
 from .busclock import BusClock, parse_entry_id
@@ -677,6 +685,7 @@ class RedisStreamBus:
             if msg is not None and outcome.kind == "applied":
                 self._compactor.note(msg, entry_id.encode(), receive_ms, data)
         self._clock.restore(snapshot.last_entry_ms, snapshot.bus_ms)
+        model.restore_fail(snapshot.failed, snapshot.bus_ms)
         self.last_id = snapshot.covers
         self._last_key = parse_entry_id(snapshot.covers)
         self.snapshot_covers = snapshot.covers
@@ -715,8 +724,9 @@ class RedisStreamBus:
             return
         covers = self.last_id
         ms, seq = self._last_key
+        failed = [row[0] for row in self.model.node_rows() if row[1] is NodeState.FAIL]
         data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms,
-                                        self._clock.now_ms)
+                                        self._clock.now_ms, failed)
         try:
             saved = await self._save(keys=[self.snapshot_key], args=[ms, seq, data])
         except (RedisError, OSError, TimeoutError) as exc:

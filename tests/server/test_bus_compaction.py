@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import ClusterModel, ModelConfig, decode_message
+from cluster import ClusterModel, ModelConfig, NodeState, decode_message
 from server.bus.busclock import BusClock, parse_entry_id
 from server.bus.compaction import Compactor, decode_snapshot
 from tests.cluster.clusterkit import (
@@ -27,7 +27,7 @@ from tests.cluster.clusterkit import (
 from tests.cluster.test_merge_properties import Script, interleaving, scripts
 
 CONFIG = ModelConfig(node_timeout_ms=TIMEOUT)
-FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def read_stream(model: ClusterModel, compactor: Compactor,
@@ -44,7 +44,13 @@ def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
     compactor = Compactor(2 * TIMEOUT)
     doc = decode_snapshot(snapshot)
     read_stream(model, compactor, [(i, ms, text.encode()) for i, ms, text in doc.messages])
+    model.restore_fail(doc.failed, doc.bus_ms)
     return model, compactor
+
+
+def failed(model: ClusterModel, now: int) -> list[str]:
+    model.refresh(now)
+    return [row[0] for row in model.node_rows() if row[1] is NodeState.FAIL]
 
 
 @FAST
@@ -63,7 +69,8 @@ def test_snapshot_then_tail_builds_the_same_model(
     compactor = Compactor(2 * TIMEOUT)
     read_stream(full, compactor, entries[:cut])
     covers_ms = entries[cut - 1][1] if cut else T0
-    snapshot = compactor.snapshot(f"{covers_ms}-{cut}", covers_ms, covers_ms)
+    snapshot = compactor.snapshot(f"{covers_ms}-{cut}", covers_ms, covers_ms,
+                                  failed(full, covers_ms))
     read_stream(full, compactor, entries[cut:])
 
     model, rebuilt = restored(snapshot)

@@ -1,0 +1,86 @@
+"""Blocking waits on the model: ``CLUSTER WAIT`` (Consul's blocking query on the model index)
+and ``HEALTH WAIT`` (Elasticsearch's ``wait_for_status``).
+
+The model index is ``model_version`` (BUS INFO, INFO cluster's ``clusterwatch_model_version``):
+it rises with every applied message and every failure-state transition.
+
+    CLUSTER WAIT <index> <timeout-ms>
+        Answers the model index as soon as it is above ``index``, or the current index when
+        ``timeout-ms`` passes: the same index back means nothing changed (Consul).
+    HEALTH WAIT <probe> <status> <timeout-ms>
+        Answers once the probe (STARTUP, READY, LIVE, HEALTH) is at ``status`` or better
+        (UP > DEGRADED > UNKNOWN > OUT_OF_SERVICE > DOWN, as Elasticsearch's green > yellow
+        > red): a map ``status`` (the status reached), ``timed_out`` (false when reached),
+        ``index``. A time-out is an answer, never an error.
+
+A timeout of 0 answers at once; at most 600000 ms (Consul's 10 minutes) is waited, a longer
+one is cut to that. Inside MULTI nothing waits: the answer is the current one. The client
+waits without any polling (``ServerView.wait_until``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
+from resp import Map, Reply
+
+from ._args import parse_int
+from ._context import CommandContext
+from ._deferred import Deferred
+from ._errors import CommandError
+
+MAX_WAIT_MS: Final = 600_000
+_RANK: Final = {DOWN: 0, OUT_OF_SERVICE: 1, UNKNOWN: 2, DEGRADED: 3, UP: 4}
+
+
+def _timeout(raw: bytes) -> int:
+    value = parse_int(raw, error=CommandError("timeout is not an integer or out of range"))
+    if value < 0:
+        raise CommandError("timeout is negative")
+    return min(value, MAX_WAIT_MS)
+
+
+def _block(ctx: CommandContext, check: object, timeout_ms: int,
+           final: object) -> Reply | Deferred[Reply]:
+    answer = check()  # type: ignore[operator]
+    if answer is not None:
+        return answer  # type: ignore[no-any-return]
+    if timeout_ms == 0 or ctx.session.deny_blocking:
+        return final()  # type: ignore[operator, no-any-return]
+    return ctx.block(ctx.server.wait_until(check, timeout_ms, final))  # type: ignore[arg-type]
+
+
+def cluster_wait(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
+    index = parse_int(argv[2], error=CommandError("index is not an integer or out of range"))
+    timeout_ms = _timeout(argv[3])
+    model = ctx.server.model
+
+    def check() -> Reply | None:
+        return model.version if model.version > index else None
+
+    return _block(ctx, check, timeout_ms, lambda: model.version)
+
+
+def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[Reply]:
+    """``args`` are what follows ``HEALTH WAIT``."""
+    if len(args) != 3:
+        raise CommandError("syntax error: HEALTH WAIT <probe> <status> <timeout-ms>")
+    probe = parse_probe(args[0])
+    wanted = args[1].decode(errors="replace").upper()
+    if wanted not in _RANK:
+        raise CommandError(f"unknown status '{wanted}'; statuses: {', '.join(_RANK)}")
+    timeout_ms = _timeout(args[2])
+    server = ctx.server
+
+    def answer(timed_out: bool | None) -> Reply | None:
+        report = server.health.evaluate(server.model_now_ms(), probe,
+                                        self_checks=server.self_checks)
+        reached = _RANK[report.status] >= _RANK[wanted]
+        if not reached and timed_out is None:
+            return None
+        return Map([("status", report.status), ("timed_out", not reached),
+                    ("index", server.model.version)])
+
+    return _block(ctx, lambda: answer(None), timeout_ms, lambda: answer(True))
