@@ -30,6 +30,7 @@ unknown parameters are ignored; unknown paths are 404.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -96,13 +97,36 @@ class HttpMirror:
             await runner.cleanup()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        server = self._server
         try:
-            return respond(self._server, request)
+            if "index" in request.query:
+                await self._blocking_query(request)
+            response = respond(server, request)
         except ApiError as exc:
-            return error_response(exc)
+            response = error_response(exc)
         except Exception:
             log.exception("http handler failed", extra={"path": request.path})
-            return _json(500, {"kind": "internal-error", "msg": "internal error"})
+            response = _json(500, {"kind": "internal-error", "msg": "internal error"})
+        response.headers[INDEX_HEADER] = str(server.model.version)
+        return response
+
+    async def _blocking_query(self, request: web.BaseRequest) -> None:
+        """Consul's blocking query: ``?index=N[&wait=10s]`` answers once the model index
+        is above N, or when the wait (default 5 min, at most 10) is over."""
+        index = _int_param(request.query["index"], "index")
+        wait_ms = _duration_ms(request.query.get("wait", "5m"))
+        model = self._server.model
+        if model.version > index:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_: object) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._server.wait_until(lambda: True if model.version > index else None, wait_ms,
+                                lambda: False).add_callback(wake)
+        await done
 
 
 def respond(server: Server, request: web.BaseRequest) -> web.Response:
@@ -242,6 +266,26 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 def _encode(document: Any) -> bytes:
     return _ENCODER.encode(document)
+
+
+INDEX_HEADER = "X-Clusterwatch-Index"
+_MAX_WAIT_MS = 600_000
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000}
+
+
+def _int_param(raw: str, name: str) -> int:
+    if not raw.isdigit():
+        raise ApiError(f"Invalid {name}: {echo(raw)}", http_status=400, kind="data-invalid")
+    return int(raw)
+
+
+def _duration_ms(raw: str) -> int:
+    """Consul's wait: ``10s``, ``500ms``, ``5m``; capped at 10 minutes."""
+    for unit in ("ms", "s", "m"):
+        if raw.endswith(unit) and raw[:-len(unit)].isdigit():
+            return min(int(raw[:-len(unit)]) * _UNITS[unit], _MAX_WAIT_MS)
+    raise ApiError(f"Invalid wait: {echo(raw)} (e.g. 10s, 500ms, 5m)", http_status=400,
+                   kind="data-invalid")
 
 
 def _text(code: int, text: str) -> web.Response:

@@ -9,6 +9,8 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -413,3 +415,27 @@ def test_stops_with_the_server(server_factory: Factory) -> None:
     assert server.stop() == 0
     with pytest.raises(urllib.error.URLError):
         fetch(port, "/startup")
+
+
+def test_blocking_query_on_the_model_index(server_factory: Factory) -> None:
+    port = free_port()
+    server = server_factory("--http-port", str(port))
+    r = redis.Redis(port=server.port)
+    first = fetch(port, "/clusterStatus")
+    index = int(first.headers["X-Clusterwatch-Index"])
+    started = time.monotonic()
+    same = fetch(port, f"/clusterStatus?index={index}&wait=200ms")
+    assert int(same.headers["X-Clusterwatch-Index"]) == index  # nothing changed
+    assert time.monotonic() - started >= 0.19
+
+    def publish() -> None:
+        time.sleep(0.2)
+        r.execute_command("BUS", "PUBLISH", *three_masters())
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    changed = fetch(port, f"/status/v1/simple?index={index}&wait=10s")
+    thread.join()
+    assert int(changed.headers["X-Clusterwatch-Index"]) > index
+    assert fetch(port, "/ready?index=x").code == 400
+    assert fetch(port, "/ready?index=1&wait=soon").code == 400
