@@ -114,7 +114,7 @@ class ServerConfig:
 
     def _check_bus(self) -> None:
         if self.bus != "memory":
-            from .bus.redis_stream import validate_url
+            from .bus.connect import validate_url
 
             try:
                 validate_url(self.bus)

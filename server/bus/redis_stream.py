@@ -43,11 +43,9 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import NoScriptError, RedisError
 
 from cluster import (
@@ -63,8 +61,9 @@ from commands import CommandError, Deferred
 
 from .busclock import BusClock, parse_entry_id
 from .compaction import Compactor, decode_snapshot
+from .connect import display_url, redis_client
 
-__all__ = ["RedisStreamBus", "StreamSettings", "display_url"]
+__all__ = ["RedisStreamBus", "StreamSettings"]
 
 log = logging.getLogger("clusterwatch.bus")
 
@@ -123,60 +122,6 @@ class StreamSettings:
     read_count: int = 1000
     # Failure reports count for 2 x node_timeout; older ones are left out of snapshots.
     report_validity_ms: int = 30_000
-
-
-def display_url(url: str) -> str:
-    """The bus address without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{user}@{host}" if user else host
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _client(url: str, *, socket_timeout: float) -> aioredis.Redis:
-    """A redis-py asyncio client (hiredis parser) for ``redis://``, ``rediss://`` or
-    ``redis+sentinel://host:port[,host:port]/<master-name>[/db]``."""
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": min(socket_timeout, 2.0),
-        "decode_responses": False,
-        "health_check_interval": 0,
-        "retry_on_timeout": False,
-        "protocol": 2,  # replies shaped as _apply expects them
-    }
-    parts = urlsplit(url)
-    if parts.scheme != "redis+sentinel":
-        return aioredis.Redis.from_url(url, **options)
-    hosts = []
-    for item in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = item.rpartition(":")
-        hosts.append((host or "127.0.0.1", int(port or 26379)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError("redis+sentinel:// needs the master name: .../<master-name>[/db]")
-    db = int(path[1]) if len(path) > 1 else 0
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
-    sentinel = Sentinel(hosts, socket_timeout=options["socket_timeout"],  # type: ignore[no-untyped-call]
-                        socket_connect_timeout=options["socket_connect_timeout"])
-    master: aioredis.Redis = sentinel.master_for(path[0], db=db, password=password,
-                                                 username=username, **options)
-    return master
-
-
-def validate_url(url: str) -> None:
-    """Raise ValueError when ``url`` names no supported bus."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "redis+sentinel"):
-        raise ValueError("bus must be 'memory' or a redis://, rediss:// or "
-                         "redis+sentinel:// URL")
-    if not parts.netloc:
-        raise ValueError("bus URL needs a host")
-    if parts.scheme == "redis+sentinel":
-        _client(url, socket_timeout=1.0)  # parses the host list and the master name
 
 
 class _Waiter:
@@ -465,8 +410,8 @@ class RedisStreamBus:
 
     async def start(self) -> None:
         timeout = self.settings.tick_ms * 1.5 / 1000 + 1.0
-        self._reader = _client(self.settings.url, socket_timeout=timeout)
-        self._writer = _client(self.settings.url,
+        self._reader = redis_client(self.settings.url, socket_timeout=timeout)
+        self._writer = redis_client(self.settings.url,
                                socket_timeout=max(self.settings.publish_timeout_ms / 1000 * 0.8,
                                                   0.05))
         self._save = self._writer.register_script(_SAVE_SNAPSHOT)

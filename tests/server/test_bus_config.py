@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.bus.redis_stream import display_url, validate_url
+from server.bus.connect import display_url, validate_url
 from server.config import ConfigError, load_config
 
 
