@@ -174,7 +174,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         name="health", arity=-1, group=Group.STATUS, since="0.1.0",
         summary="Returns UP, or an error starting with the status (DOWN, OUT_OF_SERVICE, "
                 "DEGRADED, UNKNOWN): Zeebe/Kubernetes startup, readiness, liveness and health "
-                "probes for the cluster or one node.",
+                "probes for the cluster or one node. HEALTH WAIT <probe> <status> "
+                "<timeout-ms> blocks until the probe is at the status or better.",
         complexity="O(1) for a cached or latched answer, else O(N) where N is the number of "
                    "monitored nodes",
         flags=Flag.FAST | Flag.STALE | Flag.LOADING | Flag.NO_AUTH, handler=health,

@@ -20,7 +20,7 @@ waits without any polling (``ServerView.wait_until``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
@@ -42,14 +42,16 @@ def _timeout(raw: bytes) -> int:
     return min(value, MAX_WAIT_MS)
 
 
-def _block(ctx: CommandContext, check: object, timeout_ms: int,
-           final: object) -> Reply | Deferred[Reply]:
-    answer = check()  # type: ignore[operator]
+def _block(ctx: CommandContext, check: Callable[[], Reply | None], timeout_ms: int,
+           final: Callable[[], Reply]) -> Reply | Deferred[Reply]:
+    """The answer now if ``check`` has one (or nothing may wait), else a blocked client."""
+    answer = check()
     if answer is not None:
-        return answer  # type: ignore[no-any-return]
+        return answer
     if timeout_ms == 0 or ctx.session.deny_blocking:
-        return final()  # type: ignore[operator, no-any-return]
-    return ctx.block(ctx.server.wait_until(check, timeout_ms, final))  # type: ignore[arg-type]
+        return final()
+    deferred: Deferred[Reply] = ctx.server.wait_until(check, timeout_ms, final)
+    return ctx.block(deferred)
 
 
 def cluster_wait(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
@@ -75,6 +77,7 @@ def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[
     server = ctx.server
 
     def answer(timed_out: bool | None) -> Reply | None:
+        """The map once reached; before that None, unless the time is up (``timed_out``)."""
         report = server.health.evaluate(server.model_now_ms(), probe,
                                         self_checks=server.self_checks)
         reached = _RANK[report.status] >= _RANK[wanted]
@@ -83,4 +86,9 @@ def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[
         return Map([("status", report.status), ("timed_out", not reached),
                     ("index", server.model.version)])
 
-    return _block(ctx, lambda: answer(None), timeout_ms, lambda: answer(True))
+    def final() -> Reply:
+        reply = answer(True)
+        assert reply is not None
+        return reply
+
+    return _block(ctx, lambda: answer(None), timeout_ms, final)

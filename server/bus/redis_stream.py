@@ -158,7 +158,6 @@ class RedisStreamBus:
         self._compactor = Compactor(settings.report_validity_ms)
         self.state: BusState = "starting"
         self.down_reason = ""
-        self.down_since_ms = 0
         self.reconnects = 0
         self.last_id = "0-0"
         self._last_key = (0, 0)
@@ -456,7 +455,6 @@ class RedisStreamBus:
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.state != "down":
-            self.down_since_ms = time.time_ns() // 1_000_000
             log.warning("redis-stream bus unavailable", extra={
                 "bus": self.address, "reason": _reason(exc), "last_id": self.last_id})
         self.state = "down"
