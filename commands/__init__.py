@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import admin, bus, cluster, connection, health, status, transactions
+from . import acl, admin, bus, cluster, connection, health, status, transactions
+from ._access import AccessControl, AclFileError
+from ._acl_user import User
 from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
 from ._deferred import Deferred
 from ._errors import CommandError
@@ -15,7 +17,7 @@ from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
 from ._table import CommandTable
 
-FAMILIES = (connection, admin, transactions, cluster, bus, status, health)
+FAMILIES = (connection, admin, acl, transactions, cluster, bus, status, health)
 
 
 def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:
@@ -29,6 +31,8 @@ def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:
 
 __all__ = [
     "FAMILIES",
+    "AccessControl",
+    "AclFileError",
     "Arg",
     "ArgType",
     "CommandContext",
@@ -46,5 +50,6 @@ __all__ = [
     "Session",
     "SlowLog",
     "Stats",
+    "User",
     "build_table",
 ]

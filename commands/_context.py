@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from resp import Reply
 
+    from ._access import AccessControl
     from ._deferred import Deferred
     from ._errors import CommandError
     from ._stats import Stats
@@ -45,6 +46,8 @@ class Session:
     lib_ver: str = ""
     user: str = "default"
     authenticated: bool = True
+    # Full names of the commands this client's user may run (empty until authenticated).
+    allowed: frozenset[str] = frozenset()
     db: int = 0
     last_command: str = "NULL"
     multi: list[list[bytes]] | None = None
@@ -117,6 +120,8 @@ class ServerView(Protocol):
     self_checks: dict[str, SelfCheck]
     #: Clients waiting for a blocked reply (BUS PUBLISH on the stream bus, the WAITs).
     blocked_clients: int
+    #: The ACL users, their log, and the default user ``requirepass`` sets.
+    acl: AccessControl
 
     def self_counters(self) -> SelfCounters:
         """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
@@ -166,12 +171,13 @@ class ServerView(Protocol):
 
     def config_values(self) -> Mapping[str, str]: ...
 
-    def check_password(self, user: str, password: str) -> bool | None:
-        """True or False; None when no password is configured for ``user``."""
+    def acl_load(self) -> None:
+        """Replace the users with those of the ACL file; raises ``CommandError``."""
         ...
 
-    @property
-    def requirepass(self) -> bool: ...
+    def acl_save(self) -> None:
+        """Write the users to the ACL file; raises ``CommandError``."""
+        ...
 
     @property
     def max_clients(self) -> int: ...

@@ -71,7 +71,6 @@ def command_docs(spec: CommandSpec) -> Map:
 
 def command_info(spec: CommandSpec) -> list[Reply]:
     """Redis 7's ten-element COMMAND INFO entry. clusterwatch commands take no keys."""
-    categories = spec.acl_categories or (f"@{spec.group}",)
     return [
         spec.full_name,
         spec.arity,
@@ -79,7 +78,7 @@ def command_info(spec: CommandSpec) -> list[Reply]:
         0,
         0,
         0,
-        Set(SimpleString(category) for category in categories),
+        Set(SimpleString(category) for category in spec.categories),
         [],
         [],
         [command_info(sub) for sub in spec.subcommands],

@@ -55,3 +55,8 @@ WRONGPASS = CommandError(
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
+
+
+def no_permission(full_name: str) -> CommandError:
+    return CommandError(f"this user has no permissions to run the '{full_name}' command",
+                        "NOPERM")

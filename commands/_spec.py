@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._categories import ordered
+
 if TYPE_CHECKING:
     from resp import Reply
 
@@ -100,6 +102,7 @@ class CommandSpec:
     since: str = "1.0.0"
     complexity: str = "O(1)"
     flags: Flag = Flag.NONE
+    # Categories beyond those the flags and group imply (see ``categories``).
     acl_categories: tuple[str, ...] = ()
     args: tuple[Arg, ...] = ()
     handler: Handler | None = None
@@ -111,6 +114,8 @@ class CommandSpec:
     min_argc: int = field(init=False)
     max_argc: int = field(init=False)
     fast: bool = field(init=False)
+    # Every ACL category of the command, ``@``-prefixed, in Redis's order.
+    categories: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         full = f"{self.container}|{self.name}" if self.container else self.name
@@ -118,9 +123,36 @@ class CommandSpec:
         object.__setattr__(self, "fast", Flag.FAST in self.flags)
         object.__setattr__(self, "min_argc", abs(self.arity))
         object.__setattr__(self, "max_argc", self.arity if self.arity >= 0 else 2**31)
+        object.__setattr__(self, "categories", ordered(
+            (*self.acl_categories, *_implied_categories(self.flags, self.group))))
 
     def arity_ok(self, argc: int) -> bool:
         return self.min_argc <= argc <= self.max_argc
 
     def flag_names(self) -> list[str]:
         return [name for flag, name in FLAG_NAMES if flag in self.flags]
+
+
+_FLAG_CATEGORIES: tuple[tuple[Flag, tuple[str, ...]], ...] = (
+    (Flag.WRITE, ("write",)),
+    (Flag.READONLY, ("read",)),
+    (Flag.ADMIN, ("admin", "dangerous")),
+    (Flag.PUBSUB, ("pubsub",)),
+)
+_GROUP_CATEGORIES: dict[Group, tuple[str, ...]] = {
+    Group.CONNECTION: ("connection",),
+    Group.TRANSACTIONS: ("transaction",),
+    Group.PUBSUB: ("pubsub",),
+    Group.CLUSTER: ("status",),
+    Group.STATUS: ("status",),
+}
+
+
+def _implied_categories(flags: Flag, group: Group) -> list[str]:
+    """Redis's implicit categories (from the flags) and the group's."""
+    implied = ["fast" if Flag.FAST in flags else "slow"]
+    for flag, names in _FLAG_CATEGORIES:
+        if flag in flags:
+            implied.extend(names)
+    implied.extend(_GROUP_CATEGORIES.get(group, ()))
+    return implied

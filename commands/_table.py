@@ -13,11 +13,21 @@ from dataclasses import replace
 
 from resp import QUEUED, ErrorReply, Reply, SimpleString
 
+from ._acl_log import AclLogEntry
+from ._acl_user import CommandCatalog
 from ._context import CommandContext
 from ._deferred import Deferred
 from ._docs import arg_usage
-from ._errors import NOAUTH, CommandError, unknown_command, unknown_subcommand, wrong_arity
+from ._errors import (
+    NOAUTH,
+    CommandError,
+    no_permission,
+    unknown_command,
+    unknown_subcommand,
+    wrong_arity,
+)
 from ._spec import CommandSpec, Flag
+from .connection import client_info_line
 
 log = logging.getLogger("clusterwatch.commands")
 
@@ -86,6 +96,7 @@ class CommandTable:
         # What a request can run directly: commands without subcommands, by name as sent.
         self._leaves = {name: spec for name, spec in self._by_name.items()
                         if not spec.subcommands}
+        self.catalog = CommandCatalog(self.runnable())
 
     def resolve(self, argv: Sequence[bytes]) -> CommandSpec:
         """The spec ``argv`` calls, or the error Redis gives (unknown, arity)."""
@@ -114,8 +125,9 @@ class CommandTable:
         ``Deferred`` in ``session.blocked``), so the replies may be fewer than the
         requests: the caller encodes them and calls again with the rest.
 
-        The common case (a known command, right arity, authenticated, no MULTI) is decided
-        by one test per request; everything else goes through ``dispatch``. Consecutive
+        The common case (a known command, right arity, allowed to this client's user,
+        no MULTI) is decided by one test per request; everything else goes through
+        ``dispatch``. Consecutive
         requests for the same FAST command form a run, timed and counted as a whole (see
         ``_account``): one clock read per run instead of two per request.
         """
@@ -137,7 +149,7 @@ class CommandTable:
                 subs = subs_by_name.get(argv[0])
                 spec = subs.get(argv[1]) if subs is not None else None
             if (spec is None or not spec.min_argc <= len(argv) <= spec.max_argc
-                    or not session.authenticated or session.multi is not None):
+                    or spec.full_name not in session.allowed or session.multi is not None):
                 if run is not None:
                     self._account(ctx, run, len(replies) - run_start, perf_ns() - run_clock,
                                   previous)
@@ -225,7 +237,8 @@ class CommandTable:
 
     def _admit(self, ctx: CommandContext, argv: list[bytes]) -> CommandSpec | Reply:
         """Redis's checks before a call, in its order: lookup and arity, authentication,
-        then MULTI queueing. Returns the spec to run, or the reply to send instead."""
+        the user's permissions, then MULTI queueing. Returns the spec to run, or the
+        reply to send instead."""
         session = ctx.session
         try:
             spec = self.resolve(argv)
@@ -239,6 +252,12 @@ class CommandTable:
             if session.multi is not None:
                 session.multi_dirty = True
             return self._error_reply(ctx, NOAUTH)
+        if session.authenticated and spec.full_name not in session.allowed:
+            ctx.server.stats.command(spec.full_name).rejected_calls += 1
+            self._log_denial(ctx, spec)
+            if session.multi is not None:
+                session.multi_dirty = True
+            return self._error_reply(ctx, no_permission(spec.full_name))
         if session.multi is not None and spec.name not in _NOT_QUEUED:
             if Flag.NO_MULTI in spec.flags:
                 session.multi_dirty = True
@@ -248,6 +267,16 @@ class CommandTable:
             session.multi.append(argv)
             return QUEUED
         return spec
+
+    @staticmethod
+    def _log_denial(ctx: CommandContext, spec: CommandSpec) -> None:
+        session = ctx.session
+        now_ms = ctx.server.now_ms()
+        ctx.server.acl.log.add(AclLogEntry(
+            reason="command", object=spec.full_name, username=session.user,
+            context="multi" if session.multi is not None or session.deny_blocking
+            else "toplevel",
+            client_info=client_info_line(session, now_ms), updated_ms=now_ms))
 
     @staticmethod
     def _record_slow(ctx: CommandContext, argv: list[bytes], elapsed_us: int) -> None:
@@ -271,6 +300,16 @@ class CommandTable:
 
     def all_specs(self) -> list[CommandSpec]:
         return list(self.commands.values())
+
+    def runnable(self) -> list[CommandSpec]:
+        """What a request can run, so what an ACL rule can allow: every command without
+        subcommands, every subcommand, and a container that also runs alone (COMMAND)."""
+        found: list[CommandSpec] = []
+        for spec in self.commands.values():
+            if not spec.subcommands or spec.handler is not None:
+                found.append(spec)
+            found.extend(spec.subcommands)
+        return found
 
     def lookup_name(self, name: str) -> CommandSpec | None:
         """A command by name, or a subcommand by ``container|sub``."""

@@ -39,8 +39,8 @@ def command_list(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     if kind == "PATTERN":
         return [name for name in names if fnmatch.fnmatchcase(str(name), value.lower())]
     if kind == "ACLCAT":
-        return [spec.name for spec in ctx.table.all_specs()
-                if f"@{value.lower()}" in (spec.acl_categories or (f"@{spec.group}",))]
+        return [spec.full_name for spec in ctx.table.runnable()
+                if f"@{value.lower()}" in spec.categories]
     if kind == "MODULE":
         return []
     raise syntax_error()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from resp import OK, PONG, Map, Reply, SimpleString, Verbatim
 
+from ._acl_log import AclLogEntry
+from ._acl_user import User
 from ._args import parse_int, text, upper
 from ._context import CommandContext, Session
 from ._errors import WRONGPASS, CommandError, syntax_error, wrong_arity
@@ -26,20 +28,29 @@ def echo(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return argv[1]
 
 
-def _authenticate(ctx: CommandContext, user: str, password: str) -> None:
-    verdict = ctx.server.check_password(user, password)
-    if verdict is None and user != "default":
+def _authenticate(ctx: CommandContext, name: str, password: str) -> None:
+    acl = ctx.server.acl
+    user = acl.authenticate(name, password)
+    if user is None:
+        now_ms = ctx.server.now_ms()
+        acl.log.add(AclLogEntry(reason="auth", context="toplevel", object="AUTH",
+                                username=name, updated_ms=now_ms,
+                                client_info=client_info_line(ctx.session, now_ms)))
         raise WRONGPASS
-    if verdict is False:
-        raise WRONGPASS
-    ctx.session.authenticated = True
-    ctx.session.user = user
+    log_in(ctx.session, user)
+
+
+def log_in(session: Session, user: User | None) -> None:
+    """Make ``user`` the client's user, or leave it unauthenticated (None)."""
+    session.user = user.name if user is not None else "default"
+    session.authenticated = user is not None
+    session.allowed = user.allowed if user is not None else frozenset()
 
 
 def auth(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     if len(argv) > 3:
         raise syntax_error()
-    if len(argv) == 2 and not ctx.server.requirepass:
+    if len(argv) == 2 and ctx.server.acl.default.nopass:
         raise CommandError(
             "AUTH <password> called without any password configured for the default user. "
             "Are you sure your configuration is correct?"
@@ -129,9 +140,7 @@ def reset(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     session.multi_dirty = False
     session.readonly = False
     session.db = 0
-    if ctx.server.requirepass:
-        session.authenticated = False
-        session.user = "default"
+    log_in(session, ctx.server.acl.default_login())
     return SimpleString("RESET")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
 import logging
 import os
 import platform
@@ -42,6 +41,8 @@ from cluster import (
 from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
 from cluster.ids import derive_id
 from commands import (
+    AccessControl,
+    AclFileError,
     CommandError,
     CommandTable,
     Deferred,
@@ -52,6 +53,7 @@ from commands import (
     build_table,
 )
 
+from .aclfile import NO_ACL_FILE, read_acl_file, write_acl_file
 from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ServerConfig
@@ -100,6 +102,10 @@ class Server:
         self.waits = Waits()
         self.blocked_clients = 0  # waiting for a Deferred reply (INFO clients)
         self.reply_cache: dict[str, Any] = {}
+        self.acl = AccessControl(self.table.catalog, requirepass=config.requirepass)
+        self.acl.log.max_len = config.acllog_max_len
+        if config.aclfile:
+            self.acl.replace(read_acl_file(self.acl, config.aclfile))
         # The seed status APIs' views of the model (STATUS, HEALTH, CLUSTER STATUS, HTTP).
         self.health = HealthTracker(self.model, started_ms=self.clock_ms, config=HealthConfig(
             responsive_grace_ms=config.health_responsive_grace,
@@ -216,16 +222,27 @@ class Server:
     def config_values(self) -> Mapping[str, str]:
         return self.config.redis_style()
 
-    def check_password(self, user: str, password: str) -> bool | None:
-        if not self.config.requirepass:
-            return None
-        if user != "default":
-            return False
-        return hmac.compare_digest(password.encode(), self.config.requirepass.encode())
-
     @property
-    def requirepass(self) -> bool:
-        return bool(self.config.requirepass)
+    def protected(self) -> bool:
+        """Protected mode is in force: on, and the default user needs no password."""
+        return self.config.protected_mode and self.acl.default.nopass
+
+    def acl_load(self) -> None:
+        if not self.config.aclfile:
+            raise CommandError(NO_ACL_FILE)
+        try:
+            self.acl.replace(read_acl_file(self.acl, self.config.aclfile))
+        except (OSError, AclFileError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def acl_save(self) -> None:
+        if not self.config.aclfile:
+            raise CommandError(NO_ACL_FILE)
+        try:
+            write_acl_file(self.acl, self.config.aclfile)
+        except OSError as exc:
+            raise CommandError(f"There was an error trying to save the ACLs. Please check "
+                               f"the server logs for more information ({exc.strerror})") from None
 
     @property
     def max_clients(self) -> int:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import cli as client_tools
+from commands import AclFileError
 
 from . import logs
 from .app import VERSION, Server
@@ -32,7 +33,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "max_message_size", "myid", "health_responsive_grace",
                  "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
                  "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
-                 "bus_wait_replicas"):
+                 "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -61,6 +62,10 @@ _HELP = {
     "bus_publish_timeout": "ms BUS PUBLISH waits for its messages to be applied here ",
     "bus_snapshot_interval": "ms between compacted snapshots of the Redis bus ",
     "bus_wait_replicas": "replicas that must acknowledge each append (Redis WAIT) ",
+    "aclfile": "Redis users.acl file of ACL users, read at start and by ACL LOAD, "
+               "written by ACL SAVE ",
+    "protected_mode": "yes/no: without a default-user password, refuse clients that are "
+                      "not on 127.0.0.1, ::1 or the Unix socket ",
     "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
             "'clusterwatch:<hostname>:<port>', stable across restarts ",
 }
@@ -85,7 +90,13 @@ async def _serve(server: Server) -> None:
 
 def serve(config: ServerConfig) -> int:
     factory = _event_loop_factory(config.event_loop)
-    server = Server(config)
+    try:
+        server = Server(config)
+    except (OSError, AclFileError) as exc:
+        log.error("cannot load the ACL file", extra={"aclfile": config.aclfile,
+                                                      "error": str(exc)})
+        print(f"clusterwatch: aclfile: {exc}", file=sys.stderr)
+        return 2
     with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
         try:
             runner.run(_serve(server))

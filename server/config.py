@@ -29,7 +29,15 @@ class ServerConfig:
     http_port: int = 0
     unix_socket: str = ""
     unix_socket_perm: int = 0o700
+    # The default user's password; more users come from aclfile or ACL SETUSER.
     requirepass: str = ""
+    # Redis's users.acl file: read at start (a bad line stops the start) and by ACL LOAD,
+    # written by ACL SAVE.
+    aclfile: str = ""
+    acllog_max_len: int = 128
+    # With no password for the default user, refuse clients not on 127.0.0.1, ::1 or the
+    # Unix socket (Redis's protected-mode).
+    protected_mode: bool = True
     max_clients: int = 10_000
     # Seconds a client may stay idle before it is closed; 0 disables (Redis `timeout`).
     timeout: int = 0
@@ -86,7 +94,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
-                    "slowlog_max_len", "node_timeout", "max_message_size")
+                    "slowlog_max_len", "node_timeout", "max_message_size", "acllog_max_len")
         if self.health_responsive_grace < 0 or self.health_awareness_grace < 0:
             raise ConfigError("health grace windows must not be negative")
         for name in positive:
@@ -153,6 +161,9 @@ class ServerConfig:
             "unixsocket": self.unix_socket,
             "unixsocketperm": f"{self.unix_socket_perm:o}",
             "requirepass": self.requirepass,
+            "aclfile": self.aclfile,
+            "acllog-max-len": str(self.acllog_max_len),
+            "protected-mode": "yes" if self.protected_mode else "no",
             "maxclients": str(self.max_clients),
             "timeout": str(self.timeout),
             "proto-max-bulk-len": str(self.max_bulk_length),

@@ -30,6 +30,24 @@ _BATCH = 512
 _BATCHES_PER_TURN = 8
 
 MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
+# Redis's own words, so that its users recognise what to change.
+PROTECTED_MODE_REPLY = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted "
+    b"from the loopback interface. If you want to connect from external computers to "
+    b"Redis you may adopt one of the following solutions: 1) Just disable protected mode "
+    b"sending the command 'CONFIG SET protected-mode no' from the loopback interface by "
+    b"connecting to Redis from the same host the server is running, however MAKE SURE "
+    b"Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to "
+    b"make this change permanent. 2) Alternatively you can just disable the protected "
+    b"mode by editing the Redis configuration file, and setting the protected mode option "
+    b"to 'no', and then restarting the server. 3) If you started the server manually just "
+    b"for testing, restart it with the '--protected-mode no' option. 4) Setup a an "
+    b"authentication password for the default user. NOTE: You only need to do one of the "
+    b"above things in order for the server to start accepting connections from the "
+    b"outside.\r\n"
+)
+_LOCAL_ADDRESSES = ("127.0.0.1", "::1")
 
 
 def _peer(transport: asyncio.BaseTransport, key: str) -> str:
@@ -83,8 +101,17 @@ class RespProtocol(asyncio.Protocol):
             log.warning("max clients reached, connection refused",
                         extra={"peer": _peer(transport, "peername")})
             return
+        if server.protected and not _is_local(transport.get_extra_info("peername")):
+            server.stats.rejected_connections += 1
+            transport.write(PROTECTED_MODE_REPLY)
+            transport.close()
+            self.closing = True
+            log.warning("protected mode: connection from a non-loopback address refused",
+                        extra={"peer": _peer(transport, "peername")})
+            return
         sock = transport.get_extra_info("socket")
         now = server.clock_ms
+        user = server.acl.default_login()
         session = Session(
             id=server.next_client_id(),
             addr=_peer(transport, "peername"),
@@ -92,7 +119,8 @@ class RespProtocol(asyncio.Protocol):
             fd=sock.fileno() if sock is not None else -1,
             created_ms=now,
             last_interaction_ms=now,
-            authenticated=not server.config.requirepass,
+            authenticated=user is not None,
+            allowed=user.allowed if user is not None else frozenset(),
         )
         self.session = session
         self.ctx = CommandContext(session=session, server=server, table=server.table)
@@ -266,3 +294,10 @@ class RespProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.closing = True
             self.transport.abort()
+
+
+def _is_local(peer: object) -> bool:
+    """A Unix-socket client, or one from exactly 127.0.0.1 or ::1 (Redis's test)."""
+    if not isinstance(peer, tuple):
+        return True
+    return bool(peer) and peer[0] in _LOCAL_ADDRESSES

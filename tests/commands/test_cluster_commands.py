@@ -38,8 +38,9 @@ class Harness:
         self.now = T0
         self.server = Server(ServerConfig(port=0, **settings))
         self.server.now_ms = lambda: self.now  # type: ignore[method-assign]
-        self.ctx = CommandContext(session=Session(id=1), server=self.server,
-                                  table=self.server.table)
+        everything = self.server.table.catalog.everything
+        self.ctx = CommandContext(session=Session(id=1, allowed=everything),
+                                  server=self.server, table=self.server.table)
 
     def close(self) -> None:
         fd = self.server._statm_fd

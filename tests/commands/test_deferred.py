@@ -48,7 +48,8 @@ def ctx() -> Iterator[CommandContext]:
                          perf_ns=time.perf_counter_ns)
     server = Server(ServerConfig(port=0), table=table)
     WAITING.clear()
-    yield CommandContext(session=Session(id=1), server=server, table=table)
+    yield CommandContext(session=Session(id=1, allowed=table.catalog.everything),
+                         server=server, table=table)
     if server._statm_fd is not None:
         os.close(server._statm_fd)
 

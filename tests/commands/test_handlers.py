@@ -27,7 +27,9 @@ def make_ctx(config: ServerConfig | None = None, *, session_id: int = 7,
              server: Server | None = None) -> CommandContext:
     app = server or Server(config or ServerConfig())
     session = Session(id=session_id, addr="127.0.0.1:50000", laddr="127.0.0.1:7379",
-                      authenticated=not app.config.requirepass)
+                      authenticated=not app.config.requirepass,
+                      allowed=app.table.catalog.everything if not app.config.requirepass
+                      else frozenset())
     return CommandContext(session=session, server=app, table=app.table)
 
 

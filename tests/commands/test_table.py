@@ -30,7 +30,8 @@ def table() -> CommandTable:
 @pytest.fixture
 def ctx() -> CommandContext:
     app = Server(ServerConfig())
-    return CommandContext(session=Session(id=7), server=app, table=app.table)
+    return CommandContext(session=Session(id=7, allowed=app.table.catalog.everything),
+                          server=app, table=app.table)
 
 
 def resolve_error(table: CommandTable, argv: list[bytes]) -> str:
