@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import acl, admin, bus, cluster, connection, health, status, transactions
 from ._access import AccessControl, AclFileError
+from ._acl_log import AclLogEntry
 from ._acl_user import User
 from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
 from ._deferred import Deferred
@@ -33,6 +34,7 @@ __all__ = [
     "FAMILIES",
     "AccessControl",
     "AclFileError",
+    "AclLogEntry",
     "Arg",
     "ArgType",
     "CommandContext",

@@ -6,7 +6,9 @@ command rules. Command rules are applied in order over a base of ``+@all`` or
 ``-@all``; the user's ``allowed`` set is the result: the full names (``cluster|info``)
 of the commands it may run. The rules are kept in the compact form Redis shows: a rule
 replaces earlier rules on the same command, category or container, and a rule that
-changes nothing is dropped, so ``+@all -ping +ping`` reads back as ``+@all``. Selectors
+changes nothing where it stands is dropped, so ``+@all -ping +ping`` reads back as
+``+@all``. Redis expands some rules further (``+@admin -config`` into one rule per CONFIG
+subcommand); the meaning is the same. Selectors
 (``(...)``) are not supported.
 """
 
@@ -200,23 +202,26 @@ def _command_rule(user: User, allow: bool, name: str, catalog: CommandCatalog) -
     if name == "@all":
         (_all_commands if allow else _no_commands)(user, catalog)
         return
-    members = catalog.target(name)
+    catalog.target(name)  # an unknown name fails here, before anything changes
     container = name if not name.startswith("@") and "|" not in name else None
     kept = [r for r in user.rules
             if r[1:] != name and not (container and r[1:].startswith(container + "|"))]
-    before = _replay(user.all_commands, kept, catalog)
-    after = before | members if allow else before - members
-    user.rules = kept if after == before else [*kept, ("+" if allow else "-") + name]
-    user.allowed = after
+    user.rules, user.allowed = _effective(user.all_commands,
+                                          [*kept, ("+" if allow else "-") + name], catalog)
 
 
-def _replay(all_commands: bool, rules: Sequence[str], catalog: CommandCatalog
-            ) -> frozenset[str]:
+def _effective(all_commands: bool, rules: Sequence[str], catalog: CommandCatalog
+               ) -> tuple[list[str], frozenset[str]]:
+    """The rules without those that change nothing where they stand, and what they allow."""
     allowed = catalog.everything if all_commands else frozenset()
+    kept: list[str] = []
     for rule in rules:
         members = catalog.target(rule[1:])
-        allowed = allowed | members if rule[0] == "+" else allowed - members
-    return allowed
+        after = allowed | members if rule[0] == "+" else allowed - members
+        if after != allowed:
+            kept.append(rule)
+            allowed = after
+    return kept, allowed
 
 
 def _on(user: User, catalog: CommandCatalog) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 
-from resp import OK, Map, Reply
+from resp import OK, Map, Reply, Set
 
 from ._acl_user import AclRuleError
 from ._args import parse_int, text, upper
@@ -46,10 +46,9 @@ def acl_getuser(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     user = ctx.server.acl.users.get(text(argv[2]))
     if user is None:
         return None
-    flags: list[Reply] = list(user.flags())
     passwords: list[Reply] = list(user.passwords)
     return Map([
-        ("flags", flags),
+        ("flags", Set(user.flags())),
         ("passwords", passwords),
         ("commands", user.commands_text()),
         ("keys", user.keys_text()),

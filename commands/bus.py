@@ -101,7 +101,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 summary="Applies JSON node messages to the cluster model; one outcome per "
                         "message (applied, stale, or the validation error).",
                 complexity="O(N) where N is the number of messages",
-                flags=Flag.WRITE | Flag.FAST, handler=bus_publish,
+                flags=Flag.WRITE | Flag.FAST, acl_categories=("publish",),
+                handler=bus_publish,
                 args=(Arg(name="message", type=ArgType.STRING, multiple=True),),
             ),
             CommandSpec(
@@ -109,7 +110,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 summary="Returns message counts by type, rejects by reason, the stale count "
                         "and the model version.",
                 complexity="O(1)",
-                flags=Flag.LOADING | Flag.STALE, handler=bus_info,
+                flags=Flag.LOADING | Flag.STALE, acl_categories=("status",),
+                handler=bus_info,
             ),
         ),
     ),

@@ -21,7 +21,8 @@ loop (no hand-written parser).
 
 Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
 `?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
-`timeout` and, for one service, `service_status_version`. Every path answers GET and HEAD
+`timeout` and, for one service, `service_status_version`. Paths that show details take HTTP
+Basic auth against the ACL users (server/httpauth.py has the table). Every path answers GET and HEAD
 (HEAD: the GET headers without the body); other methods get 405 with `Allow`. A request a view
 refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
 (on the simple routes, Puppet's text: `not found: <name>`); a parameter given twice is a 400;
@@ -43,6 +44,8 @@ from cluster import ApiError, node_status, self_status
 from cluster.apierror import bad_argument, echo
 from cluster.health import HTTP_PATHS, HttpStyle, Probe
 from cluster.services import parse_level, parse_status_version, parse_timeout
+
+from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
 
 if TYPE_CHECKING:
     from .app import Server
@@ -99,11 +102,20 @@ class HttpMirror:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         server = self._server
         try:
+            command = required_command(request.path, request.query.get("verbose"))
+            if command is not None:
+                authorize(server.acl, command, request.headers.get("Authorization"),
+                          peer=request.remote or "", now_ms=server.now_ms())
             if "index" in request.query:
                 await self._blocking_query(request)
             response = respond(server, request)
         except ApiError as exc:
             response = error_response(exc)
+        except AccessDeniedError as exc:
+            response = _json(exc.status, {"kind": "unauthorized" if exc.status == 401
+                                          else "forbidden", "msg": str(exc)})
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = CHALLENGE
         except Exception:
             log.exception("http handler failed", extra={"path": request.path})
             response = _json(500, {"kind": "internal-error", "msg": "internal error"})
