@@ -14,6 +14,7 @@ import cProfile
 import pstats
 import time
 
+from commands.connection import log_in
 from server.app import Server
 from server.config import ServerConfig
 from server.protocol import RespProtocol
@@ -56,11 +57,15 @@ CASES = {
 }
 
 
-def run(batch: bytes, per_batch: int, rounds: int) -> float:
-    """Microseconds of CPU per request."""
+def run(batch: bytes, per_batch: int, rounds: int, acl_rules: str = "") -> float:
+    """Microseconds of CPU per request; with ``acl_rules``, as an ACL user with them."""
     server = Server(ServerConfig())
     connection = RespProtocol(server)
     connection.connection_made(NullTransport())  # type: ignore[arg-type]
+    if acl_rules:
+        user = server.acl.setuser("bench", ["on", "nopass", *acl_rules.split()])
+        assert connection.session is not None
+        log_in(connection.session, user)
     started = time.process_time()
     for _ in range(rounds):
         connection.data_received(batch)
@@ -70,15 +75,20 @@ def run(batch: bytes, per_batch: int, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", metavar="CASE", help="cProfile one case by name")
+    parser.add_argument("--cases", default="", help="only cases whose name contains this")
+    parser.add_argument("--acl-rules", default="",
+                        help="run as an ACL user with these rules, e.g. '+@all -@admin'")
     args = parser.parse_args()
     for name, (batch, per_batch, rounds) in CASES.items():
+        if args.cases not in name:
+            continue
         if args.profile and args.profile == name:
             profiler = cProfile.Profile()
             profiler.enable()
-            run(batch, per_batch, rounds)
+            run(batch, per_batch, rounds, args.acl_rules)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
-        best = min(run(batch, per_batch, rounds) for _ in range(3))
+        best = min(run(batch, per_batch, rounds, args.acl_rules) for _ in range(3))
         print(f"{name:22s} {best:8.3f} us/request (best of 3)")
 
 
