@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import acl, admin, bus, cluster, connection, health, status, transactions
+from . import acl, admin, bus, cluster, connection, health, pubsub, status, transactions
 from ._access import AccessControl, AclFileError
 from ._acl_log import AclLogEntry
 from ._acl_user import User
@@ -16,9 +16,10 @@ from ._deferred import Deferred
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
+from ._subscriptions import Subscriptions
 from ._table import CommandTable
 
-FAMILIES = (connection, admin, acl, transactions, cluster, bus, status, health)
+FAMILIES = (connection, admin, acl, pubsub, transactions, cluster, bus, status, health)
 
 
 def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:
@@ -52,6 +53,7 @@ __all__ = [
     "Session",
     "SlowLog",
     "Stats",
+    "Subscriptions",
     "User",
     "build_table",
 ]

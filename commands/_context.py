@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._deferred import Deferred
     from ._errors import CommandError
     from ._stats import Stats
+    from ._subscriptions import Subscriptions
     from ._table import CommandTable
 
 
@@ -46,8 +47,13 @@ class Session:
     lib_ver: str = ""
     user: str = "default"
     authenticated: bool = True
-    # Full names of the commands this client's user may run (empty until authenticated).
+    # Full names of the commands this client may run now: its ACL user's, narrowed to
+    # the subscribed-mode commands while a RESP2 client is subscribed; empty before AUTH.
     allowed: frozenset[str] = frozenset()
+    channels: set[bytes] = field(default_factory=set)
+    patterns: set[bytes] = field(default_factory=set)
+    # A RESP2 client with subscriptions: PING answers ["pong", msg], as Redis.
+    resp2_subscribed: bool = False
     db: int = 0
     last_command: str = "NULL"
     multi: list[list[bytes]] | None = None
@@ -96,6 +102,22 @@ class ServerIdentity:
     started_ms: int
 
 
+class JournalEntry(Protocol):
+    """One model transition, as BUS JOURNAL lists it."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def time_ms(self) -> int: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
 class ServerView(Protocol):
     """The server as handlers see it."""
 
@@ -122,6 +144,8 @@ class ServerView(Protocol):
     blocked_clients: int
     #: The ACL users, their log, and the default user ``requirepass`` sets.
     acl: AccessControl
+    #: Who listens to which of clusterwatch's pub/sub channels.
+    subscriptions: Subscriptions
 
     def self_counters(self) -> SelfCounters:
         """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
@@ -170,6 +194,11 @@ class ServerView(Protocol):
     def process_stats(self) -> ProcessStats: ...
 
     def config_values(self) -> Mapping[str, str]: ...
+
+    def journal(self, since: int | None, count: int) -> Sequence[JournalEntry]:
+        """Up to ``count`` transitions after model index ``since`` (the newest without it);
+        raises ``CommandError`` (``GONE``) when the journal no longer reaches back."""
+        ...
 
     def acl_load(self) -> None:
         """Replace the users with those of the ACL file; raises ``CommandError``."""

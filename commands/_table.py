@@ -254,9 +254,14 @@ class CommandTable:
             return self._error_reply(ctx, NOAUTH)
         if session.authenticated and spec.full_name not in session.allowed:
             ctx.server.stats.command(spec.full_name).rejected_calls += 1
-            self._log_denial(ctx, spec)
             if session.multi is not None:
                 session.multi_dirty = True
+            user = ctx.server.acl.users.get(session.user)
+            if user is not None and spec.full_name in user.allowed:  # RESP2 subscribed
+                return self._error_reply(ctx, CommandError(
+                    f"Can't execute '{spec.full_name}': only (P|S)SUBSCRIBE / "
+                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+            self._log_denial(ctx, spec)
             return self._error_reply(ctx, no_permission(spec.full_name))
         if session.multi is not None and spec.name not in _NOT_QUEUED:
             if Flag.NO_MULTI in spec.flags:

@@ -17,6 +17,7 @@ from ._categories import CATEGORIES
 from ._context import CommandContext
 from ._errors import CommandError, syntax_error
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from .connection import log_in
 
 
 def acl_whoami(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -139,7 +140,7 @@ def _refresh_sessions(ctx: CommandContext, names: Iterable[str] | None) -> None:
             if session.id == ctx.session.id:
                 session.close_after_reply = True
         else:
-            session.allowed = user.allowed
+            log_in(session, user)
 
 
 _ADMIN = Flag.ADMIN | Flag.NOSCRIPT | Flag.LOADING | Flag.STALE

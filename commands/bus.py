@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from cluster import MESSAGE_TYPES, Outcome
 from resp import ErrorReply, Map, Reply, SimpleString
 
+from ._args import parse_int, upper
 from ._context import CommandContext
 from ._deferred import Deferred
-from ._errors import CommandError
+from ._errors import CommandError, syntax_error
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 
 APPLIED = SimpleString("applied")
@@ -91,6 +92,31 @@ def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     ])
 
 
+_JOURNAL_COUNT = 1000
+
+
+def bus_journal(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    """``BUS JOURNAL [SINCE index] [COUNT n]``: the transitions after ``index`` (oldest
+    first), or the newest ones without SINCE; ``-GONE`` when the journal has dropped some
+    after ``index``."""
+    since: int | None = None
+    count = _JOURNAL_COUNT
+    args = list(argv[2:])
+    while args:
+        option = upper(args.pop(0))
+        if option == "SINCE" and args:
+            since = parse_int(args.pop(0))
+        elif option == "COUNT" and args:
+            count = parse_int(args.pop(0))
+            if count < 0:
+                raise CommandError("COUNT must not be negative")
+        else:
+            raise syntax_error()
+    return [Map([("index", entry.index), ("time", entry.time_ms), ("channel", entry.channel),
+                 ("message", entry.message)])
+            for entry in ctx.server.journal(since, count)]
+
+
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         name="bus", arity=-2, group=Group.BUS, since="0.1.0",
@@ -112,6 +138,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 complexity="O(1)",
                 flags=Flag.LOADING | Flag.STALE, acl_categories=("status",),
                 handler=bus_info,
+            ),
+            CommandSpec(
+                name="journal", container="bus", arity=-2, group=Group.BUS, since="0.1.0",
+                summary="Returns the model's recent transitions (the pub/sub messages, with "
+                        "their model index), after an index or the newest.",
+                complexity="O(N) where N is the journal's length",
+                flags=Flag.LOADING | Flag.STALE, acl_categories=("status",),
+                handler=bus_journal,
+                args=(Arg(name="index", type=ArgType.INTEGER, token="SINCE", optional=True),
+                      Arg(name="count", type=ArgType.INTEGER, token="COUNT", optional=True)),
             ),
         ),
     ),

@@ -12,6 +12,7 @@ from ._args import parse_int, text, upper
 from ._context import CommandContext, Session
 from ._errors import WRONGPASS, CommandError, syntax_error, wrong_arity
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._subscriptions import SUBSCRIBED_MODE_COMMANDS
 
 _CONN = Group.CONNECTION
 
@@ -19,6 +20,8 @@ _CONN = Group.CONNECTION
 def ping(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     if len(argv) > 2:  # arity is -1, but Redis's handler refuses more than one argument
         raise wrong_arity("ping")
+    if ctx.session.resp2_subscribed:
+        return [b"pong", argv[1] if len(argv) == 2 else b""]
     if len(argv) == 2:
         return argv[1]
     return PONG
@@ -44,7 +47,19 @@ def log_in(session: Session, user: User | None) -> None:
     """Make ``user`` the client's user, or leave it unauthenticated (None)."""
     session.user = user.name if user is not None else "default"
     session.authenticated = user is not None
-    session.allowed = user.allowed if user is not None else frozenset()
+    allowed = user.allowed if user is not None else frozenset()
+    session.resp2_subscribed = session.protocol == 2 and bool(
+        session.channels or session.patterns)
+    if session.resp2_subscribed:
+        allowed = allowed & SUBSCRIBED_MODE_COMMANDS
+    session.allowed = allowed
+
+
+def refresh_permissions(ctx: CommandContext) -> None:
+    """Recompute what the client may run after its user, protocol or subscriptions changed."""
+    session = ctx.session
+    if session.authenticated:
+        log_in(session, ctx.server.acl.users.get(session.user))
 
 
 def auth(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -108,6 +123,7 @@ def hello(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     if name is not None:
         _set_name(session, name)
     session.protocol = protocol
+    refresh_permissions(ctx)
     identity = ctx.server.identity
     return Map([
         ("server", "redis"),
@@ -140,6 +156,7 @@ def reset(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     session.multi_dirty = False
     session.readonly = False
     session.db = 0
+    ctx.server.subscriptions.drop(session)
     log_in(session, ctx.server.acl.default_login())
     return SimpleString("RESET")
 
@@ -168,7 +185,8 @@ def client_info_line(session: Session, now_ms: int) -> str:
     return (
         f"id={session.id} addr={session.addr} laddr={session.laddr} fd={session.fd} "
         f"name={session.name} age={age} idle={idle} flags={flags} db={session.db} "
-        f"sub=0 psub=0 ssub=0 multi={multi} qbuf={session.query_buffer} qbuf-free=0 "
+        f"sub={len(session.channels)} psub={len(session.patterns)} ssub=0 multi={multi} "
+        f"qbuf={session.query_buffer} qbuf-free=0 "
         f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={session.output_buffer} "
         f"tot-mem=0 events=r cmd={session.last_command} user={session.user} redir=-1 "
         f"resp={session.protocol} lib-name={session.lib_name} lib-ver={session.lib_ver}"

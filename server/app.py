@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cluster import (
@@ -50,6 +50,7 @@ from commands import (
     ServerIdentity,
     Session,
     Stats,
+    Subscriptions,
     build_table,
 )
 
@@ -60,6 +61,7 @@ from .config import ServerConfig
 from .http import HttpMirror
 from .protocol import RespProtocol
 from .waits import Waits
+from .watch import Fanout, JournalGoneError, Transition, Watch
 
 if TYPE_CHECKING:
     from agent.simulate import Simulation
@@ -102,6 +104,14 @@ class Server:
         self.waits = Waits()
         self.blocked_clients = 0  # waiting for a Deferred reply (INFO clients)
         self.reply_cache: dict[str, Any] = {}
+        self.subscriptions = Subscriptions()
+        self.fanout = Fanout(hard_limit=config.pubsub_hard_limit,
+                             soft_limit=config.pubsub_soft_limit,
+                             soft_seconds=config.pubsub_soft_seconds,
+                             clock_ms=lambda: self.clock_ms,
+                             on_disconnect=self._pubsub_client_cut)
+        self.watch = Watch(self.model, journal_size=config.journal_size,
+                           deliver=self._deliver)
         self.acl = AccessControl(self.table.catalog, requirepass=config.requirepass)
         self.acl.log.max_len = config.acllog_max_len
         if config.aclfile:
@@ -160,8 +170,45 @@ class Server:
         if messages:
             self.bus_received += messages
             self.last_message_ms = self.clock_ms
-        self._log_events(self.model.drain_events())
+        self._model_changed()
+
+    def _model_changed(self) -> None:
+        """The model may have changed: log and publish its events, wake the waiters."""
+        events = self.model.drain_events()
+        self._log_events(events)
+        self.watch.model_changed(events, self.clock_ms, self._probe_status)
         self.waits.changed()
+
+    def _probe_status(self, probe: str) -> str:
+        return self.health.evaluate(self.model_now_ms(), probe,
+                                    self_checks=self.self_checks).status
+
+    def _service_states(self) -> Iterator[tuple[str, str]]:
+        for entry in self.services.services(self.model_now_ms()).entries:
+            yield entry.name, entry.state
+
+    def _pubsub_client_cut(self) -> None:
+        self.stats.client_output_buffer_disconnects += 1
+
+    def _deliver(self, channel: str, message: str) -> None:
+        """Send one of clusterwatch's channel messages to its subscribers."""
+        name = channel.encode()
+        connections = self.connections
+        receivers = ((connections[session_id], pattern)
+                     for session_id, pattern in self.subscriptions.receivers(name)
+                     if session_id in connections)
+        self.fanout.deliver(receivers, name, message.encode())
+
+    def journal(self, since: int | None, count: int) -> list[Transition]:
+        if since is None:
+            return self.watch.journal.tail(count)
+        try:
+            return self.watch.journal.since(since, count)
+        except JournalGoneError as exc:
+            raise CommandError(
+                f"the journal no longer reaches back to index {since} (the oldest kept is "
+                f"{exc.oldest}): read the full state again and resume from its index",
+                "GONE") from None
 
     # --- ServerView ------------------------------------------------------------------
 
@@ -277,8 +324,7 @@ class Server:
         if isinstance(result, list):  # applied (memory bus) or all rejected
             self.bus_received += len(messages)
             self.last_message_ms = self.clock_ms
-            self._log_events(self.model.drain_events())
-            self.waits.changed()
+            self._model_changed()
         return result
 
     def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
@@ -337,6 +383,7 @@ class Server:
         # right after start sees them.
         self.self_checks = self._evaluate_self_checks(0.0)
         self.health.observe(self.model_now_ms(), self.self_checks)
+        self._model_changed()  # the watch starts from the probes' statuses now
         self._cron = loop.create_task(self._housekeeping())
         if demo is not None:
             self._demo = loop.create_task(self._run_demo(demo))
@@ -474,10 +521,10 @@ class Server:
             self.clock_ms = self.now_ms()
             model_now = self.model_now_ms()
             self.model.refresh(model_now)
-            self._log_events(self.model.drain_events())
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
             self.health.observe(model_now, self.self_checks)
-            self.waits.changed()
+            self._model_changed()
+            self.watch.services_changed(self._service_states, self.clock_ms)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

@@ -33,7 +33,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "max_message_size", "myid", "health_responsive_grace",
                  "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
                  "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
-                 "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode"):
+                 "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode",
+                 "pubsub_hard_limit", "pubsub_soft_limit", "pubsub_soft_seconds",
+                 "journal_size"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -66,6 +68,10 @@ _HELP = {
                "written by ACL SAVE ",
     "protected_mode": "yes/no: without a default-user password, refuse clients that are "
                       "not on 127.0.0.1, ::1 or the Unix socket ",
+    "pubsub_hard_limit": "bytes queued for a subscriber past which it is disconnected ",
+    "pubsub_soft_limit": "bytes queued for a subscriber that, held for pubsub-soft-seconds, "
+                         "disconnect it ",
+    "journal_size": "transitions BUS JOURNAL keeps ",
     "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
             "'clusterwatch:<hostname>:<port>', stable across restarts ",
 }

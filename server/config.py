@@ -48,6 +48,13 @@ class ServerConfig:
     # Bytes queued for a client past which it is disconnected (Redis
     # client-output-buffer-limit; replies to a client that stops reading pile up here).
     output_buffer_limit: int = 32 * 1024 * 1024
+    # Redis's client-output-buffer-limit pubsub: a subscriber with more than the hard
+    # limit queued, or more than the soft limit for soft_seconds, is disconnected.
+    pubsub_hard_limit: int = 32 * 1024 * 1024
+    pubsub_soft_limit: int = 8 * 1024 * 1024
+    pubsub_soft_seconds: int = 60
+    # Transitions BUS JOURNAL keeps (the pub/sub messages, with their model index).
+    journal_size: int = 10_000
     # Transport write-buffer watermarks: above high, stop reading from that client.
     write_buffer_high: int = 256 * 1024
     write_buffer_low: int = 64 * 1024
@@ -94,7 +101,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
-                    "slowlog_max_len", "node_timeout", "max_message_size", "acllog_max_len")
+                    "slowlog_max_len", "node_timeout", "max_message_size", "acllog_max_len",
+                    "journal_size")
         if self.health_responsive_grace < 0 or self.health_awareness_grace < 0:
             raise ConfigError("health grace windows must not be negative")
         for name in positive:
@@ -104,6 +112,8 @@ class ServerConfig:
             raise ConfigError("port must be between 0 and 65535")
         if not 0 <= self.http_port <= 65535:
             raise ConfigError("http_port must be between 0 and 65535")
+        if min(self.pubsub_hard_limit, self.pubsub_soft_limit, self.pubsub_soft_seconds) < 0:
+            raise ConfigError("pubsub limits must not be negative (0 is no limit)")
         if self.timeout < 0 or self.latency_monitor_threshold < 0:
             raise ConfigError("timeout and latency_monitor_threshold must not be negative")
         if not 0 <= self.write_buffer_low <= self.write_buffer_high:
@@ -168,7 +178,9 @@ class ServerConfig:
             "timeout": str(self.timeout),
             "proto-max-bulk-len": str(self.max_bulk_length),
             "client-query-buffer-limit": str(self.max_query_buffer),
-            "client-output-buffer-limit": f"normal 0 0 0 pubsub {self.output_buffer_limit} 0 0",
+            "client-output-buffer-limit": (
+                f"normal 0 0 0 pubsub {self.pubsub_hard_limit} {self.pubsub_soft_limit} "
+                f"{self.pubsub_soft_seconds}"),
             "slowlog-log-slower-than": str(self.slowlog_log_slower_than),
             "slowlog-max-len": str(self.slowlog_max_len),
             "latency-monitor-threshold": str(self.latency_monitor_threshold),

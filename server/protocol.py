@@ -132,8 +132,12 @@ class RespProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self.session is not None:
-            self.server.connections.pop(self.session.id, None)
+        session = self.session
+        if session is not None:
+            self.server.connections.pop(session.id, None)
+            if session.channels or session.patterns:
+                self.server.subscriptions.drop(session)
+                self.server.fanout.forget(session.id)
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.reader is None:

@@ -1,0 +1,166 @@
+"""Pub/sub: SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE and PUBSUB, as Redis 7.
+
+The channels are clusterwatch's own (server/watch.py publishes them); there is no
+PUBLISH. A subscribe-family command answers one frame per channel: a push in RESP3, an
+array in RESP2, where the client is then in subscribed mode and may only send
+(P)SUBSCRIBE, (P)UNSUBSCRIBE, PING, QUIT and RESET. A channel the user's ACL channel
+patterns do not allow (``&pattern``) is ``-NOPERM``, as in Redis.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+from resp import Encoded, Push, Reply, encode
+
+from ._acl_log import AclLogEntry
+from ._context import CommandContext, Session
+from ._errors import CommandError
+from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._subscriptions import SUBSCRIBED_MODE_COMMANDS
+from .connection import client_info_line, refresh_permissions
+
+_NO_CHANNEL_PERMISSION = CommandError(
+    "this user has no permissions to access one of the channels used as arguments", "NOPERM")
+
+
+def _frames(frames: list[Push]) -> Encoded:
+    return Encoded(b"".join(encode(frame, 2) for frame in frames),
+                   b"".join(encode(frame, 3) for frame in frames))
+
+
+def _count(session: Session) -> int:
+    return len(session.channels) + len(session.patterns)
+
+
+def _check_channels(ctx: CommandContext, names: Sequence[bytes], *, patterns: bool) -> None:
+    user = ctx.server.acl.users.get(ctx.session.user)
+    if user is None or user.all_channels:
+        return
+    allowed = user.channels
+    for raw in names:
+        name = raw.decode("utf-8", "replace")
+        if (name in allowed if patterns
+                else any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed)):
+            continue
+        now_ms = ctx.server.now_ms()
+        ctx.server.acl.log.add(AclLogEntry(
+            reason="channel", context="toplevel", object=name, username=user.name,
+            client_info=client_info_line(ctx.session, now_ms), updated_ms=now_ms))
+        raise _NO_CHANNEL_PERMISSION
+
+
+def subscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    _check_channels(ctx, argv[1:], patterns=False)
+    session, registry = ctx.session, ctx.server.subscriptions
+    frames = []
+    for channel in argv[1:]:
+        registry.subscribe(session, channel)
+        frames.append(Push([b"subscribe", channel, _count(session)]))
+    refresh_permissions(ctx)
+    return _frames(frames)
+
+
+def psubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    _check_channels(ctx, argv[1:], patterns=True)
+    session, registry = ctx.session, ctx.server.subscriptions
+    frames = []
+    for pattern in argv[1:]:
+        registry.psubscribe(session, pattern)
+        frames.append(Push([b"psubscribe", pattern, _count(session)]))
+    refresh_permissions(ctx)
+    return _frames(frames)
+
+
+def unsubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    session, registry = ctx.session, ctx.server.subscriptions
+    names = list(argv[1:]) or sorted(session.channels)
+    frames = []
+    for channel in names:
+        registry.unsubscribe(session, channel)
+        frames.append(Push([b"unsubscribe", channel, _count(session)]))
+    if not frames:
+        frames.append(Push([b"unsubscribe", None, _count(session)]))
+    refresh_permissions(ctx)
+    return _frames(frames)
+
+
+def punsubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    session, registry = ctx.session, ctx.server.subscriptions
+    names = list(argv[1:]) or sorted(session.patterns)
+    frames = []
+    for pattern in names:
+        registry.punsubscribe(session, pattern)
+        frames.append(Push([b"punsubscribe", pattern, _count(session)]))
+    if not frames:
+        frames.append(Push([b"punsubscribe", None, _count(session)]))
+    refresh_permissions(ctx)
+    return _frames(frames)
+
+
+def pubsub_channels(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    channels: list[Reply] = [*ctx.server.subscriptions.active_channels(
+        argv[2] if len(argv) == 3 else None)]
+    return channels
+
+
+def pubsub_numsub(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    channels = ctx.server.subscriptions.channels
+    reply: list[Reply] = []
+    for channel in argv[2:]:
+        reply.extend((channel, len(channels.get(channel, ()))))
+    return reply
+
+
+def pubsub_numpat(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    return len(ctx.server.subscriptions.patterns)
+
+
+_SUB_FLAGS = Flag.PUBSUB | Flag.NOSCRIPT | Flag.LOADING | Flag.STALE
+_CHANNELS = (Arg(name="channel", type=ArgType.STRING, multiple=True),)
+_PATTERNS = (Arg(name="pattern", type=ArgType.PATTERN, multiple=True),)
+
+
+def _command(name: str, arity: int, summary: str, handler: object,
+             args: tuple[Arg, ...]) -> CommandSpec:
+    return CommandSpec(name=name, arity=arity, summary=summary, group=Group.PUBSUB,
+                       since="2.0.0", complexity="O(N) where N is the number of channels",
+                       flags=_SUB_FLAGS, args=args, handler=handler)  # type: ignore[arg-type]
+
+
+def _pubsub_sub(name: str, arity: int, summary: str, handler: object,
+                args: tuple[Arg, ...] = ()) -> CommandSpec:
+    return CommandSpec(name=name, container="pubsub", arity=arity, summary=summary,
+                       group=Group.PUBSUB, since="2.8.0",
+                       flags=Flag.PUBSUB | Flag.LOADING | Flag.STALE,
+                       args=args, handler=handler)  # type: ignore[arg-type]
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    _command("subscribe", -2, "Listens for messages published to channels.", subscribe,
+             _CHANNELS),
+    _command("psubscribe", -2, "Listens for messages published to channels that match "
+             "one or more patterns.", psubscribe, _PATTERNS),
+    _command("unsubscribe", -1, "Stops listening to messages posted to channels.",
+             unsubscribe, (Arg(name="channel", type=ArgType.STRING, optional=True,
+                               multiple=True),)),
+    _command("punsubscribe", -1, "Stops listening to messages published to channels that "
+             "match one or more patterns.", punsubscribe,
+             (Arg(name="pattern", type=ArgType.PATTERN, optional=True, multiple=True),)),
+    CommandSpec(
+        name="pubsub", arity=-2, group=Group.PUBSUB, since="2.8.0",
+        summary="A container for Pub/Sub commands.",
+        subcommands=(
+            _pubsub_sub("channels", -2, "Returns the active channels.", pubsub_channels,
+                        (Arg(name="pattern", type=ArgType.PATTERN, optional=True),)),
+            _pubsub_sub("numsub", -2, "Returns a count of subscribers to channels.",
+                        pubsub_numsub, (Arg(name="channel", type=ArgType.STRING,
+                                            optional=True, multiple=True),)),
+            _pubsub_sub("numpat", 2, "Returns a count of unique pattern subscriptions.",
+                        pubsub_numpat),
+        ),
+    ),
+)
+
+__all__ = ["COMMANDS", "SUBSCRIBED_MODE_COMMANDS"]

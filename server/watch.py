@@ -1,0 +1,279 @@
+"""Watching instead of polling: the model's transitions as pub/sub messages and a journal.
+
+After each change of the model (a bus batch, a failure-detection tick) the server hands
+the drained model events here. Each becomes a text message on a channel, stamped with the
+model index (``model_version``) at which it was seen; the message goes into a bounded
+journal (``BUS JOURNAL``) and to the channel's subscribers.
+
+    channel                  message (every one ends in ``index=<n>``)
+    __cluster__:node         +pfail|-pfail|+fail|-fail|+node|-node|+role <role> <id> <ip> <port>
+                             [@ <master-id> <master-ip> <master-port>]   (Sentinel's shape;
+                             role is master or slave, as Sentinel and CLUSTER NODES write it)
+    __cluster__:state        state=<ok|fail> previous=<ok|fail>
+    __cluster__:slots        slots=<start>-<end> from=<id|-> to=<id|-> epoch=<new owner's
+                             config epoch>
+    __cluster__:epoch        epoch=<new> previous=<old>
+    __health__:<probe>       status=<UP|DOWN|...> previous=<status>      (startup, ready, live,
+                             health; judged on every change and every tick)
+    __status__:<node>/<svc>  state=<running|error|...> previous=<state>  (Puppet's service
+                             states at level info; judged at the 10 Hz tick)
+
+Role changes are found by comparing each node's effective role and master when the model's
+topology version moves (joins, leaves, slot moves, hellos), so they cost nothing otherwise.
+
+A subscriber that does not read is cut like Redis's ``client-output-buffer-limit pubsub``:
+at once past the hard limit, or after staying past the soft limit for the soft seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cluster import ClusterEvent, ClusterModel, NodeInfo
+from cluster.events import (
+    ClusterStateChanged,
+    EpochChanged,
+    NodeJoined,
+    NodeLeft,
+    NodeStateChanged,
+    SlotsMoved,
+)
+from cluster.health import PROBES
+from cluster.records import NodeState
+from resp import Push, encode
+
+if TYPE_CHECKING:
+    from .protocol import RespProtocol
+
+log = logging.getLogger("clusterwatch.watch")
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One journal entry: a message on a channel, at a model index and a time."""
+
+    index: int
+    time_ms: int
+    channel: str
+    message: str
+
+
+class JournalGoneError(LookupError):
+    """The journal no longer reaches back to the index asked for (Kubernetes' 410 Gone)."""
+
+    def __init__(self, oldest: int) -> None:
+        super().__init__(oldest)
+        self.oldest = oldest
+
+
+class Journal:
+    """The newest ``size`` transitions, oldest first."""
+
+    def __init__(self, size: int) -> None:
+        self._entries: deque[Transition] = deque(maxlen=size)
+        self._dropped_through = -1  # highest index among entries pushed out
+
+    def append(self, entry: Transition) -> None:
+        entries = self._entries
+        if entries.maxlen is not None and len(entries) == entries.maxlen:
+            self._dropped_through = entries[0].index
+        entries.append(entry)
+
+    def since(self, index: int, count: int) -> list[Transition]:
+        """Up to ``count`` transitions after ``index``, oldest first; raises
+        ``JournalGoneError`` when some after ``index`` were already dropped."""
+        if index < self._dropped_through:
+            raise JournalGoneError(self._entries[0].index if self._entries else index)
+        found = []
+        for entry in self._entries:
+            if entry.index > index:
+                found.append(entry)
+                if len(found) == count:
+                    break
+        return found
+
+    def tail(self, count: int) -> list[Transition]:
+        return list(self._entries)[-count:] if count else []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _describe(node: NodeInfo | None, node_id: str,
+              lookup: Callable[[str], NodeInfo | None]) -> str:
+    """Sentinel's instance shape: ``<role> <id> <ip> <port> [@ <master> <ip> <port>]``."""
+    if node is None:
+        return f"master {node_id} ? 0"
+    text = (f"{'master' if node.role == 'master' else 'slave'} {node.id} "
+            f"{node.host or '?'} {node.port or 0}")
+    if node.role == "replica" and node.replicaof:
+        master = lookup(node.replicaof)
+        host = master.host if master and master.host else "?"
+        port = master.port if master and master.port else 0
+        text += f" @ {node.replicaof} {host} {port}"
+    return text
+
+
+def _state_events(old: NodeState, new: NodeState) -> list[str]:
+    names = []
+    if old is NodeState.FAIL:
+        names.append("-fail")
+    elif old is NodeState.PFAIL and new is NodeState.OK:
+        names.append("-pfail")
+    if new is NodeState.PFAIL:
+        names.append("+pfail")
+    elif new is NodeState.FAIL:
+        names.append("+fail")
+    return names
+
+
+class Watch:
+    """Turns model changes into transitions; keeps the journal; fans out to subscribers."""
+
+    def __init__(self, model: ClusterModel, *, journal_size: int,
+                 deliver: Callable[[str, str], None]) -> None:
+        self.model = model
+        self.journal = Journal(journal_size)
+        self._deliver = deliver
+        self._probes: dict[str, str] = {}
+        self._services: dict[str, str] = {}
+        self._roles: dict[str, tuple[str, str | None]] = {}
+        self._topology = -1
+        self._services_version = -1
+        self.messages = 0
+
+    def model_changed(self, events: list[ClusterEvent], now_ms: int,
+                      probes: Callable[[str], str]) -> None:
+        lookup = self.model.node
+        for event in events:
+            for channel, text in self._messages(event, lookup):
+                self._emit(channel, text, now_ms)
+        if self.model.topology_version != self._topology:
+            self._topology = self.model.topology_version
+            self._check_roles(now_ms)
+        for probe in PROBES:
+            status = probes(probe)
+            previous = self._probes.get(probe)
+            if previous != status:
+                self._probes[probe] = status
+                if previous is not None:
+                    self._emit(f"__health__:{probe}",
+                               f"status={status} previous={previous}", now_ms)
+
+    def services_changed(self, states: Callable[[], Iterator[tuple[str, str]]],
+                         now_ms: int) -> None:
+        """Compare each service's state with the last one seen (at most once per model
+        version; call at the tick)."""
+        if self.model.version == self._services_version:
+            return
+        self._services_version = self.model.version
+        seen = {}
+        for name, state in states():
+            seen[name] = state
+            previous = self._services.get(name)
+            if previous is not None and previous != state:
+                self._emit(f"__status__:{name}", f"state={state} previous={previous}", now_ms)
+        self._services = seen
+
+    def _emit(self, channel: str, text: str, now_ms: int) -> None:
+        index = self.model.version
+        message = f"{text} index={index}"
+        self.journal.append(Transition(index, now_ms, channel, message))
+        self.messages += 1
+        self._deliver(channel, message)
+
+    def _messages(self, event: ClusterEvent, lookup: Callable[[str], NodeInfo | None]
+                  ) -> list[tuple[str, str]]:
+        match event:
+            case NodeStateChanged(node=node_id, old=old, new=new):
+                described = _describe(lookup(node_id), node_id, lookup)
+                return [("__cluster__:node", f"{name} {described}")
+                        for name in _state_events(old, new)]
+            case NodeJoined(node=node_id):
+                return [("__cluster__:node",
+                         f"+node {_describe(lookup(node_id), node_id, lookup)}")]
+            case NodeLeft(node=node_id):
+                role = self._roles.pop(node_id, ("master", None))[0]
+                return [("__cluster__:node",
+                         f"-node {'master' if role == 'master' else 'slave'} {node_id} ? 0")]
+            case ClusterStateChanged(old=old_state, new=new_state):
+                return [("__cluster__:state", f"state={new_state} previous={old_state}")]
+            case SlotsMoved(start=start, end=end, old=old_owner, new=new_owner):
+                owner = lookup(new_owner) if new_owner else None
+                epoch = owner.config_epoch if owner else self.model.current_epoch
+                return [("__cluster__:slots",
+                         f"slots={start}-{end} from={old_owner or '-'} to={new_owner or '-'} "
+                         f"epoch={epoch}")]
+            case EpochChanged(old=old_epoch, new=new_epoch):
+                return [("__cluster__:epoch", f"epoch={new_epoch} previous={old_epoch}")]
+        return []
+
+    def _check_roles(self, now_ms: int) -> None:
+        roles: dict[str, tuple[str, str | None]] = {}
+        for node in self.model.nodes():
+            roles[node.id] = (node.role, node.replicaof)
+            previous = self._roles.get(node.id)
+            if previous is not None and previous != roles[node.id]:
+                self._emit("__cluster__:node",
+                           f"+role {_describe(node, node.id, self.model.node)}", now_ms)
+        self._roles = roles
+
+
+class Fanout:
+    """Delivers channel messages to subscribed connections, each frame encoded once per
+    protocol (and per pattern), and cuts subscribers past the pubsub output limits."""
+
+    def __init__(self, *, hard_limit: int, soft_limit: int, soft_seconds: int,
+                 clock_ms: Callable[[], int], on_disconnect: Callable[[], None]) -> None:
+        self._on_disconnect = on_disconnect
+        self.hard_limit = hard_limit
+        self.soft_limit = soft_limit
+        self.soft_ms = soft_seconds * 1000
+        self._clock_ms = clock_ms
+        self._over_soft_since: dict[int, int] = {}
+        self.disconnects = 0
+        self.delivered = 0
+
+    def deliver(self, receivers: Iterator[tuple[RespProtocol, bytes | None]], channel: bytes,
+                message: bytes) -> None:
+        frames: dict[tuple[int, bytes | None], bytes] = {}
+        for conn, pattern in receivers:
+            session = conn.session
+            if session is None or conn.closing:
+                continue
+            key = (session.protocol, pattern)
+            frame = frames.get(key)
+            if frame is None:
+                members: list[bytes] = ([b"message", channel, message] if pattern is None
+                                        else [b"pmessage", pattern, channel, message])
+                frame = frames[key] = encode(Push(members), session.protocol)
+            conn.push(frame)
+            self.delivered += 1
+            self._enforce(conn)
+
+    def _enforce(self, conn: RespProtocol) -> None:
+        transport, session = conn.transport, conn.session
+        if transport is None or session is None or conn.closing:
+            return
+        buffered = transport.get_write_buffer_size()
+        if buffered <= self.soft_limit or not self.soft_limit:
+            self._over_soft_since.pop(session.id, None)
+            if not (self.hard_limit and buffered > self.hard_limit):
+                return
+        now = self._clock_ms()
+        since = self._over_soft_since.setdefault(session.id, now)
+        if (self.hard_limit and buffered > self.hard_limit) or (
+                self.soft_limit and now - since >= self.soft_ms):
+            self.disconnects += 1
+            self._on_disconnect()
+            self._over_soft_since.pop(session.id, None)
+            log.warning("pubsub client output buffer limit reached, closing",
+                        extra={"client": session.id, "buffered": buffered})
+            conn.abort()
+
+    def forget(self, session_id: int) -> None:
+        self._over_soft_since.pop(session_id, None)
