@@ -30,8 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from cluster import MESSAGE_TYPES, ClusterModel, ClusterSummary, Counters, NodeState
 from cluster.health import PROBES, STATUSES
 from cluster.services import SERVICE_STATES
-from commands import Stats
-from commands._stats import LATENCY_BOUNDS_NS
+from commands import LATENCY_BOUNDS_NS, Stats
 from commands.bus import REJECT_REASONS
 
 if TYPE_CHECKING:
