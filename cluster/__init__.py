@@ -46,7 +46,7 @@ from cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_statu
 from cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
 from cluster.services import ServiceEntry, ServicesReport, ServiceStatusView, SimpleStatus
 from cluster.slots import NUM_SLOTS
-from cluster.views import NetInfo, Shard, ShardNode, SlotRange
+from cluster.views import ClusterSummary, NetInfo, Shard, ShardNode, SlotRange
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -59,6 +59,7 @@ __all__ = [
     "ClusterModel",
     "ClusterStateChanged",
     "ClusterStatusView",
+    "ClusterSummary",
     "Counters",
     "EpochChanged",
     "FailReport",

@@ -11,7 +11,7 @@ from cluster.events import ClusterEvent
 from cluster.merge import MergeState
 from cluster.messages import MessageError, NodeMessage, decode_message
 from cluster.records import Counters, NodeInfo, NodeRow, Outcome
-from cluster.views import Shard, SlotRange, Views
+from cluster.views import ClusterSummary, Shard, SlotRange, Views
 
 __all__ = ["ClusterModel"]
 
@@ -163,6 +163,11 @@ class ClusterModel:
         """
         self._state.refresh(now_ms)
         return self._views.cluster_info()
+
+    def summary(self, now_ms: int) -> ClusterSummary:
+        """CLUSTER INFO's cluster figures as numbers: the same values its text shows."""
+        self._state.refresh(now_ms)
+        return self._views.summary()
 
     def cluster_nodes_text(self, now_ms: int) -> str:
         """CLUSTER NODES: one `\\n`-terminated line per node, sorted by node id."""

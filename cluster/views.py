@@ -16,7 +16,7 @@ from cluster.messages import MESSAGE_TYPES
 from cluster.records import NodeInfo, NodeState
 from cluster.slots import owner_runs
 
-__all__ = ["NetInfo", "Shard", "ShardNode", "SlotRange", "Views"]
+__all__ = ["ClusterSummary", "NetInfo", "Shard", "ShardNode", "SlotRange", "Views"]
 
 ShardNode = TypedDict(
     "ShardNode",
@@ -54,6 +54,19 @@ class SlotRange(NamedTuple):
     end: int
     master: NetInfo
     replicas: tuple[NetInfo, ...]
+
+
+class ClusterSummary(NamedTuple):
+    """CLUSTER INFO's figures about the cluster itself (its lines before the message counts)."""
+
+    state: Literal["ok", "fail"]
+    slots_assigned: int
+    slots_ok: int
+    slots_pfail: int
+    slots_fail: int
+    known_nodes: int
+    size: int
+    current_epoch: int
 
 
 class _Line(NamedTuple):
@@ -149,21 +162,24 @@ class Views:
             heartbeat_ms=node.heartbeat_ms,
         )
 
-    def _render_info_head(self) -> str:
+    def summary(self) -> ClusterSummary:
         state = self._state
         slots = state.slots_in_state
-        fields = (
-            ("cluster_state", "ok" if state.cluster_ok else "fail"),
-            ("cluster_slots_assigned", state.table.assigned),
-            ("cluster_slots_ok", slots[NodeState.OK]),
-            ("cluster_slots_pfail", slots[NodeState.PFAIL]),
-            ("cluster_slots_fail", slots[NodeState.FAIL]),
-            ("cluster_known_nodes", len(state.nodes)),
-            ("cluster_size", len(state.table.owned)),
-            ("cluster_current_epoch", state.current_epoch),
-            # An observer is no member and has no config epoch of its own.
-            ("cluster_my_epoch", 0),
+        return ClusterSummary(
+            state="ok" if state.cluster_ok else "fail",
+            slots_assigned=state.table.assigned,
+            slots_ok=slots[NodeState.OK],
+            slots_pfail=slots[NodeState.PFAIL],
+            slots_fail=slots[NodeState.FAIL],
+            known_nodes=len(state.nodes),
+            size=len(state.table.owned),
+            current_epoch=state.current_epoch,
         )
+
+    def _render_info_head(self) -> str:
+        fields = [(f"cluster_{name}", value) for name, value in self.summary()._asdict().items()]
+        # An observer is no member and has no config epoch of its own.
+        fields.append(("cluster_my_epoch", 0))
         return "".join(f"{name}:{value}\r\n" for name, value in fields)
 
     def _owner_runs(self) -> list[tuple[int, int, str]]:

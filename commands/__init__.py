@@ -15,7 +15,7 @@ from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, 
 from ._deferred import Deferred
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
-from ._stats import CommandStat, LatencyMonitor, SlowLog, Stats
+from ._stats import LATENCY_BOUNDS_NS, CommandStat, LatencyMonitor, SlowLog, Stats
 from ._subscriptions import Subscriptions
 from ._table import CommandTable
 
@@ -33,6 +33,7 @@ def build_table(*, perf_ns: Callable[[], int]) -> CommandTable:
 
 __all__ = [
     "FAMILIES",
+    "LATENCY_BOUNDS_NS",
     "AccessControl",
     "AclFileError",
     "AclLogEntry",

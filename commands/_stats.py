@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
+
+# Upper bounds (inclusive) of the command latency buckets: 10 µs to 100 ms, then +Inf.
+LATENCY_BOUNDS_NS: Final = (10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000,
+                            10_000_000, 50_000_000, 100_000_000)
+_FIRST_BOUND_NS: Final = LATENCY_BOUNDS_NS[0]
+
+
+def _no_calls() -> list[int]:
+    return [0] * len(LATENCY_BOUNDS_NS)
 
 
 @dataclass(slots=True)
@@ -14,10 +25,34 @@ class CommandStat:
     nsec: int = 0
     rejected_calls: int = 0
     failed_calls: int = 0
+    # The calls slower than the first bound, per later bucket (the last is +Inf). The
+    # first bucket's count is what is left of ``calls``: nearly every call lands there,
+    # and the hot path then updates no list (see ``latency_counts``).
+    slower: list[int] = field(default_factory=_no_calls)
 
     @property
     def usec(self) -> int:
         return self.nsec // 1000
+
+    def record(self, calls: int, elapsed_ns: int) -> None:
+        """Count ``calls`` calls that took ``elapsed_ns`` together.
+
+        A run of several calls timed as one (see ``CommandTable._account``) goes into the
+        bucket of its average per call: the run's own time cannot tell them apart.
+        """
+        self.calls += calls
+        self.nsec += elapsed_ns
+        if elapsed_ns > _FIRST_BOUND_NS * calls:
+            # The average rounded up: a bound holds it exactly when it holds the true one.
+            self.slower[bisect_left(LATENCY_BOUNDS_NS, -(-elapsed_ns // calls)) - 1] += calls
+
+    def latency_counts(self) -> list[int]:
+        """Calls per bucket of ``LATENCY_BOUNDS_NS`` and a last one for +Inf; not cumulative."""
+        return [self.calls - sum(self.slower), *self.slower]
+
+    def reset(self) -> None:
+        self.calls = self.nsec = self.rejected_calls = self.failed_calls = 0
+        self.slower = _no_calls()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,4 +185,4 @@ class Stats:
             setattr(self, name, getattr(fresh, name))
         self.slowlog, self.latency, self.slow_threshold_ns, self.commands = keep
         for stat in self.commands.values():
-            stat.calls = stat.nsec = stat.rejected_calls = stat.failed_calls = 0
+            stat.reset()

@@ -190,15 +190,16 @@ class CommandTable:
         """Count a run of ``calls`` requests for ``spec`` that took ``elapsed_ns`` in all.
 
         A run is one request, or a pipeline of the same FAST command (PING, HEALTH). Its
-        time includes each request's admission. When a run of several reaches the
-        slow-log threshold (1 ms or more; below that every request is a run of its own),
-        one entry records the last request with the run's whole time: Redis would have
-        logged the one slow request among them, which the run's timing cannot single out.
+        time includes each request's admission. All its calls go into the latency bucket
+        of the run's average per call: the run's timing cannot tell them apart. When a run
+        of several reaches the slow-log threshold (1 ms or more; below that every request
+        is a run of its own), one entry records the last request with the run's whole
+        time: Redis would have logged the one slow request among them, which the run's
+        timing cannot single out either.
         """
         stats = ctx.server.stats
         stat = stats.commands.get(spec.full_name) or stats.command(spec.full_name)
-        stat.calls += calls
-        stat.nsec += elapsed_ns
+        stat.record(calls, elapsed_ns)
         if elapsed_ns >= stats.slow_threshold_ns:
             CommandTable._record_slow(ctx, last, elapsed_ns // 1000)
 
@@ -220,9 +221,7 @@ class CommandTable:
         except Exception:
             reply = self._internal_error(ctx, argv)
         elapsed = self.perf_ns() - started
-        stat = stats.command(spec.full_name)
-        stat.calls += 1
-        stat.nsec += elapsed
+        stats.command(spec.full_name).record(1, elapsed)
         if elapsed >= stats.slow_threshold_ns:
             self._record_slow(ctx, argv, elapsed // 1000)
         return reply

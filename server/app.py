@@ -59,6 +59,7 @@ from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ServerConfig
 from .http import HttpMirror
+from .metrics import Metrics
 from .protocol import RespProtocol
 from .waits import Waits
 from .watch import Fanout, JournalGoneError, Transition, Watch
@@ -123,6 +124,8 @@ class Server:
         self.services = ServiceStatusView(self.model)
         self.cluster_status = ClusterStatusView(self.model)
         self.http = HttpMirror(self)  # the optional HTTP port of the views above
+        self.metrics = Metrics(self)  # its /metrics
+        self.loop_lag_ms = 0.0  # how late the last housekeeping tick ran
         self.myid = config.myid or derive_id(socket.gethostname(), config.port)
         self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
@@ -517,7 +520,8 @@ class Server:
         while True:
             started = loop.time()
             await asyncio.sleep(_CRON_INTERVAL)
-            loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL) * 1000)
+            self.loop_lag_ms = loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL)
+                                                 * 1000)
             self.clock_ms = self.now_ms()
             model_now = self.model_now_ms()
             self.model.refresh(model_now)

@@ -18,6 +18,8 @@ loop (no hand-written parser).
     /status/v1/simple[/<name>]            Puppet      text/plain state word; 200/503; 404
                                                       "not found: <name>" (text too)
     /clusterStatus                        ksqlDB      {"clusterStatus": {...}}; 200
+    /metrics                              Prometheus  text exposition format; 200
+                                                      (server/metrics.py)
 
 Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
 `?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
@@ -46,6 +48,7 @@ from cluster.health import HTTP_PATHS, HttpStyle, Probe
 from cluster.services import parse_level, parse_status_version, parse_timeout
 
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
+from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from .app import Server
@@ -256,6 +259,14 @@ def _cluster_status(server: Server, request: web.BaseRequest) -> web.Response:
     return _json(200, server.cluster_status.cluster_status(server.model_now_ms()))
 
 
+# -- Prometheus --------------------------------------------------------------------------
+
+
+def _metrics(server: Server, request: web.BaseRequest) -> web.Response:
+    return web.Response(status=200, body=server.metrics.scrape(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
 # -- plumbing ----------------------------------------------------------------------------
 
 
@@ -317,6 +328,7 @@ _ROUTES: Final[Mapping[str, Handler]] = {
     _SERVICES: _services,
     _SIMPLE: _simple,
     "/clusterStatus": _cluster_status,
+    "/metrics": _metrics,
 }
 
 

@@ -8,6 +8,8 @@ against the ACL users, with the permissions of the RESP command that shows the s
     /status/v1/services                            no     status|services
     /status/v1/services/<name>                     no     status|service
     /clusterStatus                                 no     cluster|status
+    /metrics                                       no     info (what INFO commandstats and
+                                                          the status commands show)
 
 A request without credentials is the ``default`` user when that user needs no password
 (as a RESP connection is), so a server without passwords stays open. Otherwise a detail
@@ -30,6 +32,7 @@ _EXACT: Final = {
     "/serving": "status|node",
     "/status/v1/services": "status|services",
     "/clusterStatus": "cluster|status",
+    "/metrics": "info",
 }
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 CHALLENGE: Final = 'Basic realm="clusterwatch", charset="UTF-8"'

@@ -207,6 +207,7 @@ def _get(url: str, user: tuple[str, str] | None = None) -> tuple[int, dict[str, 
 
 @pytest.mark.parametrize(("path", "command"), [
     ("/clusterStatus", "cluster|status"),
+    ("/metrics", "info"),
     ("/status/v1/services", "status|services"),
     ("/status/v1/services/redis", "status|service"),
     ("/", "status|node"),

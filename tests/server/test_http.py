@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cluster import node_status, self_status
 from cluster.apierror import ApiError
@@ -195,9 +196,45 @@ async def test_http_equals_the_views(mirror: Mirror) -> None:
         assert codes["/status/v1/simple"] == 503
 
 
+async def test_metrics_equal_the_views(mirror: Mirror) -> None:
+    await mirror.settle(mirror.now)
+    server = mirror.server
+    server.bus_publish(cluster_messages())
+    # Fresh, then past node_timeout (pfail), then past fail_after (fail, cluster down).
+    for later in (0, 20_000, 45_000):
+        now = mirror.now + later
+        await mirror.settle(now)
+        code, text = await mirror.get("/metrics")
+        assert code == 200
+        samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                   for family in text_string_to_metric_families(text)
+                   for sample in family.samples}
+        info = dict(line.split(":") for line in server.model.cluster_info_text(now).split())
+        assert samples["clusterwatch_cluster_state", ()] == (info["cluster_state"] == "ok")
+        for state in ("assigned", "ok", "pfail", "fail"):
+            assert samples["clusterwatch_cluster_slots", (("state", state),)] == int(
+                info[f"cluster_slots_{state}"]), (later, state)
+        for name in ("known_nodes", "size", "current_epoch"):
+            assert samples[f"clusterwatch_cluster_{name}", ()] == int(info[f"cluster_{name}"])
+        for node in server.model.nodes():
+            labels = (("addr", node.addr), ("node", node.id), ("role", node.role))
+            assert samples["clusterwatch_node_up", labels] == (node.state == "ok"), later
+            assert samples["clusterwatch_node_pfail", labels] == (node.state == "pfail")
+            assert samples["clusterwatch_node_fail", labels] == (node.state == "fail")
+            assert samples["clusterwatch_node_last_seen_age_seconds", labels] == (
+                (now - node.last_seen_ms) / 1000)
+        health = server.health.evaluate(now, "health", self_checks=server.self_checks)
+        assert samples["clusterwatch_probe_status", (("probe", "health"),
+                                                     ("status", health.status))] == 1
+        states = [entry.state for entry in server.services.services(now).entries]
+        for state in ("running", "starting", "unknown"):
+            assert samples["clusterwatch_services", (("state", state),)] == states.count(state)
+    assert info["cluster_state"] == "fail" and info["cluster_slots_fail"] == "16384"
+
+
 def test_every_exact_route_is_covered() -> None:
     assert set(routes()) == {*HTTP_PATHS, "/", "/serving", "/status/v1/services",
-                             "/status/v1/simple", "/clusterStatus"}
+                             "/status/v1/simple", "/clusterStatus", "/metrics"}
 
 
 def test_http_port_setting() -> None:
