@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import msgspec
 
@@ -129,6 +130,13 @@ class ClusterModel:
         nodes = self._state.nodes
         for node_id in sorted(nodes):
             yield self._views.node_info(nodes[node_id])
+
+    def roles(self) -> Iterator[tuple[str, Literal["master", "replica"], str | None]]:
+        """`(id, effective role, replicaof)` per node, in no set order: a scan that builds
+        no `NodeInfo`, for comparing roles after a topology change."""
+        role = self._views.role
+        for node in self._state.nodes.values():
+            yield node.id, role(node), None if node.hello is None else node.hello.replicaof
 
     def node_rows(self) -> Iterator[NodeRow]:
         """`(id, state, last_seen_ms, heartbeat, heartbeat_ms, addr)` per node, in no set order.

@@ -14,7 +14,7 @@ journal (``BUS JOURNAL``) and to the channel's subscribers.
                              config epoch>
     __cluster__:epoch        epoch=<new> previous=<old>
     __health__:<probe>       status=<UP|DOWN|...> previous=<status>      (startup, ready, live,
-                             health; judged on every change and every tick)
+                             health; judged after every cluster event and every second)
     __status__:<node>/<svc>  state=<running|error|...> previous=<state>  (Puppet's service
                              states at level info; judged at the 10 Hz tick)
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from .protocol import RespProtocol
 
 log = logging.getLogger("clusterwatch.watch")
+
+_PROBES_EVERY_MS = 1000  # probes are re-judged at least this often (time moves them too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +146,27 @@ class Watch:
         self._roles: dict[str, tuple[str, str | None]] = {}
         self._topology = -1
         self._services_version = -1
+        self._probes_judged_ms = -_PROBES_EVERY_MS
         self.messages = 0
 
     def model_changed(self, events: list[ClusterEvent], now_ms: int,
                       probes: Callable[[str], str]) -> None:
+        """Publish ``events``; compare roles when the topology moved; judge the probes when
+        something happened (``events``, a topology move) or a second has passed, so a run of
+        heartbeats that change no state costs no scan of the cluster."""
         lookup = self.model.node
         for event in events:
             for channel, text in self._messages(event, lookup):
                 self._emit(channel, text, now_ms)
-        if self.model.topology_version != self._topology:
+        moved = self.model.topology_version != self._topology
+        if moved:
             self._topology = self.model.topology_version
             self._check_roles(now_ms)
+        if events or moved or now_ms - self._probes_judged_ms >= _PROBES_EVERY_MS:
+            self._probes_judged_ms = now_ms
+            self._judge_probes(now_ms, probes)
+
+    def _judge_probes(self, now_ms: int, probes: Callable[[str], str]) -> None:
         for probe in PROBES:
             status = probes(probe)
             previous = self._probes.get(probe)
@@ -214,12 +226,13 @@ class Watch:
 
     def _check_roles(self, now_ms: int) -> None:
         roles: dict[str, tuple[str, str | None]] = {}
-        for node in self.model.nodes():
-            roles[node.id] = (node.role, node.replicaof)
-            previous = self._roles.get(node.id)
-            if previous is not None and previous != roles[node.id]:
-                self._emit("__cluster__:node",
-                           f"+role {_describe(node, node.id, self.model.node)}", now_ms)
+        previous_roles = self._roles
+        for node_id, role, replicaof in self.model.roles():
+            roles[node_id] = now = (role, replicaof)
+            previous = previous_roles.get(node_id)
+            if previous is not None and previous != now:
+                self._emit("__cluster__:node", "+role " + _describe(
+                    self.model.node(node_id), node_id, self.model.node), now_ms)
         self._roles = roles
 
 
