@@ -179,7 +179,7 @@ class Server:
         """The model may have changed: log and publish its events, wake the waiters."""
         events = self.model.drain_events()
         self._log_events(events)
-        self.watch.model_changed(events, self.clock_ms, self._probe_status)
+        self.watch.model_changed(events, self.clock_ms)
         self.waits.changed()
 
     def _probe_status(self, probe: str) -> str:
@@ -386,7 +386,8 @@ class Server:
         # right after start sees them.
         self.self_checks = self._evaluate_self_checks(0.0)
         self.health.observe(self.model_now_ms(), self.self_checks)
-        self._model_changed()  # the watch starts from the probes' statuses now
+        self._model_changed()
+        self.watch.tick(self.clock_ms, self._probe_status)  # it starts from the probes now
         self._cron = loop.create_task(self._housekeeping())
         if demo is not None:
             self._demo = loop.create_task(self._run_demo(demo))
@@ -528,6 +529,7 @@ class Server:
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
             self.health.observe(model_now, self.self_checks)
             self._model_changed()
+            self.watch.tick(self.clock_ms, self._probe_status)
             self.watch.services_changed(self._service_states, self.clock_ms)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,

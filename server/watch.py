@@ -14,12 +14,14 @@ journal (``BUS JOURNAL``) and to the channel's subscribers.
                              config epoch>
     __cluster__:epoch        epoch=<new> previous=<old>
     __health__:<probe>       status=<UP|DOWN|...> previous=<status>      (startup, ready, live,
-                             health; judged after every cluster event and every second)
+                             health; judged at the 10 Hz tick after cluster events, and
+                             every second)
     __status__:<node>/<svc>  state=<running|error|...> previous=<state>  (Puppet's service
                              states at level info; judged at the 10 Hz tick)
 
-Role changes are found by comparing each node's effective role and master when the model's
-topology version moves (joins, leaves, slot moves, hellos), so they cost nothing otherwise.
+Role changes are found at the 10 Hz tick by comparing each node's effective role and master
+when the model's topology version has moved (joins, leaves, slot moves, hellos), so they cost
+nothing otherwise and at most ten scans a second during a burst of changes.
 
 A subscriber that does not read is cut like Redis's ``client-output-buffer-limit pubsub``:
 at once past the hard limit, or after staying past the soft limit for the soft seconds.
@@ -147,22 +149,30 @@ class Watch:
         self._topology = -1
         self._services_version = -1
         self._probes_judged_ms = -_PROBES_EVERY_MS
+        self._probes_due = False
         self.messages = 0
 
-    def model_changed(self, events: list[ClusterEvent], now_ms: int,
-                      probes: Callable[[str], str]) -> None:
-        """Publish ``events``; compare roles when the topology moved; judge the probes when
-        something happened (``events``, a topology move) or a second has passed, so a run of
-        heartbeats that change no state costs no scan of the cluster."""
+    def model_changed(self, events: list[ClusterEvent], now_ms: int) -> None:
+        """Publish the model's ``events`` at once; roles and probes wait for the tick."""
         lookup = self.model.node
         for event in events:
             for channel, text in self._messages(event, lookup):
                 self._emit(channel, text, now_ms)
-        moved = self.model.topology_version != self._topology
-        if moved:
+            if isinstance(event, NodeJoined) and (node := lookup(event.node)) is not None:
+                self._roles[node.id] = (node.role, node.replicaof)  # the tick compares to it
+        if events:
+            self._probes_due = True
+
+    def tick(self, now_ms: int, probes: Callable[[str], str]) -> None:
+        """At the 10 Hz tick: compare roles if the topology moved, and judge the probes if
+        cluster events happened or a second has passed (time moves them too). So a burst
+        of joins or heartbeats costs at most ten scans of the cluster a second."""
+        if self.model.topology_version != self._topology:
             self._topology = self.model.topology_version
             self._check_roles(now_ms)
-        if events or moved or now_ms - self._probes_judged_ms >= _PROBES_EVERY_MS:
+            self._probes_due = True
+        if self._probes_due or now_ms - self._probes_judged_ms >= _PROBES_EVERY_MS:
+            self._probes_due = False
             self._probes_judged_ms = now_ms
             self._judge_probes(now_ms, probes)
 

@@ -267,7 +267,9 @@ def test_bus_journal_since_count_and_gone(tmp_path: Path) -> None:
     try:
         client = redis.Redis(port=server.port, protocol=3)
         publish(server.port, message("hello", A, 1, 1, addr="10.0.0.1:7000"))
-        first = client.execute_command("BUS", "JOURNAL")
+        # The probes are judged at the next 10 Hz tick.
+        first = poll(lambda: client.execute_command("BUS", "JOURNAL"), lambda e: len(e) >= 4,
+                     what="the probes' transitions")
         assert [(entry[b"channel"], entry[b"message"].decode().split(" index=")[0])
                 for entry in first] == [
             (b"__cluster__:epoch", "epoch=1 previous=0"),
