@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cluster import (
@@ -331,8 +331,9 @@ class Server:
         return result
 
     def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
-                   on_timeout: Callable[[], Any]) -> Deferred[Any]:
-        return self.waits.add(check, timeout_ms, on_timeout)
+                   on_timeout: Callable[[], Any], key: Hashable | None = None
+                   ) -> Deferred[Any]:
+        return self.waits.add(check, timeout_ms, on_timeout, key)
 
     def bus_info(self) -> Sequence[tuple[str, str | int]]:
         return self.bus.info()
