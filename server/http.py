@@ -140,7 +140,7 @@ class HttpMirror:
                 done.set_result(None)
 
         self._server.wait_until(lambda: True if model.version > index else None, wait_ms,
-                                lambda: False).add_callback(wake)
+                                lambda: False, ("http wait", index)).add_callback(wake)
         await done
 
 

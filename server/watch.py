@@ -19,6 +19,11 @@ journal (``BUS JOURNAL``) and to the channel's subscribers.
     __status__:<node>/<svc>  state=<running|error|...> previous=<state>  (Puppet's service
                              states at level info; judged at the 10 Hz tick)
 
+The four failure events also go, without their first word, to Sentinel's own channels
+(``+sdown``, ``-sdown``, ``+odown``, ``-odown``), so a Sentinel event consumer reads them as
+it reads Sentinel: ``+sdown`` is clusterwatch's ``pfail`` (one observer's view) and ``+odown``
+its ``fail`` (agreed or timed out). Subscribers only; the journal keeps the original.
+
 Role changes are found at the 10 Hz tick by comparing each node's effective role and master
 when the model's topology version has moved (joins, leaves, slot moves, hellos), so they cost
 nothing otherwise and at most ten scans a second during a burst of changes.
@@ -33,7 +38,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cluster import ClusterEvent, ClusterModel, NodeInfo
 from cluster.events import (
@@ -54,6 +59,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterwatch.watch")
 
 _PROBES_EVERY_MS = 1000  # probes are re-judged at least this often (time moves them too)
+
+
+# Sentinel's event channels for the node events that mean the same thing: a consumer of
+# Sentinel's pub/sub reads ``+sdown master <name> <ip> <port>`` on channel ``+sdown``. These
+# copies go to subscribers only; the journal keeps the ``__cluster__:node`` original.
+SENTINEL_CHANNELS: Final = {"+pfail": "+sdown", "-pfail": "-sdown", "+fail": "+odown",
+                            "-fail": "-odown"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +219,10 @@ class Watch:
         self.journal.append(Transition(index, now_ms, channel, message))
         self.messages += 1
         self._deliver(channel, message)
+        event, _, instance = message.partition(" ")
+        sentinel = SENTINEL_CHANNELS.get(event) if channel == "__cluster__:node" else None
+        if sentinel is not None:
+            self._deliver(sentinel, instance)
 
     def _messages(self, event: ClusterEvent, lookup: Callable[[str], NodeInfo | None]
                   ) -> list[tuple[str, str]]:

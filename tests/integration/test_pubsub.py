@@ -119,6 +119,8 @@ def test_a_silent_master_goes_pfail_then_fail_and_the_cluster_fails_in_order(
     pubsub = client.pubsub()
     pubsub.psubscribe("__cluster__:*")
     pubsub.subscribe("__health__:health")
+    sentinel_style = client.pubsub()
+    sentinel_style.subscribe("+sdown", "+odown")
     beats = _fail_a(watched.port)
     try:
         joined = _messages(pubsub, re.compile(r"^state=ok"))
@@ -132,6 +134,12 @@ def test_a_silent_master_goes_pfail_then_fail_and_the_cluster_fails_in_order(
     node_events = [data for channel, data in seen if channel == "__cluster__:node"]
     assert node_events[-1].startswith(f"+fail master {A} 10.0.0.1 7000 index=")
     assert node_events[-2].startswith(f"+pfail master {A} 10.0.0.1 7000 index=")
+    # The same two events on Sentinel's channels, in Sentinel's payload shape.
+    sentinel_seen = _messages(sentinel_style, re.compile(rf"^master {A} .* index="
+                                                         rf"{_index(node_events[-1])}$"))
+    assert [(channel, data) for channel, data in sentinel_seen if A in data] == [
+        ("+sdown", node_events[-2].removeprefix("+pfail ")),
+        ("+odown", node_events[-1].removeprefix("+fail "))]
     indexes = [_index(data) for _, data in seen]
     assert indexes == sorted(indexes)
     assert _index(node_events[-1]) > _index(node_events[-2])
