@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-__all__ = ["FAIL_RULES", "FailRule", "ModelConfig"]
-
-FailRule = Literal["auto", "redis", "timer"]
-FAIL_RULES: tuple[FailRule, ...] = ("auto", "redis", "timer")
+__all__ = ["ModelConfig"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -17,16 +13,9 @@ class ModelConfig:
 
     Attributes:
         node_timeout_ms: silence after which a node is `pfail` (Redis `cluster-node-timeout`).
-        fail_after_ms: under the timer rule, time a node stays `pfail` before it is `fail`
-            without a quorum of failure reports. None means `2 * node_timeout_ms`, the same
-            window in which Redis keeps a failure report valid, so a silent node is `fail`
-            after 3 timeouts.
-        fail_rule: what turns `pfail` into `fail`. `redis`: only failure reports from a
-            majority of slot-serving masters within the validity window, as Redis Cluster
-            (without that majority a node stays `pfail` however long). `timer`: that
-            majority, or `fail_after_ms` of `pfail`, for systems whose nodes send no failure
-            reports. `auto` (the default): `timer` until the bus has carried a first
-            `fail_report`, `redis` from then on.
+        fail_after_ms: time a node stays `pfail` before it is `fail` without a quorum of
+            failure reports. None means `2 * node_timeout_ms`, the same window in which
+            Redis keeps a failure report valid, so a silent node is `fail` after 3 timeouts.
         require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
             by a `fail` node (Redis `cluster-require-full-coverage`).
         max_message_bytes: larger node messages are refused before decoding.
@@ -35,7 +24,6 @@ class ModelConfig:
 
     node_timeout_ms: int = 15_000
     fail_after_ms: int | None = None
-    fail_rule: FailRule = "auto"
     require_full_coverage: bool = True
     max_message_bytes: int = 65_536
     max_events: int = 4096
@@ -45,8 +33,6 @@ class ModelConfig:
             raise ValueError("node_timeout_ms must be positive")
         if self.fail_after_ms is not None and self.fail_after_ms < 0:
             raise ValueError("fail_after_ms must not be negative")
-        if self.fail_rule not in FAIL_RULES:
-            raise ValueError(f"fail_rule must be one of {', '.join(FAIL_RULES)}")
         if self.max_message_bytes <= 0:
             raise ValueError("max_message_bytes must be positive")
         if self.max_events <= 0:

@@ -3,10 +3,6 @@
 A report counts toward a quorum while it is younger than the validity window and its reporter
 is a master serving slots at the time of counting. Only the latest report per (target,
 reporter) pair is kept; a report's `pfail` or `fail` wording does not matter.
-
-Under Redis's rule (`fail_rule` `redis`, and `auto`, the default, once a first report has
-arrived) such a quorum is the only way a `pfail` node becomes `fail`; the timer rule
-(cluster/merge.py, Rule 5) adds `fail_after` for nodes that send no reports.
 """
 
 from __future__ import annotations

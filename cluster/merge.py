@@ -28,8 +28,7 @@ Rule 5, liveness, from receive times only:
     from        to      when
     ok          pfail   now >= last_seen + node_timeout
     pfail       fail    valid reports from a majority of slot-serving masters
-                        (validity 2 * node_timeout); under the timer rule also
-                        now >= pfail_since + fail_after
+                        (validity 2 * node_timeout), or now >= pfail_since + fail_after
     pfail/fail  ok      any applied message from the node
 
   `pfail_since` is `last_seen + node_timeout`, not the time the check ran, and a quorum is
@@ -37,11 +36,6 @@ Rule 5, liveness, from receive times only:
   not depend on how often `refresh` is called. Unlike Redis, FAIL of a slot-serving master clears
   at once when it speaks again, and `cluster_state` has no rejoin delay: an observer has no
   writes to protect.
-  The rule in force (ModelConfig.fail_rule): `redis` is Redis Cluster's, where only the
-  majority makes `fail` and a cluster that lost its majority keeps its lost nodes `pfail`
-  forever; `timer` adds `fail_after`, for nodes that send no reports; `auto`, the default,
-  is `timer` until the first `fail_report` is received and `redis` from then on (sticky:
-  `reports_seen`, kept in the stream bus's snapshot).
   `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor fail and,
   if full coverage is required, every slot has an owner that is not fail.
 Rule 6, invalid input. A message that fails validation never reaches this module; the model
@@ -146,7 +140,6 @@ class MergeState:
         self.config = config
         self._timeout = config.node_timeout_ms
         self._fail_after = config.fail_after
-        self.reports_seen = False  # a fail_report was received (the `auto` rule)
         self._validity = config.report_validity_ms
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
@@ -175,8 +168,6 @@ class MergeState:
         if now_ms >= self.next_deadline:
             self.refresh(now_ms)
         self.received[msg.kind] += 1
-        if type(msg) is FailReport:
-            self.reports_seen = True
         node = self.nodes.get(msg.node)
         if node is None:
             return self._apply_first(msg, now_ms)
@@ -212,7 +203,6 @@ class MergeState:
             return False
         before = self.version
         timeout = self._timeout
-        timer = self.fail_rule == "timer"
         upcoming = NEVER
         for node in self.nodes.values():
             if node.state is _OK:
@@ -225,7 +215,7 @@ class MergeState:
                 # No message arrived since `due` (it would have run this scan first), so the
                 # reports and masters seen now are those at `due`: judge the quorum there.
                 self._check_fail(node, due)
-            if node.state is _PFAIL and timer:
+            if node.state is _PFAIL:
                 fail_at = node.pfail_since_ms + self._fail_after
                 if now_ms >= fail_at:
                     self._set_state(node, _FAIL)
@@ -235,18 +225,6 @@ class MergeState:
         self.reports.prune(now_ms, self._validity)
         self._settle()
         return self.version != before
-
-    @property
-    def fail_rule(self) -> str:
-        """The rule in force: `redis` or `timer` (`auto` resolved)."""
-        rule = self.config.fail_rule
-        if rule == "auto":
-            return "redis" if self.reports_seen else "timer"
-        return rule
-
-    def note_reports_seen(self) -> None:
-        """The bus has carried a failure report (the `auto` rule turns to `redis`)."""
-        self.reports_seen = True
 
     def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
         """Mark pfail nodes fail: a snapshot's record of a quorum reached in the history it

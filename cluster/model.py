@@ -94,20 +94,6 @@ class ClusterModel:
         return self._state.current_epoch
 
     @property
-    def fail_rule(self) -> str:
-        """The failure rule in force, `redis` or `timer` (ModelConfig.fail_rule resolved)."""
-        return self._state.fail_rule
-
-    @property
-    def reports_seen(self) -> bool:
-        """A fail_report was applied or found stale: `auto` is then Redis's rule."""
-        return self._state.reports_seen
-
-    def note_reports_seen(self) -> None:
-        """Restore `reports_seen` (a snapshot's), before replaying its messages."""
-        self._state.note_reports_seen()
-
-    @property
     def cluster_state(self) -> str:
         """`ok` or `fail`, as of the last refresh or message."""
         return "ok" if self._state.cluster_ok else "fail"

@@ -580,7 +580,6 @@ def model_config(config: ServerConfig) -> ModelConfig:
     return ModelConfig(
         node_timeout_ms=config.node_timeout,
         fail_after_ms=config.fail_after or None,
-        fail_rule=config.fail_rule,  # type: ignore[arg-type]  # validated by ServerConfig
         require_full_coverage=config.require_full_coverage,
         max_message_bytes=config.max_message_size,
     )

@@ -75,9 +75,6 @@ class ServerConfig:
     health_responsive_grace: int = 600_000
     health_awareness_grace: int = 300_000
     fail_after: int = 0
-    # What turns pfail into fail: redis (a majority of masters' reports only), timer
-    # (also fail_after), auto (timer until the first fail_report, then redis).
-    fail_rule: str = "auto"
     require_full_coverage: bool = True
     # Bytes; a larger node message is rejected (too_large) before decoding.
     max_message_size: int = 65_536
@@ -129,8 +126,6 @@ class ServerConfig:
             raise ConfigError("log_level must be debug, info, warning or error")
         if self.fail_after < 0:
             raise ConfigError("fail_after must not be negative")
-        if self.fail_rule not in ("auto", "redis", "timer"):
-            raise ConfigError("fail_rule must be auto, redis or timer")
         if self.myid and not _MYID.fullmatch(self.myid):
             raise ConfigError("myid must be 40 lowercase hexadecimal digits")
         self._check_bus()

@@ -622,8 +622,6 @@ class RedisStreamBus:
             self._count_lost(info)
             return False
         model = self.model
-        if snapshot.reports_seen:  # before the replay, whose refreshes follow the rule
-            model.note_reports_seen()
         for entry_id, receive_ms, text in snapshot.messages:
             data = text.encode()
             outcome, msg = model.publish_decoded(data, receive_ms)
@@ -671,7 +669,7 @@ class RedisStreamBus:
         ms, seq = self._last_key
         failed = [row[0] for row in self.model.node_rows() if row[1] is NodeState.FAIL]
         data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms,
-                                        self._clock.now_ms, failed, self.model.reports_seen)
+                                        self._clock.now_ms, failed)
         try:
             saved = await self._save(keys=[self.snapshot_key], args=[ms, seq, data])
         except (RedisError, OSError, TimeoutError) as exc:
