@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cluster.apierror import ApiError
 from cluster.clusterstatus import ClusterStatusView, cluster_status
-from cluster.config import ModelConfig
+from cluster.config import FAIL_RULES, ModelConfig
 from cluster.events import (
     ClusterEvent,
     ClusterStateChanged,
@@ -49,6 +49,7 @@ from cluster.slots import NUM_SLOTS
 from cluster.views import ClusterSummary, NetInfo, Shard, ShardNode, SlotRange
 
 __all__ = [
+    "FAIL_RULES",
     "MESSAGE_TYPES",
     "NUM_SLOTS",
     "SCHEMA_VERSION",

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["ModelConfig"]
+__all__ = ["FAIL_RULES", "ModelConfig"]
+
+# `redis`: only a majority of slot-serving masters reporting a pfail node within the validity
+# window makes it fail. `timer`: that, or `fail_after` of pfail. `auto` (the default): `redis`
+# once any fail_report message has been received, `timer` before.
+FAIL_RULES: Final = ("auto", "redis", "timer")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,6 +22,9 @@ class ModelConfig:
         fail_after_ms: time a node stays `pfail` before it is `fail` without a quorum of
             failure reports. None means `2 * node_timeout_ms`, the same window in which
             Redis keeps a failure report valid, so a silent node is `fail` after 3 timeouts.
+            Used only while the timer rule is in force (`fail_rule`).
+        fail_rule: `auto` (default), `redis` or `timer`: which rule turns pfail into fail
+            (FAIL_RULES above, cluster/merge.py rule 5).
         require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
             by a `fail` node (Redis `cluster-require-full-coverage`).
         max_message_bytes: larger node messages are refused before decoding.
@@ -24,6 +33,7 @@ class ModelConfig:
 
     node_timeout_ms: int = 15_000
     fail_after_ms: int | None = None
+    fail_rule: str = "auto"
     require_full_coverage: bool = True
     max_message_bytes: int = 65_536
     max_events: int = 4096
@@ -33,6 +43,8 @@ class ModelConfig:
             raise ValueError("node_timeout_ms must be positive")
         if self.fail_after_ms is not None and self.fail_after_ms < 0:
             raise ValueError("fail_after_ms must not be negative")
+        if self.fail_rule not in FAIL_RULES:
+            raise ValueError("fail_rule must be auto, redis or timer")
         if self.max_message_bytes <= 0:
             raise ValueError("max_message_bytes must be positive")
         if self.max_events <= 0:

@@ -13,9 +13,9 @@ Rule 1, per-node order. A node's messages are ordered by `(epoch, seq)`. A messa
   the last pair applied for its node is stale: counted, never applied. Re-delivery and
   reordering are therefore harmless.
 Rule 2, epochs. `current_epoch` is the largest epoch of any applied message (or the largest
-  `current_epoch` an applied heartbeat reports: Redis's currentEpoch, which failed elections
-  raise above every config epoch) and never
-  decreases. A node's config epoch is the epoch of its latest applied message.
+  optional `current_epoch` an applied message of any type reports: Redis's currentEpoch, which
+  every node gets at `--cluster create` and failed elections raise above every config epoch)
+  and never decreases. A node's config epoch is the epoch of its latest applied message.
 Rule 3, slot ownership. A `slots` message replaces its sender's claim; the claim keeps the
   epoch of that message (a later restart at a higher epoch does not strengthen an old claim).
   A slot belongs to its claimant with the highest claim epoch; a tie goes to the smaller node
@@ -28,8 +28,21 @@ Rule 5, liveness, from receive times only:
     from        to      when
     ok          pfail   now >= last_seen + node_timeout
     pfail       fail    valid reports from a majority of slot-serving masters
-                        (validity 2 * node_timeout), or now >= pfail_since + fail_after
+                        (validity 2 * node_timeout); with the timer rule also
+                        now >= pfail_since + fail_after
     pfail/fail  ok      any applied message from the node
+
+  The fail rule (ModelConfig.fail_rule, `--fail-rule`). `redis`: Redis's rule, only the
+  report majority makes a node fail; without it a pfail node stays pfail however long (a
+  cluster that lost most of its masters shows them `fail?` forever, as its survivors do).
+  `timer`: the majority or `fail_after`, for systems whose nodes send no failure reports.
+  DEFAULT `auto`: `timer` until the first valid fail_report message is received, `redis` from
+  then on (it never switches back), so a cluster whose nodes report failures gets Redis's
+  answer and one whose nodes do not still sees silent nodes fail. A node the timer already
+  made fail stays fail when `auto` switches, until it speaks.
+  A report counts only while its sender is a master serving slots, so a forged report from
+  an unknown or slot-less node is kept but never counts: forging a FAIL needs the identities
+  of a majority of the slot-serving masters.
 
   `pfail_since` is `last_seen + node_timeout`, not the time the check ran, and a quorum is
   judged at `pfail_since` or when a message changes the reports or the masters, so states do
@@ -141,6 +154,9 @@ class MergeState:
         self._timeout = config.node_timeout_ms
         self._fail_after = config.fail_after
         self._validity = config.report_validity_ms
+        self.fail_rule_setting = config.fail_rule
+        # The timer makes pfail nodes fail: `timer`, or `auto` before any fail_report.
+        self.timer_rule = config.fail_rule != "redis"
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
         self.table = SlotTable()
@@ -168,6 +184,8 @@ class MergeState:
         if now_ms >= self.next_deadline:
             self.refresh(now_ms)
         self.received[msg.kind] += 1
+        if self.timer_rule and type(msg) is FailReport and self.fail_rule_setting == "auto":
+            self.timer_rule = False
         node = self.nodes.get(msg.node)
         if node is None:
             return self._apply_first(msg, now_ms)
@@ -181,11 +199,11 @@ class MergeState:
         node.last_seen_ms = now_ms
         if epoch != node.epoch or node.state is not _OK:
             self._refresh_sender(node, epoch, now_ms)
+        if msg.current_epoch is not None:
+            self._raise_epoch(msg.current_epoch)
         if type(msg) is Heartbeat:
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
-            if msg.current_epoch is not None:
-                self._raise_epoch(msg.current_epoch)
         else:
             self._effect(node, msg, now_ms)
         if self._dirty:
@@ -215,7 +233,7 @@ class MergeState:
                 # No message arrived since `due` (it would have run this scan first), so the
                 # reports and masters seen now are those at `due`: judge the quorum there.
                 self._check_fail(node, due)
-            if node.state is _PFAIL:
+            if node.state is _PFAIL and self.timer_rule:
                 fail_at = node.pfail_since_ms + self._fail_after
                 if now_ms >= fail_at:
                     self._set_state(node, _FAIL)
@@ -236,6 +254,11 @@ class MergeState:
                 self._set_state(node, _FAIL)
         self._settle()
 
+    @property
+    def fail_rule(self) -> str:
+        """The rule in force: `timer` or `redis` (`auto` resolved)."""
+        return "timer" if self.timer_rule else "redis"
+
     def count_reports(self, node_id: str, now_ms: int) -> int:
         """Valid failure reports against `node_id` from slot-serving masters."""
         return self.reports.count(node_id, now_ms, self._validity, self.table.owned)
@@ -250,6 +273,8 @@ class MergeState:
         self.applied += 1
         self.version += 1
         self._raise_epoch(msg.epoch)
+        if msg.current_epoch is not None:
+            self._raise_epoch(msg.current_epoch)
         if type(msg) is Leave:
             self.left[msg.node] = (msg.epoch, msg.seq)
         else:
@@ -261,8 +286,6 @@ class MergeState:
             if type(msg) is Heartbeat:
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
-                if msg.current_epoch is not None:
-                    self._raise_epoch(msg.current_epoch)
             else:
                 self._effect(node, msg, now_ms)
         self._settle()

@@ -59,6 +59,10 @@ class _Message(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     epoch: Counter
     seq: Counter
     ts_ms: int | None = None
+    # The sender's view of the cluster's current epoch (Redis's currentEpoch, carried in every
+    # cluster-bus header, which can be above every config epoch): it raises the model's
+    # current epoch, never lowers it.
+    current_epoch: Counter | None = None
 
 
 class Hello(_Message, frozen=True, kw_only=True, tag="hello", gc=False):
@@ -149,9 +153,6 @@ class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
     admin_serving: bool | None = None
     plugins_initialized: bool | None = None
     service_role: str | None = None
-    # The sender's view of the cluster's current epoch (Redis's currentEpoch, which can be
-    # above every config epoch): it raises the model's current epoch, never lowers it.
-    current_epoch: NonNegative | None = None
 
 
 class Slots(_Message, frozen=True, kw_only=True, tag="slots", gc=False):

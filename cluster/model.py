@@ -94,6 +94,16 @@ class ClusterModel:
         return self._state.current_epoch
 
     @property
+    def fail_rule(self) -> str:
+        """The failure rule in force, `redis` or `timer` (the setting `auto` resolved)."""
+        return self._state.fail_rule
+
+    @property
+    def fail_rule_setting(self) -> str:
+        """The configured failure rule: `auto`, `redis` or `timer`."""
+        return self._state.fail_rule_setting
+
+    @property
     def cluster_state(self) -> str:
         """`ok` or `fail`, as of the last refresh or message."""
         return "ok" if self._state.cluster_ok else "fail"

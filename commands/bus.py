@@ -88,6 +88,8 @@ def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         ("nodes", model.node_count),
         ("current_epoch", model.current_epoch),
         ("cluster_state", model.cluster_state),
+        ("fail_rule", model.fail_rule),
+        ("fail_rule_setting", model.fail_rule_setting),
         *server.bus_info(),
     ])
 

@@ -580,6 +580,7 @@ def model_config(config: ServerConfig) -> ModelConfig:
     return ModelConfig(
         node_timeout_ms=config.node_timeout,
         fail_after_ms=config.fail_after or None,
+        fail_rule=config.fail_rule,
         require_full_coverage=config.require_full_coverage,
         max_message_bytes=config.max_message_size,
     )

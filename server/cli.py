@@ -29,7 +29,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "max_inline_size", "max_bulk_length", "max_multibulk_length",
                  "max_query_buffer", "output_buffer_limit", "slowlog_log_slower_than",
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
-                 "log_format", "node_timeout", "fail_after", "require_full_coverage",
+                 "log_format", "node_timeout", "fail_after", "fail_rule", "require_full_coverage",
                  "max_message_size", "myid", "health_responsive_grace",
                  "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
                  "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
@@ -50,6 +50,9 @@ _HELP = {
     "node_timeout": "ms without a message before a node is pfail ",
     "fail_after": "ms a node stays pfail before it is fail without a quorum of failure "
                   "reports; 0 means 2 x node-timeout ",
+    "fail_rule": "auto, redis or timer: redis = a pfail node is fail only when a majority "
+                 "of slot-serving masters report it; timer = that or fail-after; auto = timer "
+                 "until the first fail_report arrives, redis after ",
     "require_full_coverage": "yes/no: cluster_state is fail while a slot is unserved ",
     "max_message_size": "bytes; larger node messages are rejected ",
     "health_responsive_grace": "ms HEALTH LIVE tolerates an unresponsive event loop ",

@@ -75,6 +75,10 @@ class ServerConfig:
     health_responsive_grace: int = 600_000
     health_awareness_grace: int = 300_000
     fail_after: int = 0
+    # Which rule turns a pfail node fail (cluster/merge.py rule 5): "redis" (only a majority
+    # of slot-serving masters reporting it), "timer" (that, or fail_after), or "auto": timer
+    # until the bus carries the first fail_report, redis from then on.
+    fail_rule: str = "auto"
     require_full_coverage: bool = True
     # Bytes; a larger node message is rejected (too_large) before decoding.
     max_message_size: int = 65_536
@@ -126,6 +130,8 @@ class ServerConfig:
             raise ConfigError("log_level must be debug, info, warning or error")
         if self.fail_after < 0:
             raise ConfigError("fail_after must not be negative")
+        if self.fail_rule not in ("auto", "redis", "timer"):
+            raise ConfigError("fail_rule must be auto, redis or timer")
         if self.myid and not _MYID.fullmatch(self.myid):
             raise ConfigError("myid must be 40 lowercase hexadecimal digits")
         self._check_bus()

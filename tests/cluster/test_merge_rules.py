@@ -280,8 +280,8 @@ def test_events_are_bounded_and_drained() -> None:
     assert model.drain_events() == []
 
 
-def test_a_heartbeats_current_epoch_raises_the_current_epoch_and_never_lowers_it() -> None:
-    from tests.cluster.clusterkit import heartbeat, hello, three_masters
+def test_a_messages_current_epoch_raises_the_current_epoch_and_never_lowers_it() -> None:
+    from tests.cluster.clusterkit import fail_report, heartbeat, hello, message, three_masters
 
     model = three_masters()
     assert model.current_epoch == 3
@@ -289,7 +289,25 @@ def test_a_heartbeats_current_epoch_raises_the_current_epoch_and_never_lowers_it
     assert model.current_epoch == 6
     assert model.publish(heartbeat("b", 2, 3, current_epoch=4), T0).kind == "applied"
     assert model.current_epoch == 6
+    # Any message type carries it (Redis sends currentEpoch in every cluster-bus header).
     assert model.publish(hello("z", 1, 1, current_epoch=9), T0).kind == "applied"
-    assert model.current_epoch == 6  # only a heartbeat carries it
-    first = model.publish(heartbeat("n", 1, 1, current_epoch=8), T0)
-    assert first.kind == "applied" and model.current_epoch == 8
+    assert model.current_epoch == 9
+    first = model.publish(message("slots", "n", 1, 1, ranges=[], current_epoch=11), T0)
+    assert first.kind == "applied" and model.current_epoch == 11
+    assert model.publish(fail_report("c", 3, 9, "z"), T0).kind == "applied"
+    assert model.current_epoch == 11
+    # A stale message's current_epoch does not count (rule 4: only applied messages do).
+    stale = model.publish(heartbeat("a", 1, 3, current_epoch=20), T0)
+    assert stale.kind == "stale" and model.current_epoch == 11
+
+
+def test_current_epoch_is_validated_like_epoch() -> None:
+    from tests.cluster.clusterkit import heartbeat, hello
+
+    model = ClusterModel()
+    for bad, code in ((-1, "range"), (2**63, "range"), ("7", "type"), (1.5, "type")):
+        outcome = model.publish(hello("x", 1, 1, current_epoch=bad), T0)
+        assert outcome.kind == "rejected" and outcome.error is not None, bad
+        assert outcome.error.field == "current_epoch" and outcome.error.code == code, bad
+    assert model.publish(heartbeat("x", 1, 1, current_epoch=2**63 - 1), T0).kind == "applied"
+    assert model.current_epoch == 2**63 - 1

@@ -366,6 +366,26 @@ def test_bus_info_counts(h: Harness) -> None:
     assert flat[0] == b"bus" and len(flat) % 2 == 0
 
 
+def test_bus_info_shows_the_fail_rule_in_force(h: Harness) -> None:
+    h.three_masters(replicas=False)
+    info = h.reply("BUS", "INFO", proto=3)
+    assert (info[b"fail_rule"], info[b"fail_rule_setting"]) == (b"timer", b"auto")
+    h.publish(msg("fail_report", A, 1, 10, target=B, state="pfail"))
+    info = h.reply("BUS", "INFO", proto=3)
+    assert (info[b"fail_rule"], info[b"fail_rule_setting"]) == (b"redis", b"auto")
+
+
+def test_fail_rule_setting_from_flags_env_and_toml(tmp_path: Any) -> None:
+    assert ServerConfig().fail_rule == "auto"
+    assert load_config(flags={"fail_rule": "redis"}, environ={}).fail_rule == "redis"
+    assert load_config(environ={"CLUSTERWATCH_FAIL_RULE": "timer"}).fail_rule == "timer"
+    path = tmp_path / "cw.toml"
+    path.write_text('[server]\nfail-rule = "redis"\n')
+    assert load_config(config_file=str(path), environ={}).fail_rule == "redis"
+    with pytest.raises(ConfigError, match="fail_rule"):
+        load_config(flags={"fail_rule": "never"}, environ={})
+
+
 def test_bus_publish_needs_a_message(h: Harness) -> None:
     error = h.reply("BUS", "PUBLISH")
     assert str(error) == "ERR wrong number of arguments for 'bus|publish' command"
