@@ -103,6 +103,11 @@ class ClusterModel:
         """The configured failure rule: `auto`, `redis` or `timer`."""
         return self._state.fail_rule_setting
 
+    def note_reports_seen(self) -> None:
+        """A snapshot's history held a fail_report (`auto` is Redis's rule from then on):
+        restore that before replaying its messages, whose refreshes follow the rule."""
+        self._state.note_reports_seen()
+
     @property
     def cluster_state(self) -> str:
         """`ok` or `fail`, as of the last refresh or message."""

@@ -40,6 +40,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     # Nodes that were fail at `bus_ms`: a quorum of reports is history the messages above
     # may no longer hold (ClusterModel.restore_fail).
     failed: list[str] = []
+    # A fail_report was applied in the history (the `auto` failure rule is then Redis's).
+    reports_seen: bool = False
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -98,7 +100,8 @@ class Compactor:
         return [(i.decode(), ms, raw.decode()) for i, ms, raw in ordered]
 
     def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int,
-                 failed: list[str] | None = None) -> bytes:
+                 failed: list[str] | None = None, reports_seen: bool = False) -> bytes:
         return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,
                                         bus_ms=bus_ms, messages=self.kept(bus_ms),
-                                        failed=sorted(failed or ())))
+                                        failed=sorted(failed or ()),
+                                        reports_seen=reports_seen))

@@ -43,6 +43,8 @@ def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
     model = ClusterModel(CONFIG)
     compactor = Compactor(2 * TIMEOUT)
     doc = decode_snapshot(snapshot)
+    if doc.reports_seen:
+        model.note_reports_seen()
     read_stream(model, compactor, [(i, ms, text.encode()) for i, ms, text in doc.messages])
     model.restore_fail(doc.failed, doc.bus_ms)
     return model, compactor
@@ -70,7 +72,7 @@ def test_snapshot_then_tail_builds_the_same_model(
     read_stream(full, compactor, entries[:cut])
     covers_ms = entries[cut - 1][1] if cut else T0
     snapshot = compactor.snapshot(f"{covers_ms}-{cut}", covers_ms, covers_ms,
-                                  failed(full, covers_ms))
+                                  failed(full, covers_ms), full.fail_rule == "redis")
     read_stream(full, compactor, entries[cut:])
 
     model, rebuilt = restored(snapshot)
