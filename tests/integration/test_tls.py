@@ -406,3 +406,24 @@ def test_invalid_tls_settings_stop_the_start_naming_the_setting(
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2, result.stderr
     assert named.replace("{d}", str(certs)) in result.stderr
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_handshakes_on_both_event_loops(certs: Path, tmp_path: Path, event_loop: str) -> None:
+    """The hand-over from handshake to client on each loop: bytes the client sends right
+    after (or before) the handshake are not lost, failures are refused."""
+    server = _start(tmp_path, certs, "--event-loop", event_loop)
+    try:
+        bystander = server.client(MONITOR, single_connection_client=True)
+        before = _clients(server)
+        for _ in range(10):  # redis-cli sends its request the moment the handshake ends
+            assert _cli(server, MONITOR, "PING").stdout.strip() == "PONG"
+        assert _raw(server.tls_port, b"*1\r\n$4\r\nPING\r\n") == b""
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _handshake(server, "expired").close()
+        assert bystander.ping()
+        assert wait_for(lambda: _clients(server) == before, timeout=5)
+        assert f"event_loop={event_loop}" in server.process.logs()
+        bystander.close()
+    finally:
+        server.process.stop()
