@@ -379,12 +379,14 @@ class TlsAcceptor(asyncio.Protocol):
             tls_transport = await loop.start_tls(
                 transport, connection, context, server_side=True,
                 ssl_handshake_timeout=_HANDSHAKE_TIMEOUT)
-        except (OSError, TimeoutError, asyncio.CancelledError, ValueError) as exc:
+        except asyncio.CancelledError:
+            server.handshaking.discard(transport)
+            transport.abort()
+            raise
+        except Exception as exc:  # any failure refuses this one connection, nothing more
             server.handshaking.discard(transport)
             server.tls.handshake_failures += 1
             transport.abort()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             log.warning("TLS handshake failed", extra={
                 "peer": peer, "error": _handshake_error(exc)})
             return

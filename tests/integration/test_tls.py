@@ -427,3 +427,51 @@ def test_handshakes_on_both_event_loops(certs: Path, tmp_path: Path, event_loop:
         bystander.close()
     finally:
         server.process.stop()
+
+
+def _tls_from(source: str, port: int, certs: Path) -> tuple[bytes, bool]:
+    """PING over TLS from a chosen loopback source address; the reply and whether the
+    server closed."""
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    with context.wrap_socket(sock, server_hostname="localhost") as tls:
+        tls.sendall(b"PING\r\n")
+        data = b""
+        try:
+            while chunk := tls.recv(4096):
+                data += chunk
+        except (ssl.SSLError, ConnectionError):
+            return data, True
+        except TimeoutError:
+            return data, False
+        return data, True
+
+
+def test_protected_mode_over_tls_sees_the_real_peer_like_redis(certs: Path,
+                                                                tmp_path: Path) -> None:
+    """No password: 127.0.0.2 is an outsider to Redis's test, over TLS as over TCP."""
+    tls = ["--tls-cert-file", str(certs / "server.crt"), "--tls-key-file",
+           str(certs / "server.key"), "--tls-auth-clients", "no"]
+    ours_port, real_port = free_port(), free_port()
+    ours = start_server(tmp_path, "--tls-port", str(ours_port), *tls)
+    real = subprocess.Popen(
+        [require_tool("redis-server"), "--port", "0", "--bind", "127.0.0.1", "--save", "",
+         "--tls-port", str(real_port), *tls], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        assert wait_for(lambda: run([require_tool("redis-cli"), "-p", str(real_port),
+                                     "--tls", "--cacert", str(certs / "ca.crt"),
+                                     "PING"]).stdout.strip() == "PONG", timeout=10)
+        real_reply = _tls_from("127.0.0.2", real_port, certs)
+        our_reply = _tls_from("127.0.0.2", ours_port, certs)
+        assert real_reply[0].startswith(b"-DENIED Redis is running in protected mode")
+        assert our_reply == real_reply
+        assert _tls_from("127.0.0.1", ours_port, certs)[0].startswith(b"+PONG")
+        assert "protected mode" in ours.logs() and "127.0.0.2" in ours.logs()
+    finally:
+        real.terminate()
+        real.wait(10)
+        ours.stop()
