@@ -346,13 +346,14 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(
     live.mkdir()
     for suffix in ("crt", "key"):
         shutil.copy(certs / f"server.{suffix}", live / f"server.{suffix}")
+    shutil.copy(certs / "ca.crt", live / "ca.crt")
     aclfile = tmp_path / "users.acl"
     shutil.copy(ROOT / "docs" / "users.acl.example", aclfile)
     tls_port, http_port = free_port(), free_port()
     process = start_server(tmp_path, "--aclfile", str(aclfile), "--tls-port", str(tls_port),
                            "--tls-cert-file", str(live / "server.crt"),
                            "--tls-key-file", str(live / "server.key"),
-                           "--tls-ca-cert-file", str(certs / "ca.crt"),
+                           "--tls-ca-cert-file", str(live / "ca.crt"),
                            "--http-port", str(http_port), "--tls-http", "yes")
     server = TlsServer(process, tls_port, http_port, certs)
 
@@ -374,6 +375,14 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(
         assert wait_for(lambda: "TLS certificates reloaded" in process.logs(), timeout=5)
         assert subject(tls_port) == subject(http_port) == "reloaded"
         assert established.ping()  # not dropped
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _handshake(server, "other").close()
+        (live / "ca.crt").write_bytes((certs / "ca.crt").read_bytes()
+                                      + (certs / "other-ca.crt").read_bytes())
+        process.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: process.logs().count("TLS certificates reloaded") == 2,
+                        timeout=5)
+        _handshake(server, "other").close()  # the new CA bundle trusts the other CA
         (live / "server.key").write_text("not a key\n")
         process.proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "TLS reload failed" in process.logs(), timeout=5)
