@@ -57,10 +57,11 @@ from commands import (
 from .aclfile import NO_ACL_FILE, read_acl_file, write_acl_file
 from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .http import HttpMirror
 from .metrics import Metrics
-from .protocol import RespProtocol
+from .protocol import RespProtocol, TlsAcceptor
+from .tls import TlsContexts, TlsSettingError
 from .waits import Waits
 from .watch import Fanout, JournalGoneError, Transition, Watch
 
@@ -98,6 +99,13 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
         self.port = config.port
+        self.tls_port = config.tls_port
+        try:
+            self.tls = TlsContexts(config)
+        except TlsSettingError as exc:
+            raise ConfigError(str(exc)) from None
+        # Connections to the TLS port still in their handshake (not clients yet).
+        self.handshaking: set[asyncio.Transport] = set()
         self.model = ClusterModel(model_config(config))
         self.bus: Bus = self._make_bus()
         self._bus_clock = None if isinstance(self.bus, MemoryBus) else self.bus.now_ms
@@ -374,6 +382,12 @@ class Server:
             self.identity = _replace_identity(self.identity, tcp_port=self.port)
             if not self.config.myid:
                 self.myid = derive_id(socket.gethostname(), self.port)
+        if self.config.tls_port:
+            tls_listener = await loop.create_server(
+                lambda: TlsAcceptor(self), self.config.bind, self.config.tls_port,
+                reuse_address=True, backlog=511)
+            self._listeners.append(tls_listener)
+            self.tls_port = (tls_listener.sockets or ())[0].getsockname()[1]
         if self.config.unix_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.unix_socket)
@@ -395,6 +409,7 @@ class Server:
             log.info(f"demo cluster running on the {self.bus.name} bus",
                      extra={"masters": demo.masters, "replicas": demo.replicas_per_master})
         log.info("listening", extra={"bind": self.config.bind, "port": self.port,
+                                     "tls_port": self.tls_port,
                                      "unix_socket": self.config.unix_socket,
                                      "event_loop": self.identity.event_loop,
                                      "version": VERSION, "pid": os.getpid()})
@@ -406,6 +421,9 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
+        if self.config.tls_port or self.config.tls_http:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         await self._stopping.wait()
         await self.shutdown()
 
@@ -422,6 +440,17 @@ class Server:
         """The demo's publisher: a bus outage loses a tick, the next one repeats it."""
         with contextlib.suppress(CommandError):
             self.bus_publish(messages)
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the TLS files again. New handshakes use them; established
+        connections keep theirs. A bad file keeps the old certificates."""
+        try:
+            self.tls.reload()
+        except TlsSettingError as exc:
+            log.error("TLS reload failed, keeping the previous certificates",
+                      extra={"error": str(exc)})
+            return
+        log.info("TLS certificates reloaded", extra={"reloads": self.tls.reloads})
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
@@ -443,6 +472,8 @@ class Server:
                     await task
         await self.bus.aclose()
         self.waits.close()
+        for transport in list(self.handshaking):
+            transport.abort()
         for conn in list(self.connections.values()):
             conn.close()
         deadline = time.monotonic() + self.config.shutdown_timeout
