@@ -67,7 +67,9 @@ What each applied message does to its sender's record, besides setting `(epoch, 
 
 A node enters the table with its first applied message; nothing else creates one.
 Bounded table: a first message from a new node while `max_nodes` nodes are known is rejected
-(code `max_nodes`); known nodes are untouched. A node silent for `forget_after` is
+(code `max_nodes`), a `leave` too; known nodes are untouched. Tombstones are bounded as well:
+past `max_nodes` of them the oldest is dropped (a very late copy of that node's messages
+would then rejoin it). A node silent for `forget_after` is
 forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claim is
 withdrawn, its record removed (NodeLeft) and a tombstone keeps its `(epoch, seq)`; also, as
 Redis's blacklist, its messages are rejected (code `forgotten`) for `forget_ban` after. Failure
@@ -236,7 +238,7 @@ class MergeState:
                     "node", f"node {msg.node} was forgotten: refused for "
                     f"{(banned_until - now_ms + 999) // 1000} s more", "forgotten")
             del self.banned[msg.node]
-        if len(self.nodes) >= self._max_nodes and type(msg) is not Leave:
+        if len(self.nodes) >= self._max_nodes:
             return MessageError("node", f"too many nodes: max-nodes is {self._max_nodes}",
                                 "max_nodes")
         return None
@@ -255,12 +257,19 @@ class MergeState:
         # The claim is withdrawn, so the per-state slot and master counts no longer hold it.
         self._pfail.discard(node.id)
         del self.nodes[node.id]
-        self.left[node.id] = (node.epoch, node.seq)
+        self._tombstone(node.id, (node.epoch, node.seq))
         self.banned[node.id] = now_ms + self.config.forget_ban_ms
         for banned in [n for n, until in self.banned.items() if until <= now_ms]:
             del self.banned[banned]
         self._emit(NodeLeft(node=node.id))
         self._dirty = True
+
+    def _tombstone(self, node_id: str, pair: tuple[int, int]) -> None:
+        left = self.left
+        left.pop(node_id, None)
+        left[node_id] = pair
+        if len(left) > self._max_nodes:
+            del left[next(iter(left))]
 
     def refresh(self, now_ms: int) -> bool:
         """Run the time-driven transitions due at `now_ms`; True if anything changed."""
@@ -330,7 +339,7 @@ class MergeState:
         if msg.current_epoch is not None:
             self._raise_epoch(msg.current_epoch)
         if type(msg) is Leave:
-            self.left[msg.node] = (msg.epoch, msg.seq)
+            self._tombstone(msg.node, (msg.epoch, msg.seq))
         else:
             node = Node(msg.node, msg.epoch, msg.seq, now_ms)
             self.nodes[node.id] = node
@@ -371,7 +380,7 @@ class MergeState:
             case Leave():
                 self._claim(node.id, msg.epoch, frozenset(), now_ms)
                 del self.nodes[node.id]
-                self.left[node.id] = (msg.epoch, msg.seq)
+                self._tombstone(node.id, (msg.epoch, msg.seq))
                 self._emit(NodeLeft(node=node.id))
                 self._dirty = True
             case Heartbeat():

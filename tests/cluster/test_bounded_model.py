@@ -120,3 +120,19 @@ def test_fail_reports_from_unknown_or_slotless_senders_never_count() -> None:
         publish_ok(model, fail_report(f"forger{i}", 1, 1, "c"), T0 + TIMEOUT)
     assert model.node("c").state is NodeState.PFAIL  # type: ignore[union-attr]
     assert model.count_failure_reports("c", T0 + TIMEOUT) == 0
+
+
+def test_leaves_and_tombstones_are_bounded_too() -> None:
+    from tests.cluster.clusterkit import leave
+
+    model = ClusterModel(ModelConfig(node_timeout_ms=TIMEOUT, max_nodes=3))
+    for i in range(3):
+        publish_ok(model, hello(f"n{i}", 1, 1), T0)
+    outcome = model.publish(leave("stranger", 1, 1), T0)
+    assert outcome.kind == "rejected" and outcome.error is not None
+    assert outcome.error.code == "max_nodes"
+    for i in range(100):  # churn: join, leave, join...
+        publish_ok(model, leave(f"n{i}", 1, 2), T0)
+        publish_ok(model, hello(f"n{i + 3}", 1, 1), T0)
+    assert model.node_count == 3
+    assert len(model._state.left) <= 3
