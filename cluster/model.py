@@ -97,6 +97,13 @@ class ClusterModel:
         `forget_ban_ms` after); False if no such node is known."""
         return self._state.forget(node_id, now_ms)
 
+    def restore_fail_rule_redis(self) -> None:
+        """A snapshot's record that `auto` had switched to Redis's rule (the fail_report
+        that switched it may have expired from the compacted history)."""
+        state = self._state
+        if state.fail_rule_setting == "auto":
+            state.timer_rule = False
+
     @property
     def fail_rule(self) -> str:
         """The failure rule in force, `redis` or `timer` (the setting `auto` resolved)."""

@@ -43,6 +43,8 @@ def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
     model = ClusterModel(CONFIG)
     compactor = Compactor(2 * TIMEOUT)
     doc = decode_snapshot(snapshot)
+    if doc.fail_rule == "redis":
+        model.restore_fail_rule_redis()
     read_stream(model, compactor, [(i, ms, text.encode()) for i, ms, text in doc.messages])
     model.restore_fail(doc.failed, doc.bus_ms)
     return model, compactor
@@ -114,6 +116,27 @@ def test_expired_failure_reports_are_left_out() -> None:
     compactor.note(decode_message(beat, max_size=1000), b"6-0", T0 + 10, beat)
     assert [k[0] for k in compactor.kept(T0 + 1000)] == ["5-0", "6-0"]
     assert [k[0] for k in compactor.kept(T0 + 1001)] == ["6-0"]
+
+
+def test_the_fail_rule_auto_switched_to_survives_a_snapshot_whose_reports_expired() -> None:
+    model, compactor = ClusterModel(CONFIG), Compactor(2 * TIMEOUT)
+    entries = [("1-0", T0, hello("a", 1, 1)), ("2-0", T0, slots("a", 1, 2, (0, 8191))),
+               ("3-0", T0, hello("b", 1, 1)), ("4-0", T0, slots("b", 1, 2, (8192, 16383))),
+               ("5-0", T0 + 1, fail_report("a", 1, 3, "b"))]
+    read_stream(model, compactor, entries)
+    assert model.fail_rule == "redis"
+    later = T0 + 10 * TIMEOUT  # one report of two masters: b stays pfail, on Redis's rule
+    model.refresh(later)
+    assert model.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
+    snapshot = compactor.snapshot("5-0", T0 + 1, later, failed(model, later), model.fail_rule)
+    assert decode_snapshot(snapshot).fail_rule == "redis"
+    copy, _ = restored(snapshot)
+    copy.refresh(later)
+    assert copy.fail_rule == "redis"
+    assert copy.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
+    # An old snapshot without the field reads as the timer.
+    assert decode_snapshot(b'{"covers":"1-0","last_entry_ms":1,"bus_ms":1,"messages":[]}'
+                           ).fail_rule == "timer"
 
 
 def test_a_foreign_snapshot_value_is_refused() -> None:
