@@ -25,6 +25,13 @@ class FailureReports:
     def __init__(self) -> None:
         self._by_target: dict[str, dict[str, int]] = {}
 
+    def __len__(self) -> int:
+        """Targets with a report kept."""
+        return len(self._by_target)
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._by_target
+
     def record(self, target: str, reporter: str, now_ms: int) -> None:
         self._by_target.setdefault(target, {})[reporter] = now_ms
 

@@ -73,7 +73,9 @@ would then rejoin it). A node silent for `forget_after` is
 forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claim is
 withdrawn, its record removed (NodeLeft) and a tombstone keeps its `(epoch, seq)`; also, as
 Redis's blacklist, its messages are rejected (code `forgotten`) for `forget_ban` after. Failure
-reports about unknown nodes are kept until they expire, so they count if the node appears.
+reports about unknown nodes are kept until they expire, so they count if the node appears; they
+are kept for at most `max_nodes` targets at a time (a report about one more unknown target is
+applied but not kept).
 
 Versions: `version` rises with every applied message and every state transition;
 `topology_version` only when something views show changes other than last_seen, seq and
@@ -373,8 +375,12 @@ class MergeState:
             case Slots():
                 self._claim(node.id, msg.epoch, expand_ranges(msg.ranges), now_ms)
             case FailReport():
-                self.reports.record(msg.target, node.id, now_ms)
                 target = self.nodes.get(msg.target)
+                reports = self.reports
+                if (target is None and msg.target not in reports
+                        and len(reports) >= self._max_nodes):
+                    return  # a bound on reports about unknown nodes: kept for max_nodes targets
+                reports.record(msg.target, node.id, now_ms)
                 if target is not None and target.state is _PFAIL:
                     self._check_fail(target, now_ms)
             case Leave():

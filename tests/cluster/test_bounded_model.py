@@ -136,3 +136,15 @@ def test_leaves_and_tombstones_are_bounded_too() -> None:
         publish_ok(model, hello(f"n{i + 3}", 1, 1), T0)
     assert model.node_count == 3
     assert len(model._state.left) <= 3
+
+
+def test_reports_about_unknown_targets_are_bounded() -> None:
+    model = ClusterModel(ModelConfig(node_timeout_ms=TIMEOUT, max_nodes=5))
+    publish_ok(model, hello("a", 1, 1), T0)
+    publish_ok(model, hello("b", 1, 1), T0)
+    for seq in range(1, 200):  # 199 made-up targets
+        publish_ok(model, fail_report("a", 1, 1 + seq, f"ghost{seq}"), T0)
+    assert len(model._state.reports) == 5
+    publish_ok(model, fail_report("a", 1, 300, "b"), T0)  # a known target always counts
+    assert model.count_failure_reports("b", T0) == 0  # a serves no slots
+    assert "b" in model._state.reports
