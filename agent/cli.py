@@ -37,6 +37,16 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
                         help="clusterwatch server host:port (default: %(default)s)")
     parser.add_argument("--password", default=None, help="AUTH password")
     parser.add_argument("--user", default=None, help="AUTH user name")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect over TLS (the server's --tls-port), as redis-cli --tls")
+    parser.add_argument("--cacert", default=None,
+                        help="CA bundle the server certificate is verified against "
+                        "(default: the system's)")
+    parser.add_argument("--cert", default=None, help="client certificate (PEM), for "
+                        "tls-auth-clients yes")
+    parser.add_argument("--key", default=None, help="private key of --cert (PEM)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="with --tls, do not verify the server's certificate")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -165,7 +175,12 @@ def simulate_main(args: argparse.Namespace, loop_factory: Any) -> int:
     if args.list:
         print("\n".join(describe(sim)))
         return 0
-    client = RespClient(host, port, password=args.password, username=args.user)
+    try:
+        tls = _tls(args)
+    except (OSError, ValueError) as exc:
+        print(f"clusterwatch simulate: {exc}", file=sys.stderr)
+        return 2
+    client = RespClient(host, port, password=args.password, username=args.user, tls=tls)
 
     async def go() -> int:
         try:
@@ -216,7 +231,24 @@ def agent_main(args: argparse.Namespace, loop_factory: Any) -> int:
     except ValueError as exc:
         print(f"clusterwatch agent: {exc}", file=sys.stderr)
         return 2
-    client = RespClient(host, port, password=args.password, username=args.user)
+    try:
+        tls = _tls(args)
+    except (OSError, ValueError) as exc:
+        print(f"clusterwatch agent: {exc}", file=sys.stderr)
+        return 2
+    client = RespClient(host, port, password=args.password, username=args.user, tls=tls)
     return _run_client(loop_factory, run_agent(config, client))
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    """The client TLS context of --tls/--cacert/--cert/--key/--insecure, or None."""
+    from .respclient import tls_context
+
+    if not args.tls:
+        if args.cacert or args.cert or args.key:
+            raise ValueError("--cacert, --cert and --key need --tls")
+        return None
+    return tls_context(cacert=args.cacert, cert=args.cert, key=args.key,
+                       insecure=args.insecure)
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 import hiredis
 
 from resp import Reply, encode
 
-__all__ = ["RespClient", "RespError", "ServerBusyError", "parse_hostport"]
+__all__ = ["RespClient", "RespError", "ServerBusyError", "parse_hostport", "tls_context"]
 
 
 class RespError(Exception):
@@ -39,10 +40,28 @@ def parse_hostport(text: str, default_port: int = 7379) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def tls_context(*, cacert: str | None = None, cert: str | None = None,
+                key: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """A client context as redis-cli's ``--tls --cacert --cert --key [--insecure]``: the
+    server's certificate is verified against ``cacert`` (the system store without it) and
+    its name against the host connected to, unless ``insecure``."""
+    context = ssl.create_default_context(cafile=cacert)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        context.load_cert_chain(cert, key)
+    elif key:
+        raise ValueError("--key needs --cert")
+    return context
+
+
 class RespClient:
     def __init__(self, host: str, port: int, *, password: str | None = None,
-                 username: str | None = None, timeout: float = 10.0) -> None:
+                 username: str | None = None, timeout: float = 10.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.password = password
         self.username = username
@@ -58,7 +77,7 @@ class RespClient:
     async def connect(self) -> None:
         await self.close()
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+            asyncio.open_connection(self.host, self.port, ssl=self.tls), self.timeout)
         self._parser = hiredis.Reader()
         if self.password:
             credentials = [self.username, self.password] if self.username else [self.password]

@@ -319,6 +319,10 @@ class MergeState:
                 self._set_state(node, _FAIL)
         self._settle()
 
+    def note_reports_seen(self) -> None:
+        if self.fail_rule_setting == "auto":
+            self.timer_rule = False
+
     @property
     def fail_rule(self) -> str:
         """The rule in force: `timer` or `redis` (`auto` resolved)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import msgspec
 
@@ -97,13 +98,6 @@ class ClusterModel:
         `forget_ban_ms` after); False if no such node is known."""
         return self._state.forget(node_id, now_ms)
 
-    def restore_fail_rule_redis(self) -> None:
-        """A snapshot's record that `auto` had switched to Redis's rule (the fail_report
-        that switched it may have expired from the compacted history)."""
-        state = self._state
-        if state.fail_rule_setting == "auto":
-            state.timer_rule = False
-
     @property
     def fail_rule(self) -> str:
         """The failure rule in force, `redis` or `timer` (the setting `auto` resolved)."""
@@ -113,6 +107,11 @@ class ClusterModel:
     def fail_rule_setting(self) -> str:
         """The configured failure rule: `auto`, `redis` or `timer`."""
         return self._state.fail_rule_setting
+
+    def note_reports_seen(self) -> None:
+        """A snapshot's history held a fail_report (`auto` is Redis's rule from then on):
+        restore that before replaying its messages, whose refreshes follow the rule."""
+        self._state.note_reports_seen()
 
     @property
     def cluster_state(self) -> str:
@@ -151,6 +150,13 @@ class ClusterModel:
         nodes = self._state.nodes
         for node_id in sorted(nodes):
             yield self._views.node_info(nodes[node_id])
+
+    def roles(self) -> Iterator[tuple[str, Literal["master", "replica"], str | None]]:
+        """`(id, effective role, replicaof)` per node, in no set order: a scan that builds
+        no `NodeInfo`, for comparing roles after a topology change."""
+        role = self._views.role
+        for node in self._state.nodes.values():
+            yield node.id, role(node), None if node.hello is None else node.hello.replicaof
 
     def node_rows(self) -> Iterator[NodeRow]:
         """`(id, state, last_seen_ms, heartbeat, heartbeat_ms, addr)` per node, in no set order.

@@ -151,7 +151,7 @@ class Views:
             port=None if address is None else address.port,
             busport=None if address is None else _busport(node),
             hostname=None if hello is None else hello.hostname,
-            role=self._role(node),
+            role=self.role(node),
             replicaof=None if hello is None else hello.replicaof,
             config_epoch=node.epoch,
             seq=node.seq,
@@ -198,7 +198,7 @@ class Views:
         lines = []
         for node_id in sorted(state.nodes):
             node = state.nodes[node_id]
-            role = self._role(node)
+            role = self.role(node)
             flags = "master" if role == "master" else "slave"
             if node.state is NodeState.PFAIL:
                 flags += ",fail?"
@@ -236,11 +236,11 @@ class Views:
         by_master: dict[str, list[Node]] = {}
         for node_id in sorted(self._state.nodes):
             node = self._state.nodes[node_id]
-            if node.hello is not None and node.hello.replicaof and self._role(node) == "replica":
+            if node.hello is not None and node.hello.replicaof and self.role(node) == "replica":
                 by_master.setdefault(node.hello.replicaof, []).append(node)
         return by_master
 
-    def _role(self, node: Node) -> Literal["master", "replica"]:
+    def role(self, node: Node) -> Literal["master", "replica"]:
         if node.hello is None or node.id in self._state.table.owned:
             return "master"
         return node.hello.role

@@ -7,7 +7,7 @@ server implements.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -172,10 +172,12 @@ class ServerView(Protocol):
         ...
 
     def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
-                   on_timeout: Callable[[], Any]) -> Deferred[Any]:
+                   on_timeout: Callable[[], Any], key: Hashable | None = None
+                   ) -> Deferred[Any]:
         """Block until ``check()`` returns an answer (re-run whenever the model or the
         server's own checks may have changed), or answer ``on_timeout()`` after
-        ``timeout_ms``."""
+        ``timeout_ms``. Waits with the same ``key`` ask the same question and share one
+        check."""
         ...
 
     def forget_node(self, node_id: str) -> bool:

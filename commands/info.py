@@ -178,17 +178,6 @@ def _errorstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
             for prefix, count in sorted(ctx.server.stats.errors.items())]
 
 
-def _known_nodes(ctx: CommandContext) -> int:
-    """The model's node count, counted once per topology change."""
-    model = ctx.server.model
-    cache = ctx.server.reply_cache
-    entry = cache.get("info|nodes")
-    if entry is None or entry[0] != model.topology_version:
-        entry = (model.topology_version, sum(1 for _ in model.nodes()))
-        cache["info|nodes"] = entry
-    return int(entry[1])
-
-
 def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
     """``cluster_enabled:1`` makes redis_exporter send CLUSTER INFO and ``redis-cli
     --cluster`` accept the server. The ``cluster_*`` figures live in CLUSTER INFO only
@@ -201,7 +190,7 @@ def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
         ("cluster_enabled", 1),
         ("clusterwatch_myid", server.myid),
         ("clusterwatch_bus", server.bus_name),
-        ("clusterwatch_nodes_known", _known_nodes(ctx)),
+        ("clusterwatch_nodes_known", model.node_count),
         ("clusterwatch_model_version", model.version),
         ("clusterwatch_bus_messages_received", server.bus_received),
         ("clusterwatch_bus_messages_applied", counters.applied),

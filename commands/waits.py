@@ -20,7 +20,7 @@ waits without any polling (``ServerView.wait_until``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Final
 
 from cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
@@ -43,14 +43,14 @@ def _timeout(raw: bytes) -> int:
 
 
 def _block(ctx: CommandContext, check: Callable[[], Reply | None], timeout_ms: int,
-           final: Callable[[], Reply]) -> Reply | Deferred[Reply]:
+           final: Callable[[], Reply], key: Hashable) -> Reply | Deferred[Reply]:
     """The answer now if ``check`` has one (or nothing may wait), else a blocked client."""
     answer = check()
     if answer is not None:
         return answer
     if timeout_ms == 0 or ctx.session.deny_blocking:
         return final()
-    deferred: Deferred[Reply] = ctx.server.wait_until(check, timeout_ms, final)
+    deferred: Deferred[Reply] = ctx.server.wait_until(check, timeout_ms, final, key)
     return ctx.block(deferred)
 
 
@@ -62,7 +62,7 @@ def cluster_wait(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred
     def check() -> Reply | None:
         return model.version if model.version > index else None
 
-    return _block(ctx, check, timeout_ms, lambda: model.version)
+    return _block(ctx, check, timeout_ms, lambda: model.version, ("cluster wait", index))
 
 
 def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[Reply]:
@@ -91,4 +91,4 @@ def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[
         assert reply is not None
         return reply
 
-    return _block(ctx, lambda: answer(None), timeout_ms, final)
+    return _block(ctx, lambda: answer(None), timeout_ms, final, ("health wait", probe, wanted))

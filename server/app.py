@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cluster import (
@@ -57,10 +57,11 @@ from commands import (
 from .aclfile import NO_ACL_FILE, read_acl_file, write_acl_file
 from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .http import HttpMirror
 from .metrics import Metrics
-from .protocol import RespProtocol
+from .protocol import RespProtocol, TlsAcceptor
+from .tls import TlsContexts, TlsSettingError
 from .waits import Waits
 from .watch import Fanout, JournalGoneError, Transition, Watch
 
@@ -98,6 +99,13 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
         self.port = config.port
+        self.tls_port = config.tls_port
+        try:
+            self.tls = TlsContexts(config)
+        except TlsSettingError as exc:
+            raise ConfigError(str(exc)) from None
+        # Connections to the TLS port still in their handshake (not clients yet).
+        self.handshaking: set[asyncio.Transport] = set()
         self.model = ClusterModel(model_config(config))
         self.bus: Bus = self._make_bus()
         self._bus_clock = None if isinstance(self.bus, MemoryBus) else self.bus.now_ms
@@ -179,7 +187,7 @@ class Server:
         """The model may have changed: log and publish its events, wake the waiters."""
         events = self.model.drain_events()
         self._log_events(events)
-        self.watch.model_changed(events, self.clock_ms, self._probe_status)
+        self.watch.model_changed(events, self.clock_ms)
         self.waits.changed()
 
     def _probe_status(self, probe: str) -> str:
@@ -331,8 +339,9 @@ class Server:
         return result
 
     def wait_until(self, check: Callable[[], Any | None], timeout_ms: int,
-                   on_timeout: Callable[[], Any]) -> Deferred[Any]:
-        return self.waits.add(check, timeout_ms, on_timeout)
+                   on_timeout: Callable[[], Any], key: Hashable | None = None
+                   ) -> Deferred[Any]:
+        return self.waits.add(check, timeout_ms, on_timeout, key)
 
     def bus_info(self) -> Sequence[tuple[str, str | int]]:
         return self.bus.info()
@@ -379,6 +388,12 @@ class Server:
             self.identity = _replace_identity(self.identity, tcp_port=self.port)
             if not self.config.myid:
                 self.myid = derive_id(socket.gethostname(), self.port)
+        if self.config.tls_port:
+            tls_listener = await loop.create_server(
+                lambda: TlsAcceptor(self), self.config.bind, self.config.tls_port,
+                reuse_address=True, backlog=511)
+            self._listeners.append(tls_listener)
+            self.tls_port = (tls_listener.sockets or ())[0].getsockname()[1]
         if self.config.unix_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.unix_socket)
@@ -392,13 +407,15 @@ class Server:
         # right after start sees them.
         self.self_checks = self._evaluate_self_checks(0.0)
         self.health.observe(self.model_now_ms(), self.self_checks)
-        self._model_changed()  # the watch starts from the probes' statuses now
+        self._model_changed()
+        self.watch.tick(self.clock_ms, self._probe_status)  # it starts from the probes now
         self._cron = loop.create_task(self._housekeeping())
         if demo is not None:
             self._demo = loop.create_task(self._run_demo(demo))
             log.info(f"demo cluster running on the {self.bus.name} bus",
                      extra={"masters": demo.masters, "replicas": demo.replicas_per_master})
         log.info("listening", extra={"bind": self.config.bind, "port": self.port,
+                                     "tls_port": self.tls_port,
                                      "unix_socket": self.config.unix_socket,
                                      "event_loop": self.identity.event_loop,
                                      "version": VERSION, "pid": os.getpid()})
@@ -410,6 +427,9 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self._on_signal, signum)
+        if self.config.tls_port or self.config.tls_http:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
         await self._stopping.wait()
         await self.shutdown()
 
@@ -426,6 +446,17 @@ class Server:
         """The demo's publisher: a bus outage loses a tick, the next one repeats it."""
         with contextlib.suppress(CommandError):
             self.bus_publish(messages)
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the TLS files again. New handshakes use them; established
+        connections keep theirs. A bad file keeps the old certificates."""
+        try:
+            self.tls.reload()
+        except TlsSettingError as exc:
+            log.error("TLS reload failed, keeping the previous certificates",
+                      extra={"error": str(exc)})
+            return
+        log.info("TLS certificates reloaded", extra={"reloads": self.tls.reloads})
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
@@ -447,6 +478,8 @@ class Server:
                     await task
         await self.bus.aclose()
         self.waits.close()
+        for transport in list(self.handshaking):
+            transport.abort()
         for conn in list(self.connections.values()):
             conn.close()
         deadline = time.monotonic() + self.config.shutdown_timeout
@@ -534,6 +567,7 @@ class Server:
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
             self.health.observe(model_now, self.self_checks)
             self._model_changed()
+            self.watch.tick(self.clock_ms, self._probe_status)
             self.watch.services_changed(self._service_states, self.clock_ms)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,

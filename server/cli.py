@@ -35,7 +35,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
                  "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode",
                  "pubsub_hard_limit", "pubsub_soft_limit", "pubsub_soft_seconds",
-                 "journal_size"):
+                 "journal_size", "tls_port", "tls_cert_file", "tls_key_file",
+                 "tls_ca_cert_file", "tls_auth_clients", "tls_protocols", "tls_http"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -78,6 +79,16 @@ _HELP = {
     "pubsub_soft_limit": "bytes queued for a subscriber that, held for pubsub-soft-seconds, "
                          "disconnect it ",
     "journal_size": "transitions BUS JOURNAL keeps ",
+    "tls_port": "port of the TLS RESP listener beside --port; 0 is off ",
+    "tls_cert_file": "PEM server certificate (chain) for the TLS port and HTTPS ",
+    "tls_key_file": "PEM private key of --tls-cert-file ",
+    "tls_ca_cert_file": "PEM CA bundle that client certificates are verified against ",
+    "tls_auth_clients": "yes/no/optional: client certificates on the TLS port are required, "
+                        "not asked for, or verified when presented ",
+    "tls_protocols": "space-separated TLS versions, e.g. 'TLSv1.2 TLSv1.3'; empty is "
+                     "TLSv1.2 and TLSv1.3 ",
+    "tls_http": "yes/no: serve --http-port as HTTPS with the same certificate and key "
+                "(client certificates verified if presented, never required) ",
     "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
             "'clusterwatch:<hostname>:<port>', stable across restarts ",
 }
@@ -104,6 +115,10 @@ def serve(config: ServerConfig) -> int:
     factory = _event_loop_factory(config.event_loop)
     try:
         server = Server(config)
+    except ConfigError as exc:
+        log.error("invalid configuration", extra={"error": str(exc)})
+        print(f"clusterwatch: {exc}", file=sys.stderr)
+        return 2
     except (OSError, AclFileError) as exc:
         log.error("cannot load the ACL file", extra={"aclfile": config.aclfile,
                                                       "error": str(exc)})

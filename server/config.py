@@ -28,6 +28,17 @@ class ServerConfig:
     # The HTTP mirror of the status APIs (server/http.py) on the same bind; 0 is off.
     http_port: int = 0
     unix_socket: str = ""
+    # TLS (server/tls.py), Redis's names: a TLS port beside the plain one (0 is off).
+    tls_port: int = 0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_cert_file: str = ""
+    # Client certificates: yes (required), optional (verified if presented), no.
+    tls_auth_clients: str = "yes"
+    # Space-separated, e.g. "TLSv1.2 TLSv1.3"; empty is Redis's default, TLSv1.2 and 1.3.
+    tls_protocols: str = ""
+    # Serve http_port as HTTPS with the same certificate and key.
+    tls_http: bool = False
     unix_socket_perm: int = 0o700
     # The default user's password; more users come from aclfile or ACL SETUSER.
     requirepass: str = ""
@@ -141,6 +152,12 @@ class ServerConfig:
         if self.myid and not _MYID.fullmatch(self.myid):
             raise ConfigError("myid must be 40 lowercase hexadecimal digits")
         self._check_bus()
+        from .tls import TlsSettingError, check_settings
+
+        try:
+            check_settings(self)
+        except TlsSettingError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _check_bus(self) -> None:
         if self.bus != "memory":
@@ -181,6 +198,13 @@ class ServerConfig:
             "bind": self.bind,
             "port": str(self.port),
             "unixsocket": self.unix_socket,
+            "tls-port": str(self.tls_port),
+            "tls-cert-file": self.tls_cert_file,
+            "tls-key-file": self.tls_key_file,
+            "tls-ca-cert-file": self.tls_ca_cert_file,
+            "tls-auth-clients": self.tls_auth_clients,
+            "tls-protocols": self.tls_protocols,
+            "tls-http": "yes" if self.tls_http else "no",
             "unixsocketperm": f"{self.unix_socket_perm:o}",
             "requirepass": self.requirepass,
             "aclfile": self.aclfile,

@@ -85,7 +85,7 @@ class HttpMirror:
         runner = web.ServerRunner(lowlevel, shutdown_timeout=config.shutdown_timeout)
         await runner.setup()
         site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True,
-                           backlog=511)
+                           backlog=511, ssl_context=self._server.tls.http_listener)
         try:
             await site.start()
         except BaseException:
@@ -94,7 +94,8 @@ class HttpMirror:
         self._runner = runner
         addresses = runner.addresses
         self.port = int(addresses[0][1]) if addresses else config.http_port
-        log.info("http listening", extra={"bind": config.bind, "http_port": self.port})
+        log.info("http listening", extra={"bind": config.bind, "http_port": self.port,
+                                          "tls": config.tls_http})
 
     async def close(self) -> None:
         """Stop accepting and close the HTTP connections."""
@@ -140,7 +141,7 @@ class HttpMirror:
                 done.set_result(None)
 
         self._server.wait_until(lambda: True if model.version > index else None, wait_ms,
-                                lambda: False).add_callback(wake)
+                                lambda: False, ("http wait", index)).add_callback(wake)
         await done
 
 

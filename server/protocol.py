@@ -84,6 +84,9 @@ class RespProtocol(asyncio.Protocol):
         self.closing = False
         # Requests read behind a blocked request, run once its reply is sent.
         self.held: list[list[bytes]] = []
+        # TLS: bytes the TLS layer decrypted before the handshake's waiter ran
+        # connection_made (TlsAcceptor); fed once the session exists.
+        self.unmade: list[bytes] = []
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -129,6 +132,10 @@ class RespProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(server.config.write_buffer_high,
                                           server.config.write_buffer_low)
         server.connections[session.id] = self
+        if self.unmade:
+            unmade, self.unmade = self.unmade, []
+            for data in unmade:
+                self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -141,6 +148,8 @@ class RespProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.reader is None:
+            if self.transport is None and not self.closing:
+                self.unmade.append(data)
             return
         stats = self.server.stats
         stats.total_net_input_bytes += len(data)
@@ -305,3 +314,99 @@ def _is_local(peer: object) -> bool:
     if not isinstance(peer, tuple):
         return True
     return bool(peer) and peer[0] in _LOCAL_ADDRESSES
+
+
+class TlsAcceptor(asyncio.Protocol):
+    """A connection to the TLS port before its handshake: runs the handshake with the
+    server's current context, then hands the TLS transport to a new ``RespProtocol``. A
+    failed handshake is logged and closed; it never becomes a client."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        # Bytes read before start_tls took the transport over (uvloop reads once after
+        # connection_made even when it paused reading); handed to the TLS layer.
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        transport.pause_reading()  # start_tls takes the bytes from here on
+        self.server.handshaking.add(transport)
+        asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.early.append(data)
+        if sum(map(len, self.early)) > _EARLY_LIMIT and self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.server.handshaking.discard(self.transport)
+
+    def _hand_over_early(self) -> None:
+        """Runs after start_tls installed its protocol and called its connection_made:
+        feed it what this acceptor read first."""
+        transport, early, self.early = self.transport, self.early, []
+        if transport is None or transport.is_closing() or not early:
+            return
+        tls = transport.get_protocol()
+        for chunk in early:
+            view = memoryview(chunk)
+            while view:
+                if hasattr(tls, "get_buffer"):  # uvloop's SSLProtocol is not a subclass
+                    buffered = cast(asyncio.BufferedProtocol, tls)
+                    buffer = memoryview(buffered.get_buffer(len(view)))
+                    size = min(len(buffer), len(view))
+                    buffer[:size] = view[:size]
+                    buffered.buffer_updated(size)
+                else:
+                    size = len(view)
+                    cast(asyncio.Protocol, tls).data_received(bytes(view))
+                view = view[size:]
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        server = self.server
+        context = server.tls.resp
+        assert context is not None
+        peer = _peer(transport, "peername")
+        connection = RespProtocol(server)
+        loop = asyncio.get_running_loop()
+        # start_tls swaps the protocol now and schedules its connection_made; two hops of
+        # call_soon land after that and before the next read.
+        loop.call_soon(loop.call_soon, self._hand_over_early)
+        try:
+            tls_transport = await loop.start_tls(
+                transport, connection, context, server_side=True,
+                ssl_handshake_timeout=_HANDSHAKE_TIMEOUT)
+        except asyncio.CancelledError:
+            server.handshaking.discard(transport)
+            transport.abort()
+            raise
+        except Exception as exc:  # any failure refuses this one connection, nothing more
+            server.handshaking.discard(transport)
+            server.tls.handshake_failures += 1
+            transport.abort()
+            log.warning("TLS handshake failed", extra={
+                "peer": peer, "error": _handshake_error(exc)})
+            return
+        server.handshaking.discard(transport)
+        if tls_transport is None:  # the peer went away as the handshake ended
+            transport.abort()
+            return
+        connection.connection_made(tls_transport)
+
+
+_HANDSHAKE_TIMEOUT = 10.0
+_EARLY_LIMIT = 64 * 1024
+
+
+def _handshake_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no handshake within {_HANDSHAKE_TIMEOUT:.0f} s"
+    text = str(exc) or exc.__class__.__name__
+    reason = getattr(exc, "reason", None)
+    verify = getattr(exc, "verify_message", None)
+    if verify:
+        return f"{reason or text}: {verify}"
+    return text

@@ -14,12 +14,19 @@ journal (``BUS JOURNAL``) and to the channel's subscribers.
                              config epoch>
     __cluster__:epoch        epoch=<new> previous=<old>
     __health__:<probe>       status=<UP|DOWN|...> previous=<status>      (startup, ready, live,
-                             health; judged on every change and every tick)
+                             health; judged at the 10 Hz tick after cluster events, and
+                             every second)
     __status__:<node>/<svc>  state=<running|error|...> previous=<state>  (Puppet's service
                              states at level info; judged at the 10 Hz tick)
 
-Role changes are found by comparing each node's effective role and master when the model's
-topology version moves (joins, leaves, slot moves, hellos), so they cost nothing otherwise.
+The four failure events also go, without their first word, to Sentinel's own channels
+(``+sdown``, ``-sdown``, ``+odown``, ``-odown``), so a Sentinel event consumer reads them as
+it reads Sentinel: ``+sdown`` is clusterwatch's ``pfail`` (one observer's view) and ``+odown``
+its ``fail`` (agreed or timed out). Subscribers only; the journal keeps the original.
+
+Role changes are found at the 10 Hz tick by comparing each node's effective role and master
+when the model's topology version has moved (joins, leaves, slot moves, hellos), so they cost
+nothing otherwise and at most ten scans a second during a burst of changes.
 
 A subscriber that does not read is cut like Redis's ``client-output-buffer-limit pubsub``:
 at once past the hard limit, or after staying past the soft limit for the soft seconds.
@@ -31,7 +38,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cluster import ClusterEvent, ClusterModel, NodeInfo
 from cluster.events import (
@@ -50,6 +57,15 @@ if TYPE_CHECKING:
     from .protocol import RespProtocol
 
 log = logging.getLogger("clusterwatch.watch")
+
+_PROBES_EVERY_MS = 1000  # probes are re-judged at least this often (time moves them too)
+
+
+# Sentinel's event channels for the node events that mean the same thing: a consumer of
+# Sentinel's pub/sub reads ``+sdown master <name> <ip> <port>`` on channel ``+sdown``. These
+# copies go to subscribers only; the journal keeps the ``__cluster__:node`` original.
+SENTINEL_CHANNELS: Final = {"+pfail": "+sdown", "-pfail": "-sdown", "+fail": "+odown",
+                            "-fail": "-odown"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +160,35 @@ class Watch:
         self._roles: dict[str, tuple[str, str | None]] = {}
         self._topology = -1
         self._services_version = -1
+        self._probes_judged_ms = -_PROBES_EVERY_MS
+        self._probes_due = False
         self.messages = 0
 
-    def model_changed(self, events: list[ClusterEvent], now_ms: int,
-                      probes: Callable[[str], str]) -> None:
+    def model_changed(self, events: list[ClusterEvent], now_ms: int) -> None:
+        """Publish the model's ``events`` at once; roles and probes wait for the tick."""
         lookup = self.model.node
         for event in events:
             for channel, text in self._messages(event, lookup):
                 self._emit(channel, text, now_ms)
+            if isinstance(event, NodeJoined) and (node := lookup(event.node)) is not None:
+                self._roles[node.id] = (node.role, node.replicaof)  # the tick compares to it
+        if events:
+            self._probes_due = True
+
+    def tick(self, now_ms: int, probes: Callable[[str], str]) -> None:
+        """At the 10 Hz tick: compare roles if the topology moved, and judge the probes if
+        cluster events happened or a second has passed (time moves them too). So a burst
+        of joins or heartbeats costs at most ten scans of the cluster a second."""
         if self.model.topology_version != self._topology:
             self._topology = self.model.topology_version
             self._check_roles(now_ms)
+            self._probes_due = True
+        if self._probes_due or now_ms - self._probes_judged_ms >= _PROBES_EVERY_MS:
+            self._probes_due = False
+            self._probes_judged_ms = now_ms
+            self._judge_probes(now_ms, probes)
+
+    def _judge_probes(self, now_ms: int, probes: Callable[[str], str]) -> None:
         for probe in PROBES:
             status = probes(probe)
             previous = self._probes.get(probe)
@@ -185,6 +219,10 @@ class Watch:
         self.journal.append(Transition(index, now_ms, channel, message))
         self.messages += 1
         self._deliver(channel, message)
+        event, _, instance = message.partition(" ")
+        sentinel = SENTINEL_CHANNELS.get(event) if channel == "__cluster__:node" else None
+        if sentinel is not None:
+            self._deliver(sentinel, instance)
 
     def _messages(self, event: ClusterEvent, lookup: Callable[[str], NodeInfo | None]
                   ) -> list[tuple[str, str]]:
@@ -214,12 +252,13 @@ class Watch:
 
     def _check_roles(self, now_ms: int) -> None:
         roles: dict[str, tuple[str, str | None]] = {}
-        for node in self.model.nodes():
-            roles[node.id] = (node.role, node.replicaof)
-            previous = self._roles.get(node.id)
-            if previous is not None and previous != roles[node.id]:
-                self._emit("__cluster__:node",
-                           f"+role {_describe(node, node.id, self.model.node)}", now_ms)
+        previous_roles = self._roles
+        for node_id, role, replicaof in self.model.roles():
+            roles[node_id] = now = (role, replicaof)
+            previous = previous_roles.get(node_id)
+            if previous is not None and previous != now:
+                self._emit("__cluster__:node", "+role " + _describe(
+                    self.model.node(node_id), node_id, self.model.node), now_ms)
         self._roles = roles
 
 

@@ -17,10 +17,7 @@ of ``--bus-maxlen`` entries since the last, so the retained stream always reache
 the newest snapshot; a snapshot only replaces an older one. The one piece of state that is
 history, not latest messages, is a node failed by a quorum of reports whose senders have
 since left or lost their slots: the snapshot lists the nodes that were ``fail``, and the
-rebuilt model marks them ``fail`` again if they are at least ``pfail`` at its time. The
-failure rule in force is history too (``--fail-rule auto`` turns to Redis's rule at the first
-``fail_report``, which may have expired): the snapshot records it and the rebuilt model
-starts on it.
+rebuilt model marks them ``fail`` again if they are at least ``pfail`` at its time.
 """
 
 from __future__ import annotations
@@ -43,9 +40,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     # Nodes that were fail at `bus_ms`: a quorum of reports is history the messages above
     # may no longer hold (ClusterModel.restore_fail).
     failed: list[str] = []
-    # The failure rule in force (`redis` once `--fail-rule auto` has seen a fail_report, which
-    # the kept messages may no longer hold: reports expire).
-    fail_rule: str = "timer"
+    # A fail_report was applied in the history (the `auto` failure rule is then Redis's).
+    reports_seen: bool = False
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -104,7 +100,8 @@ class Compactor:
         return [(i.decode(), ms, raw.decode()) for i, ms, raw in ordered]
 
     def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int,
-                 failed: list[str] | None = None, fail_rule: str = "timer") -> bytes:
+                 failed: list[str] | None = None, reports_seen: bool = False) -> bytes:
         return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,
                                         bus_ms=bus_ms, messages=self.kept(bus_ms),
-                                        failed=sorted(failed or ()), fail_rule=fail_rule))
+                                        failed=sorted(failed or ()),
+                                        reports_seen=reports_seen))

@@ -622,8 +622,8 @@ class RedisStreamBus:
             self._count_lost(info)
             return False
         model = self.model
-        if snapshot.fail_rule == "redis":
-            model.restore_fail_rule_redis()
+        if snapshot.reports_seen:
+            model.note_reports_seen()
         for entry_id, receive_ms, text in snapshot.messages:
             data = text.encode()
             outcome, msg = model.publish_decoded(data, receive_ms)
@@ -671,7 +671,9 @@ class RedisStreamBus:
         ms, seq = self._last_key
         failed = [row[0] for row in self.model.node_rows() if row[1] is NodeState.FAIL]
         data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms,
-                                        self._clock.now_ms, failed, self.model.fail_rule)
+                                        self._clock.now_ms, failed,
+                                        self.model.fail_rule_setting == "auto"
+                                        and self.model.fail_rule == "redis")
         try:
             saved = await self._save(keys=[self.snapshot_key], args=[ms, seq, data])
         except (RedisError, OSError, TimeoutError) as exc:

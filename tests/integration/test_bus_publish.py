@@ -251,6 +251,20 @@ def test_fail_after_turns_a_lone_silent_master_fail(server_factory: Factory) -> 
     assert "level=warning" in server.logs() and "new=fail" in server.logs()
 
 
+def test_bus_info_names_the_failure_rule_in_force(server_factory: Factory) -> None:
+    """`auto` is the timer until the bus carries a fail_report, Redis's rule from then on;
+    a chosen rule stays."""
+    auto = connect(server_factory("--node-timeout", "3600000"))
+    chosen = connect(server_factory("--node-timeout", "3600000", "--fail-rule", "timer"))
+    for r in (auto, chosen):
+        r.execute_command("BUS", "PUBLISH", *three_masters())
+        assert bus_info(r)[b"fail_rule"] == b"timer"
+        r.execute_command("BUS", "PUBLISH", message("fail_report", A, EPOCH[A], 50, target=C,
+                                                    state="pfail"))
+    assert bus_info(auto)[b"fail_rule"] == b"redis"
+    assert bus_info(chosen)[b"fail_rule"] == b"timer"
+
+
 def test_failover_with_a_higher_epoch_moves_the_slots(quiet_server: ServerProcess) -> None:
     r = connect(quiet_server)
     r.execute_command("BUS", "PUBLISH", *three_masters(replicas=True))

@@ -114,6 +114,7 @@ def test_config_precedence(tmp_path: Path) -> None:
     (["--port", "0"], {"CLUSTERWATCH_MAX_CLIENTS": "x"}, "max_clients"),
     (["--port", "0"], {"CLUSTERWATCH_NO_SUCH_SETTING": "1"}, "NO_SUCH_SETTING"),
     (["--port", "0", "--log-format", "xml"], {}, "log_format"),
+    (["--port", "0", "--fail-rule", "vote"], {}, "fail_rule"),
 ])
 def test_invalid_setting_exits_2(args: list[str], env: dict[str, str], names: str) -> None:
     result = _serve(*args, env=_env(**env))

@@ -43,8 +43,8 @@ def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
     model = ClusterModel(CONFIG)
     compactor = Compactor(2 * TIMEOUT)
     doc = decode_snapshot(snapshot)
-    if doc.fail_rule == "redis":
-        model.restore_fail_rule_redis()
+    if doc.reports_seen:
+        model.note_reports_seen()
     read_stream(model, compactor, [(i, ms, text.encode()) for i, ms, text in doc.messages])
     model.restore_fail(doc.failed, doc.bus_ms)
     return model, compactor
@@ -72,7 +72,7 @@ def test_snapshot_then_tail_builds_the_same_model(
     read_stream(full, compactor, entries[:cut])
     covers_ms = entries[cut - 1][1] if cut else T0
     snapshot = compactor.snapshot(f"{covers_ms}-{cut}", covers_ms, covers_ms,
-                                  failed(full, covers_ms))
+                                  failed(full, covers_ms), full.fail_rule == "redis")
     read_stream(full, compactor, entries[cut:])
 
     model, rebuilt = restored(snapshot)
@@ -122,21 +122,19 @@ def test_the_fail_rule_auto_switched_to_survives_a_snapshot_whose_reports_expire
     model, compactor = ClusterModel(CONFIG), Compactor(2 * TIMEOUT)
     entries = [("1-0", T0, hello("a", 1, 1)), ("2-0", T0, slots("a", 1, 2, (0, 8191))),
                ("3-0", T0, hello("b", 1, 1)), ("4-0", T0, slots("b", 1, 2, (8192, 16383))),
-               ("5-0", T0 + 1, fail_report("a", 1, 3, "b"))]
+               ("5-0", T0 + 1, fail_report("a", 1, 3, "b")), ("6-0", T0 + 2, heartbeat("a", 1, 4))]
     read_stream(model, compactor, entries)
     assert model.fail_rule == "redis"
     later = T0 + 10 * TIMEOUT  # one report of two masters: b stays pfail, on Redis's rule
     model.refresh(later)
     assert model.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
-    snapshot = compactor.snapshot("5-0", T0 + 1, later, failed(model, later), model.fail_rule)
-    assert decode_snapshot(snapshot).fail_rule == "redis"
+    snapshot = compactor.snapshot("6-0", T0 + 2, later, failed(model, later), True)
+    kept = [entry[0] for entry in decode_snapshot(snapshot).messages]
+    assert "5-0" not in kept  # the report expired from the compacted history
     copy, _ = restored(snapshot)
     copy.refresh(later)
     assert copy.fail_rule == "redis"
     assert copy.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
-    # An old snapshot without the field reads as the timer.
-    assert decode_snapshot(b'{"covers":"1-0","last_entry_ms":1,"bus_ms":1,"messages":[]}'
-                           ).fail_rule == "timer"
 
 
 def test_a_foreign_snapshot_value_is_refused() -> None:

@@ -280,6 +280,33 @@ def test_resp3_session_replies_match(redis_port: int, cw: ServerProcess) -> None
     assert theirs[hello_end:].startswith(b"_\r\n%1\r\n$4\r\nsave\r\n$0\r\n\r\n")
 
 
+PUBSUB_SESSION = (b"SUBSCRIBE a b\r\nPING\r\nPING x\r\nPSUBSCRIBE p*\r\nSUBSCRIBE a\r\n"
+                  b"PUNSUBSCRIBE\r\nUNSUBSCRIBE b a\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n"
+                  b"PUBSUB NUMSUB a z\r\nPUBSUB NUMPAT\r\nPUBSUB CHANNELS\r\n"
+                  b"PUBSUB CHANNELS __nothing*\r\nPUBSUB FOO\r\nSUBSCRIBE\r\n")
+PUBSUB_REPLIES = 16  # subscribe 2, pings 2, psubscribe, subscribe, punsubscribe,
+#                     unsubscribe 2, unsubscribe and punsubscribe with none left, pubsub 5,
+#                     then the arity error. (A bare UNSUBSCRIBE with several channels
+#                     answers in Redis's hash-table order, so the channels are named.)
+
+
+def test_pubsub_session_matches_in_resp2(redis_port: int, cw: ServerProcess) -> None:
+    theirs = exchange(redis_port, PUBSUB_SESSION, PUBSUB_REPLIES)
+    assert exchange(cw.port, PUBSUB_SESSION, PUBSUB_REPLIES) == theirs
+    assert theirs.startswith(b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+
+
+def test_pubsub_session_matches_in_resp3(redis_port: int, cw: ServerProcess) -> None:
+    """RESP3 confirmations are push frames (``>3``), PING stays a plain reply."""
+    payload = b"HELLO 3\r\n" + PUBSUB_SESSION
+    theirs = exchange(redis_port, payload, PUBSUB_REPLIES + 1)
+    ours = exchange(cw.port, payload, PUBSUB_REPLIES + 1)
+    marker = b"$7\r\nmodules\r\n*0\r\n"
+    theirs_tail = theirs[theirs.index(marker) + len(marker):]
+    assert ours[ours.index(marker) + len(marker):] == theirs_tail
+    assert theirs_tail.startswith(b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+
+
 def test_pipelined_mix_in_one_write(redis_port: int, cw: ServerProcess) -> None:
     payload = b"".join([
         bulk(b"PING"),

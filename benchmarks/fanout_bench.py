@@ -1,0 +1,319 @@
+"""Fan-out and wake-up: one change delivered to N subscribers, and N blocked waiters woken,
+clusterwatch and redis-server side by side in one run.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/fanout_bench.py [--sizes 10,1000,10000]
+        [--changes 20] [--waiters 5000]
+
+* Fan-out: N connections subscribe to one channel. On redis-server a ``PUBLISH`` is the
+  change; on clusterwatch a ``BUS PUBLISH`` of one node's ``hello`` and ``leave`` in turn
+  (one ``+node`` or ``-node`` message on ``__cluster__:node``). Each change is timed from
+  sending the trigger until the last subscriber has received its message; the server's CPU
+  (utime + stime from /proc) over all changes is divided by the messages delivered.
+* Wake-up: N clients send ``CLUSTER WAIT <index> 60000``; one change wakes them all. Timed
+  from the trigger to the last answer; a bystander's PING is timed while they wait and
+  right after the trigger. redis-server has no broadcast wake-up (``BLPOP`` wakes one
+  client per pushed element), so this part runs on clusterwatch only.
+
+The subscribers are non-blocking sockets on one epoll loop in this process, so the time
+until the last has it includes this process reading N sockets (it runs on the other core).
+Results go to stdout and ``benchmarks/results/fanout-latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = b"__cluster__:node"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+@contextmanager
+def started(name: str, python: str, max_clients: int) -> Iterator[Server]:
+    port = _free_port()
+    if name == "redis":
+        argv = [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--maxclients", str(max_clients)]
+    else:
+        argv = [python, "-m", "server", "serve", "--port", str(port), "--bind", "127.0.0.1",
+                "--max-clients", str(max_clients), "--log-level", "warning"]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(argv, cwd=tmp if name == "redis" else ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_listening(port, proc)
+            yield Server(name, proc, port)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def command(*args: bytes | str) -> bytes:
+    parts = [a.encode() if isinstance(a, str) else a for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def request(port: int, payload: bytes) -> bytes:
+    """One request's reply: a line, or a bulk string read to its end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(payload)
+        data = b""
+        while not data.endswith(b"\r\n"):
+            data += sock.recv(65536)
+        if data.startswith(b"$"):
+            head, _, body = data.partition(b"\r\n")
+            while len(body) < int(head[1:]) + 2:
+                body += sock.recv(65536)
+            return body
+        return data
+
+
+def info_field(port: int, section: str, field: str) -> int:
+    match = re.search(rb"^%s:(\d+)\r$" % field.encode(), request(port, command("INFO", section)),
+                      re.M)
+    if match is None:
+        raise RuntimeError(f"INFO {section} has no {field}")
+    return int(match.group(1))
+
+
+def open_many(port: int, count: int, payload: bytes, expect: bytes) -> list[socket.socket]:
+    """``count`` connections that each sent ``payload`` and got a reply containing
+    ``expect``; returned non-blocking."""
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(payload)
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while expect not in data:
+            data += sock.recv(4096)
+        sock.setblocking(False)
+    return socks
+
+
+def wait_all(socks: list[socket.socket], started: float) -> float:
+    """Seconds from ``started`` until every socket has received something."""
+    poller = select.epoll()
+    pending = {sock.fileno(): sock for sock in socks}
+    for fd in pending:
+        poller.register(fd, select.EPOLLIN)
+    last = started
+    try:
+        while pending:
+            events = poller.poll(30)
+            if not events:
+                raise RuntimeError(f"{len(pending)} subscribers got nothing in 30 s")
+            now = time.perf_counter()
+            for fd, _ in events:
+                sock = pending.pop(fd, None)
+                if sock is None:
+                    continue
+                while True:
+                    try:
+                        if not sock.recv(65536):
+                            raise RuntimeError("a subscriber was disconnected")
+                    except BlockingIOError:
+                        break
+                poller.unregister(fd)
+                last = now
+    finally:
+        poller.close()
+    return last - started
+
+
+class Trigger:
+    """One change on ``server``: a PUBLISH, or a new node's hello."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        self.count = 0
+
+    def fire(self) -> None:
+        self.count += 1
+        if self.server.name == "redis":
+            payload = command("PUBLISH", CHANNEL, b"+node master %040x 10.0.0.1 7000 index=%d"
+                              % (1, self.count))
+        else:
+            # One node joins and leaves in turn: one message per change, the model's size
+            # stays the same.
+            kind = "hello" if self.count % 2 else "leave"
+            message = json.dumps({"v": 1, "type": kind, "node": f"{1:040x}", "epoch": 1,
+                                  "seq": self.count, "addr": "10.0.0.1:7000"})
+            payload = command("BUS", "PUBLISH", message)
+        self.sock.sendall(payload)
+
+    def reply(self) -> None:
+        data = b""
+        while not data.endswith(b"\r\n"):
+            data += self.sock.recv(65536)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def fanout(server: Server, size: int, changes: int) -> dict[str, float]:
+    changes = max(changes, min(2000, 200_000 // size))  # enough messages for 10 ms CPU ticks
+    socks = open_many(server.port, size, command("SUBSCRIBE", CHANNEL), CHANNEL)
+    trigger = Trigger(server)
+    try:
+        trigger.fire()  # warm-up (the first change also moves the epoch)
+        trigger.reply()
+        wait_all(socks, time.perf_counter())
+        times = []
+        cpu_before = server.cpu_seconds()
+        for _ in range(changes):
+            started = time.perf_counter()
+            trigger.fire()
+            times.append(wait_all(socks, started))
+            trigger.reply()
+        cpu = server.cpu_seconds() - cpu_before
+    finally:
+        trigger.close()
+        for sock in socks:
+            sock.close()
+    return {"last_ms_median": statistics.median(times) * 1000,
+            "last_ms_max": max(times) * 1000,
+            "cpu_us_per_message": cpu / (changes * size) * 1e6,
+            "cpu_us_per_change": cpu / changes * 1e6, "changes": changes}
+
+
+def ping_ms(sock: socket.socket) -> float:
+    """A bystander's PING on its open connection."""
+    started = time.perf_counter()
+    sock.sendall(b"PING\r\n")
+    data = b""
+    while not data.endswith(b"\r\n"):
+        data += sock.recv(64)
+    return (time.perf_counter() - started) * 1000
+
+
+def wakeup(server: Server, waiters: int) -> dict[str, float]:
+    index = info_field(server.port, "cluster", "clusterwatch_model_version")
+    socks = []
+    for _ in range(waiters):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        sock.sendall(b"CLUSTER WAIT %d 60000\r\n" % index)
+        socks.append(sock)
+    deadline = time.monotonic() + 60
+    while info_field(server.port, "clients", "blocked_clients") < waiters:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the waiters never all blocked")
+    for sock in socks:
+        sock.setblocking(False)
+    bystander = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    waiting_ping = statistics.median(ping_ms(bystander) for _ in range(20))
+    cpu_before = server.cpu_seconds()
+    trigger = Trigger(server)
+    try:
+        started = time.perf_counter()
+        trigger.fire()
+        after_ping = ping_ms(bystander)
+        last = wait_all(socks, started)
+        trigger.reply()
+        cpu = server.cpu_seconds() - cpu_before
+    finally:
+        trigger.close()
+        bystander.close()
+        for sock in socks:
+            sock.close()
+    return {"last_ms": last * 1000, "ping_while_waiting_ms": waiting_ping,
+            "ping_after_change_ms": after_ping, "cpu_us_per_waiter": cpu / waiters * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,1000,10000")
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--waiters", type=int, default=5000)
+    parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    max_clients = max([*sizes, args.waiters]) + 100
+    rows: dict[tuple[str, int], dict[str, float]] = {}
+    for name in ("redis", "clusterwatch"):
+        for size in sizes:
+            with started(name, args.python, max_clients) as server:
+                rows[name, size] = fanout(server, size, args.changes)
+                print(name, size, rows[name, size], file=sys.stderr)
+    with started("clusterwatch", args.python, max_clients) as server:
+        wake = wakeup(server, args.waiters)
+    print("wake-up", wake, file=sys.stderr)
+    lines = [f"# Fan-out and wake-up ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, "
+             f"{args.changes} changes per size)", "",
+             "One change to N subscribers: ms until the last subscriber has it (median and "
+             "worst of the changes) and server CPU µs per delivered message.", "",
+             "| N | redis-server last (ms) | clusterwatch last (ms) | ratio | redis-server "
+             "CPU µs/msg | clusterwatch CPU µs/msg | ratio |", "|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        redis_row, ours = rows["redis", size], rows["clusterwatch", size]
+        lines.append(
+            f"| {size} | {redis_row['last_ms_median']:.2f} (max {redis_row['last_ms_max']:.2f})"
+            f" | {ours['last_ms_median']:.2f} (max {ours['last_ms_max']:.2f}) | "
+            f"{ours['last_ms_median'] / redis_row['last_ms_median']:.2f}x | "
+            f"{redis_row['cpu_us_per_message']:.2f} | {ours['cpu_us_per_message']:.2f} | "
+            f"{ours['cpu_us_per_message'] / max(redis_row['cpu_us_per_message'], 1e-9):.2f}x |")
+    lines += ["", f"{args.waiters} clients blocked in `CLUSTER WAIT`, woken by one change "
+              "(clusterwatch only):", "",
+              "| last answer (ms) | server CPU µs per waiter | bystander PING while waiting "
+              "(ms, median) | bystander PING sent right after the change (ms) |",
+              "|---|---|---|---|",
+              f"| {wake['last_ms']:.1f} | {wake['cpu_us_per_waiter']:.1f} | "
+              f"{wake['ping_while_waiting_ms']:.2f} | {wake['ping_after_change_ms']:.2f} |", ""]
+    text = "\n".join(lines)
+    print(text)
+    out = ROOT / "benchmarks" / "results" / "fanout-latest.md"
+    out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
