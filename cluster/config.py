@@ -27,6 +27,11 @@ class ModelConfig:
             (FAIL_RULES above, cluster/merge.py rule 5).
         require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
             by a `fail` node (Redis `cluster-require-full-coverage`).
+        max_nodes: nodes the table holds; a message from one more new node is rejected
+            (code `max_nodes`), the known nodes untouched.
+        forget_after_ms: silence after which a node is forgotten as CLUSTER FORGET would;
+            0 never forgets.
+        forget_ban_ms: how long a forgotten node's messages are refused (Redis: 60 s).
         max_message_bytes: larger node messages are refused before decoding.
         max_events: change events kept for `drain_events()`; older ones are dropped.
     """
@@ -35,6 +40,9 @@ class ModelConfig:
     fail_after_ms: int | None = None
     fail_rule: str = "auto"
     require_full_coverage: bool = True
+    max_nodes: int = 10_000
+    forget_after_ms: int = 3_600_000
+    forget_ban_ms: int = 60_000
     max_message_bytes: int = 65_536
     max_events: int = 4096
 
@@ -45,6 +53,10 @@ class ModelConfig:
             raise ValueError("fail_after_ms must not be negative")
         if self.fail_rule not in FAIL_RULES:
             raise ValueError("fail_rule must be auto, redis or timer")
+        if self.max_nodes <= 0:
+            raise ValueError("max_nodes must be positive")
+        if self.forget_after_ms < 0 or self.forget_ban_ms < 0:
+            raise ValueError("forget_after_ms and forget_ban_ms must not be negative")
         if self.max_message_bytes <= 0:
             raise ValueError("max_message_bytes must be positive")
         if self.max_events <= 0:

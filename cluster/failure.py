@@ -3,6 +3,12 @@
 A report counts toward a quorum while it is younger than the validity window and its reporter
 is a master serving slots at the time of counting. Only the latest report per (target,
 reporter) pair is kept; a report's `pfail` or `fail` wording does not matter.
+
+The fail rule (`--fail-rule`, ModelConfig.fail_rule, applied in cluster/merge.py rule 5):
+`redis` makes a pfail node fail only on a quorum counted here; `timer` also after
+`fail_after`; the DEFAULT `auto` is `timer` until the first fail_report message arrives and
+`redis` from then on. Reports from unknown nodes, replicas or slot-less masters never count,
+so forging a FAIL needs the identities of a majority of the slot-serving masters.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ class FailureReports:
 
     def __init__(self) -> None:
         self._by_target: dict[str, dict[str, int]] = {}
+
+    def __len__(self) -> int:
+        """Targets with a report kept."""
+        return len(self._by_target)
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._by_target
 
     def record(self, target: str, reporter: str, now_ms: int) -> None:
         self._by_target.setdefault(target, {})[reporter] = now_ms

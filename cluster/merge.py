@@ -65,8 +65,17 @@ What each applied message does to its sender's record, besides setting `(epoch, 
                  `(epoch, seq)` so late copies stay stale, and a later message rejoins it
                  as a new node (no address until its next hello)
 
-A node enters the table with its first applied message; nothing else creates one. Failure
-reports about unknown nodes are kept until they expire, so they count if the node appears.
+A node enters the table with its first applied message; nothing else creates one.
+Bounded table: a first message from a new node while `max_nodes` nodes are known is rejected
+(code `max_nodes`), a `leave` too; known nodes are untouched. Tombstones are bounded as well:
+past `max_nodes` of them the oldest is dropped (a very late copy of that node's messages
+would then rejoin it). A node silent for `forget_after` is
+forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claim is
+withdrawn, its record removed (NodeLeft) and a tombstone keeps its `(epoch, seq)`; also, as
+Redis's blacklist, its messages are rejected (code `forgotten`) for `forget_ban` after. Failure
+reports about unknown nodes are kept until they expire, so they count if the node appears; they
+are kept for at most `max_nodes` targets at a time (a report about one more unknown target is
+applied but not kept).
 
 Versions: `version` rises with every applied message and every state transition;
 `topology_version` only when something views show changes other than last_seen, seq and
@@ -159,6 +168,9 @@ class MergeState:
         self.timer_rule = config.fail_rule != "redis"
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
+        self.banned: dict[str, int] = {}  # forgotten node -> time its ban ends
+        self._max_nodes = config.max_nodes
+        self._forget_after = config.forget_after_ms
         self.table = SlotTable()
         self.reports = FailureReports()
         self.slots_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
@@ -183,10 +195,14 @@ class MergeState:
         """Apply one validated message received at `now_ms`."""
         if now_ms >= self.next_deadline:
             self.refresh(now_ms)
+        node = self.nodes.get(msg.node)
+        if node is None:
+            refused = self._refuse_new(msg, now_ms)
+            if refused is not None:
+                return self.reject(refused)
         self.received[msg.kind] += 1
         if self.timer_rule and type(msg) is FailReport and self.fail_rule_setting == "auto":
             self.timer_rule = False
-        node = self.nodes.get(msg.node)
         if node is None:
             return self._apply_first(msg, now_ms)
         epoch = msg.epoch
@@ -215,6 +231,48 @@ class MergeState:
         self.rejected[error.code] = self.rejected.get(error.code, 0) + 1
         return Outcome("rejected", error=error)
 
+    def _refuse_new(self, msg: NodeMessage, now_ms: int) -> MessageError | None:
+        """Why a first message from an unknown node may not enter the table, if it may not."""
+        banned_until = self.banned.get(msg.node)
+        if banned_until is not None:
+            if now_ms < banned_until:
+                return MessageError(
+                    "node", f"node {msg.node} was forgotten: refused for "
+                    f"{(banned_until - now_ms + 999) // 1000} s more", "forgotten")
+            del self.banned[msg.node]
+        if len(self.nodes) >= self._max_nodes:
+            return MessageError("node", f"too many nodes: max-nodes is {self._max_nodes}",
+                                "max_nodes")
+        return None
+
+    def forget(self, node_id: str, now_ms: int) -> bool:
+        """Forget a known node as CLUSTER FORGET does; False if it is not known."""
+        if node_id not in self.nodes:
+            return False
+        self._forget(self.nodes[node_id], now_ms)
+        self._settle()
+        return True
+
+    def _forget(self, node: Node, now_ms: int) -> None:
+        self.version += 1
+        self._claim(node.id, node.epoch, frozenset(), now_ms)
+        # The claim is withdrawn, so the per-state slot and master counts no longer hold it.
+        self._pfail.discard(node.id)
+        del self.nodes[node.id]
+        self._tombstone(node.id, (node.epoch, node.seq))
+        self.banned[node.id] = now_ms + self.config.forget_ban_ms
+        for banned in [n for n, until in self.banned.items() if until <= now_ms]:
+            del self.banned[banned]
+        self._emit(NodeLeft(node=node.id))
+        self._dirty = True
+
+    def _tombstone(self, node_id: str, pair: tuple[int, int]) -> None:
+        left = self.left
+        left.pop(node_id, None)
+        left[node_id] = pair
+        if len(left) > self._max_nodes:
+            del left[next(iter(left))]
+
     def refresh(self, now_ms: int) -> bool:
         """Run the time-driven transitions due at `now_ms`; True if anything changed."""
         if now_ms < self.next_deadline:
@@ -222,7 +280,14 @@ class MergeState:
         before = self.version
         timeout = self._timeout
         upcoming = NEVER
+        forget_after = self._forget_after
+        if forget_after:
+            for node in [n for n in self.nodes.values()
+                         if now_ms >= n.last_seen_ms + forget_after]:
+                self._forget(node, node.last_seen_ms + forget_after)
         for node in self.nodes.values():
+            if forget_after:
+                upcoming = min(upcoming, node.last_seen_ms + forget_after)
             if node.state is _OK:
                 due = node.last_seen_ms + timeout
                 if now_ms < due:
@@ -280,7 +345,7 @@ class MergeState:
         if msg.current_epoch is not None:
             self._raise_epoch(msg.current_epoch)
         if type(msg) is Leave:
-            self.left[msg.node] = (msg.epoch, msg.seq)
+            self._tombstone(msg.node, (msg.epoch, msg.seq))
         else:
             node = Node(msg.node, msg.epoch, msg.seq, now_ms)
             self.nodes[node.id] = node
@@ -314,14 +379,18 @@ class MergeState:
             case Slots():
                 self._claim(node.id, msg.epoch, expand_ranges(msg.ranges), now_ms)
             case FailReport():
-                self.reports.record(msg.target, node.id, now_ms)
                 target = self.nodes.get(msg.target)
+                reports = self.reports
+                if (target is None and msg.target not in reports
+                        and len(reports) >= self._max_nodes):
+                    return  # a bound on reports about unknown nodes: kept for max_nodes targets
+                reports.record(msg.target, node.id, now_ms)
                 if target is not None and target.state is _PFAIL:
                     self._check_fail(target, now_ms)
             case Leave():
                 self._claim(node.id, msg.epoch, frozenset(), now_ms)
                 del self.nodes[node.id]
-                self.left[node.id] = (msg.epoch, msg.seq)
+                self._tombstone(node.id, (msg.epoch, msg.seq))
                 self._emit(NodeLeft(node=node.id))
                 self._dirty = True
             case Heartbeat():

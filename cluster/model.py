@@ -93,6 +93,11 @@ class ClusterModel:
     def current_epoch(self) -> int:
         return self._state.current_epoch
 
+    def forget(self, node_id: str, now_ms: int) -> bool:
+        """Forget a known node as CLUSTER FORGET does (its messages are refused for
+        `forget_ban_ms` after); False if no such node is known."""
+        return self._state.forget(node_id, now_ms)
+
     @property
     def fail_rule(self) -> str:
         """The failure rule in force, `redis` or `timer` (the setting `auto` resolved)."""

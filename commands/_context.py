@@ -180,6 +180,11 @@ class ServerView(Protocol):
         check."""
         ...
 
+    def forget_node(self, node_id: str) -> bool:
+        """CLUSTER FORGET: forget a monitored node at the model's time, publish the change;
+        False if the node is unknown."""
+        ...
+
     def model_now_ms(self) -> int:
         """The model's clock: the wall clock on the memory bus, the bus's own clock (its
         entries' stream ids) on the Redis-stream bus."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from cluster import NetInfo, keyslot
-from resp import Encoded, Map, Reply, Verbatim, encode_both
+from resp import OK, Encoded, Map, Reply, Verbatim, encode_both
 
 from ._args import text
 from ._context import CommandContext
@@ -130,6 +130,17 @@ def cluster_count_failure_reports(ctx: CommandContext, argv: Sequence[bytes]) ->
     return count
 
 
+def cluster_forget(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    """Redis's CLUSTER FORGET: the node leaves the table (its slot claims withdrawn) and
+    its messages are refused for 60 s."""
+    node_id = text(argv[2])
+    if node_id == ctx.server.myid:
+        raise CommandError("I tried hard but I can't forget myself...")
+    if not ctx.server.forget_node(node_id):
+        raise CommandError(f"Unknown node {node_id}")
+    return OK
+
+
 def cluster_keyslot(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return keyslot(argv[2])
 
@@ -164,6 +175,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
                  cluster_count_failure_reports, flags=Flag.ADMIN,
                  complexity="O(N) where N is the number of failure reports",
                  args=(Arg(name="node-id", type=ArgType.STRING),)),
+            _sub("forget", 3, "Removes a node from the monitored nodes; its messages are "
+                 "refused for 60 seconds.", cluster_forget, flags=Flag.ADMIN,
+                 complexity="O(1)", args=(Arg(name="node-id", type=ArgType.STRING),)),
             _sub("keyslot", 3, "Returns the hash slot for a key.", cluster_keyslot,
                  complexity="O(N) where N is the number of bytes in the key",
                  args=(Arg(name="key", type=ArgType.STRING),)),

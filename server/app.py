@@ -346,6 +346,12 @@ class Server:
     def bus_info(self) -> Sequence[tuple[str, str | int]]:
         return self.bus.info()
 
+    def forget_node(self, node_id: str) -> bool:
+        forgotten = self.model.forget(node_id, self.model_now_ms())
+        if forgotten:
+            self._model_changed()
+        return forgotten
+
     def model_now_ms(self) -> int:
         # The memory bus's clock is ``now_ms`` itself: called directly, as every status
         # probe asks for it (and tests replace ``now_ms`` to drive the clock).
@@ -612,6 +618,8 @@ def model_config(config: ServerConfig) -> ModelConfig:
         node_timeout_ms=config.node_timeout,
         fail_after_ms=config.fail_after or None,
         fail_rule=config.fail_rule,
+        max_nodes=config.max_nodes,
+        forget_after_ms=config.forget_after,
         require_full_coverage=config.require_full_coverage,
         max_message_bytes=config.max_message_size,
     )

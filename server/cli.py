@@ -30,7 +30,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "max_query_buffer", "output_buffer_limit", "slowlog_log_slower_than",
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
                  "log_format", "node_timeout", "fail_after", "fail_rule", "require_full_coverage",
-                 "max_message_size", "myid", "health_responsive_grace",
+                 "max_message_size", "max_nodes", "forget_after", "myid", "health_responsive_grace",
                  "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
                  "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
                  "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode",
@@ -56,6 +56,9 @@ _HELP = {
                  "until the first fail_report arrives, redis after ",
     "require_full_coverage": "yes/no: cluster_state is fail while a slot is unserved ",
     "max_message_size": "bytes; larger node messages are rejected ",
+    "max_nodes": "nodes the model holds; messages from more new nodes are rejected ",
+    "forget_after": "ms of silence after which a node is forgotten as CLUSTER FORGET "
+                    "would; 0 never ",
     "health_responsive_grace": "ms HEALTH LIVE tolerates an unresponsive event loop ",
     "health_awareness_grace": "ms HEALTH LIVE tolerates lost cluster or partition-leader "
                               "awareness ",

@@ -91,6 +91,10 @@ class ServerConfig:
     # until the bus carries the first fail_report, redis from then on.
     fail_rule: str = "auto"
     require_full_coverage: bool = True
+    # The node table's bound: a message from one node more is rejected (max_nodes). Nodes
+    # silent for forget_after ms are forgotten as CLUSTER FORGET would (0: never).
+    max_nodes: int = 10_000
+    forget_after: int = 3_600_000
     # Bytes; a larger node message is rejected (too_large) before decoding.
     max_message_size: int = 65_536
     # CLUSTER MYID: 40 lowercase hex digits. Empty derives a stable id from the hostname
@@ -117,7 +121,7 @@ class ServerConfig:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
                     "slowlog_max_len", "node_timeout", "max_message_size", "acllog_max_len",
-                    "journal_size")
+                    "journal_size", "max_nodes")
         if self.health_responsive_grace < 0 or self.health_awareness_grace < 0:
             raise ConfigError("health grace windows must not be negative")
         for name in positive:
@@ -141,6 +145,8 @@ class ServerConfig:
             raise ConfigError("log_level must be debug, info, warning or error")
         if self.fail_after < 0:
             raise ConfigError("fail_after must not be negative")
+        if self.forget_after < 0:
+            raise ConfigError("forget_after must not be negative (0 is never)")
         if self.fail_rule not in ("auto", "redis", "timer"):
             raise ConfigError("fail_rule must be auto, redis or timer")
         if self.myid and not _MYID.fullmatch(self.myid):

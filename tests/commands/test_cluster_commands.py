@@ -386,6 +386,51 @@ def test_fail_rule_setting_from_flags_env_and_toml(tmp_path: Any) -> None:
         load_config(flags={"fail_rule": "never"}, environ={})
 
 
+def test_cluster_forget_replies_as_redis(h: Harness) -> None:
+    h.three_masters()
+    assert h.call("CLUSTER", "FORGET", RC) == b"OK"
+    assert RC not in h.call("CLUSTER", "NODES").decode()
+    assert h.info()["cluster_known_nodes"] == "5"
+    error = h.reply("CLUSTER", "FORGET", RC)
+    assert str(error) == f"ERR Unknown node {RC}"
+    error = h.reply("CLUSTER", "FORGET", h.server.myid)
+    assert str(error) == "ERR I tried hard but I can't forget myself..."
+    error = h.reply("CLUSTER", "FORGET")
+    assert str(error) == "ERR wrong number of arguments for 'cluster|forget' command"
+    # Redis's blacklist: the forgotten node's messages are refused for 60 s.
+    replies = h.publish(msg("heartbeat", RC, 3, 9))
+    assert isinstance(replies[0], hiredis.ReplyError)
+    assert "was forgotten" in str(replies[0])
+    h.now += 60_000
+    assert h.publish(msg("heartbeat", RC, 3, 10)) == [b"applied"]
+    reasons = h.reply("BUS", "INFO", proto=3)[b"rejected_by_reason"]
+    assert (reasons[b"forgotten"], reasons[b"max_nodes"]) == (1, 0)
+
+
+def test_cluster_forget_is_admin_so_the_monitor_role_cannot_run_it(h: Harness) -> None:
+    spec = h.server.table.lookup_name("cluster|forget")
+    assert spec is not None and {"@admin", "@dangerous"} <= set(spec.categories)
+    from commands._acl_user import apply_rules, new_user
+
+    monitor = apply_rules(new_user("m"), ["+@all", "-@publish", "-@admin"],
+                          h.server.table.catalog)
+    assert "cluster|forget" not in monitor.allowed and "cluster|info" in monitor.allowed
+
+
+def test_max_nodes_refuses_one_node_too_many() -> None:
+    harness = Harness(node_timeout=1000, max_nodes=2)
+    try:
+        replies = harness.publish(msg("hello", A, 1, 1, addr="10.0.0.1:7000"),
+                                  msg("hello", B, 1, 1, addr="10.0.0.2:7000"),
+                                  msg("hello", C, 1, 1, addr="10.0.0.3:7000"))
+        assert replies[:2] == [b"applied", b"applied"]
+        assert str(replies[2]) == "ERR invalid message: node: too many nodes: max-nodes is 2"
+        info = harness.reply("BUS", "INFO", proto=3)
+        assert info[b"rejected_by_reason"][b"max_nodes"] == 1 and info[b"nodes"] == 2
+    finally:
+        harness.close()
+
+
 def test_bus_publish_needs_a_message(h: Harness) -> None:
     error = h.reply("BUS", "PUBLISH")
     assert str(error) == "ERR wrong number of arguments for 'bus|publish' command"

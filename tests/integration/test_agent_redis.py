@@ -23,7 +23,7 @@ from agent.sources.redis import parse_myself
 from cluster.ids import derive_id
 from tests.conftest import ROOT, ServerProcess, require_tool, start_server
 
-from .redis_procs import RedisProcess, connect, redis_factory  # noqa: F401  (fixture)
+from .redis_procs import RedisProcess, bus_info, connect, redis_factory  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -121,9 +121,8 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             proc.kill()
 
 
-def test_a_redis_cluster_as_clusterwatch_sees_it(
-        redis_factory: Callable[..., RedisProcess],  # noqa: F811
-        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+def start_cluster(redis_factory: Callable[..., RedisProcess]) -> list[RedisProcess]:  # noqa: F811
+    """A Redis Cluster of 3 masters and 3 replicas (node timeout 1 s), state ok."""
     cli = require_tool("redis-cli")
     cluster = [redis_factory("--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
                              "--appendonly", "no", name=f"node{i}", port=cluster_port())
@@ -138,6 +137,13 @@ def test_a_redis_cluster_as_clusterwatch_sees_it(
         while b"cluster_state:ok" not in node.client().execute_command("CLUSTER", "INFO"):
             assert time.monotonic() < deadline, "the Redis cluster never became ok"
             time.sleep(0.1)
+    return cluster
+
+
+def test_a_redis_cluster_as_clusterwatch_sees_it(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    cluster = start_cluster(redis_factory)
     server = start_server(tmp_path, "--node-timeout", "1000")
     try:
         for node in cluster:
@@ -155,6 +161,74 @@ def test_a_redis_cluster_as_clusterwatch_sees_it(
                        and n.client().info("replication")["role"] == "slave")
         replica.stop(signal.SIGKILL)
         agree(cluster, server, timeout=60)
+    finally:
+        server.stop()
+
+
+def test_losing_two_of_three_masters_and_their_replicas_keeps_them_fail_maybe(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """Issue 12: no majority of masters is left to agree on FAIL, so the survivors keep the
+    lost nodes `fail?` forever; clusterwatch (default `--fail-rule auto`, which the agents'
+    fail reports turn to `redis`) must say the same, and its current epoch must be Redis's."""
+    cluster = start_cluster(redis_factory)
+    server = start_server(tmp_path, "--node-timeout", "1000")
+    try:
+        for node in cluster:
+            agents("--server", f"127.0.0.1:{server.port}", "--source",
+                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
+        agree(cluster, server)  # includes cluster_current_epoch (6 after --cluster create)
+        real_epoch = info_of(cluster[0].client(decode_responses=True)
+                             .execute_command("CLUSTER", "INFO"))["cluster_current_epoch"]
+        assert int(real_epoch) >= 6
+
+        by_id = {n.client(decode_responses=True).execute_command("CLUSTER", "MYID"): n
+                 for n in cluster}
+        table = nodes_of(cluster[0].client(decode_responses=True)
+                         .execute_command("CLUSTER", "NODES"))
+        masters = sorted(node for node, row in table.items() if row[0] == "master")
+        lost = set(masters[:2])
+        lost |= {node for node, row in table.items() if row[0] == "slave" and row[1] in lost}
+        assert len(lost) == 4
+        for node in lost:
+            by_id[node].stop(signal.SIGKILL)
+        survivors = [by_id[node] for node in by_id if node not in lost]
+
+        # Steady state: both sides agree, and keep agreeing well past the timer's fail-after
+        # (pfail at 1 s + 2 s): 5 s of consecutive matches.
+        deadline = time.monotonic() + 60
+        matched_since: float | None = None
+        real_info = ours_info = {}
+        real_nodes = ours_nodes = {}
+        while True:
+            live = next(n for n in survivors
+                        if n.client().info("replication")["role"] == "master")
+            client = live.client(decode_responses=True)
+            real_info = info_of(client.execute_command("CLUSTER", "INFO"))
+            real_nodes = nodes_of(client.execute_command("CLUSTER", "NODES"))
+            ours_info = info_of(connect(server).execute_command("CLUSTER", "INFO").decode())
+            ours_nodes = clusterwatch_nodes(server)
+            settled = all(real_nodes[node][4] == "fail?" for node in lost)
+            now = time.monotonic()
+            if settled and real_info == ours_info and real_nodes == ours_nodes:
+                matched_since = matched_since or now
+                if now - matched_since >= 5.0:
+                    break
+            else:
+                matched_since = None
+            assert now < deadline, (f"clusterwatch never matched the cluster:\n"
+                                    f"real {real_info}\nours {ours_info}\n"
+                                    f"{side_by_side(real_nodes, ours_nodes)}")
+            time.sleep(0.1)
+        # 10922 or 10923 slots pfail (which two masters were killed), none fail.
+        lost_slots = 16384 - int(ours_info["cluster_slots_ok"])
+        assert lost_slots in (10922, 10923)
+        assert (ours_info["cluster_state"], ours_info["cluster_slots_pfail"],
+                ours_info["cluster_slots_fail"]) == ("fail", str(lost_slots), "0")
+        assert all(ours_nodes[node][4] == "fail?" for node in lost)
+        assert ours_info["cluster_current_epoch"] == real_info["cluster_current_epoch"]
+        bus = bus_info(server)
+        assert (bus["fail_rule"], bus["fail_rule_setting"]) == (b"redis", b"auto")
     finally:
         server.stop()
 

@@ -118,6 +118,25 @@ def test_expired_failure_reports_are_left_out() -> None:
     assert [k[0] for k in compactor.kept(T0 + 1001)] == ["6-0"]
 
 
+def test_the_fail_rule_auto_switched_to_survives_a_snapshot_whose_reports_expired() -> None:
+    model, compactor = ClusterModel(CONFIG), Compactor(2 * TIMEOUT)
+    entries = [("1-0", T0, hello("a", 1, 1)), ("2-0", T0, slots("a", 1, 2, (0, 8191))),
+               ("3-0", T0, hello("b", 1, 1)), ("4-0", T0, slots("b", 1, 2, (8192, 16383))),
+               ("5-0", T0 + 1, fail_report("a", 1, 3, "b")), ("6-0", T0 + 2, heartbeat("a", 1, 4))]
+    read_stream(model, compactor, entries)
+    assert model.fail_rule == "redis"
+    later = T0 + 10 * TIMEOUT  # one report of two masters: b stays pfail, on Redis's rule
+    model.refresh(later)
+    assert model.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
+    snapshot = compactor.snapshot("6-0", T0 + 2, later, failed(model, later), True)
+    kept = [entry[0] for entry in decode_snapshot(snapshot).messages]
+    assert "5-0" not in kept  # the report expired from the compacted history
+    copy, _ = restored(snapshot)
+    copy.refresh(later)
+    assert copy.fail_rule == "redis"
+    assert copy.node("b").state is NodeState.PFAIL  # type: ignore[union-attr]
+
+
 def test_a_foreign_snapshot_value_is_refused() -> None:
     with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
         decode_snapshot(b'{"covers": 3}')
