@@ -222,21 +222,62 @@ SECTIONS: tuple[tuple[str, Section, bool], ...] = (
 )
 _TITLES = {name: name.capitalize() for name, _, _ in SECTIONS}
 _TITLES["cpu"] = "CPU"
+# Sections whose text depends only on the server's identity (fixed once it listens).
+_STATIC = frozenset({"persistence", "replication", "keyspace"})
+# The server section's only fields that change while the process runs.
+_SERVER_CLOCK = ("server_time_usec", "uptime_in_seconds", "uptime_in_days")
+
+
+def _lines(fields: Fields) -> str:
+    return "".join([f"{k}:{v}\r\n" for k, v in fields])
+
+
+def _section_text(ctx: CommandContext, name: str, section: Section,
+                  proc: ProcessStats) -> str:
+    """A section's text. Static sections are rendered once per identity; the server
+    section keeps its fixed lines and renders only its clock lines, at their place."""
+    if name not in _STATIC and name != "server":
+        return _lines(section(ctx, proc))
+    cache = ctx.server.reply_cache
+    key = f"info|{name}"
+    entry = cache.get(key)
+    identity = ctx.server.identity
+    if entry is None or entry[0] is not identity:
+        fields = section(ctx, proc)
+        if name == "server":
+            at = [k for k, _ in fields].index(_SERVER_CLOCK[0])
+            assert tuple(k for k, _ in fields[at:at + 3]) == _SERVER_CLOCK
+            entry = (identity, _lines(fields[:at]), _lines(fields[at + 3:]))
+        else:
+            entry = (identity, _lines(fields), "")
+        cache[key] = entry
+    if name != "server":
+        return str(entry[1])
+    now_us = ctx.server.now_us()
+    uptime = max(0, (now_us // 1000 - identity.started_ms) // 1000)
+    return (f"{entry[1]}server_time_usec:{now_us}\r\nuptime_in_seconds:{uptime}\r\n"
+            f"uptime_in_days:{uptime // 86400}\r\n{entry[2]}")
+
+
+def _chosen(wanted: Sequence[str]) -> list[tuple[str, Section]]:
+    names = set(wanted) if wanted else {"default"}
+    everything = bool(names & {"all", "everything"})
+    default = "default" in names
+    return [(name, section) for name, section, in_default in SECTIONS
+            if everything or name in names or (default and in_default)]
+
+
+_DEFAULT = _chosen(())
 
 
 def render(ctx: CommandContext, wanted: Sequence[str]) -> str:
     """The INFO text for the requested section names (lower case)."""
-    names = set(wanted) if wanted else {"default"}
-    everything = bool(names & {"all", "everything"})
-    default = "default" in names
-    parts: list[str] = []
-    chosen = [(name, section) for name, section, in_default in SECTIONS
-              if everything or name in names or (default and in_default)]
-    proc = ctx.server.process_stats() if chosen else None
-    for name, section in chosen:
-        fields = section(ctx, proc)  # type: ignore[arg-type]
-        parts.append(f"# {_TITLES[name]}\r\n" + "".join([f"{k}:{v}\r\n" for k, v in fields]))
-    return "\r\n".join(parts)
+    chosen = _chosen(wanted) if wanted else _DEFAULT
+    if not chosen:
+        return ""
+    proc = ctx.server.process_stats()
+    return "\r\n".join([f"# {_TITLES[name]}\r\n" + _section_text(ctx, name, section, proc)
+                          for name, section in chosen])
 
 
 def info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

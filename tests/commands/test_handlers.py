@@ -6,6 +6,7 @@ No sockets: the server object is constructed but never started. CLIENT LIST/INFO
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from types import SimpleNamespace
@@ -487,6 +488,36 @@ def test_info_section_selection(ctx: CommandContext) -> None:
     both = sections(text_of(run(ctx, "INFO", "SERVER", "clients")))
     assert list(both) == ["Server", "Clients"]
     assert text_of(run(ctx, "INFO", "nosuchsection")) == ""
+
+
+def test_info_cached_parts_render_what_the_sections_say(
+        ctx: CommandContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """INFO keeps the server section's fixed lines and the static sections rendered; the
+    text must equal a from-scratch render of every section, across clock and identity
+    changes."""
+    from commands import info
+
+    server = ctx.server
+    proc = server.process_stats()
+    monkeypatch.setattr(type(server), "process_stats", lambda self: proc)
+
+    def scratch(names: list[str]) -> str:
+        return "\r\n".join(f"# {info._TITLES[name]}\r\n" + "".join(
+            f"{k}:{v}\r\n" for k, v in section(ctx, proc))
+            for name, section, _ in info.SECTIONS if name in names)
+
+    default = [name for name, _, in_default in info.SECTIONS if in_default]
+    every = [name for name, _, _ in info.SECTIONS]
+    for step, now_us in enumerate((1_700_000_000_000_000, 1_700_000_001_500_000,
+                                   1_700_090_000_000_000)):
+        monkeypatch.setattr(type(server), "now_us", lambda self, t=now_us: t)
+        if step == 2:  # the identity changes once the server listens (its port)
+            server.identity = dataclasses.replace(server.identity, tcp_port=7400)
+        assert info.render(ctx, []) == scratch(default)
+        assert info.render(ctx, ["all"]) == scratch(every)
+        assert info.render(ctx, ["server", "replication"]) == scratch(["server", "replication"])
+    assert "tcp_port:7400\r\n" in info.render(ctx, ["server"])
+    assert "uptime_in_days:" in info.render(ctx, ["server"])
 
 
 def test_info_all_includes_commandstats(ctx: CommandContext) -> None:
