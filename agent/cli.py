@@ -169,17 +169,13 @@ def simulate_main(args: argparse.Namespace, loop_factory: Any) -> int:
                          faults=faults, host=args.host, base_port=args.base_port,
                          node_timeout_ms=args.node_timeout, hostnames=args.hostnames)
         host, port = parse_hostport(args.server)
+        tls = _tls(args)
     except (OSError, ValueError) as exc:
         print(f"clusterwatch simulate: {exc}", file=sys.stderr)
         return 2
     if args.list:
         print("\n".join(describe(sim)))
         return 0
-    try:
-        tls = _tls(args)
-    except (OSError, ValueError) as exc:
-        print(f"clusterwatch simulate: {exc}", file=sys.stderr)
-        return 2
     client = RespClient(host, port, password=args.password, username=args.user, tls=tls)
 
     async def go() -> int:
@@ -228,10 +224,6 @@ def agent_main(args: argparse.Namespace, loop_factory: Any) -> int:
             status_command=args.status_command, fields=fields, count=args.count,
             leave_on_exit=args.leave_on_exit)
         host, port = parse_hostport(args.server)
-    except ValueError as exc:
-        print(f"clusterwatch agent: {exc}", file=sys.stderr)
-        return 2
-    try:
         tls = _tls(args)
     except (OSError, ValueError) as exc:
         print(f"clusterwatch agent: {exc}", file=sys.stderr)

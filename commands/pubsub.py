@@ -10,7 +10,7 @@ patterns do not allow (``&pattern``) is ``-NOPERM``, as in Redis.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from resp import Encoded, Push, Reply, encode
 
@@ -51,52 +51,50 @@ def _check_channels(ctx: CommandContext, names: Sequence[bytes], *, patterns: bo
         raise _NO_CHANNEL_PERMISSION
 
 
-def subscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    _check_channels(ctx, argv[1:], patterns=False)
-    session, registry = ctx.session, ctx.server.subscriptions
+def _join(ctx: CommandContext, names: Sequence[bytes], kind: bytes,
+          add: Callable[[Session, bytes], None]) -> Reply:
+    """(P)SUBSCRIBE: one confirmation per name, with the session's count after it."""
+    _check_channels(ctx, names, patterns=kind == b"psubscribe")
+    session = ctx.session
     frames = []
-    for channel in argv[1:]:
-        registry.subscribe(session, channel)
-        frames.append(Push([b"subscribe", channel, _count(session)]))
+    for name in names:
+        add(session, name)
+        frames.append(Push([kind, name, _count(session)]))
     refresh_permissions(ctx)
     return _frames(frames)
+
+
+def _leave(ctx: CommandContext, names: Sequence[bytes], kind: bytes, held: set[bytes],
+           drop: Callable[[Session, bytes], None]) -> Reply:
+    """(P)UNSUBSCRIBE: the names given, or every one held; with none, one frame with a
+    null name, as Redis answers."""
+    session = ctx.session
+    frames = []
+    for name in list(names) or sorted(held):
+        drop(session, name)
+        frames.append(Push([kind, name, _count(session)]))
+    if not frames:
+        frames.append(Push([kind, None, _count(session)]))
+    refresh_permissions(ctx)
+    return _frames(frames)
+
+
+def subscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    return _join(ctx, argv[1:], b"subscribe", ctx.server.subscriptions.subscribe)
 
 
 def psubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    _check_channels(ctx, argv[1:], patterns=True)
-    session, registry = ctx.session, ctx.server.subscriptions
-    frames = []
-    for pattern in argv[1:]:
-        registry.psubscribe(session, pattern)
-        frames.append(Push([b"psubscribe", pattern, _count(session)]))
-    refresh_permissions(ctx)
-    return _frames(frames)
+    return _join(ctx, argv[1:], b"psubscribe", ctx.server.subscriptions.psubscribe)
 
 
 def unsubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    session, registry = ctx.session, ctx.server.subscriptions
-    names = list(argv[1:]) or sorted(session.channels)
-    frames = []
-    for channel in names:
-        registry.unsubscribe(session, channel)
-        frames.append(Push([b"unsubscribe", channel, _count(session)]))
-    if not frames:
-        frames.append(Push([b"unsubscribe", None, _count(session)]))
-    refresh_permissions(ctx)
-    return _frames(frames)
+    return _leave(ctx, argv[1:], b"unsubscribe", ctx.session.channels,
+                  ctx.server.subscriptions.unsubscribe)
 
 
 def punsubscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
-    session, registry = ctx.session, ctx.server.subscriptions
-    names = list(argv[1:]) or sorted(session.patterns)
-    frames = []
-    for pattern in names:
-        registry.punsubscribe(session, pattern)
-        frames.append(Push([b"punsubscribe", pattern, _count(session)]))
-    if not frames:
-        frames.append(Push([b"punsubscribe", None, _count(session)]))
-    refresh_permissions(ctx)
-    return _frames(frames)
+    return _leave(ctx, argv[1:], b"punsubscribe", ctx.session.patterns,
+                  ctx.server.subscriptions.punsubscribe)
 
 
 def pubsub_channels(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

@@ -219,10 +219,11 @@ class Watch:
         self.journal.append(Transition(index, now_ms, channel, message))
         self.messages += 1
         self._deliver(channel, message)
-        event, _, instance = message.partition(" ")
-        sentinel = SENTINEL_CHANNELS.get(event) if channel == "__cluster__:node" else None
-        if sentinel is not None:
-            self._deliver(sentinel, instance)
+        if channel == "__cluster__:node":
+            event, _, instance = message.partition(" ")
+            sentinel = SENTINEL_CHANNELS.get(event)
+            if sentinel is not None:
+                self._deliver(sentinel, instance)
 
     def _messages(self, event: ClusterEvent, lookup: Callable[[str], NodeInfo | None]
                   ) -> list[tuple[str, str]]:

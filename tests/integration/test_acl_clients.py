@@ -90,8 +90,12 @@ def test_redis_py_sync_with_acl_users(acl_server: tuple[ServerProcess, Path, int
 async def test_redis_py_asyncio_with_acl_users(acl_server: tuple[ServerProcess, Path, int],
                                                protocol: int) -> None:
     server, _, _ = acl_server
-    monitor = redis.asyncio.Redis(port=server.port, username=MONITOR[0], password=MONITOR[1],
-                                  protocol=protocol)
+    await reads_but_may_not_publish(redis.asyncio.Redis(
+        port=server.port, username=MONITOR[0], password=MONITOR[1], protocol=protocol))
+
+
+async def reads_but_may_not_publish(monitor: redis.asyncio.Redis) -> None:
+    """The monitor role over any connection: reads the model, BUS PUBLISH is NOPERM."""
     try:
         assert await monitor.acl_whoami() in ("monitor", b"monitor")
         assert b"cluster_state" in await monitor.execute_command("CLUSTER", "INFO")

@@ -140,15 +140,23 @@ def start_cluster(redis_factory: Callable[..., RedisProcess]) -> list[RedisProce
     return cluster
 
 
+def watched_cluster(redis_factory: Callable[..., RedisProcess],  # noqa: F811
+                    agents: Callable[..., subprocess.Popen[bytes]],
+                    tmp_path: Path) -> tuple[list[RedisProcess], ServerProcess]:
+    """A real 3+3 cluster, a server with a 1 s node timeout, and an agent per node."""
+    cluster = start_cluster(redis_factory)
+    server = start_server(tmp_path, "--node-timeout", "1000")
+    for node in cluster:
+        agents("--server", f"127.0.0.1:{server.port}", "--source",
+               f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
+    return cluster, server
+
+
 def test_a_redis_cluster_as_clusterwatch_sees_it(
         redis_factory: Callable[..., RedisProcess],  # noqa: F811
         agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
-    cluster = start_cluster(redis_factory)
-    server = start_server(tmp_path, "--node-timeout", "1000")
+    cluster, server = watched_cluster(redis_factory, agents, tmp_path)
     try:
-        for node in cluster:
-            agents("--server", f"127.0.0.1:{server.port}", "--source",
-                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
         agree(cluster, server)
 
         # A master dies; its replica is promoted at a new epoch with its slots.
@@ -171,12 +179,8 @@ def test_losing_two_of_three_masters_and_their_replicas_keeps_them_fail_maybe(
     """Issue 12: no majority of masters is left to agree on FAIL, so the survivors keep the
     lost nodes `fail?` forever; clusterwatch (default `--fail-rule auto`, which the agents'
     fail reports turn to `redis`) must say the same, and its current epoch must be Redis's."""
-    cluster = start_cluster(redis_factory)
-    server = start_server(tmp_path, "--node-timeout", "1000")
+    cluster, server = watched_cluster(redis_factory, agents, tmp_path)
     try:
-        for node in cluster:
-            agents("--server", f"127.0.0.1:{server.port}", "--source",
-                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1")
         agree(cluster, server)  # includes cluster_current_epoch (6 after --cluster create)
         real_epoch = info_of(cluster[0].client(decode_responses=True)
                              .execute_command("CLUSTER", "INFO"))["cluster_current_epoch"]

@@ -28,6 +28,7 @@ from tests.conftest import ROOT, ServerProcess, free_port, require_tool, start_s
 from tests.integration.cluster_helpers import info_fields, message
 from tests.integration.exporter import metric_value
 from tests.integration.helpers import run, wait_for
+from tests.integration.test_acl_clients import reads_but_may_not_publish
 
 pytestmark = pytest.mark.integration
 
@@ -114,14 +115,17 @@ class TlsServer:
                            socket_timeout=5, decode_responses=True)
 
 
-def _start(tmp: Path, certs: Path, *extra: str) -> TlsServer:
+def _start(tmp: Path, certs: Path, *extra: str, files: Path | None = None) -> TlsServer:
+    """A server with the example ACL users, TLS and HTTPS; its certificate, key and CA
+    read from ``files`` (default: ``certs``)."""
+    files = files or certs
     aclfile = tmp / "users.acl"
     shutil.copy(ROOT / "docs" / "users.acl.example", aclfile)
     tls_port, http_port = free_port(), free_port()
     process = start_server(tmp, "--aclfile", str(aclfile), "--tls-port", str(tls_port),
-                           "--tls-cert-file", str(certs / "server.crt"),
-                           "--tls-key-file", str(certs / "server.key"),
-                           "--tls-ca-cert-file", str(certs / "ca.crt"),
+                           "--tls-cert-file", str(files / "server.crt"),
+                           "--tls-key-file", str(files / "server.key"),
+                           "--tls-ca-cert-file", str(files / "ca.crt"),
                            "--http-port", str(http_port), "--tls-http", "yes", *extra)
     return TlsServer(process, tls_port, http_port, certs)
 
@@ -195,13 +199,7 @@ async def test_redis_py_asyncio_over_tls_with_acl_users(tls_server: TlsServer,
                                   ssl_ca_certs=str(certs / "ca.crt"),
                                   ssl_certfile=str(certs / "client.crt"),
                                   ssl_keyfile=str(certs / "client.key"))
-    try:
-        assert await monitor.acl_whoami() in ("monitor", b"monitor")
-        assert b"cluster_state" in await monitor.execute_command("CLUSTER", "INFO")
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            await monitor.execute_command("BUS", "PUBLISH", HELLO)
-    finally:
-        await monitor.aclose()
+    await reads_but_may_not_publish(monitor)
 
 
 def test_exporter_scrapes_over_tls_as_monitor(tls_server: TlsServer,
@@ -347,15 +345,8 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(
     for suffix in ("crt", "key"):
         shutil.copy(certs / f"server.{suffix}", live / f"server.{suffix}")
     shutil.copy(certs / "ca.crt", live / "ca.crt")
-    aclfile = tmp_path / "users.acl"
-    shutil.copy(ROOT / "docs" / "users.acl.example", aclfile)
-    tls_port, http_port = free_port(), free_port()
-    process = start_server(tmp_path, "--aclfile", str(aclfile), "--tls-port", str(tls_port),
-                           "--tls-cert-file", str(live / "server.crt"),
-                           "--tls-key-file", str(live / "server.key"),
-                           "--tls-ca-cert-file", str(live / "ca.crt"),
-                           "--http-port", str(http_port), "--tls-http", "yes")
-    server = TlsServer(process, tls_port, http_port, certs)
+    server = _start(tmp_path, certs, files=live)
+    process, tls_port, http_port = server.process, server.tls_port, server.http_port
 
     def subject(port: int) -> str:
         context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
