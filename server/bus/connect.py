@@ -48,7 +48,7 @@ def redis_client(url: str, *, socket_timeout: float) -> aioredis.Redis:
     db = int(path[1]) if len(path) > 1 else 0
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
-    sentinel = Sentinel(hosts, socket_timeout=options["socket_timeout"],  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, socket_timeout=options["socket_timeout"],  # type: ignore[no-untyped-call, unused-ignore]
                         socket_connect_timeout=options["socket_connect_timeout"])
     master: aioredis.Redis = sentinel.master_for(path[0], db=db, password=password,
                                                  username=username, **options)
