@@ -48,7 +48,11 @@ class NullTransport:
 CASES = {
     "PING multibulk x16": (b"*1\r\n$4\r\nPING\r\n" * 16, 16, 40_000),
     "PING inline x16": (b"PING\r\n" * 16, 16, 40_000),
+    # One request per read, as redis-cli, probes and unpipelined clients send them.
     "PING multibulk x1": (b"*1\r\n$4\r\nPING\r\n", 1, 200_000),
+    "PING inline x1": (b"PING\r\n", 1, 200_000),
+    "HEALTH READY x1": (b"*2\r\n$6\r\nHEALTH\r\n$5\r\nREADY\r\n", 1, 100_000),
+    "CLUSTER INFO x1": (b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n", 1, 100_000),
     "INFO x1": (b"*1\r\n$4\r\nINFO\r\n", 1, 5_000),
     "CLUSTER INFO x16": (b"*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n" * 16, 16, 20_000),
     "HEALTH x16": (b"*1\r\n$6\r\nHEALTH\r\n" * 16, 16, 20_000),

@@ -184,6 +184,36 @@ class CommandTable:
             self._account(ctx, run, len(replies) - run_start, perf_ns() - run_clock, previous)
         return replies
 
+    def execute_single(self, ctx: CommandContext, argv: list[bytes]) -> Reply | Deferred[Reply]:
+        """``execute`` for a batch of one request: the same reply, statistics and slow
+        log, without the bookkeeping of runs. The caller checks ``session`` afterwards
+        (blocked, closing, protocol switched) as it does after ``execute``."""
+        session = ctx.session
+        spec = self._leaves.get(argv[0])
+        if spec is None and len(argv) > 1:
+            subs = self._subs_by_name.get(argv[0])
+            spec = subs.get(argv[1]) if subs is not None else None
+        if (spec is None or not spec.min_argc <= len(argv) <= spec.max_argc
+                or spec.full_name not in session.allowed or session.multi is not None):
+            return self.dispatch(ctx, argv)
+        session.last_command = spec.full_name
+        perf_ns = self.perf_ns
+        started = perf_ns()
+        reply: Reply | Deferred[Reply]
+        try:
+            reply = spec.handler(ctx, argv)  # type: ignore[misc]
+        except CommandError as exc:
+            reply = self._error_reply(ctx, exc)
+            ctx.server.stats.command(spec.full_name).failed_calls += 1
+        except Exception:
+            reply = self._internal_error(ctx, argv)
+        elapsed = perf_ns() - started
+        stats = ctx.server.stats
+        (stats.commands.get(spec.full_name) or stats.command(spec.full_name)).record(1, elapsed)
+        if elapsed >= stats.slow_threshold_ns:
+            self._record_slow(ctx, argv, elapsed // 1000)
+        return reply
+
     @staticmethod
     def _account(ctx: CommandContext, spec: CommandSpec, calls: int, elapsed_ns: int,
                  last: list[bytes]) -> None:

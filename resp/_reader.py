@@ -100,6 +100,9 @@ class RequestReader:
         self._scanner: HeaderScanner | None = None
         self._max_bulk = 0
         self._max_args = 0
+        # hiredis holds nothing, not even the header lines of an incomplete request, and
+        # no round is open: the state ``take_single`` starts from.
+        self._clean = True
         self.authenticated = authenticated
 
     @property
@@ -143,9 +146,63 @@ class RequestReader:
                     data = data[:cut]
             self._hiredis.feed(data)
             self._in_hiredis = True
+            self._clean = False
             self._round.append(data)
         else:
             self._inline += data
+
+    def take_single(self, data: bytes) -> list[bytes] | None:
+        """The request, when ``data`` is exactly one whole, canonically encoded multibulk
+        request within every limit and nothing came before it that is still pending; the
+        reader is then left as ``drain`` leaves it after that request. Otherwise None, and
+        ``data`` is fed as ``feed`` does: ``drain`` takes it from there.
+
+        This is the read of a client that waits for each reply (redis-cli, probes, agents,
+        redis-py without a pipeline): it skips the round bookkeeping that a read holding
+        several requests, or ending inside one, needs.
+        """
+        if not self._clean or self._inline:
+            self.feed(data)
+            return None
+        if data[:1] != b"*":
+            # An inline request: one line, no quotes to undo (what ``feed`` then
+            # ``_drain_plain_lines`` make of it).
+            if (data[-1:] == b"\n" and data.count(b"\n") == 1
+                    and len(data) <= self.limits.max_inline_size
+                    and b'"' not in data and b"'" not in data):
+                words = data.split()
+                if words and (self._authenticated or len(words) <= UNAUTHENTICATED_MAX_ARGS):
+                    return words
+            self.feed(data)
+            return None
+        if b"\r\n*" in data or _LARGE_COUNT.search(data) is not None:
+            self.feed(data)
+            return None
+        parser = self._hiredis
+        parser.feed(data)
+        try:
+            argv = parser.gets()
+        except hiredis.ProtocolError:
+            argv = None
+        if argv.__class__ is list and 0 < len(argv) <= self._max_args:
+            max_bulk = self._max_bulk
+            size = len(str(len(argv))) + 3  # wire_size, on the way through the checks
+            for arg in argv:
+                if arg.__class__ is not bytes or len(arg) > max_bulk:
+                    break
+                size += len(arg) + len(str(len(arg))) + 5
+            else:
+                # Equal sizes: hiredis took all of ``data`` and nothing else (a request
+                # encoded with longer length lines, ``$04``, is never shorter).
+                if len(data) == size:
+                    self._in_hiredis = True
+                    self._carry = data[-_CARRY:]
+                    return argv
+        # Anything else goes the general way, from a hiredis that has seen none of it
+        # (it held nothing before, so nothing is lost).
+        self._restart_hiredis()
+        self.feed(data)
+        return None
 
     def next_command(self) -> list[bytes] | Literal[NeedData.NEED_DATA]:
         """The next complete request, or ``NEED_DATA``."""
@@ -222,6 +279,7 @@ class RequestReader:
                                 round_.clear()
                                 self._round_batches.clear()
                                 self._scanner = None
+                                self._clean = True
                                 return
                             self._round_batches.append((commands, start))
                             self._end_round()
@@ -418,6 +476,7 @@ class RequestReader:
     def _restart_hiredis(self) -> None:
         self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
         self._in_hiredis = False
+        self._clean = True
         self._reset_round()
         self._tail = b""
         self._scanner = None

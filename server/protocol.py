@@ -154,9 +154,14 @@ class RespProtocol(asyncio.Protocol):
         stats = self.server.stats
         stats.total_net_input_bytes += len(data)
         stats.total_reads_processed += 1
-        self.reader.feed(data)
-        if not self.paused and not self.yielded:
+        if self.paused or self.yielded or self.held:
+            self.reader.feed(data)
+            return
+        argv = self.reader.take_single(data)
+        if argv is None:
             self.process()
+        else:
+            self.answer_single(argv)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -240,6 +245,35 @@ class RespProtocol(asyncio.Protocol):
             if len(batch) < _BATCH and not reader.failed:
                 return
 
+    def answer_single(self, argv: list[bytes]) -> None:
+        """``process`` for a read that held exactly one request (see
+        ``RequestReader.take_single``): the same reply, statistics and limits, without
+        the batch loop. Most clients send one request and wait for its reply."""
+        ctx, reader = self.ctx, self.reader
+        assert ctx is not None and reader is not None
+        session = ctx.session
+        session.last_interaction_ms = self.server.clock_ms
+        authenticated = session.authenticated
+        reply = self.server.table.execute_single(ctx, argv)
+        if session.blocked is not None:
+            self._block(session.blocked)
+            return
+        # In the protocol after the call: HELLO answers in the one it switched to.
+        protocol = session.protocol
+        if reply.__class__ is SimpleString:
+            data = reply.frame
+        elif reply.__class__ is Encoded:
+            data = reply.resp3 if protocol == 3 else reply.resp2
+        else:
+            out: list[bytes] = []
+            write(out, reply, protocol)  # type: ignore[arg-type]  # not a Deferred here
+            data = b"".join(out)
+        if session.authenticated is not authenticated:
+            reader.authenticated = session.authenticated
+        self._write(data)
+        if session.close_after_reply:
+            self.close()
+
     def _block(self, deferred: Deferred[Reply]) -> None:
         """Wait for a blocked request's reply with reading paused, as after yielding."""
         self.yielded = True
@@ -261,10 +295,13 @@ class RespProtocol(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self._take_turn)
 
     def _send(self, out: list[bytes]) -> None:
-        if not out or self.transport is None:
+        if out:
+            # One joined write: uvloop's writelines costs more per frame than the join.
+            self._write(b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is None:
             return
-        # One joined write: uvloop's writelines costs more per frame than the join.
-        data = b"".join(out)
         stats = self.server.stats
         stats.total_writes_processed += 1
         stats.total_net_output_bytes += len(data)
