@@ -189,11 +189,12 @@ class CommandTable:
         log, without the bookkeeping of runs. The caller checks ``session`` afterwards
         (blocked, closing, protocol switched) as it does after ``execute``."""
         session = ctx.session
+        argc = len(argv)
         spec = self._leaves.get(argv[0])
-        if spec is None and len(argv) > 1:
+        if spec is None and argc > 1:
             subs = self._subs_by_name.get(argv[0])
             spec = subs.get(argv[1]) if subs is not None else None
-        if (spec is None or not spec.min_argc <= len(argv) <= spec.max_argc
+        if (spec is None or not spec.min_argc <= argc <= spec.max_argc
                 or spec.full_name not in session.allowed or session.multi is not None):
             return self.dispatch(ctx, argv)
         session.last_command = spec.full_name

@@ -188,9 +188,13 @@ class RequestReader:
             max_bulk = self._max_bulk
             size = len(str(len(argv))) + 3  # wire_size, on the way through the checks
             for arg in argv:
-                if arg.__class__ is not bytes or len(arg) > max_bulk:
+                if arg.__class__ is not bytes:
                     break
-                size += len(arg) + len(str(len(arg))) + 5
+                length = len(arg)
+                if length > max_bulk:
+                    break
+                size += length + (6 if length < 10 else 7 if length < 100
+                                  else 5 + len(str(length)))
             else:
                 # Equal sizes: hiredis took all of ``data`` and nothing else (a request
                 # encoded with longer length lines, ``$04``, is never shorter).
