@@ -129,6 +129,11 @@ class ClusterModel:
             events_dropped=state.events_dropped,
         )
 
+    def message_totals(self) -> tuple[int, int, int]:
+        """Messages applied, stale and rejected so far: ``counters`` without its copies."""
+        state = self._state
+        return state.applied, state.stale, sum(state.rejected.values())
+
     def drain_events(self) -> list[ClusterEvent]:
         """The change events recorded since the last drain, oldest first."""
         events = list(self._state.events)

@@ -11,7 +11,14 @@ from . import acl, admin, bus, cluster, connection, health, pubsub, status, tran
 from ._access import AccessControl, AclFileError
 from ._acl_log import AclLogEntry
 from ._acl_user import User
-from ._context import CommandContext, ProcessStats, ServerIdentity, ServerView, Session
+from ._context import (
+    CommandContext,
+    CpuTimes,
+    MemoryStats,
+    ServerIdentity,
+    ServerView,
+    Session,
+)
 from ._deferred import Deferred
 from ._errors import CommandError
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
@@ -44,11 +51,12 @@ __all__ = [
     "CommandSpec",
     "CommandStat",
     "CommandTable",
+    "CpuTimes",
     "Deferred",
     "Flag",
     "Group",
     "LatencyMonitor",
-    "ProcessStats",
+    "MemoryStats",
     "ServerIdentity",
     "ServerView",
     "Session",

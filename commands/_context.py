@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from cluster import (
@@ -70,18 +70,22 @@ class Session:
     flags: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessStats:
-    pid: int
+class MemoryStats(NamedTuple):
+    """The process's memory, sampled at each housekeeping tick (as Redis's cron samples
+    its RSS), so INFO reads it without a system call."""
+
     rss_bytes: int
     peak_rss_bytes: int
-    cpu_sys: float
-    cpu_user: float
-    cpu_sys_children: float
-    cpu_user_children: float
-    cpu_sys_main_thread: float
-    cpu_user_main_thread: float
     total_system_memory: int
+
+
+class CpuTimes(NamedTuple):
+    """CPU seconds used so far, read when asked (INFO's cpu section)."""
+
+    sys: float
+    user: float
+    sys_main_thread: float
+    user_main_thread: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,7 +202,12 @@ class ServerView(Protocol):
 
     def kill_session(self, session_id: int) -> bool: ...
 
-    def process_stats(self) -> ProcessStats: ...
+    @property
+    def pid(self) -> int: ...
+
+    def memory_stats(self) -> MemoryStats: ...
+
+    def cpu_times(self) -> CpuTimes: ...
 
     def config_values(self) -> Mapping[str, str]: ...
 

@@ -8,11 +8,12 @@ friends), so names and value formats follow Redis 7.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from resp import Reply, Verbatim
 
-from ._context import CommandContext, ProcessStats
+from ._context import CommandContext, MemoryStats
 
 # Values are ints or already-formatted strings (floats are formatted where they arise).
 Fields = list[tuple[str, int | str]]
@@ -27,7 +28,7 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _server(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _server(ctx: CommandContext) -> Fields:
     ident = ctx.server.identity
     now_us = ctx.server.now_us()
     uptime = max(0, (now_us // 1000 - ident.started_ms) // 1000)
@@ -43,7 +44,7 @@ def _server(ctx: CommandContext, proc: ProcessStats) -> Fields:
         ("os", ident.os),
         ("arch_bits", ident.arch_bits),
         ("multiplexing_api", "epoll"),
-        ("process_id", proc.pid),
+        ("process_id", ctx.server.pid),
         ("process_supervised", "no"),
         ("run_id", ident.run_id),
         ("tcp_port", ident.tcp_port),
@@ -58,7 +59,7 @@ def _server(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _clients(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _clients(ctx: CommandContext) -> Fields:
     largest_input, largest_output = ctx.server.recent_max_buffers
     return [
         ("connected_clients", ctx.server.connected_clients),
@@ -72,16 +73,23 @@ def _clients(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _memory(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _memory(ctx: CommandContext) -> Fields:
+    return _memory_fields(ctx.server.memory_stats())
+
+
+@functools.lru_cache(maxsize=1)
+def _memory_fields(memory: MemoryStats) -> Fields:
+    """Formatted once per sample (each housekeeping tick)."""
+    rss, peak, total = memory.rss_bytes, memory.peak_rss_bytes, memory.total_system_memory
     return [
-        ("used_memory", proc.rss_bytes),
-        ("used_memory_human", human_bytes(proc.rss_bytes)),
-        ("used_memory_rss", proc.rss_bytes),
-        ("used_memory_rss_human", human_bytes(proc.rss_bytes)),
-        ("used_memory_peak", proc.peak_rss_bytes),
-        ("used_memory_peak_human", human_bytes(proc.peak_rss_bytes)),
-        ("total_system_memory", proc.total_system_memory),
-        ("total_system_memory_human", human_bytes(proc.total_system_memory)),
+        ("used_memory", rss),
+        ("used_memory_human", human_bytes(rss)),
+        ("used_memory_rss", rss),
+        ("used_memory_rss_human", human_bytes(rss)),
+        ("used_memory_peak", peak),
+        ("used_memory_peak_human", human_bytes(peak)),
+        ("total_system_memory", total),
+        ("total_system_memory_human", human_bytes(total)),
         ("maxmemory", 0),
         ("maxmemory_human", "0B"),
         ("maxmemory_policy", "noeviction"),
@@ -89,7 +97,7 @@ def _memory(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _persistence(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _persistence(ctx: CommandContext) -> Fields:
     return [
         ("loading", 0),
         ("async_loading", 0),
@@ -104,7 +112,7 @@ def _persistence(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _stats(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _stats(ctx: CommandContext) -> Fields:
     stats = ctx.server.stats
     ops, in_kbps, out_kbps = ctx.server.instantaneous()
     return [
@@ -132,7 +140,7 @@ def _stats(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _replication(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _replication(ctx: CommandContext) -> Fields:
     return [
         ("role", "master"),
         ("connected_slaves", 0),
@@ -148,18 +156,20 @@ def _replication(ctx: CommandContext, proc: ProcessStats) -> Fields:
     ]
 
 
-def _cpu(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _cpu(ctx: CommandContext) -> Fields:
+    cpu = ctx.server.cpu_times()
+    # clusterwatch never forks: its children's usage is zero by construction.
     return [
-        ("used_cpu_sys", f"{proc.cpu_sys:.6f}"),
-        ("used_cpu_user", f"{proc.cpu_user:.6f}"),
-        ("used_cpu_sys_children", f"{proc.cpu_sys_children:.6f}"),
-        ("used_cpu_user_children", f"{proc.cpu_user_children:.6f}"),
-        ("used_cpu_sys_main_thread", f"{proc.cpu_sys_main_thread:.6f}"),
-        ("used_cpu_user_main_thread", f"{proc.cpu_user_main_thread:.6f}"),
+        ("used_cpu_sys", f"{cpu.sys:.6f}"),
+        ("used_cpu_user", f"{cpu.user:.6f}"),
+        ("used_cpu_sys_children", "0.000000"),
+        ("used_cpu_user_children", "0.000000"),
+        ("used_cpu_sys_main_thread", f"{cpu.sys_main_thread:.6f}"),
+        ("used_cpu_user_main_thread", f"{cpu.user_main_thread:.6f}"),
     ]
 
 
-def _commandstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _commandstats(ctx: CommandContext) -> Fields:
     fields: Fields = []
     for name, stat in sorted(ctx.server.stats.commands.items()):
         if not (stat.calls or stat.rejected_calls or stat.failed_calls):
@@ -173,19 +183,19 @@ def _commandstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
     return fields
 
 
-def _errorstats(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _errorstats(ctx: CommandContext) -> Fields:
     return [(f"errorstat_{prefix}", f"count={count}")
             for prefix, count in sorted(ctx.server.stats.errors.items())]
 
 
-def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _cluster(ctx: CommandContext) -> Fields:
     """``cluster_enabled:1`` makes redis_exporter send CLUSTER INFO and ``redis-cli
     --cluster`` accept the server. The ``cluster_*`` figures live in CLUSTER INFO only
     (the exporter drops a metric it sees twice); clusterwatch's own fields follow."""
     server = ctx.server
     model = server.model
     model.refresh(server.model_now_ms())
-    counters = model.counters()
+    applied, stale, rejected = model.message_totals()
     return [
         ("cluster_enabled", 1),
         ("clusterwatch_myid", server.myid),
@@ -193,18 +203,18 @@ def _cluster(ctx: CommandContext, proc: ProcessStats) -> Fields:
         ("clusterwatch_nodes_known", model.node_count),
         ("clusterwatch_model_version", model.version),
         ("clusterwatch_bus_messages_received", server.bus_received),
-        ("clusterwatch_bus_messages_applied", counters.applied),
-        ("clusterwatch_bus_messages_stale", counters.stale),
-        ("clusterwatch_bus_messages_rejected", sum(counters.rejected.values())),
+        ("clusterwatch_bus_messages_applied", applied),
+        ("clusterwatch_bus_messages_stale", stale),
+        ("clusterwatch_bus_messages_rejected", rejected),
         *((f"clusterwatch_{name}", value) for name, value in server.bus_info()),
     ]
 
 
-def _keyspace(ctx: CommandContext, proc: ProcessStats) -> Fields:
+def _keyspace(ctx: CommandContext) -> Fields:
     return []
 
 
-Section = Callable[[CommandContext, ProcessStats], Fields]
+Section = Callable[[CommandContext], Fields]
 
 # Redis's names and order. "default" is every section but the ones marked False.
 SECTIONS: tuple[tuple[str, Section, bool], ...] = (
@@ -222,6 +232,7 @@ SECTIONS: tuple[tuple[str, Section, bool], ...] = (
 )
 _TITLES = {name: name.capitalize() for name, _, _ in SECTIONS}
 _TITLES["cpu"] = "CPU"
+_KEYS = {name: f"info|{name}" for name, _, _ in SECTIONS}
 # Sections whose text depends only on the server's identity (fixed once it listens).
 _STATIC = frozenset({"persistence", "replication", "keyspace"})
 # The server section's only fields that change while the process runs.
@@ -232,18 +243,28 @@ def _lines(fields: Fields) -> str:
     return "".join([f"{k}:{v}\r\n" for k, v in fields])
 
 
-def _section_text(ctx: CommandContext, name: str, section: Section,
-                  proc: ProcessStats) -> str:
-    """A section's text. Static sections are rendered once per identity; the server
-    section keeps its fixed lines and renders only its clock lines, at their place."""
-    if name not in _STATIC and name != "server":
-        return _lines(section(ctx, proc))
+def _section_text(ctx: CommandContext, name: str, section: Section) -> str:
+    """A section's text, formatted again only when one of its fields changed. Static
+    sections are rendered once per identity; the server section keeps its fixed lines
+    and renders only its clock lines, at their place."""
     cache = ctx.server.reply_cache
-    key = f"info|{name}"
+    key = _KEYS[name]
+    if name in _STATIC or name == "server":
+        return _identity_part(ctx, name, section, key)
+    fields = section(ctx)
+    entry = cache.get(key)
+    if entry is None or entry[0] != fields:
+        entry = (fields, _lines(fields))
+        cache[key] = entry
+    return str(entry[1])
+
+
+def _identity_part(ctx: CommandContext, name: str, section: Section, key: str) -> str:
+    cache = ctx.server.reply_cache
     entry = cache.get(key)
     identity = ctx.server.identity
     if entry is None or entry[0] is not identity:
-        fields = section(ctx, proc)
+        fields = section(ctx)
         if name == "server":
             at = [k for k, _ in fields].index(_SERVER_CLOCK[0])
             assert tuple(k for k, _ in fields[at:at + 3]) == _SERVER_CLOCK
@@ -275,8 +296,7 @@ def render(ctx: CommandContext, wanted: Sequence[str]) -> str:
     chosen = _chosen(wanted) if wanted else _DEFAULT
     if not chosen:
         return ""
-    proc = ctx.server.process_stats()
-    return "\r\n".join([f"# {_TITLES[name]}\r\n" + _section_text(ctx, name, section, proc)
+    return "\r\n".join([f"# {_TITLES[name]}\r\n" + _section_text(ctx, name, section)
                           for name, section in chosen])
 
 

@@ -45,8 +45,9 @@ from commands import (
     AclFileError,
     CommandError,
     CommandTable,
+    CpuTimes,
     Deferred,
-    ProcessStats,
+    MemoryStats,
     ServerIdentity,
     Session,
     Stats,
@@ -137,6 +138,7 @@ class Server:
         self.myid = config.myid or derive_id(socket.gethostname(), config.port)
         self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
+        self._memory: MemoryStats | None = None
         self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._total_memory = self._page_size * os.sysconf("SC_PHYS_PAGES")
         try:
@@ -250,22 +252,27 @@ class Server:
         self.connections.pop(session_id, None)
         return True
 
-    def process_stats(self) -> ProcessStats:
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def memory_stats(self) -> MemoryStats:
+        if self._memory is None:
+            self._sample_memory()
+        assert self._memory is not None
+        return self._memory
+
+    def _sample_memory(self) -> None:
+        """At each tick, as Redis's cron samples its RSS: INFO then reads it for free."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self._memory = MemoryStats(rss_bytes=self._current_rss() or peak, peak_rss_bytes=peak,
+                                   total_system_memory=self._total_memory)
+
+    def cpu_times(self) -> CpuTimes:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         thread = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
-        return ProcessStats(
-            pid=self._pid,
-            rss_bytes=self._current_rss() or usage.ru_maxrss * 1024,
-            peak_rss_bytes=usage.ru_maxrss * 1024,
-            cpu_sys=usage.ru_stime,
-            cpu_user=usage.ru_utime,
-            # clusterwatch never forks: its children's usage is zero by construction.
-            cpu_sys_children=0.0,
-            cpu_user_children=0.0,
-            cpu_sys_main_thread=thread.ru_stime,
-            cpu_user_main_thread=thread.ru_utime,
-            total_system_memory=self._total_memory,
-        )
+        return CpuTimes(sys=usage.ru_stime, user=usage.ru_utime,
+                        sys_main_thread=thread.ru_stime, user_main_thread=thread.ru_utime)
 
     def _current_rss(self) -> int:
         """Resident set size from /proc/self/statm, read through a descriptor kept open
@@ -562,6 +569,7 @@ class Server:
             self.loop_lag_ms = loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL)
                                                  * 1000)
             self.clock_ms = self.now_ms()
+            self._sample_memory()
             model_now = self.model_now_ms()
             self.model.refresh(model_now)
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)

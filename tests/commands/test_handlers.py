@@ -498,12 +498,12 @@ def test_info_cached_parts_render_what_the_sections_say(
     from commands import info
 
     server = ctx.server
-    proc = server.process_stats()
-    monkeypatch.setattr(type(server), "process_stats", lambda self: proc)
+    cpu = server.cpu_times()
+    monkeypatch.setattr(type(server), "cpu_times", lambda self: cpu)
 
     def scratch(names: list[str]) -> str:
         return "\r\n".join(f"# {info._TITLES[name]}\r\n" + "".join(
-            f"{k}:{v}\r\n" for k, v in section(ctx, proc))
+            f"{k}:{v}\r\n" for k, v in section(ctx))
             for name, section, _ in info.SECTIONS if name in names)
 
     default = [name for name, _, in_default in info.SECTIONS if in_default]
@@ -516,6 +516,11 @@ def test_info_cached_parts_render_what_the_sections_say(
         assert info.render(ctx, []) == scratch(default)
         assert info.render(ctx, ["all"]) == scratch(every)
         assert info.render(ctx, ["server", "replication"]) == scratch(["server", "replication"])
+        # Fields that change between calls show at once: counters, clients, errors.
+        run(ctx, "PING")
+        run(ctx, "NOSUCHCOMMAND")
+        server.blocked_clients += 1
+        assert info.render(ctx, []) == scratch(default)
     assert "tcp_port:7400\r\n" in info.render(ctx, ["server"])
     assert "uptime_in_days:" in info.render(ctx, ["server"])
 
