@@ -69,6 +69,8 @@ from .watch import Fanout, JournalGoneError, Transition, Watch
 if TYPE_CHECKING:
     from agent.simulate import Simulation
 
+# The calling thread's usage (Linux); elsewhere the process's.
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 log = logging.getLogger("clusterwatch.server")
 
 VERSION = "0.1.0"
@@ -270,9 +272,8 @@ class Server:
 
     def cpu_times(self) -> CpuTimes:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        thread = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
-        return CpuTimes(sys=usage.ru_stime, user=usage.ru_utime,
-                        sys_main_thread=thread.ru_stime, user_main_thread=thread.ru_utime)
+        thread = resource.getrusage(_RUSAGE_THREAD)
+        return CpuTimes(usage.ru_stime, usage.ru_utime, thread.ru_stime, thread.ru_utime)
 
     def _current_rss(self) -> int:
         """Resident set size from /proc/self/statm, read through a descriptor kept open
