@@ -442,6 +442,7 @@ class Options:
     max_seconds: float
     tag: str
     calibrate: bool
+    demo: bool = False
 
 
 def servers_for(cell: Cell, servers: Sequence[str]) -> list[str]:
@@ -505,7 +506,8 @@ def run_session(opts: Options, fleet: Fleet, workdir: Path, run_id: str,
     failed: dict[str, str] = {}
     for name in needed:
         try:
-            server = start_server(fleet, name, workdir, opts.python, opts.pin)
+            extra = ("--demo",) if opts.demo and name.startswith("clusterwatch") else ()
+            server = start_server(fleet, name, workdir, opts.python, opts.pin, extra=extra)
         except BenchError as exc:
             # Keep going: the other servers' cells are still worth measuring.
             log(f"  {name}: {exc}")
@@ -743,6 +745,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--target-seconds", type=float, default=2.0,
                    help="calibrated run length (default 2)")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    p.add_argument("--demo", action="store_true",
+                   help="start clusterwatch with --demo (six healthy nodes and their "
+                   "heartbeats), so HEALTH READY answers UP: e.g. --cell "
+                   "'HEALTH READY P1@none=-P 1 HEALTH READY'")
     p.add_argument("--python", default=None, help="interpreter for clusterwatch (default: "
                    "the repo's .venv, else this one)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "results.jsonl",
@@ -786,7 +792,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         n_override=args.n,
         target_seconds=args.target_seconds,
         run_timeout=args.run_timeout or (20.0 if args.quick else 60.0),
-        max_seconds=args.max_seconds, tag=args.tag, calibrate=not args.no_calibrate)
+        max_seconds=args.max_seconds, tag=args.tag, calibrate=not args.no_calibrate,
+        demo=args.demo)
 
 
 @contextlib.contextmanager
