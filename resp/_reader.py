@@ -137,12 +137,13 @@ class RequestReader:
             if (_LARGE_COUNT.search(data) is not None
                     or (carry[-1:] != b"\n" and _UNFINISHED_COUNT.search(carry) is not None
                         and _LARGE_COUNT.search(carry + data[:_CARRY]))):
-                cut = self._too_many_at(data)
-                if cut is not None:
+                found = self._too_many_at(data)
+                if found is not None:
                     # hiredis would allocate the whole argument list before any check of
                     # ours, and freeing a list of billions of slots stalls the loop for
                     # seconds: hiredis gets only the requests before it, then the error.
-                    self._refused = RemoteProtocolError("invalid multibulk length")
+                    cut, problem = found
+                    self._refused = RemoteProtocolError(problem)
                     data = data[:cut]
             self._hiredis.feed(data)
             self._in_hiredis = True
@@ -164,7 +165,7 @@ class RequestReader:
         if not self._clean or self._inline:
             self.feed(data)
             return None
-        if data[:1] != b"*":
+        if data[0] != 0x2A:  # not '*'
             # An inline request: one line, no quotes to undo (what ``feed`` then
             # ``_drain_plain_lines`` make of it).
             if (data[-1:] == b"\n" and data.count(b"\n") == 1
@@ -175,7 +176,10 @@ class RequestReader:
                     return words
             self.feed(data)
             return None
-        if b"\r\n*" in data or _LARGE_COUNT.search(data) is not None:
+        # A second request, or a count hiredis would allocate for before any check of
+        # ours, needs another '*': most reads have just the leading one.
+        if data.count(b"*") != 1 and (
+                b"\r\n*" in data or _LARGE_COUNT.search(data) is not None):
             self.feed(data)
             return None
         parser = self._hiredis
@@ -375,26 +379,29 @@ class RequestReader:
             raise RemoteProtocolError("unauthenticated multibulk length")
         return argv
 
-    def _too_many_at(self, data: bytes) -> int | None:
-        """Where in ``data`` a request header (not a payload) counts more arguments than
-        allowed, or None. Walks the length lines from the incomplete request's start
-        when the reader knows it; otherwise any such line at a line start counts."""
+    def _too_many_at(self, data: bytes) -> tuple[int, str] | None:
+        """Where in ``data`` hiredis must stop, and the error to give there: a request
+        header (not a payload) that counts more arguments than allowed, or a malformed
+        request around such a count (a nested ``*3000000000`` is refused as Redis refuses
+        it, before hiredis allocates for it). Walks the length lines from the incomplete
+        request's start when the reader knows it; otherwise any such line at a line start
+        counts."""
         limit = self.limits.max_multibulk_length
         if self._round:  # hiredis still holds unread requests: the start is unknown
             for match in _LARGE_COUNT.finditer(data):
                 at = match.start()
                 if int(match.group(1)) > limit and (at == 0 or data[at - 1] == 0x0A):
-                    return at
+                    return at, "invalid multibulk length"
             return None
         stream = self._tail + data
         pos = 0
         while pos < len(stream) and stream[pos] == 0x2A:
             scanner = HeaderScanner(self.limits, authenticated=self._authenticated)
             problem = scanner.scan(stream[pos:] if pos else stream)
-            if problem == "invalid multibulk length":
-                return max(0, pos - len(self._tail))
+            if problem is not None:
+                return max(0, pos - len(self._tail)), problem
             end = scanner.request_end
-            if problem is not None or end is None:
+            if end is None:
                 return None
             pos += end
         return None

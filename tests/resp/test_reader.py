@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -312,6 +313,27 @@ def test_a_huge_count_is_refused_before_hiredis_allocates_it() -> None:
     with pytest.raises(RemoteProtocolError) as caught:
         reader.drain()
     assert caught.value.reply.line == "ERR Protocol error: invalid multibulk length"
+
+
+@pytest.mark.parametrize("data", [b"*2\r\n$4\r\nECHO\r\n*3000000000\r\n",
+                                  b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n*3000000000\r\n"])
+def test_a_huge_count_nested_in_a_request_is_refused_before_hiredis_allocates_it(
+        data: bytes) -> None:
+    """Redis refuses the nested array header; hiredis would first allocate a list of
+    three billion slots (24 GB, then seconds to free)."""
+    reader = RequestReader()
+    tracemalloc.start()
+    try:
+        reader.feed(data)
+        before = reader.drain() if data.startswith(b"*1") else []
+        with pytest.raises(RemoteProtocolError) as caught:
+            reader.drain()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert before == ([[b"PING"]] if data.startswith(b"*1") else [])
+    assert caught.value.reply.line == "ERR Protocol error: expected '$', got '*'"
+    assert peak < 1_000_000
 
 
 def test_a_huge_count_split_across_reads_is_refused() -> None:

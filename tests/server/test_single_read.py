@@ -201,6 +201,12 @@ def test_inline_requests_answer_the_same_down_both_paths() -> None:
     assert _compare(reads) == 6
 
 
+def test_stars_inside_a_request_and_huge_counts_answer_the_same() -> None:
+    reads = [b"*2\r\n$4\r\nECHO\r\n$3\r\na*b\r\n", b"*2\r\n$4\r\nECHO\r\n$1\r\n*\r\n",
+             b"*2\r\n$4\r\nECHO\r\n*3000000000\r\n"]
+    assert _compare(reads) == 1  # "\r\n*" inside a request goes the general way too
+
+
 def test_unauthenticated_limits_hold_on_the_single_path() -> None:
     config = ServerConfig(requirepass="secret")
     too_many = [b"PING"] + [b"x"] * 11
