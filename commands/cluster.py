@@ -81,7 +81,7 @@ def cluster_nodes(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     now = ctx.server.model_now_ms()
     model.refresh(now)
     return _cached(ctx, "cluster|nodes", model.version,
-                   lambda: Verbatim(myself_line(ctx) + model.cluster_nodes_text(now)))
+                   lambda: Verbatim(myself_line(ctx).encode() + model.cluster_nodes_bytes(now)))
 
 
 def _net_info(node: NetInfo) -> list[Reply]:
