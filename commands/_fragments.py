@@ -1,0 +1,116 @@
+"""Map replies kept as per-node encoded parts, re-encoded only where a node changed.
+
+A view that keeps its answer per node (CLUSTER STATUS's hosts, STATUS SERVICES' entries by
+node) logs the nodes whose part changed in a `ChangeLog`, and resets the log when the order
+or the membership changes. `MapParts` keeps each node's map members encoded (RESP2 and RESP3,
+or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and joins the
+parts under the map's header. The bytes are those of encoding the whole map at once: a RESP
+map is its header followed by each key and value encoded in turn; a JSON object is `{`, its
+members joined by `,`, then `}` (the encoder adds no whitespace and keeps insertion order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, Literal, TypeVar
+
+from cluster.changes import ChangeLog
+from resp import Encoded, write
+
+from ._statusreply import json_bulk, to_reply
+
+__all__ = ["MapParts"]
+
+T = TypeVar("T")
+Members = Callable[[T], Iterable[tuple[str, Any]]]
+
+
+class MapParts(Generic[T]):
+    """One map reply (RESP, or a JSON document as a bulk string) over per-node parts.
+
+    For JSON, `head` and `tail` wrap the members (`{` and `}` by default; CLUSTER STATUS
+    nests its map in `{"clusterStatus":...}`).
+    """
+
+    def __init__(self, kind: Literal["resp", "json"], *, head: bytes = b"{",
+                 tail: bytes = b"}") -> None:
+        self._json = kind == "json"
+        self._head = head
+        self._tail = tail
+        self._log: ChangeLog | None = None
+        self._cursor = -1
+        self._at: dict[str, int] = {}
+        # RESP: index 0 holds the map's header, node i's part is at i + 1.
+        self._r2: list[bytes] = []
+        self._r3: list[bytes] = []
+        self._counts: list[int] = []
+        self._total = 0
+        self._js: list[bytes] = []
+        self._reply: Encoded | None = None
+
+    def reply(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]) -> Encoded:
+        """The reply for `nodes` (node id -> its item, in reply order), whose changes `log`
+        records; `members` gives an item's map members as (key, JSON value) pairs."""
+        if log is not self._log:
+            self._log = log
+            self._cursor = -1
+        changed, self._cursor = log.since(self._cursor)
+        if changed is None:
+            self._rebuild(nodes, members)
+        elif changed:
+            at = self._at
+            for node_id in set(changed):
+                i = at.get(node_id)
+                if i is None:  # the log promises a reset first; never trust a stale order
+                    self._rebuild(nodes, members)
+                    break
+                self._encode(i, members(nodes[node_id]))
+            else:
+                self._reply = None
+        if self._reply is None:
+            self._reply = self._assemble()
+        return self._reply
+
+    def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
+        self._at = {node_id: i for i, node_id in enumerate(nodes)}
+        size = len(nodes)
+        if self._json:
+            self._js = [b""] * size
+        else:
+            self._r2 = [b""] * (size + 1)
+            self._r3 = [b""] * (size + 1)
+            self._counts = [0] * size
+            self._total = 0
+        for i, item in enumerate(nodes.values()):
+            self._encode(i, members(item))
+        self._reply = None
+
+    def _encode(self, i: int, members: Iterable[tuple[str, Any]]) -> None:
+        if self._json:
+            self._js[i] = json_bulk(dict(members))[1:-1]
+            return
+        out2: list[bytes] = []
+        out3: list[bytes] = []
+        count = 0
+        for key, value in members:
+            reply = to_reply(value)
+            write(out2, key, 2)
+            write(out2, reply, 2)
+            write(out3, key, 3)
+            write(out3, reply, 3)
+            count += 1
+        self._r2[i + 1] = b"".join(out2)
+        self._r3[i + 1] = b"".join(out3)
+        self._total += count - self._counts[i]
+        self._counts[i] = count
+
+    def _assemble(self) -> Encoded:
+        if self._json:
+            parts = self._js
+            body = b",".join(parts if all(parts) else [p for p in parts if p])
+            size = len(self._head) + len(body) + len(self._tail)
+            frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
+            return Encoded(frame, frame)
+        self._r2[0] = b"*%d\r\n" % (2 * self._total)
+        self._r3[0] = b"%%%d\r\n" % self._total
+        return Encoded(b"".join(self._r2), b"".join(self._r3))
