@@ -12,6 +12,7 @@ members joined by `,`, then `}` (the encoder adds no whitespace and keeps insert
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
 from cluster.changes import ChangeLog
@@ -113,4 +114,9 @@ class MapParts(Generic[T]):
             return Encoded(frame, frame)
         self._r2[0] = b"*%d\r\n" % (2 * self._total)
         self._r3[0] = b"%%%d\r\n" % self._total
-        return Encoded(b"".join(self._r2), b"".join(self._r3))
+        # Joined on first use, for the protocol asked, from the parts as they are now.
+        return Encoded.lazy(partial(_join, self._r2.copy(), self._r3.copy()))
+
+
+def _join(resp2: list[bytes], resp3: list[bytes], protocol: int) -> bytes:
+    return b"".join(resp3 if protocol == 3 else resp2)
