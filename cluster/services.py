@@ -534,6 +534,7 @@ class ServiceStatusView:
             by_node = self._by_node
             received = self._received
             members = False
+            moved: list[tuple[int, str]] = []
             for node_id in set(changed):
                 old = by_node.get(node_id)
                 row = model.node_row(node_id)
@@ -554,11 +555,14 @@ class ServiceStatusView:
                     members = True
                 by_node[node_id] = node
                 if old is None or old.received_ms != node.received_ms:
-                    received.pop(node_id, None)
-                    if received and node.received_ms < next(reversed(received.values())):
-                        self._received_sorted = False
-                    received[node_id] = node.received_ms
+                    moved.append((node.received_ms, node_id))
                 self._node_log.add(node_id)
+            moved.sort()
+            for at, node_id in moved:
+                received.pop(node_id, None)
+                if received and at < next(reversed(received.values())):
+                    self._received_sorted = False
+                received[node_id] = at
             if members:
                 self._by_node = dict(sorted(by_node.items()))
                 self._forget_memo()

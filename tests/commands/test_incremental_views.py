@@ -10,6 +10,8 @@ RESP3 and FORMAT JSON, must be byte for byte what a fresh render of the same mod
 
 - CLUSTER NODES: a fresh `Views` over the model's state;
 - CLUSTER STATUS: a fresh `ClusterStatusView`, encoded whole;
+- HEALTH [probe] VERBOSE: a second `HealthTracker`, fed the same calls, whose cluster facts
+  are rebuilt from scratch and whose `observe` looks at every node, every time;
 - STATUS SERVICES: `OldServices`, the report as the view built it before (a scan of every
   node per model version, cached until the version moves or a fresh entry turns stale, so
   a stale entry's age is the one at that scan), encoded whole.
@@ -26,11 +28,13 @@ from hypothesis import strategies as st
 
 from cluster import ClusterModel
 from cluster.clusterstatus import ClusterStatusView
+from cluster.health import HealthTracker
+from cluster.healthfacts import FactsKeeper
 from cluster.services import Level, _entry, _node_services, _NodeServices
 from cluster.views import Views
 from commands._statusreply import json_bulk, to_reply
 from resp import Verbatim, encode
-from tests.commands.test_cluster_commands import Harness, msg
+from tests.commands.test_cluster_commands import T0, Harness, msg
 
 NODES = ("n1", "n2", "n3", "n4")
 LEVELS = ("critical", "info", "debug")
@@ -173,6 +177,24 @@ def _expected(h: Harness, old: OldServices, args: tuple[str, ...], kind: str,
     return encode(to_reply(services), proto)  # type: ignore[arg-type]
 
 
+def _check_health(h: Harness, ref: HealthTracker) -> None:
+    """The server's tracker (incremental facts and observe) against `ref`, made to rebuild
+    everything from scratch, both fed the same calls."""
+    now = h.server.model_now_ms()
+    checks = h.server.self_checks
+    ref._facts = FactsKeeper(h.server.model)
+    ref._observed_cursor = -1
+    h.server.health.observe(now, checks)
+    ref.observe(now, checks)
+    assert h.server.health._node_ready_ms == ref._node_ready_ms
+    assert h.server.health._cluster_facts(now) == ref._cluster_facts(now)
+    for probe in ("HEALTH", "LIVE", "STARTUP"):
+        for proto in (2, 3):
+            got = h.raw("HEALTH", probe, "VERBOSE", proto=proto)
+            report = ref.evaluate(now, probe.lower(), self_checks=checks)
+            assert got == encode(to_reply(report.to_json(verbose=True)), proto)  # type: ignore[arg-type]
+
+
 _RUN = itertools.count()
 
 
@@ -184,6 +206,8 @@ def test_replies_equal_a_from_scratch_render_after_every_step(
     h = Harness(node_timeout=1000, fail_after=2000)
     try:
         old = OldServices(h.server.model)
+        h.server.health.started_ms = T0
+        ref = HealthTracker(h.server.model, started_ms=T0, config=h.server.health.config)
         seqs = {node: [1, 0] for node in NODES}
         # One run in two asks for the replies only every fourth step.
         every = 1 + next(_RUN) % 2 * 3
@@ -206,6 +230,7 @@ def test_replies_equal_a_from_scratch_render_after_every_step(
                               **{k: v for k, v in body.items() if k != "type"}))
             if i % every and i != len(steps) - 1:
                 continue
+            _check_health(h, ref)
             for args, kind in _requests():
                 for proto in (2, 3):
                     got = h.raw(*args, proto=proto)
