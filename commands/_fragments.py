@@ -94,11 +94,8 @@ class MapParts(Generic[T]):
         out3: list[bytes] = []
         count = 0
         for key, value in members:
-            reply = to_reply(value)
-            write(out2, key, 2)
-            write(out2, reply, 2)
-            write(out3, key, 3)
-            write(out3, reply, 3)
+            _both(out2, out3, key)
+            _both(out2, out3, value)
             count += 1
         self._r2[i + 1] = b"".join(out2)
         self._r3[i + 1] = b"".join(out3)
@@ -120,3 +117,40 @@ class MapParts(Generic[T]):
 
 def _join(resp2: list[bytes], resp3: list[bytes], protocol: int) -> bytes:
     return b"".join(resp3 if protocol == 3 else resp2)
+
+
+def _both(out2: list[bytes], out3: list[bytes], value: Any) -> None:
+    """`write(out, to_reply(value), protocol)` for both protocols in one walk, sharing the
+    frames that are the same in both (strings, integers, array headers)."""
+    kind = type(value)
+    if kind is str:
+        data = value.encode()
+        frame = b"$%d\r\n%b\r\n" % (len(data), data)
+        out2.append(frame)
+        out3.append(frame)
+    elif kind is dict:
+        out2.append(b"*%d\r\n" % (2 * len(value)))
+        out3.append(b"%%%d\r\n" % len(value))
+        for key, item in value.items():
+            _both(out2, out3, key)
+            _both(out2, out3, item)
+    elif kind is list or kind is tuple:
+        head = b"*%d\r\n" % len(value)
+        out2.append(head)
+        out3.append(head)
+        for item in value:
+            _both(out2, out3, item)
+    elif kind is int:
+        frame = b":%d\r\n" % value
+        out2.append(frame)
+        out3.append(frame)
+    elif kind is bool:
+        out2.append(b":1\r\n" if value else b":0\r\n")
+        out3.append(b"#t\r\n" if value else b"#f\r\n")
+    elif value is None:
+        out2.append(b"$-1\r\n")
+        out3.append(b"_\r\n")
+    else:  # floats and anything else: the encoder's own rules
+        reply = to_reply(value)
+        write(out2, reply, 2)
+        write(out3, reply, 3)
