@@ -4,9 +4,11 @@ A view that keeps its answer per node (CLUSTER STATUS's hosts, STATUS SERVICES' 
 node) logs the nodes whose part changed in a `ChangeLog`, and resets the log when the order
 or the membership changes. `MapParts` keeps each node's map members encoded (RESP2 and RESP3,
 or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and joins the
-parts under the map's header. The bytes are those of encoding the whole map at once: a RESP
-map is its header followed by each key and value encoded in turn; a JSON object is `{`, its
-members joined by `,`, then `}` (the encoder adds no whitespace and keeps insertion order).
+parts under the map's header. After a reset it keeps the parts of the nodes whose members are
+still the same objects, so a node joining re-encodes that node, not the map. The bytes are
+those of encoding the whole map at once: a RESP map is its header followed by each key and
+value encoded in turn; a JSON object is `{`, its members joined by `,`, then `}` (the encoder
+adds no whitespace and keeps insertion order).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class MapParts(Generic[T]):
         self._counts: list[int] = []
         self._total = 0
         self._js: list[bytes] = []
+        # What each part was encoded from, to keep parts across a rebuild.
+        self._pairs: list[tuple[tuple[str, Any], ...]] = []
         self._reply: Encoded | None = None
 
     def reply(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]) -> Encoded:
@@ -73,8 +77,13 @@ class MapParts(Generic[T]):
         return self._reply
 
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
+        """A new order or membership: a node whose members are the same keys and the same
+        value objects as before keeps its encoded part."""
+        old_at, old_pairs = self._at, self._pairs
+        old_r2, old_r3, old_js, old_counts = self._r2, self._r3, self._js, self._counts
         self._at = {node_id: i for i, node_id in enumerate(nodes)}
         size = len(nodes)
+        self._pairs = [()] * size
         if self._json:
             self._js = [b""] * size
         else:
@@ -82,18 +91,31 @@ class MapParts(Generic[T]):
             self._r3 = [b""] * (size + 1)
             self._counts = [0] * size
             self._total = 0
-        for i, item in enumerate(nodes.values()):
-            self._encode(i, members(item))
+        for i, (node_id, item) in enumerate(nodes.items()):
+            pairs = tuple(members(item))
+            j = old_at.get(node_id)
+            if j is None or not _same(old_pairs[j], pairs):
+                self._encode(i, pairs)
+                continue
+            self._pairs[i] = pairs
+            if self._json:
+                self._js[i] = old_js[j]
+            else:
+                self._r2[i + 1] = old_r2[j + 1]
+                self._r3[i + 1] = old_r3[j + 1]
+                self._counts[i] = old_counts[j]
+                self._total += old_counts[j]
         self._reply = None
 
     def _encode(self, i: int, members: Iterable[tuple[str, Any]]) -> None:
+        pairs = self._pairs[i] = tuple(members)
         if self._json:
-            self._js[i] = json_bulk(dict(members))[1:-1]
+            self._js[i] = json_bulk(dict(pairs))[1:-1]
             return
         out2: list[bytes] = []
         out3: list[bytes] = []
         count = 0
-        for key, value in members:
+        for key, value in pairs:
             _both(out2, out3, key)
             _both(out2, out3, value)
             count += 1
@@ -113,6 +135,11 @@ class MapParts(Generic[T]):
         self._r3[0] = b"%%%d\r\n" % self._total
         # Joined on first use, for the protocol asked, from the parts as they are now.
         return Encoded.lazy(partial(_join, self._r2.copy(), self._r3.copy()))
+
+
+def _same(old: tuple[tuple[str, Any], ...], new: tuple[tuple[str, Any], ...]) -> bool:
+    return len(old) == len(new) and all(
+        a[0] == b[0] and a[1] is b[1] for a, b in zip(old, new, strict=True))
 
 
 def _join(resp2: list[bytes], resp3: list[bytes], protocol: int) -> bytes:
