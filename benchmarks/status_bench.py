@@ -11,12 +11,14 @@ Two stages (``--stages probes,model``):
    16); each probe's requests/s and server µs CPU/request next to PING's on the same server.
    redis-cli checks first that the demo answers PONG, UP, UP and running (redis-benchmark
    stops at an error reply); a probe that answers an error is reported, not measured.
-2. **model**: servers populated through ``BUS PUBLISH`` with 100 and 1000 nodes (hello, the
+2. **model**: servers populated through ``BUS PUBLISH`` with 100 and 1000 nodes (``--nodes``;
+   10000 fits the default ``--max-nodes``) (hello, the
    masters' slots, then a heartbeat with a realistic status payload: three services with
    critical/info/debug status, three partitions, three ksqlDB queries with active or standby
    partitions and stores, store lags, thread pool and request stats), ``--node-timeout`` one
-   hour so they stay alive with no heartbeats. ``STATUS SERVICES LEVEL debug`` and
-   ``CLUSTER STATUS`` at -P 1 and 16, each twice: on a still model, and with a heartbeat
+   hour so they stay alive with no heartbeats. ``STATUS SERVICES LEVEL debug``,
+   ``CLUSTER STATUS`` and ``CLUSTER NODES`` at -P 1 and 16 (``--pipelines``), each twice:
+   on a still model, and with a heartbeat
    stream (``--stream-rate``, 1000/s by default: a publisher process sending changing
    payloads round-robin over the nodes), so the model changes between calls. The stream's
    own server CPU is measured alone on each server and subtracted for a "net" µs/request.
@@ -97,6 +99,7 @@ PROBES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 MODEL_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("STATUS SERVICES LEVEL debug", ("STATUS", "SERVICES", "LEVEL", "debug")),
     ("CLUSTER STATUS", ("CLUSTER", "STATUS")),
+    ("CLUSTER NODES", ("CLUSTER", "NODES")),
 )
 # (query id, source topic, state store), ksqlDB naming.
 QUERIES = (
@@ -377,6 +380,7 @@ class Publisher:
 @dataclass(slots=True)
 class Options:
     stages: list[str]
+    pipelines: list[int]
     reps: int
     quick: bool
     pin: bool
@@ -614,7 +618,7 @@ def stage_probes(s: Session) -> None:
         log(f"  redis-cli {' '.join(args):<14} -> {answers[name]}"
             + ("" if name in good else f"   (expected {want}: not measured)"))
     demo = Variant("demo (6 nodes)", "demo", nodes=6)
-    for pipeline in PIPELINES:
+    for pipeline in s.opts.pipelines:
         slots: list[Slot] = []
         for name, args, _ in PROBES:
             cell = cell_for(name, args, pipeline)
@@ -666,7 +670,7 @@ def stage_model(s: Session) -> None:
             measure_stream_alone(s, v, rep)
             cold_calls(s, v, rep)
     for label, args in MODEL_COMMANDS:
-        for pipeline in PIPELINES:
+        for pipeline in opts.pipelines:
             cell = cell_for(label, args, pipeline)
             slots: list[Slot] = []
             for v in servers:
@@ -680,7 +684,7 @@ def stage_model(s: Session) -> None:
     if "redis" in s.fleet.servers:
         ref = Variant("redis-server", "redis")
         slots = []
-        for pipeline in PIPELINES:
+        for pipeline in opts.pipelines:
             cell = cell_for("INFO", ("INFO",), pipeline)
             n = size_or_record(s, "reference", cell, ref, {})
             if n:
@@ -723,7 +727,8 @@ def summarize(s: Session, elapsed: float) -> str:
         f"Python {f['python']}, redis-server/redis-benchmark {f['redis']}; clusterwatch "
         f"{f.get('cw_version') or '?'} at commit "
         f"{f.get('commit') or '?'}{' (dirty tree)' if f.get('dirty') == 'yes' else ''}. "
-        f"redis-benchmark -c {CLIENTS}, -P 1 and 16, {s.opts.reps} interleaved rep(s)"
+        f"redis-benchmark -c {CLIENTS}, -P {' and '.join(map(str, s.opts.pipelines))}, "
+        f"{s.opts.reps} interleaved rep(s)"
         f"{', --quick' if s.opts.quick else ''}, medians; pinning "
         f"{'server CPU 1 / clients CPU 0' if s.opts.pin else 'off'}; took {elapsed:.0f} s.",
     ]
@@ -736,7 +741,7 @@ def summarize(s: Session, elapsed: float) -> str:
                   "µs CPU/req | CPU ÷ PING | µs min-max | srv CPU% | bench CPU% | other CPU% "
                   "| p50 ms |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for pipeline in PIPELINES:
+        for pipeline in s.opts.pipelines:
             base = ok_runs(recs, stage="probes", cell=f"PING P{pipeline}")
             base_rps = med([r["rps"] for r in base])
             base_us = med([r["us_cpu_per_req"] for r in base])
@@ -795,16 +800,18 @@ def summarize(s: Session, elapsed: float) -> str:
                                  for key in ("wall_ms", "server_cpu_ms")) + " |")
     model = [r for r in recs if r.get("stage") == "model"]
     if model:
-        lines += ["", "### STATUS SERVICES LEVEL debug and CLUSTER STATUS at 100 and 1000 nodes",
+        counts = " and ".join(str(n) for n in s.opts.nodes)
+        lines += ["", f"### The model's commands at {counts} nodes, still and with the stream",
                   "",
                   "| command | P | nodes | stream | reply bytes | runs | n | median rps | "
-                  "rps ÷ still | rps min-max | µs CPU/req | net µs/req | µs min-max | "
-                  "srv CPU% | other CPU% | p50 ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "rps ÷ still | rps min-max | µs CPU/req | net µs/req | net ÷ still | "
+                  "µs min-max | srv CPU% | other CPU% | p50 ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, _ in MODEL_COMMANDS:
-            for pipeline in PIPELINES:
+            for pipeline in s.opts.pipelines:
                 cell = f"{label} P{pipeline}"
                 still_rps: dict[str, float] = {}
+                still_us: dict[str, float] = {}
                 for variant in dict.fromkeys(r["variant"] for r in model if r["cell"] == cell):
                     runs = ok_runs(recs, stage="model", cell=cell, variant=variant)
                     sample = next(r for r in model if r["cell"] == cell
@@ -814,21 +821,25 @@ def summarize(s: Session, elapsed: float) -> str:
                             f"{'yes' if stream else 'no'} | {sample.get('reply_bytes', 0):,} |")
                     if not runs:
                         why = first_error(recs, stage="model", cell=cell, variant=variant)
-                        lines.append(f"{head} 0 | - | n/a ({why}) |" + " - |" * 8)
+                        lines.append(f"{head} 0 | - | n/a ({why}) |" + " - |" * 9)
                         continue
                     rps = [r["rps"] for r in runs]
                     us = [r["us_cpu_per_req"] for r in runs]
                     if not stream:
                         still_rps[sample["server"]] = med(rps)
+                        still_us[sample["server"]] = med(us)
                     cores = stream_cores.get(sample["server"], 0.0) if stream else 0.0
                     net = [(r["server_cpu_s"] - cores * r["wall_s"]) / r["n"] * 1e6
                            for r in runs]
                     ratio = (f"{med(rps) / still_rps[sample['server']]:.2f}"
                              if stream and sample["server"] in still_rps else "-")
+                    cpu_ratio = (f"{med(net) / still_us[sample['server']]:.2f}"
+                                 if stream and cores and still_us.get(sample["server"])
+                                 else "-")
                     lines.append(
                         f"{head} {len(runs)} | {runs[0]['n']:,} | {fmt_rps(med(rps))} | "
                         f"{ratio} | {spread(rps, fmt_rps)} | {fmt_us(med(us))} | "
-                        f"{fmt_us(med(net)) if stream and cores else '-'} | "
+                        f"{fmt_us(med(net)) if stream and cores else '-'} | {cpu_ratio} | "
                         f"{spread(us, fmt_us)} | "
                         f"{med([r['server_cpu_pct'] for r in runs]):.0f} | "
                         f"{med([r['other_cpu_pct'] for r in runs]):.0f} | "
@@ -838,7 +849,7 @@ def summarize(s: Session, elapsed: float) -> str:
         lines += ["", "### Reference: redis-server INFO in the same run", "",
                   "| command | P | runs | median rps | µs CPU/req | srv CPU% | p50 ms |",
                   "|---|---|---|---|---|---|---|"]
-        for pipeline in PIPELINES:
+        for pipeline in s.opts.pipelines:
             runs = [r for r in ref if r["pipeline"] == pipeline]
             if runs:
                 lines.append(f"| INFO | {pipeline} | {len(runs)} | "
@@ -849,7 +860,8 @@ def summarize(s: Session, elapsed: float) -> str:
     lines += ["", "µs CPU/req: server utime+stime over the run ÷ requests (lower is better). "
               "÷ PING: the probe's median over PING's on the same server. net µs/req: "
               "minus the stream's own server CPU (the table above) over the run's wall time. "
-              "rps ÷ still: with the stream over without. other CPU%: the rest of the "
+              "rps ÷ still: with the stream over without; net ÷ still: net µs/req with the "
+              "stream over µs/req without. other CPU%: the rest of the "
               "machine's busy time during the run (other processes on the box)."]
     if s.notes:
         lines += ["", *[f"Note: {note}" for note in s.notes]]
@@ -897,6 +909,16 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def pipeline_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers like 1,16") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: pipelines must be 1 or more")
+    return values
+
+
 STAGES = ("probes", "model")
 
 
@@ -910,6 +932,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
                    help=f"comma list from {', '.join(STAGES)}")
     p.add_argument("--nodes", type=int_list, default=[100, 1000],
                    help="node counts for the model stage (default 100,1000)")
+    p.add_argument("--pipelines", type=pipeline_list, default=list(PIPELINES),
+                   help="redis-benchmark -P values (default 1,16)")
     p.add_argument("--stream-rate", type=float, default=1000.0,
                    help="heartbeats/s of the background stream (default 1000)")
     p.add_argument("--stream-batch", type=int, default=1,
@@ -946,7 +970,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     venv_python = REPO / ".venv" / "bin" / "python"
     python = args.python or (str(venv_python) if venv_python.exists() else sys.executable)
     opts = Options(
-        stages=stages, reps=reps, quick=args.quick,
+        stages=stages, pipelines=args.pipelines, reps=reps, quick=args.quick,
         pin=not args.no_pin and pinning_available(), python=python, nodes=args.nodes,
         stream_rate=args.stream_rate, stream_batch=args.stream_batch,
         stream_seconds=0.5 if args.quick else 3.0,

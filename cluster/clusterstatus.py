@@ -36,15 +36,18 @@ Hosts are keyed `host:port` from the node's hello address (without the bus port)
 without an address yet, or whose address another node already took, is keyed by its node id.
 Hosts appear in node id order. The HTTP status is always 200.
 
-Cost: the document is rebuilt once per model version (after the failure-detection refresh that
-`now_ms` implies), re-rendering only the hosts whose record changed, and is shared between
+Cost: between model versions (after the failure-detection refresh that `now_ms` implies) only
+the hosts of the nodes the model logged as changed are re-rendered; the hosts' keys and order
+are redone when a node joins or leaves or an address moves. The document is shared between
 calls: treat it as read-only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from cluster.changes import ChangeLog
 from cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
 from cluster.model import ClusterModel
 from cluster.records import NodeState
@@ -53,52 +56,78 @@ __all__ = ["ClusterStatusView", "cluster_status"]
 
 
 class ClusterStatusView:
-    """`CLUSTER STATUS`, cached per model version; a host entry is rebuilt only when it changes."""
+    """`CLUSTER STATUS`, kept per host: between versions only the hosts of the nodes the
+    model logged as changed are rebuilt.
+
+    `hosts` is the document's inside per node id, in order; `changes` logs the node ids whose
+    host entry changed since, and is reset when the hosts' order or keys change (a node
+    joined or left, an address moved), so a renderer that keeps per-host parts can follow it.
+    """
 
     def __init__(self, model: ClusterModel) -> None:
         self._model = model
         self._version = -1
+        self._cursor = -1
+        # node id -> (host key, addr it was keyed from, host entry), in node id order
+        self._hosts: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
+        self.changes = ChangeLog()
+        self._doc_version = -1
         self._doc: dict[str, Any] = {}
-        self._hosts: dict[str, tuple[_Signature, dict[str, Any]]] = {}
-        self._order: list[str] = []
 
-    def cluster_status(self, now_ms: int) -> dict[str, Any]:
-        """`{"clusterStatus": {...}}` at `now_ms`; shared between calls, do not modify."""
+    def hosts(self, now_ms: int) -> Mapping[str, tuple[str, str | None, dict[str, Any]]]:
+        """Per node id, in node id order: (host key, hello addr, host entry); read-only."""
         model = self._model
         model.refresh(now_ms)
         if self._version == model.version:
-            return self._doc
-        rows = {row[0]: row for row in model.node_rows()}
-        if rows.keys() != self._hosts.keys():
-            self._order = sorted(rows)
-        built: dict[str, tuple[_Signature, dict[str, Any]]] = {}
-        hosts: dict[str, Any] = {}
-        for node_id in self._order:
-            _id, state, seen, beat, received, addr = rows[node_id]
-            signature = (state, seen, beat, received, addr)
-            hit = self._hosts.get(node_id)
-            if hit is None or not _same(hit[0], signature):
-                hit = (signature, _host(state, seen, beat, received))
-            built[node_id] = hit
-            key = node_id if addr is None else addr.split("@", 1)[0]
-            hosts[node_id if key in hosts else key] = hit[1]
-        self._hosts = built
-        self._doc = {"clusterStatus": hosts}
+            return self._hosts
+        changed, self._cursor = model.changes.since(self._cursor)
+        if changed is None:
+            self._rebuild(None)
+        else:
+            hosts = self._hosts
+            log = self.changes
+            todo = set(changed)
+            for node_id in todo:
+                row = model.node_row(node_id)
+                old = hosts.get(node_id)
+                if row is None or old is None or row[5] != old[1]:
+                    self._rebuild(todo)
+                    break
+                _id, state, seen, beat, received, addr = row
+                hosts[node_id] = (old[0], addr, _host(state, seen, beat, received))
+                log.add(node_id)
         self._version = model.version
+        return self._hosts
+
+    def cluster_status(self, now_ms: int) -> dict[str, Any]:
+        """`{"clusterStatus": {...}}` at `now_ms`; shared between calls, do not modify."""
+        hosts = self.hosts(now_ms)
+        if self._doc_version != self._version:
+            self._doc = {"clusterStatus": {key: host for key, _addr, host in hosts.values()}}
+            self._doc_version = self._version
         return self._doc
 
-
-_Signature = tuple[NodeState, int, Heartbeat | None, int | None, str | None]
-
-
-def _same(old: _Signature, new: _Signature) -> bool:
-    return (
-        old[2] is new[2]
-        and old[0] is new[0]
-        and old[1] == new[1]
-        and old[3] == new[3]
-        and old[4] == new[4]
-    )
+    def _rebuild(self, changed: set[str] | None) -> None:
+        """New keys and order; a host entry is reused unless its node is in `changed`
+        (None: every node)."""
+        old = {} if changed is None else self._hosts
+        rows = sorted(self._model.node_rows())
+        hosts: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
+        keys: set[str] = set()
+        for node_id, state, seen, beat, received, addr in rows:
+            key = node_id if addr is None else addr.split("@", 1)[0]
+            if key in keys:
+                key = node_id
+            keys.add(key)
+            hit = old.get(node_id)
+            if hit is not None and changed is not None and node_id not in changed:
+                host = hit[2]
+            else:
+                host = _host(state, seen, beat, received)
+            hosts[node_id] = (key, addr, host)
+        self._hosts = hosts
+        self.changes.fit(len(hosts))
+        self.changes.reset()
 
 
 def cluster_status(model: ClusterModel, now_ms: int) -> dict[str, Any]:

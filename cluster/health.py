@@ -71,9 +71,10 @@ with an empty body for UP and 503 for anything else (DEGRADED is Zeebe's "partia
 unhealthy", so 503). The actuator paths use Spring's default mapping: DOWN and OUT_OF_SERVICE
 503, everything else (UP, UNKNOWN, DEGRADED) 200. `HTTP_PATHS` maps each path to its probe.
 
-Cost. READY, once latched, is O(1). Otherwise the cluster facts are rebuilt once per model
-version from a cheap node scan, and each report is cached with the model version, the self
-checks and the first time a grace window ends.
+Cost. READY, once latched, is O(1). Otherwise the cluster facts are brought up to each model
+version from the nodes that changed (`cluster.healthfacts`), and each report is cached with
+the model version, the self checks and the first time a grace window ends. `observe` looks
+at the nodes that changed since its last call, not at every node.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
+from cluster.healthfacts import Facts, FactsKeeper
 from cluster.model import ClusterModel
 from cluster.records import NodeInfo, NodeState
 
@@ -251,20 +253,6 @@ class HealthConfig:
             raise ValueError("grace windows must not be negative")
 
 
-class _Facts(NamedTuple):
-    """What the cluster checks need from the model, rebuilt once per model version."""
-
-    nodes: int
-    unreachable: tuple[str, ...]
-    last_reachable_ms: int | None  # when the last reachable node went pfail; None if any is ok
-    partitions: tuple[int, ...]
-    led: frozenset[int]
-    healthy: frozenset[int]
-    leader_lost_ms: int | None  # when the last reachable leader went pfail
-    slots_assigned: bool
-    cluster_ok: bool
-
-
 class _Cached(NamedTuple):
     version: int
     serial: int
@@ -305,8 +293,8 @@ class HealthTracker:
         self._node_ready_ms: dict[str, int] = {}
         self._last_up: dict[tuple[str | None, str], int] = {}
         self._serial = 0
-        self._facts_version = -1
-        self._facts: _Facts | None = None
+        self._facts = FactsKeeper(model)
+        self._observed_cursor = -1  # in the model's change log
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         # The plain cluster probes (no node, no exclusions), by probe: the self-check
         # mapping they were computed with and their cache entry. Probes call at PING rates.
@@ -338,12 +326,24 @@ class HealthTracker:
             return
         self._cluster_latch(now_ms, checks)
         self._cluster_live_checks(now_ms, checks)
-        present = set()
-        for info in self._model.nodes():
-            present.add(info.id)
-            self._node_latch(info, now_ms)
-        for gone in set(self._node_ready_ms) - present:
-            del self._node_ready_ms[gone]
+        # A node's latch follows its own record: look again only at the nodes that changed.
+        changed, self._observed_cursor = self._model.changes.since(self._observed_cursor)
+        if changed is None:
+            present = set()
+            for info in self._model.nodes():
+                present.add(info.id)
+                self._node_latch(info, now_ms)
+            gone = set(self._node_ready_ms) - present
+        else:
+            gone = set()
+            for node_id in set(changed):
+                known = self._model.node(node_id)
+                if known is None:
+                    gone.add(node_id)
+                else:
+                    self._node_latch(known, now_ms)
+        for node_id in gone & self._node_ready_ms.keys():
+            del self._node_ready_ms[node_id]
             self._serial += 1
         self._observed_version = self._model.version
         self._observed_self = self_key
@@ -499,7 +499,7 @@ class HealthTracker:
             return Check(name, UNKNOWN, "no node reports partitions")
         total = len(facts.partitions)
         if facts.led:
-            return Check(name, UP, f"leaders known for {len(facts.led)} of {total} partitions")
+            return Check(name, UP, f"leaders known for {facts.led} of {total} partitions")
         return Check(name, DOWN, f"no leader on a reachable node for any of {total} partitions")
 
     def _cluster_checks(self, now_ms: int) -> list[Check]:
@@ -509,7 +509,7 @@ class HealthTracker:
         if not total:
             checks.append(Check("partitions", UNKNOWN, "no node reports partitions"))
         else:
-            sick = [p for p in facts.partitions if p not in facts.healthy]
+            sick = facts.sick
             if not sick:
                 checks.append(Check("partitions", UP, f"all {total} partitions healthy"))
             else:
@@ -544,55 +544,8 @@ class HealthTracker:
             )
         return checks
 
-    def _cluster_facts(self, now_ms: int) -> _Facts:
-        model = self._model
-        if self._facts is not None and self._facts_version == model.version:
-            return self._facts
-        timeout = model.config.node_timeout_ms
-        nodes = 0
-        unreachable = []
-        any_ok = False
-        last_ok = -1
-        universe: set[int] = set()
-        led: set[int] = set()
-        healthy: set[int] = set()
-        leader_ok = False
-        leader_lost = -1
-        for node_id, state, last_seen, heartbeat, _received, _addr in model.node_rows():
-            nodes += 1
-            ok = state is NodeState.OK
-            if ok:
-                any_ok = True
-            else:
-                unreachable.append(node_id)
-                last_ok = max(last_ok, last_seen + timeout)
-            if heartbeat is None or not heartbeat.partitions:
-                continue
-            for part in heartbeat.partitions:
-                universe.add(part.id)
-                if part.role != "leader":
-                    continue
-                if ok:
-                    leader_ok = True
-                    led.add(part.id)
-                    if part.health == "healthy":
-                        healthy.add(part.id)
-                else:
-                    leader_lost = max(leader_lost, last_seen + timeout)
-        facts = _Facts(
-            nodes=nodes,
-            unreachable=tuple(sorted(unreachable)),
-            last_reachable_ms=None if any_ok or last_ok < 0 else last_ok,
-            partitions=tuple(sorted(universe)),
-            led=frozenset(led),
-            healthy=frozenset(healthy),
-            leader_lost_ms=None if leader_ok or leader_lost < 0 else leader_lost,
-            slots_assigned=bool(model.cluster_slots(now_ms)),
-            cluster_ok=model.cluster_state == "ok",
-        )
-        self._facts = facts
-        self._facts_version = model.version
-        return facts
+    def _cluster_facts(self, now_ms: int) -> Facts:
+        return self._facts.facts(now_ms)
 
     # -- one node ------------------------------------------------------------------------
 

@@ -81,6 +81,9 @@ Versions: `version` rises with every applied message and every state transition;
 `topology_version` only when something views show changes other than last_seen, seq and
 the heartbeat payload; `slot_version` only when a slot's owner changes.
 
+Changes: `changes` logs the id of every node whose record changed (a message applied, a
+state transition, a removal), so views rebuild only those nodes between versions.
+
 Deadlines: `next_deadline` is a lower bound on the next time-driven transition, and `refresh`
 returns at once before it. A heartbeat only moves its sender's deadline later, so it never
 touches the bound; when the bound passes, one scan of all nodes sets it exactly again.
@@ -92,6 +95,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
+from cluster.changes import ChangeLog
 from cluster.config import ModelConfig
 from cluster.events import (
     ClusterEvent,
@@ -190,6 +194,8 @@ class MergeState:
         self.slot_conflicts = 0
         self.events: deque[ClusterEvent] = deque(maxlen=config.max_events)
         self.events_dropped = 0
+        # Node ids whose record changed (any field a view shows), for incremental views.
+        self.changes = ChangeLog()
 
     def apply(self, msg: NodeMessage, now_ms: int) -> Outcome:
         """Apply one validated message received at `now_ms`."""
@@ -211,6 +217,7 @@ class MergeState:
             return Outcome("stale", (node.epoch, node.seq))
         self.applied += 1
         self.version += 1
+        self.changes.add(node.id)
         node.seq = msg.seq
         node.last_seen_ms = now_ms
         if epoch != node.epoch or node.state is not _OK:
@@ -255,6 +262,7 @@ class MergeState:
 
     def _forget(self, node: Node, now_ms: int) -> None:
         self.version += 1
+        self.changes.add(node.id)
         self._claim(node.id, node.epoch, frozenset(), now_ms)
         # The claim is withdrawn, so the per-state slot and master counts no longer hold it.
         self._pfail.discard(node.id)
@@ -341,6 +349,7 @@ class MergeState:
             del self.left[msg.node]
         self.applied += 1
         self.version += 1
+        self.changes.add(msg.node)
         self._raise_epoch(msg.epoch)
         if msg.current_epoch is not None:
             self._raise_epoch(msg.current_epoch)
@@ -349,6 +358,7 @@ class MergeState:
         else:
             node = Node(msg.node, msg.epoch, msg.seq, now_ms)
             self.nodes[node.id] = node
+            self.changes.fit(len(self.nodes))
             self._emit(NodeJoined(node=node.id))
             self._dirty = True
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
@@ -452,6 +462,7 @@ class MergeState:
             self.masters_in_state[old] -= 1
             self.masters_in_state[new] += 1
         node.state = new
+        self.changes.add(node.id)
         if new is _PFAIL:
             self._pfail.add(node.id)
         else:

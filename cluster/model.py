@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from cluster.changes import ChangeLog
 from cluster.config import ModelConfig
 from cluster.events import ClusterEvent
 from cluster.merge import MergeState
@@ -180,6 +181,26 @@ class ClusterModel:
                 None if hello is None else hello.addr,
             )
 
+    def node_row(self, node_id: str) -> NodeRow | None:
+        """One node's `node_rows` row, or None if the model does not know it."""
+        node = self._state.nodes.get(node_id)
+        if node is None:
+            return None
+        hello = node.hello
+        return (
+            node.id,
+            node.state,
+            node.last_seen_ms,
+            node.heartbeat,
+            node.heartbeat_ms,
+            None if hello is None else hello.addr,
+        )
+
+    @property
+    def changes(self) -> ChangeLog:
+        """The ids of nodes whose record changed, in order: read with a cursor (`ChangeLog`)."""
+        return self._state.changes
+
     def count_failure_reports(self, node_id: str, now_ms: int) -> int | None:
         """Valid failure reports against a known node from slot-serving masters; None if unknown."""
         self._state.refresh(now_ms)
@@ -206,6 +227,11 @@ class ClusterModel:
         """CLUSTER NODES: one `\\n`-terminated line per node, sorted by node id."""
         self._state.refresh(now_ms)
         return self._views.cluster_nodes()
+
+    def cluster_nodes_bytes(self, now_ms: int) -> bytes:
+        """`cluster_nodes_text` encoded (UTF-8); only the lines of changed nodes are rebuilt."""
+        self._state.refresh(now_ms)
+        return self._views.cluster_nodes_bytes()
 
     def cluster_slots(self, now_ms: int) -> list[SlotRange]:
         """CLUSTER SLOTS rows in slot order; failed replicas are left out."""

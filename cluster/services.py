@@ -46,9 +46,13 @@ HTTP for the JSON routes (status_core): `/services` is 200 iff all running, else
   reports; a bare name several nodes report is a 400 that names them.
 
 Cost. Each answer is cached with the model version and the first time at which some fresh
-entry would turn stale, so a repeated probe is a few dict lookups. A new model version costs
-one scan of the nodes; a node's parsed services and rendered entries are reused for as long
-as its heartbeat is the same object. Returned entries and documents are shared between calls
+entry would turn stale, so a repeated probe is a few dict lookups. A new model version looks
+only at the nodes the model logged as changed (`ClusterModel.changes`) and at the stale ones
+(the oldest heartbeats, kept in arrival order); a node's parsed services and rendered entries
+are reused for as long as its heartbeat is the same object. `STATUS SERVICES` keeps its
+entries per node and level and timeout, and logs which nodes' entries changed between reports
+(`ServicesReport.changes`), so a renderer re-encodes only those. `SIMPLE` still scans the
+nodes once per version. Returned entries and documents are shared between calls
 and share their `status` data with the heartbeat they came from: treat them as read-only.
 """
 
@@ -57,9 +61,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any, Final, Literal, NamedTuple, cast
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg
+from cluster.changes import ChangeLog
 from cluster.messages import Heartbeat, ServiceStatus
 from cluster.model import ClusterModel
 
@@ -198,14 +204,33 @@ class ServiceEntry:
 
 @dataclass(frozen=True, slots=True)
 class ServicesReport:
-    """`STATUS SERVICES`: every service of every node at one level and timeout."""
+    """`STATUS SERVICES`: every service of every node at one level and timeout.
+
+    `by_node` holds each reporting node's entries, in node id order. `changes` logs the
+    nodes whose entries changed from one report to the next of the same level and timeout
+    (reset when the nodes reporting services change), for renderers that keep per-node
+    parts; a report built alone has a fresh log.
+    """
 
     level: Level
     timeout_s: int
-    entries: tuple[ServiceEntry, ...]
+    by_node: Mapping[str, tuple[ServiceEntry, ...]]
+    changes: ChangeLog = field(default_factory=ChangeLog, repr=False, compare=False)
+    _entries: tuple[ServiceEntry, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     _doc: dict[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    @property
+    def entries(self) -> tuple[ServiceEntry, ...]:
+        """Every entry, sorted by name (node id, then service)."""
+        if self._entries is None:
+            entries = tuple(chain.from_iterable(self.by_node.values()))
+            object.__setattr__(self, "_entries", entries)
+            return entries
+        return self._entries
 
     @property
     def http_status(self) -> int:
@@ -299,18 +324,45 @@ class _Cached(NamedTuple):
     value: Any
 
 
+class _Listing:
+    """`STATUS SERVICES` at one level and timeout, kept per node between model versions."""
+
+    __slots__ = ("computed_ms", "cursor", "entries", "flip_ms", "log", "report", "stale",
+                 "version")
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.computed_ms = 0
+        self.flip_ms = 0
+        self.cursor = -1  # in the view's node log
+        self.entries: dict[str, tuple[ServiceEntry, ...]] = {}
+        self.stale: list[str] = []
+        self.log = ChangeLog()
+        self.report: ServicesReport | None = None
+
+
 class ServiceStatusView:
     """Puppet status answers from a `ClusterModel`, cached per model version and deadline.
 
-    Between versions, a node's entries are rebuilt only when its heartbeat changed.
+    Between versions, only the nodes the model logged as changed are looked at again, and
+    a node's entries are rebuilt only when its heartbeat changed or it is (or was) stale.
     """
 
     def __init__(self, model: ClusterModel) -> None:
         self._model = model
+        self._cursor = -1  # in the model's change log
+        self._sync_version = -1
+        # The nodes that report services, in node id order, and the same ids in the order
+        # their heartbeats arrived (`_received_sorted` False when a clock stepped back).
+        self._by_node: dict[str, _NodeServices] = {}
+        self._received: dict[str, int] = {}
+        self._received_sorted = True
+        # The node ids whose `_NodeServices` changed; reset when the members change.
+        self._node_log = ChangeLog()
         self._index_version = -1
         self._index = _Index(())
-        self._by_node: dict[str, _NodeServices] = {}
         self._fresh: dict[tuple[str, Level], tuple[Heartbeat, tuple[ServiceEntry, ...]]] = {}
+        self._listings: dict[tuple[Level, int], _Listing] = {}
         self._cache_version = -1
         self._cache: dict[tuple[Any, ...], _Cached] = {}
 
@@ -320,28 +372,47 @@ class ServiceStatusView:
         """Every service of every node; see the module notes for levels and timeouts."""
         lvl = parse_level(level)
         timeout = DEFAULT_TIMEOUT_S[lvl] if timeout_s is None else parse_timeout(timeout_s)
-        key = ("services", lvl, timeout)
-        cached = self._cached(key, now_ms)
-        if cached is not None:
-            return cast(ServicesReport, cached)
+        self._sync()
+        listings = self._listings
+        listing = listings.get((lvl, timeout))
+        if listing is None:
+            if len(listings) >= _CACHE_ENTRIES:
+                listings.clear()
+            listing = listings[(lvl, timeout)] = _Listing()
+        elif (listing.report is not None and listing.version == self._model.version
+              and listing.computed_ms <= now_ms < listing.flip_ms):
+            return listing.report
         timeout_ms = timeout * 1000
-        flip = _FOREVER
-        entries: list[ServiceEntry] = []
-        memo = self._fresh
-        for node in self._nodes().nodes:
-            if node.received_ms + timeout_ms < now_ms:
-                entries.extend(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
-                continue
-            flip = min(flip, node.received_ms + timeout_ms + 1)
-            memo_key = (node.instances[0].node, lvl)
-            hit = memo.get(memo_key)
-            if hit is None or hit[0] is not node.heartbeat:
-                fresh = tuple(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
-                hit = memo[memo_key] = (node.heartbeat, fresh)
-            entries.extend(hit[1])
-        report = ServicesReport(lvl, timeout, tuple(entries))
-        self._store(key, now_ms, flip, report)
-        return report
+        stale, flip = self._stale(now_ms, timeout_ms)
+        changed, listing.cursor = self._node_log.since(listing.cursor)
+        by_node = self._by_node
+        entries = listing.entries
+        if changed is None:
+            entries = listing.entries = {
+                node_id: self._entries(node, lvl, timeout, timeout_ms, now_ms)
+                for node_id, node in by_node.items()
+            }
+            listing.log.fit(len(entries))
+            listing.log.reset()
+        else:
+            todo = set(changed)
+            todo.update(stale)
+            todo.update(listing.stale)
+            log = listing.log
+            for node_id in todo:
+                node = by_node.get(node_id)
+                if node is None:  # not without a reset of the node log
+                    continue
+                built = self._entries(node, lvl, timeout, timeout_ms, now_ms)
+                if built is not entries.get(node_id):
+                    entries[node_id] = built
+                    log.add(node_id)
+        listing.stale = stale
+        listing.version = self._model.version
+        listing.computed_ms = now_ms
+        listing.flip_ms = flip
+        listing.report = ServicesReport(lvl, timeout, dict(entries), listing.log)
+        return listing.report
 
     def service(
         self,
@@ -417,10 +488,89 @@ class ServiceStatusView:
             f"use <node>/{echo(name)}"
         )
 
+    def _entries(
+        self, node: _NodeServices, lvl: Level, timeout: int, timeout_ms: int, now_ms: int
+    ) -> tuple[ServiceEntry, ...]:
+        if node.received_ms + timeout_ms < now_ms:
+            return tuple(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
+        memo_key = (node.instances[0].node, lvl)
+        hit = self._fresh.get(memo_key)
+        if hit is None or hit[0] is not node.heartbeat:
+            fresh = tuple(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
+            hit = self._fresh[memo_key] = (node.heartbeat, fresh)
+        return hit[1]
+
+    def _stale(self, now_ms: int, timeout_ms: int) -> tuple[list[str], int]:
+        """The nodes whose last heartbeat is older than the timeout, and the first time one
+        more will be (the oldest heartbeats come first in `_received`)."""
+        if not self._received_sorted:
+            self._received = dict(sorted(self._received.items(), key=lambda item: item[1]))
+            self._received_sorted = True
+        stale = []
+        for node_id, received in self._received.items():
+            if received + timeout_ms < now_ms:
+                stale.append(node_id)
+            else:
+                return stale, received + timeout_ms + 1
+        return stale, _FOREVER
+
     def _nodes(self) -> _Index:
-        version = self._model.version
-        if self._index_version == version:
-            return self._index
+        self._sync()
+        if self._index_version != self._sync_version:
+            self._index = _Index(tuple(self._by_node.values()))
+            self._index_version = self._sync_version
+        return self._index
+
+    def _sync(self) -> None:
+        """Bring `_by_node` up to the model's version, looking only at the logged nodes."""
+        model = self._model
+        version = model.version
+        if self._sync_version == version:
+            return
+        changed, self._cursor = model.changes.since(self._cursor)
+        if changed is None:
+            self._rebuild()
+        else:
+            by_node = self._by_node
+            received = self._received
+            members = False
+            moved: list[tuple[int, str]] = []
+            for node_id in set(changed):
+                old = by_node.get(node_id)
+                row = model.node_row(node_id)
+                node = None
+                if row is not None:
+                    beat, at = row[3], row[4]
+                    if beat is not None and beat.services and at is not None:
+                        same = old is not None and old.heartbeat is beat
+                        node = old if same else _node_services(node_id, beat, at)
+                if node is old:
+                    continue
+                if node is None:
+                    del by_node[node_id]
+                    del received[node_id]
+                    members = True
+                    continue
+                if old is None:
+                    members = True
+                by_node[node_id] = node
+                if old is None or old.received_ms != node.received_ms:
+                    moved.append((node.received_ms, node_id))
+                self._node_log.add(node_id)
+            moved.sort()
+            for at, node_id in moved:
+                received.pop(node_id, None)
+                if received and at < next(reversed(received.values())):
+                    self._received_sorted = False
+                received[node_id] = at
+            if members:
+                self._by_node = dict(sorted(by_node.items()))
+                self._forget_memo()
+                self._node_log.fit(len(by_node))
+                self._node_log.reset()
+        self._sync_version = version
+
+    def _rebuild(self) -> None:
         old = self._by_node
         current: dict[str, _NodeServices] = {}
         for node_id, _state, _seen, beat, received, _addr in self._model.node_rows():
@@ -430,17 +580,20 @@ class ServiceStatusView:
             if node is None or node.heartbeat is not beat:
                 node = _node_services(node_id, beat, received)
             current[node_id] = node
-        if current.keys() == old.keys():
-            order = [node.instances[0].node for node in self._index.nodes]
-        else:
-            order = sorted(current)
-            stale = [key for key in self._fresh if key[0] not in current]
-            for key in stale:
-                del self._fresh[key]
-        self._by_node = current
-        self._index = _Index(tuple(current[node_id] for node_id in order))
-        self._index_version = version
-        return self._index
+        self._by_node = dict(sorted(current.items()))
+        self._received = {
+            node_id: node.received_ms
+            for node_id, node in sorted(current.items(), key=lambda item: item[1].received_ms)
+        }
+        self._received_sorted = True
+        self._forget_memo()
+        self._node_log.fit(len(current))
+        self._node_log.reset()
+
+    def _forget_memo(self) -> None:
+        gone = [key for key in self._fresh if key[0] not in self._by_node]
+        for key in gone:
+            del self._fresh[key]
 
     def _cached(self, key: tuple[Any, ...], now_ms: int) -> Any:
         if self._cache_version != self._model.version:

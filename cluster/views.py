@@ -3,8 +3,9 @@
 Each view is rebuilt only when the version it depends on moves: slot runs on `slot_version`,
 everything about roles, addresses, states and epochs on `topology_version`. CLUSTER INFO's
 head is O(1) to rebuild from the model's counters, and only its message-count tail is
-formatted per call; CLUSTER NODES reuses each node's cached line parts and only fills in the
-last receive time.
+formatted per call. CLUSTER NODES keeps each node's line as bytes; between topology changes
+only the lines of the nodes the merge logged as changed (`MergeState.changes`: a new last
+receive time) are rebuilt, and the text is their join.
 """
 
 from __future__ import annotations
@@ -83,7 +84,14 @@ class Views:
         self._info_head: tuple[int, str] = (-1, "")
         self._runs: tuple[int, list[tuple[int, int, str]]] = (-1, [])
         self._lines: tuple[int, list[_Line]] = (-1, [])
+        self._nodes_bytes: tuple[int, bytes] = (-1, b"")
         self._nodes_text: tuple[int, str] = (-1, "")
+        # CLUSTER NODES per node: the lines' bytes in order, built for `_parts_topology`,
+        # up to date with the change log at `_parts_cursor`.
+        self._parts: list[bytes] = []
+        self._part_at: dict[str, int] = {}
+        self._parts_topology = -1
+        self._parts_cursor = -1
         self._slots: tuple[int, list[SlotRange]] = (-1, [])
         self._shards: tuple[int, list[Shard]] = (-1, [])
 
@@ -106,11 +114,34 @@ class Views:
     def cluster_nodes(self) -> str:
         state = self._state
         if self._nodes_text[0] != state.version:
-            text = "".join(
-                f"{line.head}{line.node.last_seen_ms}{line.tail}" for line in self._node_lines()
-            )
-            self._nodes_text = (state.version, text)
+            self._nodes_text = (state.version, self.cluster_nodes_bytes().decode())
         return self._nodes_text[1]
+
+    def cluster_nodes_bytes(self) -> bytes:
+        """`cluster_nodes`, UTF-8."""
+        state = self._state
+        if self._nodes_bytes[0] != state.version:
+            self._nodes_bytes = (state.version, b"".join(self._node_parts()))
+        return self._nodes_bytes[1]
+
+    def _node_parts(self) -> list[bytes]:
+        state = self._state
+        lines = self._node_lines()
+        changed, self._parts_cursor = state.changes.since(self._parts_cursor)
+        if changed is None or self._parts_topology != state.topology_version:
+            self._parts = [_line_bytes(line) for line in lines]
+            self._part_at = {line.node.id: i for i, line in enumerate(lines)}
+            self._parts_topology = state.topology_version
+            return self._parts
+        parts = self._parts
+        part_at = self._part_at
+        for node_id in set(changed):
+            # The same topology means the same members, so an unknown id left before the
+            # last rebuild (its removal moved the topology).
+            i = part_at.get(node_id)
+            if i is not None:
+                parts[i] = _line_bytes(lines[i])
+        return parts
 
     def cluster_slots(self) -> list[SlotRange]:
         state = self._state
@@ -244,6 +275,10 @@ class Views:
         if node.hello is None or node.id in self._state.table.owned:
             return "master"
         return node.hello.role
+
+
+def _line_bytes(line: _Line) -> bytes:
+    return f"{line.head}{line.node.last_seen_ms}{line.tail}".encode()
 
 
 def _busport(node: Node) -> int:

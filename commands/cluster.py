@@ -23,10 +23,11 @@ CLUSTER STATUS (ksqlDB's ``/clusterStatus``) is defined with the other status co
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import cast
 
 from cluster import NetInfo, keyslot
-from resp import OK, Encoded, Map, Reply, Verbatim, encode_both
+from resp import OK, Encoded, Map, Reply, Verbatim, encode, encode_both
 
 from ._args import text
 from ._context import CommandContext
@@ -80,8 +81,16 @@ def cluster_nodes(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     model = ctx.server.model
     now = ctx.server.model_now_ms()
     model.refresh(now)
-    return _cached(ctx, "cluster|nodes", model.version,
-                   lambda: Verbatim(myself_line(ctx) + model.cluster_nodes_text(now)))
+    version = model.version
+    entry = ctx.server.reply_cache.get("cluster|nodes")
+    if entry is not None and entry[0] == version:
+        return entry[1]  # type: ignore[no-any-return]
+    # Rendered on first use for the protocol asked: a large text that changes with every
+    # heartbeat, read by most clients in one protocol only.
+    text = Verbatim(myself_line(ctx).encode() + model.cluster_nodes_bytes(now))
+    reply = Encoded.lazy(partial(encode, text))
+    ctx.server.reply_cache["cluster|nodes"] = (version, reply)
+    return reply
 
 
 def _net_info(node: NetInfo) -> list[Reply]:

@@ -34,20 +34,22 @@ version, an unknown service or node) is ``ERR`` and the view's message; an unkno
 repeated option ``ERR syntax error``. Nothing here changes the model.
 
 Cost: SERVICES, SIMPLE and CLUSTER STATUS come from views that cache their answers per model
-version; the rendered reply is cached while the view returns the same answer object, so a
-repeated request (a probe polling SIMPLE) is a few dict lookups and a pre-encoded frame.
+version; a repeated request (a probe polling SIMPLE) is a few dict lookups and a pre-encoded
+frame. SERVICES and CLUSTER STATUS keep their replies as per-node encoded parts
+(``_fragments.MapParts``) and re-encode only the nodes whose entries changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
 
 from cluster import ApiError, node_status, self_status
 from cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
     Level,
+    ServiceEntry,
     SimpleStatus,
     parse_level,
     parse_status_version,
@@ -57,6 +59,7 @@ from resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
 from ._context import CommandContext
+from ._fragments import MapParts
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._statusreply import (
     FORMAT_JSON,
@@ -76,6 +79,8 @@ _SERVICES_OPTS: Final = {b"level": "level", b"timeout": "timeout", b"format": "f
 _SERVICE_OPTS: Final = {**_SERVICES_OPTS, b"version": "version"}
 _SIMPLE_OPTS: Final = {b"timeout": "timeout"}
 _FORMAT_OPTS: Final = {b"format": "format"}
+# Per-node reply parts kept per command and options; a few dozen combinations at most.
+_PARTS_ENTRIES: Final = 64
 
 
 def _level(found: dict[str, bytes]) -> Level:
@@ -96,11 +101,13 @@ def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
                                               timeout_s=timeout)
     except ApiError as exc:
         raise api_error(exc) from None
-    if as_json:
-        return cached_by_identity(ctx, "status|services", (level, timeout, True), report,
-                                  lambda: json_bulk(report.to_json()))
-    return cached_by_identity(ctx, "status|services", (level, timeout, False), report,
-                              lambda: to_reply(report.to_json()))
+    parts = _parts(ctx, "status|services", (level, timeout, as_json),
+                   lambda: MapParts("json" if as_json else "resp"))
+    return parts.reply(report.changes, report.by_node, _entry_members)
+
+
+def _entry_members(entries: tuple[ServiceEntry, ...]) -> Iterator[tuple[str, Any]]:
+    return ((entry.name, entry.to_json()) for entry in entries)
 
 
 def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -161,15 +168,35 @@ def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return json_bulk(doc) if as_json else to_reply(doc)
 
 
+def _host_members(host: tuple[str, str | None, dict[str, Any]]) -> tuple[tuple[str, Any]]:
+    return ((host[0], host[2]),)
+
+
+def _parts(ctx: CommandContext, name: str, key: object, make: Callable[[], MapParts[Any]]
+           ) -> MapParts[Any]:
+    table: dict[object, MapParts[Any]] | None = ctx.server.reply_cache.get(name)
+    if table is None:
+        table = ctx.server.reply_cache[name] = {}
+    parts = table.get(key)
+    if parts is None:
+        if len(table) >= _PARTS_ENTRIES:
+            table.clear()
+        parts = table[key] = make()
+    return parts
+
+
 def cluster_status(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     """CLUSTER STATUS: registered as a CLUSTER subcommand (commands/cluster.py)."""
     found = options(argv[2:], _FORMAT_OPTS)
     as_json = wants_json(found)
-    doc = ctx.server.cluster_status.cluster_status(ctx.server.model_now_ms())
+    view = ctx.server.cluster_status
+    hosts = view.hosts(ctx.server.model_now_ms())
     if as_json:
-        return cached_by_identity(ctx, "cluster|status", True, doc, lambda: json_bulk(doc))
-    return cached_by_identity(ctx, "cluster|status", False, doc,
-                              lambda: to_reply(doc["clusterStatus"]))
+        parts = _parts(ctx, "cluster|status", True,
+                       lambda: MapParts("json", head=b'{"clusterStatus":{', tail=b"}}"))
+    else:
+        parts = _parts(ctx, "cluster|status", False, lambda: MapParts("resp"))
+    return parts.reply(view.changes, hosts, _host_members)
 
 
 # --- specs ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ rest. Only the encoder knows how each renders in RESP2 and RESP3.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias, Union
 
 
@@ -154,13 +154,39 @@ NULL_ARRAY: Final = NullArray()
 
 class Encoded:
     """A reply already rendered for both protocols, for replies that are served often
-    and change rarely (a cached CLUSTER INFO frame)."""
+    and change rarely (a cached CLUSTER INFO frame). `Encoded.lazy` renders each protocol's
+    bytes on first use, for large replies that most clients read in one protocol only."""
 
-    __slots__ = ("resp2", "resp3")
+    __slots__ = ("_build", "_resp2", "_resp3")
 
     def __init__(self, resp2: bytes, resp3: bytes) -> None:
-        self.resp2 = resp2
-        self.resp3 = resp3
+        self._resp2: bytes | None = resp2
+        self._resp3: bytes | None = resp3
+        self._build: Callable[[int], bytes] | None = None
+
+    @classmethod
+    def lazy(cls, build: Callable[[int], bytes]) -> Encoded:
+        """`build(2)` or `build(3)` renders that protocol's bytes, at most once each."""
+        encoded = cls.__new__(cls)
+        encoded._resp2 = encoded._resp3 = None
+        encoded._build = build
+        return encoded
+
+    @property
+    def resp2(self) -> bytes:
+        data = self._resp2
+        if data is None:
+            assert self._build is not None
+            data = self._resp2 = self._build(2)
+        return data
+
+    @property
+    def resp3(self) -> bytes:
+        data = self._resp3
+        if data is None:
+            assert self._build is not None
+            data = self._resp3 = self._build(3)
+        return data
 
     def __repr__(self) -> str:
         return f"Encoded({self.resp2!r})"

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cluster import (
@@ -40,6 +40,7 @@ from cluster import (
 )
 from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
 from cluster.ids import derive_id
+from cluster.services import ServicesReport
 from commands import (
     AccessControl,
     AclFileError,
@@ -198,9 +199,8 @@ class Server:
         return self.health.evaluate(self.model_now_ms(), probe,
                                     self_checks=self.self_checks).status
 
-    def _service_states(self) -> Iterator[tuple[str, str]]:
-        for entry in self.services.services(self.model_now_ms()).entries:
-            yield entry.name, entry.state
+    def _services_report(self) -> ServicesReport:
+        return self.services.services(self.model_now_ms())
 
     def _pubsub_client_cut(self) -> None:
         self.stats.client_output_buffer_disconnects += 1
@@ -577,7 +577,7 @@ class Server:
             self.health.observe(model_now, self.self_checks)
             self._model_changed()
             self.watch.tick(self.clock_ms, self._probe_status)
-            self.watch.services_changed(self._service_states, self.clock_ms)
+            self.watch.services_changed(self._services_report, self.clock_ms)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cluster import ClusterEvent, ClusterModel, NodeInfo
+from cluster.changes import ChangeLog
 from cluster.events import (
     ClusterStateChanged,
     EpochChanged,
@@ -51,6 +52,7 @@ from cluster.events import (
 )
 from cluster.health import PROBES
 from cluster.records import NodeState
+from cluster.services import ServiceEntry, ServicesReport
 from resp import Push, encode
 
 if TYPE_CHECKING:
@@ -157,6 +159,10 @@ class Watch:
         self._deliver = deliver
         self._probes: dict[str, str] = {}
         self._services: dict[str, str] = {}
+        self._service_names: dict[str, tuple[str, ...]] = {}  # per node
+        self._services_gone: dict[str, str] = {}
+        self._services_log: ChangeLog | None = None
+        self._services_cursor = -1
         self._roles: dict[str, tuple[str, str | None]] = {}
         self._topology = -1
         self._services_version = -1
@@ -198,20 +204,44 @@ class Watch:
                     self._emit(f"__health__:{probe}",
                                f"status={status} previous={previous}", now_ms)
 
-    def services_changed(self, states: Callable[[], Iterator[tuple[str, str]]],
-                         now_ms: int) -> None:
+    def services_changed(self, report: Callable[[], ServicesReport], now_ms: int) -> None:
         """Compare each service's state with the last one seen (at most once per model
-        version; call at the tick)."""
+        version; call at the tick). Only the nodes whose entries changed since the last
+        report (its change log) are compared, unless the nodes reporting services changed."""
         if self.model.version == self._services_version:
             return
         self._services_version = self.model.version
-        seen = {}
-        for name, state in states():
-            seen[name] = state
-            previous = self._services.get(name)
+        current = report()
+        if current.changes is not self._services_log:
+            self._services_log = current.changes
+            self._services_cursor = -1
+        changed, self._services_cursor = current.changes.since(self._services_cursor)
+        by_node = current.by_node
+        if changed is None:
+            before = self._services
+            self._services = {}
+            self._service_names = {}
+            for node in by_node:
+                self._services_of(node, by_node[node], before, now_ms)
+            return
+        for node in set(changed):
+            for name in self._service_names.pop(node, ()):
+                before_state = self._services.pop(name)
+                self._services_gone[name] = before_state
+            entries = by_node.get(node)
+            if entries is not None:
+                self._services_of(node, entries, self._services_gone, now_ms)
+            self._services_gone.clear()
+
+    def _services_of(self, node: str, entries: tuple[ServiceEntry, ...],
+                     before: dict[str, str], now_ms: int) -> None:
+        for entry in entries:
+            name, state = entry.name, entry.state
+            previous = before.get(name)
             if previous is not None and previous != state:
                 self._emit(f"__status__:{name}", f"state={state} previous={previous}", now_ms)
-        self._services = seen
+            self._services[name] = state
+        self._service_names[node] = tuple(entry.name for entry in entries)
 
     def _emit(self, channel: str, text: str, now_ms: int) -> None:
         index = self.model.version
