@@ -226,7 +226,7 @@ def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: st
         info = {k.decode(): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
     finally:
         c.close()
-        _stop(fleet, server)
+        stop_server(fleet, server)
     error = None if info.get("nodes") == count else f"server knows {info.get('nodes')} nodes"
     return {
         "nodes": count, "messages": len(initial) + len(second),
@@ -239,7 +239,7 @@ def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: st
     }
 
 
-def _stop(fleet: bench.Fleet, server: Any) -> None:
+def stop_server(fleet: bench.Fleet, server: Any) -> None:
     import contextlib
     import signal
     import subprocess
@@ -292,7 +292,7 @@ def inproc(count: int, top: int) -> None:
             run("BUS", "PUBLISH", *batch[i:i + CHUNK])
     del initial, second, batch
     for proto in (2, 3):
-        ctx.session.protocol = proto  # type: ignore[assignment]
+        ctx.session.protocol = proto
         for q in (None, *QUERIES):
             if q is not None:
                 run(*q)
