@@ -13,8 +13,8 @@ Load clients are asyncio streams (on uvloop when installed) that read each reply
 bytes (its length is learnt once, before the clock starts: the replies do not change,
 nothing is published during the run), so their CPU is the socket reads, not a RESP
 parser. They run in this process on CPU 0; the bystander is a separate process on CPU 0
-at nice -10 (when allowed), so the client side's own scheduling adds as little as possible
-to its latency.
+at real-time priority (SCHED_FIFO; nice -10 if that is not allowed), so the client side's
+own scheduling adds as little as possible to its latency.
 
 Scenarios: idle (no load), CLUSTER NODES (~126 KB at 1000 nodes), CLUSTER STATUS and
 STATUS SERVICES LEVEL debug (~1-1.4 MB) on clusterwatch; on redis-server a GET of a
@@ -86,8 +86,13 @@ SCENARIOS = (
 
 def bystander(port: int, seconds: float, out: str) -> None:
     """Worker process: PING one at a time for `seconds`, latencies (µs) as JSON to `out`."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    # Real-time priority when allowed (root): woken by its PONG, it runs at once, however
+    # busy the load clients keep CPU 0, so its latency is the server's, not the scheduler's.
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ping, pong = b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"
@@ -179,6 +184,7 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
          "--bystander-worker", str(port), str(seconds), str(out)],
         stdin=subprocess.DEVNULL)
     cpu0 = bench.cpu_seconds(pid)
+    started = time.monotonic()
     replies, wall = 0, seconds
     try:
         if scn.command:
@@ -198,41 +204,69 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
                                                                         / 1e6, 1),
             "server_cpu_pct": round(cpu / wall * 100), "pings": len(lat),
             "p50_ms": round(q[49] / 1000, 3), "p99_ms": round(q[98] / 1000, 3),
-            "max_ms": round(lat[-1] / 1000, 3)}
+            "max_ms": round(lat[-1] / 1000, 3), "started": started}
 
 
 # --------------------------------------------------------------------------- servers
 
 
+# Run inside the server process (`-c`): clusterwatch's own entry point, plus either cProfile
+# around it or a loop-lag probe: a 1 ms timer that records how late each of its runs is,
+# i.e. how long the event loop was held by other work, as (monotonic time, lag) pairs.
+_WRAPPER = """
+import asyncio, cProfile, json, signal, sys, time, runpy
+mode, out = sys.argv[1], sys.argv[2]
+sys.argv = ['server', 'serve', *sys.argv[3:]]
+if mode == 'profile':
+    prof = cProfile.Profile()
+    def stop(*_):
+        prof.disable(); prof.dump_stats(out); sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    prof.enable()
+else:
+    import server.app
+    lags = []
+    async def probe():
+        loop = asyncio.get_running_loop()
+        flushed = time.monotonic()
+        while True:
+            due = time.monotonic() + 0.001
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            lags.append((now, now - due))
+            if now - flushed > 0.5:
+                flushed = now
+                with open(out, 'w') as fh:
+                    json.dump(lags, fh)
+    start = server.app.Server.start
+    async def start_with_probe(self):
+        await start(self)
+        self._lag_probe = asyncio.get_running_loop().create_task(probe())
+    server.app.Server.start = start_with_probe
+runpy.run_module('server', run_name='__main__')
+"""
+
+
 def start_clusterwatch(fleet: bench.Fleet, workdir: Path, python: str, pin: bool,
-                       profile: Path | None = None) -> Any:
+                       wrap: tuple[str, Path] | None = None) -> Any:
+    """clusterwatch with NODES nodes; `wrap` = ("profile" | "lag", output file)."""
     extra = ("--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "warning")
-    if profile is None:
+    if wrap is None:
         server = bench.start_server(fleet, "clusterwatch", workdir, python, pin, extra=extra)
     else:
-        # cProfile around the same entry point; written when the server exits on SIGTERM.
         port = bench.free_port()
-        argv = [*bench.pin_prefix(bench.SERVER_CPU, pin), python, "-c",
-                "import cProfile, signal, sys, runpy\n"
-                "prof = cProfile.Profile()\n"
-                "def stop(*_):\n"
-                f"    prof.disable(); prof.dump_stats({str(profile)!r}); sys.exit(0)\n"
-                "signal.signal(signal.SIGTERM, stop)\n"
-                "sys.argv = ['server', 'serve', '--port', sys.argv[1], '--bind', '127.0.0.1',"
-                " *sys.argv[2:]]\n"
-                "prof.enable()\n"
-                "runpy.run_module('server', run_name='__main__')\n",
-                str(port), *extra]
+        argv = [*bench.pin_prefix(bench.SERVER_CPU, pin), python, "-c", _WRAPPER,
+                wrap[0], str(wrap[1]), "--port", str(port), "--bind", "127.0.0.1", *extra]
         env = dict(os.environ, PYTHONPATH=str(REPO))
         proc = fleet.spawn(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-        server = bench.ServerProc("clusterwatch-profiled", port, argv, workdir / "p.log")
+        server = bench.ServerProc(f"clusterwatch-{wrap[0]}", port, argv, workdir / "w.log")
         server.proc = proc
         fleet.servers[server.name] = server
         deadline = time.monotonic() + 20
         while not bench.ping(port):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("profiled clusterwatch did not start")
+                raise RuntimeError(f"clusterwatch ({wrap[0]}) did not start")
             time.sleep(0.1)
     sim = memory_bench.demo_cluster(NODES)
     conn = memory_bench.Conn(server.port)
@@ -241,6 +275,16 @@ def start_clusterwatch(fleet: bench.Fleet, workdir: Path, python: str, pin: bool
     finally:
         conn.close()
     return server
+
+
+def loop_lags(path: Path, since: float, until: float) -> dict[str, float]:
+    """The probe's lateness between two monotonic times: p50/p99/max in ms."""
+    lags = sorted(lag for t, lag in json.loads(path.read_text()) if since <= t <= until)
+    if len(lags) < 2:
+        return {}
+    q = statistics.quantiles(lags, n=100, method="inclusive")
+    return {"lag_p50_ms": round(q[49] * 1000, 2), "lag_p99_ms": round(q[98] * 1000, 2),
+            "lag_max_ms": round(lags[-1] * 1000, 2), "lag_samples": len(lags)}
 
 
 def start_redis(fleet: bench.Fleet, workdir: Path, pin: bool) -> Any:
@@ -265,7 +309,8 @@ def summary(rows: Sequence[dict[str, Any]], facts: dict[str, str], seconds: floa
              f"{' (dirty)' if facts.get('dirty') == 'yes' else ''}, redis-server "
              f"{facts.get('redis', '?')}; {facts.get('cpu', '')}, Python "
              f"{facts.get('python', '')}. Server on CPU 1; {CLIENTS} load connections "
-             f"(asyncio on uvloop, raw reads) and the bystander (own process, nice -10) on CPU 0. "
+             f"(asyncio on uvloop, raw reads) and the bystander (own process, "
+             f"SCHED_FIFO) on CPU 0. "
              f"{seconds:.0f} s per row; the bystander sends one PING, waits for PONG, "
              f"sleeps 1 ms. clusterwatch holds {NODES} demo-shaped nodes.", "",
              "| server | load (50 clients, back to back) | reply bytes | replies/s | MB/s "
@@ -276,6 +321,21 @@ def summary(rows: Sequence[dict[str, Any]], facts: dict[str, str], seconds: floa
         lines.append(f"| {r['server']} | {r['scenario']} | {r['reply_bytes']:,} | "
                      f"{r['replies_per_s']:,} | {r['mb_per_s']} | {r['server_cpu_pct']}% | "
                      f"{r['pings']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {ok} |")
+    return "\n".join(lines) + "\n"
+
+
+def lag_summary(rows: Sequence[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    lines = ["", "Inside the server: a 1 ms asyncio timer in the clusterwatch process records how "
+             "late each run is (how long the event loop was held by other work; libuv timers "
+             "have 1 ms resolution). Same load, a separate server run:", "",
+             "| load | loop lag p50 ms | p99 ms | max ms | bystander PING p50 / p99 / max ms |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['scenario']} | {r.get('lag_p50_ms', '-')} | "
+                     f"{r.get('lag_p99_ms', '-')} | {r.get('lag_max_ms', '-')} | "
+                     f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -301,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-redis", action="store_true")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--scenarios", default="", help="only scenarios whose name has this text")
+    p.add_argument("--loop-lag", action="store_true",
+                   help="also run the clusterwatch scenarios with a 1 ms loop-lag probe inside "
+                        "the server (how long its event loop is held)")
     p.add_argument("--profile", default="", metavar="SCENARIO",
                    help="also run this clusterwatch scenario with the server under cProfile")
     p.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python")
@@ -314,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = [s for s in SCENARIOS if args.scenarios in s.name
                  and not (args.no_redis and s.server == "redis")]
     prof_text = ""
+    lag_rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="cw-bystander-") as tmp:
             workdir = Path(tmp)
@@ -333,11 +397,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"max {row['max_ms']:.3f} ms  srv {row['server_cpu_pct']}%")
                 finally:
                     stop(fleet, server)
+            if args.loop_lag:
+                lag_file = workdir / "lags.json"
+                server = start_clusterwatch(fleet, workdir, args.python, pin,
+                                            wrap=("lag", lag_file))
+                try:
+                    for scn in [s for s in scenarios if s.server == "clusterwatch"]:
+                        row = run_scenario(scn, server.port, server.pid, args.seconds,
+                                           args.clients, workdir, pin)
+                        time.sleep(0.7)  # the probe writes its file every 0.5 s
+                        # From the load's start: the reply was rendered before, once.
+                        row.update(loop_lags(lag_file, row["started"],
+                                             row["started"] + args.seconds))
+                        row["server"] = "clusterwatch + lag probe"
+                        lag_rows.append(row)
+                        log(f"lag probe    {scn.name:<28} loop lag p50 "
+                            f"{row.get('lag_p50_ms')} p99 {row.get('lag_p99_ms')} max "
+                            f"{row.get('lag_max_ms')} ms; PING p99 {row['p99_ms']} ms")
+                finally:
+                    stop(fleet, server)
             if args.profile:
                 scn = next(s for s in SCENARIOS if s.server == "clusterwatch"
                            and s.name == args.profile)
                 prof = workdir / "server.prof"
-                server = start_clusterwatch(fleet, workdir, args.python, pin, profile=prof)
+                server = start_clusterwatch(fleet, workdir, args.python, pin,
+                                            wrap=("profile", prof))
                 try:
                     row = run_scenario(scn, server.port, server.pid, args.seconds,
                                        args.clients, workdir, pin)
@@ -347,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prof_text = profile_report(prof)
     finally:
         fleet.stop_all()
-    text = summary(rows, facts, args.seconds)
+    text = summary(rows, facts, args.seconds) + lag_summary(lag_rows)
     print(text)
     results = HERE / "results"
     if rows and not args.scenarios:
