@@ -170,10 +170,10 @@ def vm_rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def run_queries(c: Conn) -> dict[str, int]:
-    """Every query once in RESP2 and once in RESP3; reply sizes (RESP2 bytes, approx.)."""
+def run_queries(c: Conn, protocols: Sequence[str] = ("2", "3")) -> dict[str, int]:
+    """Every query once in each protocol; reply sizes (RESP2 payload bytes, approx.)."""
     sizes: dict[str, int] = {}
-    for proto in ("2", "3"):
+    for proto in protocols:
         c.call("HELLO", proto)
         for q in QUERIES:
             reply = c.call(*q, errors_ok=True)  # HEALTH READY is an error when empty
@@ -195,7 +195,7 @@ def _size(reply: Any) -> int:
 
 
 def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: str,
-            settle: float) -> dict[str, Any]:
+            settle: float, protocols: Sequence[str]) -> dict[str, Any]:
     t0 = time.monotonic()
     sim = demo_cluster(count)
     initial = sim.initial()
@@ -218,8 +218,8 @@ def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: st
         populated = vm_rss_kib(server.pid)
         c.publish(second)
         feed_s = time.monotonic() - t1
-        sizes = run_queries(c)
-        run_queries(c)  # a second round: replies served from caches
+        sizes = run_queries(c, protocols)
+        run_queries(c, protocols)  # a second round: replies served from caches
         time.sleep(settle)
         steady = vm_rss_kib(server.pid)
         flat = c.call("BUS", "INFO")
@@ -235,7 +235,7 @@ def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: st
         "per_node_populated": round((populated - empty) * 1024 / count),
         "per_node_steady": round((steady - empty) * 1024 / count),
         "gen_s": round(gen_s, 2), "feed_s": round(feed_s, 2),
-        "reply_bytes": sizes, "error": error,
+        "reply_bytes": sizes, "protocols": ",".join(protocols), "error": error,
     }
 
 
@@ -323,7 +323,8 @@ def summary(rows: list[dict[str, Any]], facts: dict[str, str], tag: str) -> str:
              "Fresh server per row, fed over pipelined BUS PUBLISH. `populated`: each node's "
              "hello, the masters' slots, one heartbeat (services, partitions, queries, store "
              "lags...); `steady`: a second heartbeat each and every dashboard query twice in "
-             "RESP2 and RESP3 (caches built). Bytes per node = (RSS - RSS empty) / N.", "",
+             f"RESP{' and RESP'.join(rows[0]['protocols'].split(',')) if rows else '2'} "
+             "(caches built). Bytes per node = (RSS - RSS empty) / N.", "",
              "| nodes | heartbeat bytes | RSS empty | RSS populated | RSS steady | "
              "B/node populated | B/node steady | target ≤ 4096 |",
              "|---|---|---|---|---|---|---|---|"]
@@ -344,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--quick", action="store_true", help="1000 and 10000 nodes only")
     p.add_argument("--tag", default="")
+    p.add_argument("--protocols", default="2,3",
+                   help="the protocols the steady-state queries use (2,3: both; 2: RESP2 "
+                        "only, as redis-cli and redis-py by default)")
     p.add_argument("--settle", type=float, default=0.5, help="seconds before each RSS read")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python")
@@ -367,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="cw-mem-") as tmp:
             for count in counts:
-                row = measure(count, fleet, Path(tmp), pin, args.python, args.settle)
+                row = measure(count, fleet, Path(tmp), pin, args.python, args.settle,
+                              args.protocols.split(","))
                 row.update(tag=args.tag, commit=facts.get("commit"),
                            ts=datetime.now(UTC).isoformat(timespec="seconds"))
                 rows.append(row)
