@@ -214,14 +214,12 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
 # around it or a loop-lag probe: a 1 ms timer that records how late each of its runs is,
 # i.e. how long the event loop was held by other work, as (monotonic time, lag) pairs.
 _WRAPPER = """
-import asyncio, cProfile, json, signal, sys, time, runpy
+import asyncio, atexit, cProfile, json, os, sys, time, runpy
 mode, out = sys.argv[1], sys.argv[2]
 sys.argv = ['server', 'serve', *sys.argv[3:]]
 if mode == 'profile':
     prof = cProfile.Profile()
-    def stop(*_):
-        prof.disable(); prof.dump_stats(out); sys.exit(0)
-    signal.signal(signal.SIGTERM, stop)
+    atexit.register(lambda: (prof.disable(), prof.dump_stats(out)))
     prof.enable()
 else:
     import server.app
@@ -236,8 +234,9 @@ else:
             lags.append((now, now - due))
             if now - flushed > 0.5:
                 flushed = now
-                with open(out, 'w') as fh:
+                with open(out + '.tmp', 'w') as fh:
                     json.dump(lags, fh)
+                os.replace(out + '.tmp', out)
     start = server.app.Server.start
     async def start_with_probe(self):
         await start(self)
