@@ -17,23 +17,20 @@ from typing import Any, Final
 
 from msgspec.structs import force_setattr
 
-from cluster.messages import Heartbeat, Hello
+from cluster.messages import Heartbeat, Hello, QueryStatus, ServiceStatus
 
 __all__ = ["compact_heartbeat", "compact_hello", "share"]
 
-_EMPTY_LIST: Final[list[Any]] = []
 _EMPTY_DICT: Final[dict[Any, Any]] = {}
 # Longer strings are rarely repeated across nodes and not worth the lookup.
 _INTERN_MAX: Final = 64
 
 # Status dicts by content: {"listening": True} is one object for every node that sends it.
-_SCALARS: Final = (str, int, float, bool, type(None))
+_SCALARS: Final = frozenset((str, int, float, bool, type(None)))
 _SHARED_MAX: Final = 4096
-_shared_dicts: dict[tuple[Any, ...], dict[str, Any]] = {}
+_shared_dicts: dict[tuple[tuple[Any, ...], ...], dict[str, Any]] = {}
 
 _HEARTBEAT_STRINGS: Final = ("config_state", "transaction_id", "cluster_state", "service_role")
-_QUERY_LISTS: Final = ("active_partitions", "standby_partitions", "active_stores",
-                       "standby_stores")
 
 
 def share(text: str | None) -> str | None:
@@ -45,12 +42,11 @@ def share(text: str | None) -> str | None:
 
 def _shared_dict(data: dict[str, Any]) -> dict[str, Any]:
     """The shared copy of a flat dict of scalars (the type is part of the key: True == 1)."""
-    try:
-        key = tuple((k, type(v), v) for k, v in data.items() if type(v) in _SCALARS)
-    except TypeError:
+    values = tuple(data.values())
+    types = tuple(map(type, values))
+    if not _SCALARS.issuperset(types):
         return data
-    if len(key) != len(data):
-        return data
+    key = (tuple(data), types, values)
     shared = _shared_dicts.get(key)
     if shared is None:
         if len(_shared_dicts) >= _SHARED_MAX:
@@ -67,37 +63,71 @@ def compact_hello(hello: Hello, node_id: str, replicaof: str | None) -> None:
         force_setattr(hello, "replicaof", replicaof)
 
 
-def compact_heartbeat(beat: Heartbeat, node_id: str) -> None:
-    """Share the node id, short strings and empty collections of a heartbeat's payload."""
+def compact_heartbeat(beat: Heartbeat, node_id: str, previous: Heartbeat | None) -> None:
+    """Share the node id, short strings and empty collections of a heartbeat's payload.
+
+    Parts equal to the node's `previous` heartbeat (already compacted) are taken from it
+    whole, so a node whose status barely changes costs a few comparisons per heartbeat.
+    """
     if beat.node is not node_id:
         force_setattr(beat, "node", node_id)
-    for name in _HEARTBEAT_STRINGS:
-        value = getattr(beat, name)
-        if value is not None:
-            force_setattr(beat, name, share(value))
+    if previous is None:
+        for name in _HEARTBEAT_STRINGS:
+            value = getattr(beat, name)
+            if value is not None:
+                force_setattr(beat, name, share(value))
+    else:
+        for name in _HEARTBEAT_STRINGS:
+            value = getattr(beat, name)
+            if value is not None:
+                old = getattr(previous, name)
+                force_setattr(beat, name, old if old == value else share(value))
     services = beat.services
     if services:
-        for svc in services.values():
-            if svc.version is not None:
-                force_setattr(svc, "version", share(svc.version))
-            if not svc.alerts and svc.alerts is not _EMPTY_LIST:
-                force_setattr(svc, "alerts", _EMPTY_LIST)
-            if not svc.status_versions and svc.status_versions is not _EMPTY_DICT:
-                force_setattr(svc, "status_versions", _EMPTY_DICT)
-            status = svc.status
-            for level, data in status.items():
-                if type(data) is dict:
-                    status[level] = _shared_dict(data)
+        before = previous.services if previous is not None else None
+        for name, svc in services.items():
+            old_svc = before.get(name) if before else None
+            if old_svc is not None and old_svc == svc:
+                services[name] = old_svc
+            else:
+                _compact_service(svc, old_svc)
     queries = beat.queries
     if queries:
-        for query in queries.values():
-            for name in _QUERY_LISTS:
-                value = getattr(query, name)
-                if not value:
-                    if value is not _EMPTY_LIST:
-                        force_setattr(query, name, _EMPTY_LIST)
-                elif name.endswith("partitions"):
-                    for part in value:
-                        force_setattr(part, "topic", share(part.topic))
-                else:
-                    value[:] = [share(store) for store in value]
+        if previous is not None and previous.queries == queries:
+            force_setattr(beat, "queries", previous.queries)
+        else:
+            for query in queries.values():
+                _compact_query(query)
+    if previous is not None and beat.partitions and previous.partitions == beat.partitions:
+        force_setattr(beat, "partitions", previous.partitions)
+
+
+def _compact_service(svc: ServiceStatus, old: ServiceStatus | None) -> None:
+    version = svc.version
+    if version is not None:
+        force_setattr(svc, "version", old.version if old is not None and old.version == version
+                      else share(version))
+    if not svc.status_versions and svc.status_versions is not _EMPTY_DICT:
+        force_setattr(svc, "status_versions", _EMPTY_DICT)
+    status = svc.status
+    if old is None:
+        for level, data in status.items():
+            if type(data) is dict:
+                status[level] = _shared_dict(data)
+        return
+    # A level that changed since the node's last heartbeat is likely its own (a counter):
+    # not looked up in the shared table, which would cost more than it saves.
+    old_status = old.status
+    for level, data in status.items():
+        old_data = old_status.get(level)
+        if old_data is not None and old_data == data:
+            status[level] = old_data
+
+
+def _compact_query(query: QueryStatus) -> None:
+    for part in query.active_partitions + query.standby_partitions:
+        force_setattr(part, "topic", sys.intern(part.topic))
+    if query.active_stores:
+        force_setattr(query, "active_stores", tuple(map(sys.intern, query.active_stores)))
+    if query.standby_stores:
+        force_setattr(query, "standby_stores", tuple(map(sys.intern, query.standby_stores)))

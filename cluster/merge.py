@@ -220,7 +220,7 @@ class MergeState:
         if msg.current_epoch is not None:
             self._raise_epoch(msg.current_epoch)
         if type(msg) is Heartbeat:
-            compact_heartbeat(msg, node.id)
+            compact_heartbeat(msg, node.id, node.heartbeat)
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
         else:
@@ -356,7 +356,7 @@ class MergeState:
             self._dirty = True
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
             if type(msg) is Heartbeat:
-                compact_heartbeat(msg, node.id)
+                compact_heartbeat(msg, node.id, node.heartbeat)
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
             else:
@@ -400,7 +400,7 @@ class MergeState:
                 self._emit(NodeLeft(node=node.id))
                 self._dirty = True
             case Heartbeat():
-                compact_heartbeat(msg, node.id)
+                compact_heartbeat(msg, node.id, node.heartbeat)
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
 

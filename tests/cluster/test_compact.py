@@ -41,11 +41,28 @@ def test_heartbeats_share_strings_empties_and_flat_status_dicts() -> None:
     assert a.node is model.node(A).id  # type: ignore[union-attr]
     assert a.config_state is b.config_state and a.transaction_id is b.transaction_id
     assert a.services["api"].version is b.services["api"].version
-    assert a.services["api"].alerts is b.services["api"].alerts == []
+    assert a.services["api"].alerts is b.services["api"].alerts == ()
     assert a.services["api"].status_versions is b.services["api"].status_versions == {}
     assert a.services["api"].status["critical"] is b.services["api"].status["critical"]
-    assert a.queries["Q1"].standby_stores is b.queries["Q1"].standby_stores == []
+    assert a.queries["Q1"].standby_stores is b.queries["Q1"].standby_stores == ()
     assert a.queries["Q1"].active_partitions[0].topic is b.queries["Q1"].active_partitions[0].topic
+    assert a.queries["Q1"].active_stores[0] is b.queries["Q1"].active_stores[0]
+
+
+def test_a_heartbeat_reuses_what_equals_the_nodes_previous_one() -> None:
+    model = ClusterModel(ModelConfig())
+    model.publish(msg("heartbeat", A, 1, **PAYLOAD), NOW)
+    first = stored(model, A)
+    changed = {**PAYLOAD, "services": {"api": {**PAYLOAD["services"]["api"], "status": {
+        "critical": {"listening": True}, "info": {"n": 2}}}}}
+    model.publish(msg("heartbeat", A, 2, **changed), NOW)
+    second = stored(model, A)
+    assert second is not first
+    assert second.queries is first.queries
+    assert second.services["api"].status["critical"] is first.services["api"].status["critical"]
+    assert second.services["api"].status["info"] == {"n": 2}
+    model.publish(msg("heartbeat", A, 3, **changed), NOW)
+    assert stored(model, A).services["api"] is second.services["api"]
 
 
 def test_stored_heartbeat_equals_the_message_as_decoded() -> None:
