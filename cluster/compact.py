@@ -2,12 +2,14 @@
 
 The model keeps every node's latest hello and heartbeat as decoded. Decoding gives each one
 its own copy of the node id, of short strings that most nodes send alike (a version, a
-config state, a role) and a fresh empty list or dict for every absent collection field.
-Before a message is stored, `compact_hello` and `compact_heartbeat` point those at one shared
-object: the record's own id, an interned string, one shared empty list or dict, one shared
-flat status dict per distinct content (`{"listening": true}`). Values and
-equality are unchanged; messages are never mutated after they are stored, so the shared
-empties are never written to.
+config state, a role, a topic) and of status dicts that many nodes send with the same
+content (`{"listening": true}`), and a fresh empty dict for an absent `status_versions`.
+Before a message is stored, `compact_hello` and `compact_heartbeat` point those at one
+shared object: the record's own id, an interned string, one shared empty dict, one shared
+status dict per distinct content. A heartbeat takes the parts equal to the node's previous
+heartbeat (already compacted) from it whole, so the steady state costs a few comparisons.
+Values and equality are unchanged; stored messages are never mutated, so shared objects are
+never written to.
 """
 
 from __future__ import annotations
