@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from cluster import ApiError
-from resp import Encoded, Map, Reply, encode_lazy
+from resp import Encoded, Map, Reply, encode_both
 
 from ._args import text
 from ._context import CommandContext
@@ -76,8 +76,7 @@ def wants_json(found: Mapping[str, bytes]) -> bool:
 def cached_by_identity(ctx: CommandContext, name: str, key: object, source: object,
                        build: Callable[[], Reply]) -> Encoded:
     """The reply for ``source`` (a view's shared answer), rendered once while the view keeps
-    returning the same object for ``key``; each protocol's frame is rendered when a client
-    of that protocol first asks."""
+    returning the same object for ``key``."""
     cache: dict[object, tuple[object, Encoded]] | None = ctx.server.reply_cache.get(name)
     if cache is None:
         cache = ctx.server.reply_cache[name] = {}
@@ -86,9 +85,7 @@ def cached_by_identity(ctx: CommandContext, name: str, key: object, source: obje
         return hit[1]
     if len(cache) >= _CACHE_ENTRIES:
         cache.clear()
-    reply = encode_lazy(build)
-    # Rendered here, in the command (its time counted to it); the other protocol's on demand.
-    reply.resp3 if ctx.session.protocol == 3 else reply.resp2  # noqa: B018
+    reply = encode_both(build())
     cache[key] = (source, reply)
     return reply
 

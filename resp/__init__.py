@@ -3,7 +3,7 @@
 Imports nothing from the rest of the project and does no I/O.
 """
 
-from ._encoder import Protocol, encode, encode_both, encode_lazy, format_double, write
+from ._encoder import Protocol, encode, encode_both, format_double, write
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._inline import split_inline
 from ._limits import ReaderLimits
@@ -48,7 +48,6 @@ __all__ = [
     "Verbatim",
     "encode",
     "encode_both",
-    "encode_lazy",
     "format_double",
     "split_inline",
     "write",

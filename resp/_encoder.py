@@ -168,8 +168,3 @@ def encode(reply: Reply, protocol: Protocol) -> bytes:
 def encode_both(reply: Reply) -> Encoded:
     """Render once for each protocol, to be served many times."""
     return Encoded(encode(reply, 2), encode(reply, 3))
-
-
-def encode_lazy(build: Callable[[], Reply]) -> Encoded:
-    """Render `build()` for each protocol when first asked, to be served many times."""
-    return Encoded(build=build)

@@ -8,7 +8,7 @@ rest. Only the encoder knows how each renders in RESP2 and RESP3.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, TypeAlias, Union
 
 
@@ -154,46 +154,13 @@ NULL_ARRAY: Final = NullArray()
 
 class Encoded:
     """A reply already rendered for both protocols, for replies that are served often
-    and change rarely (a cached CLUSTER INFO frame).
+    and change rarely (a cached CLUSTER INFO frame)."""
 
-    Made with `build` instead of frames, each protocol's frame is rendered from `build()`
-    the first time it is read: a large reply costs memory only in the protocols its clients
-    speak. Frames equal in both protocols (a bulk string) are one object.
-    """
+    __slots__ = ("resp2", "resp3")
 
-    __slots__ = ("_build", "resp2", "resp3")
-
-    resp2: bytes
-    resp3: bytes
-
-    def __init__(self, resp2: bytes | None = None, resp3: bytes | None = None, *,
-                 build: Callable[[], Reply] | None = None) -> None:
-        if resp2 is not None:
-            self.resp2 = resp2
-        if resp3 is not None:
-            self.resp3 = resp3 if resp3 != resp2 else resp2
-        if build is not None:
-            self._build = build
-
-    def __getattr__(self, name: str) -> bytes:
-        # Only for a frame not rendered yet (a set slot is found before this is called).
-        if name not in ("resp2", "resp3"):
-            raise AttributeError(name)
-        from ._encoder import encode
-
-        build: Callable[[], Reply] = object.__getattribute__(self, "_build")
-        data = encode(build(), 2 if name == "resp2" else 3)
-        other = "resp3" if name == "resp2" else "resp2"
-        try:
-            rendered: bytes = object.__getattribute__(self, other)
-        except AttributeError:
-            pass
-        else:
-            if rendered == data:
-                data = rendered
-            del self._build  # both rendered: the source is no longer needed
-        setattr(self, name, data)
-        return data
+    def __init__(self, resp2: bytes, resp3: bytes) -> None:
+        self.resp2 = resp2
+        self.resp3 = resp3
 
     def __repr__(self) -> str:
         return f"Encoded({self.resp2!r})"
