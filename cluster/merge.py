@@ -91,11 +91,13 @@ touches the bound; when the bound passes, one scan of all nodes sets it exactly 
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
 from cluster.changes import ChangeLog
+from cluster.compact import compact_heartbeat, compact_hello
 from cluster.config import ModelConfig
 from cluster.events import (
     ClusterEvent,
@@ -225,6 +227,7 @@ class MergeState:
         if msg.current_epoch is not None:
             self._raise_epoch(msg.current_epoch)
         if type(msg) is Heartbeat:
+            compact_heartbeat(msg, node.id, node.heartbeat)
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
         else:
@@ -363,6 +366,7 @@ class MergeState:
             self._dirty = True
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
             if type(msg) is Heartbeat:
+                compact_heartbeat(msg, node.id, node.heartbeat)
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
             else:
@@ -383,8 +387,10 @@ class MergeState:
         match msg:
             case Hello():
                 if node.hello is None or _announced(node.hello) != _announced(msg):
+                    master = None if msg.replicaof is None else self.nodes.get(msg.replicaof)
+                    compact_hello(msg, node.id, None if master is None else master.id)
                     node.hello = msg
-                    node.address = parse_addr(msg.addr)
+                    node.address = _shared_address(parse_addr(msg.addr))
                     self._dirty = True
             case Slots():
                 self._claim(node.id, msg.epoch, expand_ranges(msg.ranges), now_ms)
@@ -404,6 +410,7 @@ class MergeState:
                 self._emit(NodeLeft(node=node.id))
                 self._dirty = True
             case Heartbeat():
+                compact_heartbeat(msg, node.id, node.heartbeat)
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
 
@@ -499,6 +506,12 @@ class MergeState:
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(event)
+
+
+def _shared_address(address: Address | None) -> Address | None:
+    if address is None:
+        return None
+    return address._replace(host=sys.intern(address.host))
 
 
 def _announced(hello: Hello) -> tuple[str, str | None, str, str | None]:

@@ -94,7 +94,8 @@ class ServiceStatus(Struct, frozen=True, kw_only=True):
     status_version: int = 1
     state: Literal["running", "error", "starting", "stopping", "unknown"] = "unknown"
     status: dict[StatusLevel, Any] = {}
-    alerts: list[Alert] = []
+    # Tuples: an absent one is the one shared `()`, not a new empty list per message.
+    alerts: tuple[Alert, ...] = ()
     status_versions: dict[int, dict[StatusLevel, Any]] = {}
 
 
@@ -110,10 +111,10 @@ class TopicPartition(Struct, frozen=True, kw_only=True, gc=False):
 
 
 class QueryStatus(Struct, frozen=True, kw_only=True, gc=False):
-    active_partitions: list[TopicPartition] = []
-    standby_partitions: list[TopicPartition] = []
-    active_stores: list[str] = []
-    standby_stores: list[str] = []
+    active_partitions: tuple[TopicPartition, ...] = ()
+    standby_partitions: tuple[TopicPartition, ...] = ()
+    active_stores: tuple[str, ...] = ()
+    standby_stores: tuple[str, ...] = ()
 
 
 class StoreLag(Struct, frozen=True, kw_only=True, gc=False):

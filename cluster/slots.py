@@ -27,76 +27,100 @@ class ClaimResult(NamedTuple):
 
 
 class SlotTable:
-    """Claims per node, claimants per slot, and the owner of each slot."""
+    """Claims per node, the owner of each slot, and the other claimants of contested slots.
 
-    __slots__ = ("_claimants", "_claims", "assigned", "owned", "owner")
+    A claim is kept as its slot ranges. A slot's claimants are its owner plus `_rivals[slot]`,
+    which exists only while another node claims the slot too; a claimant's epoch is its
+    claim's. So an uncontested cluster costs one list of owners and one claim per master.
+    """
+
+    __slots__ = ("_claims", "_rivals", "assigned", "owned", "owner")
 
     def __init__(self) -> None:
         self.owner: list[str | None] = [None] * NUM_SLOTS
         self.owned: dict[str, int] = {}
         self.assigned = 0
-        self._claimants: list[dict[str, int] | None] = [None] * NUM_SLOTS
-        self._claims: dict[str, tuple[int, frozenset[int]]] = {}
+        self._rivals: dict[int, set[str]] = {}
+        self._claims: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
 
     def claim(self, node: str, epoch: int, slots: frozenset[int]) -> ClaimResult:
         """Replace `node`'s claim with `slots` at `epoch` (an empty set withdraws it).
 
         A node's claims must arrive with non-decreasing epochs.
         """
-        old_epoch, old = self._claims.get(node, (epoch, _NO_SLOTS))
+        previous = self._claims.get(node)
+        old_epoch, old = (epoch, _NO_SLOTS) if previous is None else (
+            previous[0], expand_ranges(previous[1]))
+        if slots:
+            self._claims[node] = (epoch, tuple(to_ranges(slots)))
+        else:
+            self._claims.pop(node, None)
         changes: list[tuple[int, str | None, str | None]] = []
         for slot in old - slots:
             self._withdraw(node, slot, changes)
         conflicts = 0
         for slot in slots - old if old_epoch == epoch else slots:
             conflicts += self._add(node, epoch, slot, changes)
-        if slots:
-            self._claims[node] = (epoch, slots)
-        else:
-            self._claims.pop(node, None)
         changes.sort()
         return ClaimResult(changes, conflicts)
 
     def slots_of(self, node: str) -> frozenset[int]:
         """The slots `node` claims (not necessarily owns)."""
-        return self._claims.get(node, (0, _NO_SLOTS))[1]
+        claim = self._claims.get(node)
+        return _NO_SLOTS if claim is None else expand_ranges(claim[1])
 
     def _withdraw(
         self, node: str, slot: int, changes: list[tuple[int, str | None, str | None]]
     ) -> None:
-        claimants = self._claimants[slot]
-        assert claimants is not None
-        del claimants[node]
+        rivals = self._rivals.get(slot)
         if self.owner[slot] != node:
+            assert rivals is not None
+            rivals.discard(node)
+            if not rivals:
+                del self._rivals[slot]
             return
         best: str | None = None
-        best_epoch = -1
-        for other, epoch in claimants.items():
-            if epoch > best_epoch or (epoch == best_epoch and best is not None and other < best):
-                best, best_epoch = other, epoch
-        if not claimants:
-            self._claimants[slot] = None
+        if rivals:
+            claims = self._claims
+            best_epoch = -1
+            for other in rivals:
+                epoch = claims[other][0]
+                if epoch > best_epoch or (epoch == best_epoch and best is not None
+                                          and other < best):
+                    best, best_epoch = other, epoch
+            rivals.discard(best)
+            if not rivals:
+                del self._rivals[slot]
         self._move(slot, node, best, changes)
 
     def _add(
         self, node: str, epoch: int, slot: int, changes: list[tuple[int, str | None, str | None]]
     ) -> int:
-        claimants = self._claimants[slot]
-        if claimants is None:
-            claimants = self._claimants[slot] = {}
-        conflicts = 0
-        for other, other_epoch in claimants.items():
-            if other_epoch == epoch and other != node:
-                conflicts = 1
-                break
-        claimants[node] = epoch
         owner = self.owner[slot]
         if owner is None:
             self._move(slot, None, node, changes)
-        elif owner != node:
-            owner_epoch = claimants[owner]
-            if epoch > owner_epoch or (epoch == owner_epoch and node < owner):
-                self._move(slot, owner, node, changes)
+            return 0
+        claims = self._claims
+        rivals = self._rivals.get(slot)
+        conflicts = 0
+        if owner != node and claims[owner][0] == epoch:
+            conflicts = 1
+        elif rivals:
+            for other in rivals:
+                if other != node and claims[other][0] == epoch:
+                    conflicts = 1
+                    break
+        if owner == node:
+            return conflicts
+        owner_epoch = claims[owner][0]
+        if rivals is None:
+            rivals = self._rivals[slot] = set()
+        if epoch > owner_epoch or (epoch == owner_epoch and node < owner):
+            rivals.discard(node)
+            rivals.add(owner)
+            self._move(slot, owner, node, changes)
+        else:
+            rivals.add(node)
         return conflicts
 
     def _move(

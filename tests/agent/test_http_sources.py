@@ -541,7 +541,7 @@ async def test_puppet_unreadable_services_are_unknown_with_the_reason(
     assert beat.services is not None
     assert sorted(beat.services) == ["other-service", "puppet-server"]
     for name, service in beat.services.items():
-        assert service.state == "unknown" and service.alerts == []
+        assert service.state == "unknown" and service.alerts == ()
         assert service.version == PUPPET["info"][name]["service_version"]
         assert words in reason(view, name)
     served = Served()

@@ -85,7 +85,7 @@ def test_heartbeat_carries_the_typed_status_payload() -> None:
     assert msg.services["db"].status_version == 1
     assert msg.services["db"].alerts[0].message == "slow"
     assert msg.store_lags is not None and msg.store_lags["s"][0].offset_lag == 4
-    assert msg.queries is not None and msg.queries["q1"].active_stores == []
+    assert msg.queries is not None and msg.queries["q1"].active_stores == ()
     assert msg.thread_pool is not None and msg.thread_pool.max == 8
 
 
