@@ -280,24 +280,21 @@ def _identity_part(ctx: CommandContext, name: str, section: Section, key: str) -
             f"uptime_in_days:{uptime // 86400}\r\n{entry[2]}")
 
 
-def _chosen(wanted: Sequence[str]) -> list[tuple[str, Section]]:
+@functools.lru_cache(maxsize=64)
+def _chosen(wanted: tuple[str, ...]) -> tuple[tuple[str, str, Section], ...]:
+    """Each chosen section's name, heading and function, in Redis's order."""
     names = set(wanted) if wanted else {"default"}
     everything = bool(names & {"all", "everything"})
     default = "default" in names
-    return [(name, section) for name, section, in_default in SECTIONS
-            if everything or name in names or (default and in_default)]
-
-
-_DEFAULT = _chosen(())
+    return tuple((name, f"# {_TITLES[name]}\r\n", section)
+                 for name, section, in_default in SECTIONS
+                 if everything or name in names or (default and in_default))
 
 
 def render(ctx: CommandContext, wanted: Sequence[str]) -> str:
     """The INFO text for the requested section names (lower case)."""
-    chosen = _chosen(wanted) if wanted else _DEFAULT
-    if not chosen:
-        return ""
-    return "\r\n".join([f"# {_TITLES[name]}\r\n" + _section_text(ctx, name, section)
-                          for name, section in chosen])
+    return "\r\n".join([heading + _section_text(ctx, name, section)
+                          for name, heading, section in _chosen(tuple(wanted))])
 
 
 def info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
