@@ -155,37 +155,35 @@ NULL_ARRAY: Final = NullArray()
 class Encoded:
     """A reply already rendered for both protocols, for replies that are served often
     and change rarely (a cached CLUSTER INFO frame). `Encoded.lazy` renders each protocol's
-    bytes on first use, for large replies that most clients read in one protocol only."""
+    bytes on first use, for large replies that most clients read in one protocol only.
 
-    __slots__ = ("_build", "_resp2", "_resp3")
+    A rendered frame is a plain slot: reading it costs what reading an attribute costs,
+    the hot path for every cached reply."""
+
+    __slots__ = ("_build", "resp2", "resp3")
+
+    resp2: bytes
+    resp3: bytes
+    _build: Callable[[int], bytes]
 
     def __init__(self, resp2: bytes, resp3: bytes) -> None:
-        self._resp2: bytes | None = resp2
-        self._resp3: bytes | None = resp3
-        self._build: Callable[[int], bytes] | None = None
+        self.resp2 = resp2
+        self.resp3 = resp3
 
     @classmethod
     def lazy(cls, build: Callable[[int], bytes]) -> Encoded:
         """`build(2)` or `build(3)` renders that protocol's bytes, at most once each."""
         encoded = cls.__new__(cls)
-        encoded._resp2 = encoded._resp3 = None
         encoded._build = build
         return encoded
 
-    @property
-    def resp2(self) -> bytes:
-        data = self._resp2
-        if data is None:
-            assert self._build is not None
-            data = self._resp2 = self._build(2)
-        return data
-
-    @property
-    def resp3(self) -> bytes:
-        data = self._resp3
-        if data is None:
-            assert self._build is not None
-            data = self._resp3 = self._build(3)
+    def __getattr__(self, name: str) -> bytes:
+        # Called only for a slot not set yet: a lazy frame's first read.
+        if name not in ("resp2", "resp3"):
+            raise AttributeError(name)
+        build: Callable[[int], bytes] = object.__getattribute__(self, "_build")
+        data = build(2 if name == "resp2" else 3)
+        setattr(self, name, data)
         return data
 
     def __repr__(self) -> str:

@@ -157,6 +157,12 @@ class RespProtocol(asyncio.Protocol):
         if self.paused or self.yielded or self.held:
             self.reader.feed(data)
             return
+        # A read with several '*' (several inline lines) is a pipeline, or an argument
+        # holding one: it goes the general way without the single path's checks.
+        if data.count(b"*" if data[0] == 0x2A else b"\n") != 1:
+            self.reader.feed(data)
+            self.process()
+            return
         argv = self.reader.take_single(data)
         if argv is None:
             self.process()
@@ -260,17 +266,17 @@ class RespProtocol(asyncio.Protocol):
             return
         # In the protocol after the call: HELLO answers in the one it switched to.
         protocol = session.protocol
+        out: list[bytes]
         if reply.__class__ is SimpleString:
-            data = reply.frame
+            out = [reply.frame]
         elif reply.__class__ is Encoded:
-            data = reply.resp3 if protocol == 3 else reply.resp2
+            out = [reply.resp3 if protocol == 3 else reply.resp2]
         else:
-            out: list[bytes] = []
+            out = []
             write(out, reply, protocol)  # type: ignore[arg-type]  # not a Deferred here
-            data = b"".join(out)
         if session.authenticated is not authenticated:
             reader.authenticated = session.authenticated
-        self._write(data)
+        self._send(out)
         if session.close_after_reply:
             self.close()
 
@@ -295,13 +301,10 @@ class RespProtocol(asyncio.Protocol):
         asyncio.get_running_loop().call_soon(self._take_turn)
 
     def _send(self, out: list[bytes]) -> None:
-        if out:
-            # One joined write: uvloop's writelines costs more per frame than the join.
-            self._write(b"".join(out))
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is None:
+        if not out or self.transport is None:
             return
+        # One joined write: uvloop's writelines costs more per frame than the join.
+        data = b"".join(out)
         stats = self.server.stats
         stats.total_writes_processed += 1
         stats.total_net_output_bytes += len(data)
