@@ -154,12 +154,13 @@ class RespProtocol(asyncio.Protocol):
         stats = self.server.stats
         stats.total_net_input_bytes += len(data)
         stats.total_reads_processed += 1
-        if self.paused or self.yielded or self.held:
+        if self.paused or self.yielded:
             self.reader.feed(data)
             return
         # A read with several '*' (several inline lines) is a pipeline, or an argument
-        # holding one: it goes the general way without the single path's checks.
-        if data.count(b"*" if data[0] == 0x2A else b"\n") != 1:
+        # holding one: it goes the general way without the single path's checks, as
+        # does anything read behind requests still held.
+        if self.held or data.count(b"*" if data[0] == 0x2A else b"\n") != 1:
             self.reader.feed(data)
             self.process()
             return
