@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 import tempfile
@@ -47,6 +46,7 @@ for _path in (str(REPO), str(HERE)):
         sys.path.insert(0, _path)
 
 import bench  # noqa: E402
+from cluster_bench import stop_server  # noqa: E402
 
 TARGET_BYTES = 4096  # issue 11: at most 4 KB per node at 10k and 100k
 NODE_TIMEOUT_MS = 3_600_000
@@ -237,26 +237,6 @@ def measure(count: int, fleet: bench.Fleet, workdir: Path, pin: bool, python: st
         "gen_s": round(gen_s, 2), "feed_s": round(feed_s, 2),
         "reply_bytes": sizes, "protocols": ",".join(protocols), "error": error,
     }
-
-
-def stop_server(fleet: bench.Fleet, server: Any) -> None:
-    import contextlib
-    import signal
-    import subprocess
-
-    proc = server.proc
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5.0)
-    if proc is not None:
-        fleet.reaped(proc.pid)
-    fleet.servers.pop(server.name, None)
 
 
 # --------------------------------------------------------------------------- in process

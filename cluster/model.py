@@ -10,7 +10,7 @@ import msgspec
 from cluster.changes import ChangeLog
 from cluster.config import ModelConfig
 from cluster.events import ClusterEvent
-from cluster.merge import MergeState
+from cluster.merge import MergeState, Node
 from cluster.messages import MessageError, NodeMessage, decode_message
 from cluster.records import Counters, NodeInfo, NodeRow, Outcome
 from cluster.views import ClusterSummary, Shard, SlotRange, Views
@@ -171,30 +171,12 @@ class ClusterModel:
         `addr` is the hello's `host:port[@busport]`, None before the first hello.
         """
         for node in self._state.nodes.values():
-            hello = node.hello
-            yield (
-                node.id,
-                node.state,
-                node.last_seen_ms,
-                node.heartbeat,
-                node.heartbeat_ms,
-                None if hello is None else hello.addr,
-            )
+            yield _row(node)
 
     def node_row(self, node_id: str) -> NodeRow | None:
         """One node's `node_rows` row, or None if the model does not know it."""
         node = self._state.nodes.get(node_id)
-        if node is None:
-            return None
-        hello = node.hello
-        return (
-            node.id,
-            node.state,
-            node.last_seen_ms,
-            node.heartbeat,
-            node.heartbeat_ms,
-            None if hello is None else hello.addr,
-        )
+        return None if node is None else _row(node)
 
     @property
     def changes(self) -> ChangeLog:
@@ -242,3 +224,9 @@ class ClusterModel:
         """CLUSTER SHARDS data, one shard per slot-serving master, in slot order."""
         self._state.refresh(now_ms)
         return self._views.cluster_shards()
+
+
+def _row(node: Node) -> NodeRow:
+    hello = node.hello
+    return (node.id, node.state, node.last_seen_ms, node.heartbeat, node.heartbeat_ms,
+            None if hello is None else hello.addr)
