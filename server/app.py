@@ -239,8 +239,7 @@ class Server:
             if session is None:
                 continue
             session.query_buffer = conn.reader.buffered if conn.reader else 0
-            session.output_buffer = (conn.transport.get_write_buffer_size()
-                                     if conn.transport else 0)
+            session.output_buffer = conn.output_buffered()
             yield session
 
     def kill_session(self, session_id: int) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Literal, cast
 
 from commands import CommandContext, Deferred, Session
@@ -24,6 +25,10 @@ log = logging.getLogger("clusterwatch.connection")
 
 # Requests executed before their replies are written and the write buffer checked again.
 _BATCH = 512
+# A reply larger than this goes out this much per loop turn, so that writing one large
+# reply to many clients does not hold the loop for the others (the kernel's copy of a
+# megabyte into a socket takes a fraction of a millisecond).
+_PIECE_BYTES = 256 * 1024
 # Batches one connection may run before it yields the loop to the others (its reading is
 # paused meanwhile). libuv hands over many reads per wake-up; without this, one client
 # pipelining millions of requests would hold every other client for seconds.
@@ -87,6 +92,11 @@ class RespProtocol(asyncio.Protocol):
         # TLS: bytes the TLS layer decrypted before the handshake's waiter ran
         # connection_made (TlsAcceptor); fed once the session exists.
         self.unmade: list[bytes] = []
+        # Output not yet handed to the transport: a large reply and what followed it.
+        self.pieces: deque[memoryview] = deque()
+        self.queued = 0
+        self.piece_scheduled = False
+        self.close_when_written = False
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -139,6 +149,8 @@ class RespProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.pieces.clear()
+        self.queued = 0
         session = self.session
         if session is not None:
             self.server.connections.pop(session.id, None)
@@ -177,6 +189,8 @@ class RespProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.pieces:
+            self._schedule_piece()
         if self.transport is not None and not self.closing and not self.yielded:
             self.transport.resume_reading()
             self.process()
@@ -309,15 +323,52 @@ class RespProtocol(asyncio.Protocol):
         stats = self.server.stats
         stats.total_writes_processed += 1
         stats.total_net_output_bytes += len(data)
-        self.transport.write(data)
-        # Only a paused transport (past its high watermark) can be over the hard limit.
-        if (self.paused and self.transport.get_write_buffer_size()
-                > self.server.config.output_buffer_limit):
+        if self.pieces or len(data) > _PIECE_BYTES:
+            # In order behind what is queued, a piece per loop turn.
+            self.pieces.append(memoryview(data))
+            self.queued += len(data)
+            self._schedule_piece()
+        else:
+            self.transport.write(data)
+            # Only a paused transport (past its high watermark) can be over the limit.
+            if not self.paused:
+                return
+        buffered = self.output_buffered()
+        if buffered > self.server.config.output_buffer_limit:
             stats.client_output_buffer_disconnects += 1
             log.warning("client output buffer limit reached, closing",
                         extra={"client": self.session.id if self.session else -1,
-                               "buffered": self.transport.get_write_buffer_size()})
+                               "buffered": buffered})
             self.abort()
+
+    def output_buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel, queued pieces included."""
+        if self.transport is None:
+            return 0
+        return self.transport.get_write_buffer_size() + self.queued
+
+    def _schedule_piece(self) -> None:
+        if not self.piece_scheduled and not self.paused:
+            self.piece_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_piece)
+
+    def _write_piece(self) -> None:
+        self.piece_scheduled = False
+        transport = self.transport
+        if transport is None or transport.is_closing() or not self.pieces:
+            return
+        view = self.pieces[0]
+        piece = view[:_PIECE_BYTES]
+        if len(view) > _PIECE_BYTES:
+            self.pieces[0] = view[_PIECE_BYTES:]
+        else:
+            self.pieces.popleft()
+        self.queued -= len(piece)
+        transport.write(piece)
+        if self.pieces:
+            self._schedule_piece()  # not while paused: resume_writing goes on
+        elif self.close_when_written:
+            transport.close()
 
     def _protocol_error(self, out: list[bytes], exc: RemoteProtocolError) -> None:
         stats = self.server.stats
@@ -341,12 +392,17 @@ class RespProtocol(asyncio.Protocol):
         """Flush what is queued, then close."""
         if self.transport is not None and not self.closing:
             self.closing = True
-            self.transport.close()
+            if self.pieces:
+                self.close_when_written = True
+            else:
+                self.transport.close()
 
     def abort(self) -> None:
         """Close at once, dropping queued output."""
         if self.transport is not None:
             self.closing = True
+            self.pieces.clear()
+            self.queued = 0
             self.transport.abort()
 
 

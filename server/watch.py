@@ -329,7 +329,7 @@ class Fanout:
         transport, session = conn.transport, conn.session
         if transport is None or session is None or conn.closing:
             return
-        buffered = transport.get_write_buffer_size()
+        buffered = conn.output_buffered()
         if buffered <= self.soft_limit or not self.soft_limit:
             self._over_soft_since.pop(session.id, None)
             if not (self.hard_limit and buffered > self.hard_limit):

@@ -246,7 +246,7 @@ def test_dbsize_and_time(ctx: CommandContext) -> None:
 def attach(ctx: CommandContext) -> None:
     """Register a stand-in connection so ``Server.sessions()`` sees this session."""
     ctx.server.connections[ctx.session.id] = SimpleNamespace(  # type: ignore[attr-defined]
-        session=ctx.session, reader=None, transport=None)
+        session=ctx.session, reader=None, transport=None, output_buffered=lambda: 0)
 
 
 def test_client_id_name_and_setinfo(ctx: CommandContext) -> None:

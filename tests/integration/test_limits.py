@@ -367,3 +367,42 @@ def test_a_huge_argument_count_is_refused_before_it_costs_anything(
     # Generous: the point is that no multi-second stall follows, not a latency figure.
     assert time.monotonic() - started < 1.0
     _assert_unaffected(server, witness)
+
+
+def _echo(payload: bytes) -> bytes:
+    return b"*2\r\n$4\r\nECHO\r\n$%d\r\n%b\r\n" % (len(payload), payload)
+
+
+def _bulk(payload: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(payload), payload)
+
+
+def test_large_replies_go_out_whole_and_in_order(server: ServerProcess,
+                                                 witness_for: object) -> None:
+    """Replies over the piece size leave a piece per loop turn; what follows them in the
+    pipeline, small or large, arrives after them, byte for byte, and QUIT closes only
+    once everything queued is out."""
+    witness = witness_for(server)  # type: ignore[operator]
+    big = bytes(range(256)) * 3000  # 768,000 bytes: three pieces
+    other = b"z" * 300_000
+    expected = _bulk(big) + PONG + _bulk(other) + _bulk(b"tail") + b"+OK\r\n"
+    with connect(server.port) as sock:
+        sock.sendall(_echo(big) + b"PING\r\n" + _echo(other) + _echo(b"tail")
+                     + b"*1\r\n$4\r\nQUIT\r\n")
+        data, closed = read_until_closed(sock, timeout=10.0)
+    assert data == expected
+    assert closed
+    _assert_unaffected(server, witness)
+
+
+def test_a_large_reply_counts_against_the_output_buffer_limit(server_factory: object) -> None:
+    """Queued pieces are output too: past --output-buffer-limit the client is cut."""
+    server = server_factory("--output-buffer-limit", "1000000")  # type: ignore[operator]
+    with connect(server.port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(_echo(b"y" * 600_000) * 4)
+        assert wait_for(lambda: "client output buffer limit reached" in server.logs(),
+                        timeout=10)
+    admin = redis.Redis(port=server.port)
+    assert int(admin.info("stats")["client_output_buffer_limit_disconnections"]) == 1
+    assert admin.ping()
