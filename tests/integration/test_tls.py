@@ -482,3 +482,14 @@ def test_protected_mode_over_tls_sees_the_real_peer_like_redis(certs: Path,
         real.terminate()
         real.wait(10)
         ours.stop()
+
+
+def test_a_large_reply_over_tls_arrives_whole(tls_server: TlsServer) -> None:
+    """Replies over 256 KiB leave in pieces; the TLS transport takes them as well."""
+    client = tls_server.client()
+    big = bytes(range(256)) * 3000
+    pipe = client.pipeline(transaction=False)
+    pipe.echo(big)
+    pipe.ping()
+    pipe.echo(b"after")
+    assert pipe.execute() == [big, True, b"after"]
