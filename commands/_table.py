@@ -197,23 +197,7 @@ class CommandTable:
         if (spec is None or not spec.min_argc <= argc <= spec.max_argc
                 or spec.full_name not in session.allowed or session.multi is not None):
             return self.dispatch(ctx, argv)
-        session.last_command = spec.full_name
-        perf_ns = self.perf_ns
-        started = perf_ns()
-        reply: Reply | Deferred[Reply]
-        try:
-            reply = spec.handler(ctx, argv)  # type: ignore[misc]
-        except CommandError as exc:
-            reply = self._error_reply(ctx, exc)
-            ctx.server.stats.command(spec.full_name).failed_calls += 1
-        except Exception:
-            reply = self._internal_error(ctx, argv)
-        elapsed = perf_ns() - started
-        stats = ctx.server.stats
-        (stats.commands.get(spec.full_name) or stats.command(spec.full_name)).record(1, elapsed)
-        if elapsed >= stats.slow_threshold_ns:
-            self._record_slow(ctx, argv, elapsed // 1000)
-        return reply
+        return self._call(ctx, spec, argv)
 
     @staticmethod
     def _account(ctx: CommandContext, spec: CommandSpec, calls: int, elapsed_ns: int,
@@ -236,25 +220,26 @@ class CommandTable:
 
     def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply | Deferred[Reply]:
         """Run one request and account for it; errors come back as ``ErrorReply``."""
-        session = ctx.session
         spec = self._admit(ctx, argv)
         if not isinstance(spec, CommandSpec):
             return spec
-        session.last_command = spec.full_name
-        stats = ctx.server.stats
-        started = self.perf_ns()
+        return self._call(ctx, spec, argv)
+
+    def _call(self, ctx: CommandContext, spec: CommandSpec,
+              argv: list[bytes]) -> Reply | Deferred[Reply]:
+        """Run an admitted request alone: its handler, timed and accounted for."""
+        ctx.session.last_command = spec.full_name
+        perf_ns = self.perf_ns
+        started = perf_ns()
         reply: Reply | Deferred[Reply]
         try:
             reply = spec.handler(ctx, argv)  # type: ignore[misc]
         except CommandError as exc:
             reply = self._error_reply(ctx, exc)
-            stats.command(spec.full_name).failed_calls += 1
+            ctx.server.stats.command(spec.full_name).failed_calls += 1
         except Exception:
             reply = self._internal_error(ctx, argv)
-        elapsed = self.perf_ns() - started
-        stats.command(spec.full_name).record(1, elapsed)
-        if elapsed >= stats.slow_threshold_ns:
-            self._record_slow(ctx, argv, elapsed // 1000)
+        self._account(ctx, spec, 1, perf_ns() - started, argv)
         return reply
 
     @staticmethod

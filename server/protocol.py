@@ -279,7 +279,8 @@ class RespProtocol(asyncio.Protocol):
         if session.blocked is not None:
             self._block(session.blocked)
             return
-        # In the protocol after the call: HELLO answers in the one it switched to.
+        # In the protocol after the call: HELLO answers in the one it switched to. What
+        # _encode does for a list, for one reply without the list (0.2 us a read).
         protocol = session.protocol
         out: list[bytes]
         if reply.__class__ is SimpleString:

@@ -76,6 +76,18 @@ def side_by_side(real: dict[str, tuple[str, ...]], ours: dict[str, tuple[str, ..
     return "\n".join(rows)
 
 
+def both_views(live: list[RedisProcess], server: ServerProcess) -> tuple[
+        dict[str, str], dict[str, tuple[str, ...]], dict[str, str], dict[str, tuple[str, ...]]]:
+    """CLUSTER INFO fields and node table as a live master sees them, then as
+    clusterwatch does."""
+    master = next(n for n in live if n.client().info("replication")["role"] == "master")
+    client = master.client(decode_responses=True)
+    return (info_of(client.execute_command("CLUSTER", "INFO")),
+            nodes_of(client.execute_command("CLUSTER", "NODES")),
+            info_of(connect(server).execute_command("CLUSTER", "INFO").decode()),
+            clusterwatch_nodes(server))
+
+
 def agree(cluster: list[RedisProcess], server: ServerProcess, *, timeout: float = 30.0) -> None:
     """Poll until clusterwatch's CLUSTER INFO fields and node table equal the real cluster's
     (as a live master sees it); print both side by side if they never do."""
@@ -83,13 +95,8 @@ def agree(cluster: list[RedisProcess], server: ServerProcess, *, timeout: float 
     real_info = ours_info = {}
     real_nodes = ours_nodes = {}
     while time.monotonic() < deadline:
-        live = next(n for n in cluster if n.proc is not None and n.proc.poll() is None
-                    and n.client().info("replication")["role"] == "master")
-        client = live.client(decode_responses=True)
-        real_info = info_of(client.execute_command("CLUSTER", "INFO"))
-        real_nodes = nodes_of(client.execute_command("CLUSTER", "NODES"))
-        ours_info = info_of(connect(server).execute_command("CLUSTER", "INFO").decode())
-        ours_nodes = clusterwatch_nodes(server)
+        live = [n for n in cluster if n.proc is not None and n.proc.poll() is None]
+        real_info, real_nodes, ours_info, ours_nodes = both_views(live, server)
         settled = all(state[4] != "fail?" for state in real_nodes.values())
         if settled and real_info == ours_info and real_nodes == ours_nodes:
             return
@@ -205,13 +212,7 @@ def test_losing_two_of_three_masters_and_their_replicas_keeps_them_fail_maybe(
         real_info = ours_info = {}
         real_nodes = ours_nodes = {}
         while True:
-            live = next(n for n in survivors
-                        if n.client().info("replication")["role"] == "master")
-            client = live.client(decode_responses=True)
-            real_info = info_of(client.execute_command("CLUSTER", "INFO"))
-            real_nodes = nodes_of(client.execute_command("CLUSTER", "NODES"))
-            ours_info = info_of(connect(server).execute_command("CLUSTER", "INFO").decode())
-            ours_nodes = clusterwatch_nodes(server)
+            real_info, real_nodes, ours_info, ours_nodes = both_views(survivors, server)
             settled = all(real_nodes[node][4] == "fail?" for node in lost)
             now = time.monotonic()
             if settled and real_info == ours_info and real_nodes == ours_nodes:
