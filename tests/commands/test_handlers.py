@@ -503,7 +503,7 @@ def test_info_cached_parts_render_what_the_sections_say(
 
     def scratch(names: list[str]) -> str:
         return "\r\n".join(f"# {info._TITLES[name]}\r\n" + "".join(
-            f"{k}:{v}\r\n" for k, v in section(ctx))
+            f"{k}:{v}\r\n" for k, v in info.fields(ctx.server, section))
             for name, section, _ in info.SECTIONS if name in names)
 
     default = [name for name, _, in_default in info.SECTIONS if in_default]
@@ -512,7 +512,8 @@ def test_info_cached_parts_render_what_the_sections_say(
                                    1_700_090_000_000_000)):
         monkeypatch.setattr(type(server), "now_us", lambda self, t=now_us: t)
         if step == 2:  # the identity changes once the server listens (its port)
-            server.identity = dataclasses.replace(server.identity, tcp_port=7400)
+            server.identity = dataclasses.replace(server.identity, tcp_port=7400,
+                                                  config_file="/etc/100%s.conf")
         assert info.render(ctx, []) == scratch(default)
         assert info.render(ctx, ["all"]) == scratch(every)
         assert info.render(ctx, ["server", "replication"]) == scratch(["server", "replication"])
@@ -522,7 +523,48 @@ def test_info_cached_parts_render_what_the_sections_say(
         server.blocked_clients += 1
         assert info.render(ctx, []) == scratch(default)
     assert "tcp_port:7400\r\n" in info.render(ctx, ["server"])
+    assert "config_file:/etc/100%s.conf\r\n" in info.render(ctx, ["server"])
     assert "uptime_in_days:" in info.render(ctx, ["server"])
+
+
+def test_info_fields_read_their_sources(
+        ctx: CommandContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each live field shows its own source, so values cannot trade places."""
+    from commands._context import CpuTimes, MemoryStats
+
+    server = ctx.server
+    monkeypatch.setattr(type(server), "cpu_times", lambda self: CpuTimes(1.5, 2.25, 0.5, 0.75))
+    monkeypatch.setattr(type(server), "memory_stats",
+                        lambda self: MemoryStats(3 * 2**20, 5 * 2**20, 2**33))
+    monkeypatch.setattr(type(server), "instantaneous", lambda self: (12.9, 1.234, 5.678))
+    server.blocked_clients, server.recent_max_buffers = 3, (11, 22)
+    for number, name in enumerate(("total_connections_received", "rejected_connections",
+                                   "total_net_input_bytes", "total_net_output_bytes",
+                                   "total_reads_processed", "total_writes_processed",
+                                   "unexpected_error_replies",
+                                   "client_output_buffer_disconnects", "protocol_errors"),
+                                  start=101):
+        setattr(server.stats, name, number)
+    parsed = sections(text_of(run(ctx, "INFO", "all")))
+    assert {k: v for k, v in parsed["CPU"].items() if "children" not in k} == {
+        "used_cpu_sys": "1.500000", "used_cpu_user": "2.250000",
+        "used_cpu_sys_main_thread": "0.500000", "used_cpu_user_main_thread": "0.750000"}
+    memory = parsed["Memory"]
+    assert (memory["used_memory"], memory["used_memory_human"], memory["used_memory_rss"],
+            memory["used_memory_peak"], memory["used_memory_peak_human"],
+            memory["total_system_memory_human"]) == (
+        str(3 * 2**20), "3.00M", str(3 * 2**20), str(5 * 2**20), "5.00M", "8.00G")
+    clients = parsed["Clients"]
+    assert (clients["blocked_clients"], clients["client_recent_max_input_buffer"],
+            clients["client_recent_max_output_buffer"]) == ("3", "11", "22")
+    stats = parsed["Stats"]
+    assert (stats["instantaneous_ops_per_sec"], stats["instantaneous_input_kbps"],
+            stats["instantaneous_output_kbps"]) == ("12", "1.23", "5.68")
+    assert [stats[key] for key in (
+        "total_connections_received", "rejected_connections", "total_net_input_bytes",
+        "total_net_output_bytes", "total_reads_processed", "total_writes_processed",
+        "unexpected_error_replies", "client_output_buffer_limit_disconnections",
+        "client_query_buffer_limit_disconnections")] == [str(n) for n in range(101, 110)]
 
 
 def test_info_all_includes_commandstats(ctx: CommandContext) -> None:
