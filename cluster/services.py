@@ -59,6 +59,7 @@ and share their `status` data with the heartbeat they came from: treat them as r
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -324,6 +325,34 @@ class _Cached(NamedTuple):
     value: Any
 
 
+class _Tally:
+    """How many nodes report each service state, and how many instances there are: kept
+    as nodes change, so the simple status of everything does not visit every node."""
+
+    __slots__ = ("instances", "nodes_in")
+
+    def __init__(self, nodes: Iterable[_NodeServices] = ()) -> None:
+        self.nodes_in: Counter[str] = Counter()
+        self.instances = 0
+        for node in nodes:
+            self.add(node)
+
+    def add(self, node: _NodeServices) -> None:
+        self.nodes_in.update(node.states)
+        self.instances += len(node.instances)
+
+    def remove(self, node: _NodeServices) -> None:
+        self.nodes_in.subtract(node.states)
+        self.instances -= len(node.instances)
+
+    def states(self, leaving_out: Iterable[_NodeServices]) -> set[str]:
+        """The states some node reports, not counting the nodes left out."""
+        nodes_in = self.nodes_in.copy()
+        for node in leaving_out:
+            nodes_in.subtract(node.states)
+        return {state for state, count in nodes_in.items() if count > 0}
+
+
 class _Listing:
     """`STATUS SERVICES` at one level and timeout, kept per node between model versions."""
 
@@ -357,6 +386,7 @@ class ServiceStatusView:
         self._by_node: dict[str, _NodeServices] = {}
         self._received: dict[str, int] = {}
         self._received_sorted = True
+        self._tally = _Tally()
         # The node ids whose `_NodeServices` changed; reset when the members change.
         self._node_log = ChangeLog()
         self._index_version = -1
@@ -439,19 +469,18 @@ class ServiceStatusView:
         if cached is not None:
             return cast(SimpleStatus, cached)
         timeout_ms = timeout * 1000
-        index = self._nodes()
-        states: set[str] = set()
-        count = 0
-        flip = _FOREVER
         if name is None:
-            for node in index.nodes:
-                count += len(node.instances)
-                if node.received_ms + timeout_ms < now_ms:
-                    states.add("unknown")
-                else:
-                    states |= node.states
-                    flip = min(flip, node.received_ms + timeout_ms + 1)
+            self._sync()
+            stale, flip = self._stale(now_ms, timeout_ms)
+            states = self._tally.states(self._by_node[node_id] for node_id in stale)
+            if stale:
+                states.add("unknown")
+            count = self._tally.instances
         else:
+            index = self._nodes()
+            states = set()
+            count = 0
+            flip = _FOREVER
             one = index.by_key.get(name)
             group = (one,) if one is not None else index.by_service.get(name)
             if group is None:
@@ -546,6 +575,8 @@ class ServiceStatusView:
                         node = old if same else _node_services(node_id, beat, at)
                 if node is old:
                     continue
+                if old is not None:
+                    self._tally.remove(old)
                 if node is None:
                     del by_node[node_id]
                     del received[node_id]
@@ -553,6 +584,7 @@ class ServiceStatusView:
                     continue
                 if old is None:
                     members = True
+                self._tally.add(node)
                 by_node[node_id] = node
                 if old is None or old.received_ms != node.received_ms:
                     moved.append((node.received_ms, node_id))
@@ -581,6 +613,7 @@ class ServiceStatusView:
                 node = _node_services(node_id, beat, received)
             current[node_id] = node
         self._by_node = dict(sorted(current.items()))
+        self._tally = _Tally(current.values())
         self._received = {
             node_id: node.received_ms
             for node_id, node in sorted(current.items(), key=lambda item: item[1].received_ms)

@@ -36,7 +36,9 @@ repeated option ``ERR syntax error``. Nothing here changes the model.
 Cost: SERVICES, SIMPLE and CLUSTER STATUS come from views that cache their answers per model
 version; a repeated request (a probe polling SIMPLE) is a few dict lookups and a pre-encoded
 frame. SERVICES and CLUSTER STATUS keep their replies as per-node encoded parts
-(``_fragments.MapParts``) and re-encode only the nodes whose entries changed.
+(``_fragments.MapParts``) and re-encode only the nodes whose entries changed. SIMPLE of
+everything keeps a tally of the states the nodes report and looks only at the changed and
+the stale nodes.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ RESP3 and FORMAT JSON, must be byte for byte what a fresh render of the same mod
   are rebuilt from scratch and whose `observe` looks at every node, every time;
 - STATUS SERVICES: `OldServices`, the report as the view built it before (a scan of every
   node per model version, cached until the version moves or a fresh entry turns stale, so
-  a stale entry's age is the one at that scan), encoded whole.
+  a stale entry's age is the one at that scan), encoded whole;
+- STATUS SIMPLE of everything: `OldServices.simple`, a look at every node's states.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from cluster import ClusterModel
 from cluster.clusterstatus import ClusterStatusView
 from cluster.health import HealthTracker
 from cluster.healthfacts import FactsKeeper
-from cluster.services import Level, _entry, _node_services, _NodeServices
+from cluster.services import (
+    Level,
+    SimpleStatus,
+    _entry,
+    _node_services,
+    _NodeServices,
+    summarize_states,
+)
 from cluster.views import Views
 from commands._statusreply import json_bulk, to_reply
 from resp import Verbatim, encode
@@ -81,6 +89,18 @@ class OldServices:
                 doc[entry.name] = entry.to_json()
         self.cache[key] = (now, flip, doc)
         return doc
+
+    def simple(self, now: int, timeout_s: int | None) -> SimpleStatus:
+        """STATUS SIMPLE as it was computed before the tally: a look at every node."""
+        self.doc(now, "critical", timeout_s)  # brings `by_node` to the model's version
+        timeout_ms = (timeout_s or 30) * 1000
+        states: set[str] = set()
+        for node in self.by_node.values():
+            fresh = node.received_ms + timeout_ms >= now
+            states |= node.states if fresh else {"unknown"}
+        count = sum(len(node.instances) for node in self.by_node.values())
+        code = 200 if states <= {"running"} else 503
+        return SimpleStatus(summarize_states(states), code, count)
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -231,6 +251,10 @@ def test_replies_equal_a_from_scratch_render_after_every_step(
             if i % every and i != len(steps) - 1:
                 continue
             _check_health(h, ref)
+            now = h.server.model_now_ms()
+            for timeout_s in (None, 2):
+                got_simple = h.server.services.simple(now, timeout_s=timeout_s)
+                assert got_simple == old.simple(now, timeout_s), timeout_s
             for args, kind in _requests():
                 for proto in (2, 3):
                     got = h.raw(*args, proto=proto)
