@@ -217,6 +217,8 @@ class ServicesReport:
     timeout_s: int
     by_node: Mapping[str, tuple[ServiceEntry, ...]]
     changes: ChangeLog = field(default_factory=ChangeLog, repr=False, compare=False)
+    # Whether every service is running, when the view knows it without looking at each.
+    running: bool | None = field(default=None, repr=False, compare=False)
     _entries: tuple[ServiceEntry, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -236,7 +238,10 @@ class ServicesReport:
     @property
     def http_status(self) -> int:
         """Puppet's `statuses->code`: 200 iff every service is running, else 503."""
-        return 200 if all(entry.state == "running" for entry in self.entries) else 503
+        running = self.running
+        if running is None:
+            running = all(entry.state == "running" for entry in self.entries)
+        return 200 if running else 503
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         """Puppet's services object: name -> entry. Built once and shared: do not modify it."""
@@ -441,7 +446,8 @@ class ServiceStatusView:
         listing.version = self._model.version
         listing.computed_ms = now_ms
         listing.flip_ms = flip
-        listing.report = ServicesReport(lvl, timeout, dict(entries), listing.log)
+        running = not stale and self._tally.states(()) <= {"running"}
+        listing.report = ServicesReport(lvl, timeout, dict(entries), listing.log, running)
         return listing.report
 
     def service(

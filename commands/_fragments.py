@@ -76,6 +76,13 @@ class MapParts(Generic[T]):
             self._reply = self._assemble()
         return self._reply
 
+    def document(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]
+                 ) -> memoryview:
+        """JSON only: the document itself, the reply's bulk string without its framing."""
+        assert self._json
+        frame = self.reply(log, nodes, members).resp2
+        return memoryview(frame)[frame.index(b"\r\n") + 2:-2]
+
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
         """A new order or membership: a node whose members are the same keys and the same
         value objects as before keeps its encoded part."""

@@ -60,7 +60,7 @@ from cluster.services import (
 from resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
-from ._context import CommandContext
+from ._context import CommandContext, ServerView
 from ._fragments import MapParts
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 from ._statusreply import (
@@ -103,9 +103,18 @@ def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
                                               timeout_s=timeout)
     except ApiError as exc:
         raise api_error(exc) from None
-    parts = _parts(ctx, "status|services", (level, timeout, as_json),
+    parts = _parts(ctx.server, "status|services", (level, timeout, as_json),
                    lambda: MapParts("json" if as_json else "resp"))
     return parts.reply(report.changes, report.by_node, _entry_members)
+
+
+def services_document(server: ServerView, level: Level, timeout: int | None
+                      ) -> tuple[int, memoryview]:
+    """Puppet's services object as JSON, and its HTTP code, from the parts that
+    ``STATUS SERVICES ... FORMAT JSON`` keeps (the HTTP route serves the same bytes)."""
+    report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout)
+    parts = _parts(server, "status|services", (level, timeout, True), lambda: MapParts("json"))
+    return report.http_status, parts.document(report.changes, report.by_node, _entry_members)
 
 
 def _entry_members(entries: tuple[ServiceEntry, ...]) -> Iterator[tuple[str, Any]]:
@@ -174,11 +183,11 @@ def _host_members(host: tuple[str, str | None, dict[str, Any]]) -> tuple[tuple[s
     return ((host[0], host[2]),)
 
 
-def _parts(ctx: CommandContext, name: str, key: object, make: Callable[[], MapParts[Any]]
+def _parts(server: ServerView, name: str, key: object, make: Callable[[], MapParts[Any]]
            ) -> MapParts[Any]:
-    table: dict[object, MapParts[Any]] | None = ctx.server.reply_cache.get(name)
+    table: dict[object, MapParts[Any]] | None = server.reply_cache.get(name)
     if table is None:
-        table = ctx.server.reply_cache[name] = {}
+        table = server.reply_cache[name] = {}
     parts = table.get(key)
     if parts is None:
         if len(table) >= _PARTS_ENTRIES:
@@ -194,11 +203,23 @@ def cluster_status(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     view = ctx.server.cluster_status
     hosts = view.hosts(ctx.server.model_now_ms())
     if as_json:
-        parts = _parts(ctx, "cluster|status", True,
-                       lambda: MapParts("json", head=b'{"clusterStatus":{', tail=b"}}"))
+        parts = _parts(ctx.server, "cluster|status", True, _cluster_status_json)
     else:
-        parts = _parts(ctx, "cluster|status", False, lambda: MapParts("resp"))
+        parts = _parts(ctx.server, "cluster|status", False, lambda: MapParts("resp"))
     return parts.reply(view.changes, hosts, _host_members)
+
+
+def cluster_status_document(server: ServerView) -> memoryview:
+    """ksqlDB's cluster status as JSON, from the parts that ``CLUSTER STATUS FORMAT JSON``
+    keeps (the HTTP route serves the same bytes)."""
+    view = server.cluster_status
+    hosts = view.hosts(server.model_now_ms())
+    parts = _parts(server, "cluster|status", True, _cluster_status_json)
+    return parts.document(view.changes, hosts, _host_members)
+
+
+def _cluster_status_json() -> MapParts[Any]:
+    return MapParts("json", head=b'{"clusterStatus":{', tail=b"}}")
 
 
 # --- specs ----------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ from multidict import MultiMapping
 from cluster import ApiError, node_status, self_status
 from cluster.apierror import bad_argument, echo
 from cluster.health import HTTP_PATHS, HttpStyle, Probe
-from cluster.services import parse_level, parse_status_version, parse_timeout
+from cluster.services import Level, parse_level, parse_status_version, parse_timeout
+from commands.status import cluster_status_document, services_document
 
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
 from .metrics import CONTENT_TYPE
@@ -216,9 +217,8 @@ def _curity(server: Server, request: web.BaseRequest) -> web.Response:
 
 def _services(server: Server, request: web.BaseRequest) -> web.Response:
     query = request.query
-    level, timeout = _level(query), _timeout(query)
-    report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout)
-    return _json(report.http_status, report.to_json(), charset=UTF8)
+    code, body = services_document(server, _level(query), _timeout(query))
+    return web.Response(status=code, content_type=JSON, charset=UTF8, body=body)
 
 
 def _service(server: Server, request: web.BaseRequest) -> web.Response:
@@ -243,7 +243,7 @@ def _simple(server: Server, request: web.BaseRequest) -> web.Response:
     return _text(answer.http_status, answer.body)
 
 
-def _level(query: Query) -> str:
+def _level(query: Query) -> Level:
     raw = _param(query, "level")
     return "info" if raw is None else parse_level(raw)
 
@@ -257,7 +257,7 @@ def _timeout(query: Query) -> int | None:
 
 
 def _cluster_status(server: Server, request: web.BaseRequest) -> web.Response:
-    return _json(200, server.cluster_status.cluster_status(server.model_now_ms()))
+    return web.Response(status=200, content_type=JSON, body=cluster_status_document(server))
 
 
 # -- Prometheus --------------------------------------------------------------------------

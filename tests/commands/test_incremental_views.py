@@ -255,6 +255,10 @@ def test_replies_equal_a_from_scratch_render_after_every_step(
             for timeout_s in (None, 2):
                 got_simple = h.server.services.simple(now, timeout_s=timeout_s)
                 assert got_simple == old.simple(now, timeout_s), timeout_s
+            for level, timeout_s in SERVICE_OPTIONS:
+                report = h.server.services.services(now, level=level, timeout_s=timeout_s)
+                states = [entry["state"] for entry in old.doc(now, level, timeout_s).values()]
+                assert report.http_status == (200 if set(states) <= {"running"} else 503)
             for args, kind in _requests():
                 for proto in (2, 3):
                     got = h.raw(*args, proto=proto)

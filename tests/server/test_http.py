@@ -20,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cluster import node_status, self_status
 from cluster.apierror import ApiError
 from cluster.health import HTTP_PATHS
+from commands import CommandContext, Session
+from resp import encode
 from server.app import Server
 from server.config import ConfigError, ServerConfig
 from server.http import routes
@@ -194,6 +196,28 @@ async def test_http_equals_the_views(mirror: Mirror) -> None:
         # Health can revert, ready cannot; one service starting makes simple 503 throughout.
         assert (codes["/health"], codes["/ready"]) == ((204, 204) if later == 0 else (503, 204))
         assert codes["/status/v1/simple"] == 503
+
+
+async def test_json_routes_serve_the_bytes_of_format_json(mirror: Mirror) -> None:
+    """/status/v1/services and /clusterStatus come from the per-node parts that STATUS
+    SERVICES and CLUSTER STATUS keep for FORMAT JSON: the same bytes, as nodes change."""
+    server = mirror.server
+    ctx = CommandContext(session=Session(id=1, allowed=server.table.catalog.everything),
+                         server=server, table=server.table)
+    await mirror.settle(mirror.now)
+    server.bus_publish(cluster_messages())
+    for later in (0, 45_000):
+        await mirror.settle(mirror.now + later)
+        pairs = [(f"/status/v1/services?level={level}",
+                  ["STATUS", "SERVICES", "LEVEL", level, "FORMAT", "JSON"])
+                 for level in ("critical", "info", "debug")]
+        pairs.append(("/clusterStatus", ["CLUSTER", "STATUS", "FORMAT", "JSON"]))
+        for path, command in pairs:
+            async with mirror.session.get(mirror.base + path) as response:
+                body = await response.read()
+            frame = encode(server.table.dispatch(ctx, [a.encode() for a in command]), 2)
+            assert frame == b"$%d\r\n%b\r\n" % (len(body), body), (later, path)
+            assert json.loads(body)
 
 
 async def test_metrics_equal_the_views(mirror: Mirror) -> None:
