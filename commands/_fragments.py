@@ -133,10 +133,19 @@ class MapParts(Generic[T]):
 
     def _assemble(self) -> Encoded:
         if self._json:
-            parts = self._js
-            body = b",".join(parts if all(parts) else [p for p in parts if p])
-            size = len(self._head) + len(body) + len(self._tail)
-            frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
+            parts = self._js if all(self._js) else [p for p in self._js if p]
+            # One join of the parts, the framing stuck to the first and the last: a
+            # document of megabytes is copied once, not twice.
+            size = len(self._head) + sum(map(len, parts)) + max(len(parts) - 1, 0) + len(
+                self._tail)
+            first = b"$%d\r\n%b" % (size, self._head)
+            last = self._tail + b"\r\n"
+            if not parts:
+                frame = first + last
+            elif len(parts) == 1:
+                frame = first + parts[0] + last
+            else:
+                frame = b",".join([first + parts[0], *parts[1:-1], parts[-1] + last])
             return Encoded(frame, frame)
         self._r2[0] = b"*%d\r\n" % (2 * self._total)
         self._r3[0] = b"%%%d\r\n" % self._total
