@@ -395,8 +395,25 @@ def test_large_replies_go_out_whole_and_in_order(server: ServerProcess,
     _assert_unaffected(server, witness)
 
 
+def test_one_reply_larger_than_the_output_buffer_limit_goes_out_whole(
+        server_factory: object) -> None:
+    """The reply being written does not count against --output-buffer-limit: a client
+    that reads gets a reply larger than the limit, and what follows it."""
+    server = server_factory("--output-buffer-limit", "1000000")  # type: ignore[operator]
+    big = bytes(range(256)) * 6000  # 1,536,000 bytes
+    with connect(server.port) as sock:
+        sock.sendall(_echo(big) + b"PING\r\n" + b"*1\r\n$4\r\nQUIT\r\n")
+        data, closed = read_until_closed(sock, timeout=10.0)
+    assert data == _bulk(big) + PONG + b"+OK\r\n"
+    assert closed
+    admin = redis.Redis(port=server.port)
+    assert int(admin.info("stats")["client_output_buffer_limit_disconnections"]) == 0
+    assert "client output buffer limit reached" not in server.logs()
+
+
 def test_a_large_reply_counts_against_the_output_buffer_limit(server_factory: object) -> None:
-    """Queued pieces are output too: past --output-buffer-limit the client is cut."""
+    """Queued pieces behind the reply being written are output too: past
+    --output-buffer-limit the client is cut."""
     server = server_factory("--output-buffer-limit", "1000000")  # type: ignore[operator]
     with connect(server.port) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
