@@ -171,7 +171,6 @@ class ServiceEntry:
     active_alerts: tuple[tuple[str, str], ...]
     received_ms: int
     stale: bool
-    _doc: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def http_status(self) -> int:
@@ -181,24 +180,22 @@ class ServiceEntry:
     def to_json(self, *, with_name: bool = False) -> dict[str, Any]:
         """The entry in Puppet's key order; `with_name` adds `service_name` (one-service route).
 
-        Without `with_name` the document is built once and shared: do not modify it.
+        A new document each call (entries are kept, their documents are not); its `status`
+        is shared with the entry: do not modify it.
         """
-        doc = self._doc
-        if doc is None:
-            doc = {
-                "service_version": self.service_version,
-                "service_status_version": self.service_status_version,
-                "detail_level": self.detail_level,
-                "state": self.state,
-                "status": self.status,
-                "active_alerts": [
-                    {"severity": severity, "message": message}
-                    for severity, message in self.active_alerts
-                ],
-            }
-            object.__setattr__(self, "_doc", doc)
+        doc = {
+            "service_version": self.service_version,
+            "service_status_version": self.service_status_version,
+            "detail_level": self.detail_level,
+            "state": self.state,
+            "status": self.status,
+            "active_alerts": [
+                {"severity": severity, "message": message}
+                for severity, message in self.active_alerts
+            ],
+        }
         if with_name:
-            return {**doc, "service_name": self.name}
+            doc["service_name"] = self.name
         return doc
 
 

@@ -3,18 +3,24 @@
 A view that keeps its answer per node (CLUSTER STATUS's hosts, STATUS SERVICES' entries by
 node) logs the nodes whose part changed in a `ChangeLog`, and resets the log when the order
 or the membership changes. `MapParts` keeps each node's map members encoded (RESP2 and RESP3,
-or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and joins the
-parts under the map's header. After a reset it keeps the parts of the nodes whose members are
+or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and splices
+them into the previous reply. After a reset it keeps the parts of the nodes whose items are
 still the same objects, so a node joining re-encodes that node, not the map. The bytes are
 those of encoding the whole map at once: a RESP map is its header followed by each key and
 value encoded in turn; a JSON object is `{`, its members joined by `,`, then `}` (the encoder
 adds no whitespace and keeps insertion order).
+
+Memory: the parts are not kept apart from the reply. Each protocol keeps one frame, the
+reply itself, and where each node's part sits in it; a change copies the unchanged stretches
+of the previous frame around the new parts. Nor are the members kept: only the items they
+were encoded from (which the view keeps anyway), to be compared by identity.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from itertools import accumulate
 from typing import Any, Generic, Literal, TypeVar
 
 from cluster.changes import ChangeLog
@@ -26,6 +32,48 @@ __all__ = ["MapParts"]
 
 T = TypeVar("T")
 Members = Callable[[T], Iterable[tuple[str, Any]]]
+
+
+class _Frame:
+    """One protocol's reply: its bytes (a header of `start` bytes, then each node's part in
+    order, then a trailer) and each part's size and offset from `start`."""
+
+    __slots__ = ("data", "offsets", "sizes", "start")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.start = 0
+        self.sizes = array("I")
+        self.offsets = array("I", (0,))
+
+    def fill(self, head: bytes, parts: list[bytes], tail: bytes) -> None:
+        self.sizes = array("I", map(len, parts))
+        self.offsets = array("I", accumulate(self.sizes, initial=0))
+        self.start = len(head)
+        self.data = b"".join((head, *parts, tail))
+
+    def patch(self, head: bytes, changes: list[tuple[int, bytes]], tail: bytes) -> None:
+        """Replace the parts at the (ascending) indexes of `changes`, and the header and
+        trailer."""
+        offsets, sizes, start = self.offsets, self.sizes, self.start
+        with memoryview(self.data) as old:
+            pieces: list[bytes | memoryview] = [head]
+            resized = False
+            prev = 0
+            for i, part in changes:
+                pieces.append(old[start + offsets[prev]:start + offsets[i]])
+                pieces.append(part)
+                if sizes[i] != len(part):
+                    sizes[i] = len(part)
+                    resized = True
+                prev = i + 1
+            pieces.append(old[start + offsets[prev]:start + offsets[-1]])
+            pieces.append(tail)
+            self.data = b"".join(pieces)
+            del pieces
+        if resized:
+            self.offsets = array("I", accumulate(sizes, initial=0))
+        self.start = len(head)
 
 
 class MapParts(Generic[T]):
@@ -43,14 +91,13 @@ class MapParts(Generic[T]):
         self._log: ChangeLog | None = None
         self._cursor = -1
         self._at: dict[str, int] = {}
-        # RESP: index 0 holds the map's header, node i's part is at i + 1.
-        self._r2: list[bytes] = []
-        self._r3: list[bytes] = []
-        self._counts: list[int] = []
-        self._total = 0
-        self._js: list[bytes] = []
         # What each part was encoded from, to keep parts across a rebuild.
-        self._pairs: list[tuple[tuple[str, Any], ...]] = []
+        self._items: list[Any] = []
+        # RESP: the members in each node's part, and in all.
+        self._counts = array("I")
+        self._total = 0
+        # RESP2 and RESP3; or the JSON members, each followed by "," unless empty.
+        self._frames: tuple[_Frame, ...] = (_Frame(),) if self._json else (_Frame(), _Frame())
         self._reply: Encoded | None = None
 
     def reply(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]) -> Encoded:
@@ -64,86 +111,101 @@ class MapParts(Generic[T]):
             self._rebuild(nodes, members)
         elif changed:
             at = self._at
+            todo = []
             for node_id in set(changed):
                 i = at.get(node_id)
                 if i is None:  # the log promises a reset first; never trust a stale order
                     self._rebuild(nodes, members)
                     break
-                self._encode(i, members(nodes[node_id]))
+                todo.append((i, nodes[node_id]))
             else:
-                self._reply = None
+                todo.sort(key=_first)
+                self._update(todo, members)
         if self._reply is None:
             self._reply = self._assemble()
         return self._reply
 
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
-        """A new order or membership: a node whose members are the same keys and the same
-        value objects as before keeps its encoded part."""
-        old_at, old_pairs = self._at, self._pairs
-        old_r2, old_r3, old_js, old_counts = self._r2, self._r3, self._js, self._counts
+        """A new order or membership: a node whose item is the same object as before keeps
+        its encoded part."""
+        old_at, old_items, old_counts = self._at, self._items, self._counts
+        old_parts = [self._parts(frame) for frame in self._frames]
         self._at = {node_id: i for i, node_id in enumerate(nodes)}
-        size = len(nodes)
-        self._pairs = [()] * size
-        if self._json:
-            self._js = [b""] * size
-        else:
-            self._r2 = [b""] * (size + 1)
-            self._r3 = [b""] * (size + 1)
-            self._counts = [0] * size
-            self._total = 0
-        for i, (node_id, item) in enumerate(nodes.items()):
-            pairs = tuple(members(item))
+        self._items = list(nodes.values())
+        new_parts: list[list[bytes]] = [[] for _ in self._frames]
+        counts = array("I")
+        for node_id, item in nodes.items():
             j = old_at.get(node_id)
-            if j is None or not _same(old_pairs[j], pairs):
-                self._encode(i, pairs)
-                continue
-            self._pairs[i] = pairs
-            if self._json:
-                self._js[i] = old_js[j]
+            if j is not None and old_items[j] is item:
+                encoded = [parts[j] for parts in old_parts]
+                count = old_counts[j] if old_counts else 0
             else:
-                self._r2[i + 1] = old_r2[j + 1]
-                self._r3[i + 1] = old_r3[j + 1]
-                self._counts[i] = old_counts[j]
-                self._total += old_counts[j]
+                encoded, count = self._encode(members(item))
+            for parts, part in zip(new_parts, encoded, strict=True):
+                parts.append(part)
+            counts.append(count)
+        if not self._json:
+            self._counts = counts
+            self._total = sum(counts)
+        for frame, parts, (head, tail) in zip(self._frames, new_parts, self._wrapping(),
+                                              strict=True):
+            frame.fill(head, parts, tail)
         self._reply = None
 
-    def _encode(self, i: int, members: Iterable[tuple[str, Any]]) -> None:
-        pairs = self._pairs[i] = tuple(members)
+    def _update(self, todo: list[tuple[int, T]], members: Members[T]) -> None:
+        """Re-encode the nodes at the (ascending) indexes of `todo`, from their new items."""
+        changes: list[list[tuple[int, bytes]]] = [[] for _ in self._frames]
+        for i, item in todo:
+            self._items[i] = item
+            encoded, count = self._encode(members(item))
+            for frame_changes, part in zip(changes, encoded, strict=True):
+                frame_changes.append((i, part))
+            if not self._json:
+                self._total += count - self._counts[i]
+                self._counts[i] = count
+        for frame, frame_changes, (head, tail) in zip(self._frames, changes, self._wrapping(),
+                                                      strict=True):
+            frame.patch(head, frame_changes, tail)
+        self._reply = None
+
+    def _encode(self, members: Iterable[tuple[str, Any]]) -> tuple[list[bytes], int]:
+        """A node's part per frame, and its number of members."""
         if self._json:
-            self._js[i] = json_bulk(dict(pairs))[1:-1]
-            return
+            pairs = dict(members)
+            return [json_bulk(pairs)[1:-1] + b"," if pairs else b""], len(pairs)
         out2: list[bytes] = []
         out3: list[bytes] = []
         count = 0
-        for key, value in pairs:
+        for key, value in members:
             _both(out2, out3, key)
             _both(out2, out3, value)
             count += 1
-        self._r2[i + 1] = b"".join(out2)
-        self._r3[i + 1] = b"".join(out3)
-        self._total += count - self._counts[i]
-        self._counts[i] = count
+        return [b"".join(out2), b"".join(out3)], count
+
+    def _wrapping(self) -> list[tuple[bytes, bytes]]:
+        """Each frame's header and trailer around the parts."""
+        if self._json:
+            return [(b"", b"")]
+        return [(b"*%d\r\n" % (2 * self._total), b""), (b"%%%d\r\n" % self._total, b"")]
 
     def _assemble(self) -> Encoded:
         if self._json:
-            parts = self._js
-            body = b",".join(parts if all(parts) else [p for p in parts if p])
+            # The members each end with ","; the last one's goes.
+            body = self._frames[0].data[:-1]
             size = len(self._head) + len(body) + len(self._tail)
             frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
             return Encoded(frame, frame)
-        self._r2[0] = b"*%d\r\n" % (2 * self._total)
-        self._r3[0] = b"%%%d\r\n" % self._total
-        # Joined on first use, for the protocol asked, from the parts as they are now.
-        return Encoded.lazy(partial(_join, self._r2.copy(), self._r3.copy()))
+        return Encoded(self._frames[0].data, self._frames[1].data)
+
+    @staticmethod
+    def _parts(frame: _Frame) -> list[bytes]:
+        data, start, offsets = frame.data, frame.start, frame.offsets
+        return [data[start + offsets[i]:start + offsets[i + 1]]
+                for i in range(len(offsets) - 1)]
 
 
-def _same(old: tuple[tuple[str, Any], ...], new: tuple[tuple[str, Any], ...]) -> bool:
-    return len(old) == len(new) and all(
-        a[0] == b[0] and a[1] is b[1] for a, b in zip(old, new, strict=True))
-
-
-def _join(resp2: list[bytes], resp3: list[bytes], protocol: int) -> bytes:
-    return b"".join(resp3 if protocol == 3 else resp2)
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
 
 
 def _both(out2: list[bytes], out3: list[bytes], value: Any) -> None:

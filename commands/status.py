@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from cluster import ApiError, node_status, self_status
+from cluster.clusterstatus import Host
 from cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
@@ -168,8 +169,8 @@ def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return json_bulk(doc) if as_json else to_reply(doc)
 
 
-def _host_members(host: tuple[str, str | None, dict[str, Any]]) -> tuple[tuple[str, Any]]:
-    return ((host[0], host[2]),)
+def _host_members(host: Host) -> tuple[tuple[str, Any]]:
+    return ((host.key, host.entry()),)
 
 
 def _parts(ctx: CommandContext, name: str, key: object, make: Callable[[], MapParts[Any]]
