@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from itertools import accumulate
 from typing import Any, Generic, Literal, TypeVar
 
 from cluster.changes import ChangeLog
+from cluster.frame import Frame
 from resp import Encoded, write
 
 from ._statusreply import json_bulk, to_reply
@@ -32,48 +32,6 @@ __all__ = ["MapParts"]
 
 T = TypeVar("T")
 Members = Callable[[T], Iterable[tuple[str, Any]]]
-
-
-class _Frame:
-    """One protocol's reply: its bytes (a header of `start` bytes, then each node's part in
-    order, then a trailer) and each part's size and offset from `start`."""
-
-    __slots__ = ("data", "offsets", "sizes", "start")
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.start = 0
-        self.sizes = array("I")
-        self.offsets = array("I", (0,))
-
-    def fill(self, head: bytes, parts: list[bytes], tail: bytes) -> None:
-        self.sizes = array("I", map(len, parts))
-        self.offsets = array("I", accumulate(self.sizes, initial=0))
-        self.start = len(head)
-        self.data = b"".join((head, *parts, tail))
-
-    def patch(self, head: bytes, changes: list[tuple[int, bytes]], tail: bytes) -> None:
-        """Replace the parts at the (ascending) indexes of `changes`, and the header and
-        trailer."""
-        offsets, sizes, start = self.offsets, self.sizes, self.start
-        with memoryview(self.data) as old:
-            pieces: list[bytes | memoryview] = [head]
-            resized = False
-            prev = 0
-            for i, part in changes:
-                pieces.append(old[start + offsets[prev]:start + offsets[i]])
-                pieces.append(part)
-                if sizes[i] != len(part):
-                    sizes[i] = len(part)
-                    resized = True
-                prev = i + 1
-            pieces.append(old[start + offsets[prev]:start + offsets[-1]])
-            pieces.append(tail)
-            self.data = b"".join(pieces)
-            del pieces
-        if resized:
-            self.offsets = array("I", accumulate(sizes, initial=0))
-        self.start = len(head)
 
 
 class MapParts(Generic[T]):
@@ -97,7 +55,7 @@ class MapParts(Generic[T]):
         self._counts = array("I")
         self._total = 0
         # RESP2 and RESP3; or the JSON members, each followed by "," unless empty.
-        self._frames: tuple[_Frame, ...] = (_Frame(),) if self._json else (_Frame(), _Frame())
+        self._frames: tuple[Frame, ...] = (Frame(),) if self._json else (Frame(), Frame())
         self._reply: Encoded | None = None
 
     def reply(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]) -> Encoded:
@@ -129,7 +87,7 @@ class MapParts(Generic[T]):
         """A new order or membership: a node whose item is the same object as before keeps
         its encoded part."""
         old_at, old_items, old_counts = self._at, self._items, self._counts
-        old_parts = [self._parts(frame) for frame in self._frames]
+        old_parts = [frame.parts() for frame in self._frames]
         self._at = {node_id: i for i, node_id in enumerate(nodes)}
         self._items = list(nodes.values())
         new_parts: list[list[bytes]] = [[] for _ in self._frames]
@@ -196,12 +154,6 @@ class MapParts(Generic[T]):
             frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
             return Encoded(frame, frame)
         return Encoded(self._frames[0].data, self._frames[1].data)
-
-    @staticmethod
-    def _parts(frame: _Frame) -> list[bytes]:
-        data, start, offsets = frame.data, frame.start, frame.offsets
-        return [data[start + offsets[i]:start + offsets[i + 1]]
-                for i in range(len(offsets) - 1)]
 
 
 def _first(pair: tuple[int, Any]) -> int:
