@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final, Literal, NamedTuple, cast
 
@@ -157,7 +157,10 @@ class ServiceEntry:
     """One service of one node, as Puppet reports a service.
 
     `received_ms` is when the heartbeat carrying it arrived; `stale` is True when it is older
-    than the timeout, and then `state` is `unknown` and `status` the reason.
+    than the timeout, and then `state` is `unknown` and `status` the reason. `source` is
+    what `status` is made from: the heartbeat's status by level in the chosen format (the
+    levels up to `detail_level` are combined when `status` is read, so no combined copy is
+    kept per entry), or the reason when stale.
     """
 
     name: str
@@ -167,10 +170,15 @@ class ServiceEntry:
     service_status_version: int
     detail_level: Level
     state: ServiceState
-    status: Any
+    source: Any
     active_alerts: tuple[tuple[str, str], ...]
     received_ms: int
     stale: bool
+
+    @property
+    def status(self) -> Any:
+        """The status data at `detail_level` (see the module notes), or the stale reason."""
+        return self.source if self.stale else status_at(self.source, self.detail_level)
 
     @property
     def http_status(self) -> int:
@@ -608,15 +616,18 @@ class ServiceStatusView:
         self._cache[key] = _Cached(now_ms, flip_ms, value)
 
 
+# The few distinct sets of states, one object each rather than one per node.
+_STATE_SETS: Final[dict[frozenset[str], frozenset[str]]] = {}
+
+
 def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServices:
     assert beat.services
     instances = tuple(
         _Instance(f"{node_id}/{service}", node_id, service, status, received_ms)
         for service, status in sorted(beat.services.items())
     )
-    return _NodeServices(
-        beat, received_ms, instances, frozenset(inst.status.state for inst in instances)
-    )
+    states = frozenset(inst.status.state for inst in instances)
+    return _NodeServices(beat, received_ms, instances, _STATE_SETS.setdefault(states, states))
 
 
 def _not_found(name: str) -> ApiError:
@@ -633,8 +644,11 @@ def _entry(
     inst: _Instance, level: Level, version: int | None, timeout_s: int, now_ms: int
 ) -> ServiceEntry:
     svc = inst.status
-    formats: dict[int, Mapping[Level, Any]] = dict(svc.status_versions)
-    formats[svc.status_version] = svc.status
+    formats: Mapping[int, Mapping[Level, Any]]
+    if svc.status_versions:
+        formats = {**svc.status_versions, svc.status_version: svc.status}
+    else:
+        formats = {svc.status_version: svc.status}
     chosen = max(formats) if version is None else version
     if chosen not in formats:
         raise ApiError(
@@ -642,32 +656,42 @@ def _entry(
             http_status=400,
             kind="service-status-version-not-found",
         )
-    entry = ServiceEntry(
+    age_ms = now_ms - inst.received_ms
+    if age_ms <= timeout_s * 1000:
+        return ServiceEntry(
+            name=inst.key,
+            node=inst.node,
+            service=inst.service,
+            service_version=svc.version,
+            service_status_version=chosen,
+            detail_level=level,
+            state=svc.state,
+            source=formats[chosen],
+            active_alerts=_alerts(svc),
+            received_ms=inst.received_ms,
+            stale=False,
+        )
+    return ServiceEntry(
         name=inst.key,
         node=inst.node,
         service=inst.service,
         service_version=svc.version,
         service_status_version=chosen,
         detail_level=level,
-        state=svc.state,
-        status=status_at(formats[chosen], level),
-        active_alerts=tuple((alert.severity, alert.message) for alert in svc.alerts),
-        received_ms=inst.received_ms,
-        stale=False,
-    )
-    age_ms = now_ms - inst.received_ms
-    if age_ms <= timeout_s * 1000:
-        return entry
-    return replace(
-        entry,
         state="unknown",
-        status=(
+        source=(
             f"Status check timed out after {timeout_s} seconds: the last status from node "
             f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
         ),
         active_alerts=(),
+        received_ms=inst.received_ms,
         stale=True,
     )
+
+
+def _alerts(svc: ServiceStatus) -> tuple[tuple[str, str], ...]:
+    alerts = svc.alerts
+    return tuple((alert.severity, alert.message) for alert in alerts) if alerts else ()
 
 
 def status_at(by_level: Mapping[Level, Any], level: Level) -> Any:
