@@ -47,6 +47,7 @@ version. The document is shared between calls: treat it as read-only.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import count
 from typing import Any, NamedTuple
 
 from cluster.changes import ChangeLog
@@ -56,10 +57,13 @@ from cluster.records import NodeState
 
 __all__ = ["ClusterStatusView", "Host", "cluster_status"]
 
+_SERIALS = count()
+
 
 class Host(NamedTuple):
     """What one node's host entry is rendered from: its key in the document, the hello
-    address the key came from, and the node's state, last message and heartbeat."""
+    address the key came from, and the node's state, last message and heartbeat; `serial`
+    is new for each new `Host`."""
 
     key: str
     addr: str | None
@@ -67,6 +71,7 @@ class Host(NamedTuple):
     seen_ms: int
     beat: Heartbeat | None
     received_ms: int | None
+    serial: int
 
     def entry(self) -> dict[str, Any]:
         """The host's entry in the document (a new one each call)."""
@@ -113,7 +118,7 @@ class ClusterStatusView:
                     self._rebuild(todo)
                     break
                 _id, state, seen, beat, received, addr = row
-                hosts[node_id] = Host(old.key, addr, state, seen, beat, received)
+                hosts[node_id] = Host(old.key, addr, state, seen, beat, received, next(_SERIALS))
                 log.add(node_id)
         self._version = model.version
         return self._hosts
@@ -141,7 +146,7 @@ class ClusterStatusView:
             keys.add(key)
             hit = old.get(node_id)
             if (hit is None or changed is None or node_id in changed or hit.key != key):
-                hit = Host(key, addr, state, seen, beat, received)
+                hit = Host(key, addr, state, seen, beat, received, next(_SERIALS))
             hosts[node_id] = hit
         self._hosts = hosts
         self.changes.fit(len(hosts))

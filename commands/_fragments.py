@@ -4,23 +4,24 @@ A view that keeps its answer per node (CLUSTER STATUS's hosts, STATUS SERVICES' 
 node) logs the nodes whose part changed in a `ChangeLog`, and resets the log when the order
 or the membership changes. `MapParts` keeps each node's map members encoded (RESP2 and RESP3,
 or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and splices
-them into the previous reply. After a reset it keeps the parts of the nodes whose items are
-still the same objects, so a node joining re-encodes that node, not the map. The bytes are
+them into the previous reply. After a reset it keeps the parts of the nodes whose items have
+the same `serial` as before (a view gives a new item a new serial), so a node joining
+re-encodes that node, not the map. The bytes are
 those of encoding the whole map at once: a RESP map is its header followed by each key and
 value encoded in turn; a JSON object is `{`, its members joined by `,`, then `}` (the encoder
 adds no whitespace and keeps insertion order).
 
 Memory: the parts are not kept apart from the reply. Each protocol keeps one frame, the
-reply itself, and where each node's part sits in it; a change copies the unchanged stretches
-of the previous frame around the new parts. Nor are the members kept: only the items they
-were encoded from (which the view keeps anyway), to be compared by identity.
+reply itself, and where each node's part sits in it (`cluster.frame.Frame`); a change copies
+the unchanged stretches of the previous frame around the new parts. Nor are the members or
+the items kept (an old item would keep an old heartbeat alive): only the items' serials.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from cluster.changes import ChangeLog
 from cluster.frame import Frame
@@ -30,7 +31,16 @@ from ._statusreply import json_bulk, to_reply
 
 __all__ = ["MapParts"]
 
-T = TypeVar("T")
+
+
+class Item(Protocol):
+    """A node's item: a new item for new members gets a new serial."""
+
+    @property
+    def serial(self) -> int: ...
+
+
+T = TypeVar("T", bound=Item)
 Members = Callable[[T], Iterable[tuple[str, Any]]]
 
 
@@ -49,8 +59,8 @@ class MapParts(Generic[T]):
         self._log: ChangeLog | None = None
         self._cursor = -1
         self._at: dict[str, int] = {}
-        # What each part was encoded from, to keep parts across a rebuild.
-        self._items: list[Any] = []
+        # The serial of the item each part was encoded from, to keep parts across a rebuild.
+        self._serials = array("Q")
         # RESP: the members in each node's part, and in all.
         self._counts = array("I")
         self._total = 0
@@ -84,17 +94,17 @@ class MapParts(Generic[T]):
         return self._reply
 
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
-        """A new order or membership: a node whose item is the same object as before keeps
+        """A new order or membership: a node whose item has the same serial as before keeps
         its encoded part."""
-        old_at, old_items, old_counts = self._at, self._items, self._counts
+        old_at, old_serials, old_counts = self._at, self._serials, self._counts
         old_parts = [frame.parts() for frame in self._frames]
         self._at = {node_id: i for i, node_id in enumerate(nodes)}
-        self._items = list(nodes.values())
+        self._serials = array("Q", [item.serial for item in nodes.values()])
         new_parts: list[list[bytes]] = [[] for _ in self._frames]
         counts = array("I")
         for node_id, item in nodes.items():
             j = old_at.get(node_id)
-            if j is not None and old_items[j] is item:
+            if j is not None and old_serials[j] == item.serial:
                 encoded = [parts[j] for parts in old_parts]
                 count = old_counts[j] if old_counts else 0
             else:
@@ -114,7 +124,7 @@ class MapParts(Generic[T]):
         """Re-encode the nodes at the (ascending) indexes of `todo`, from their new items."""
         changes: list[list[tuple[int, bytes]]] = [[] for _ in self._frames]
         for i, item in todo:
-            self._items[i] = item
+            self._serials[i] = item.serial
             encoded, count = self._encode(members(item))
             for frame_changes, part in zip(changes, encoded, strict=True):
                 frame_changes.append((i, part))

@@ -42,6 +42,7 @@ frame. SERVICES and CLUSTER STATUS keep their replies as per-node encoded parts
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
 from cluster import ApiError, node_status, self_status
@@ -50,7 +51,8 @@ from cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
     Level,
-    ServiceEntry,
+    NodeSource,
+    ServicesReport,
     SimpleStatus,
     parse_level,
     parse_status_version,
@@ -104,11 +106,11 @@ def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         raise api_error(exc) from None
     parts = _parts(ctx, "status|services", (level, timeout, as_json),
                    lambda: MapParts("json" if as_json else "resp"))
-    return parts.reply(report.changes, report.by_node, _entry_members)
+    return parts.reply(report.changes, report.sources, partial(_entry_members, report))
 
 
-def _entry_members(entries: tuple[ServiceEntry, ...]) -> Iterator[tuple[str, Any]]:
-    return ((entry.name, entry.to_json()) for entry in entries)
+def _entry_members(report: ServicesReport, source: NodeSource) -> Iterator[tuple[str, Any]]:
+    return ((entry.name, entry.to_json()) for entry in report.entries_of(source))
 
 
 def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
