@@ -13,7 +13,9 @@ adds no whitespace and keeps insertion order).
 
 Memory: the parts are not kept apart from the reply. Each protocol keeps one frame, the
 reply itself, and where each node's part sits in it (`cluster.frame.Frame`); a change copies
-the unchanged stretches of the previous frame around the new parts. Nor are the members or
+the unchanged stretches of the previous frame around the new parts when a reply in that
+protocol is written (or after enough changes), so a RESP2-only deployment copies its RESP2
+frame per change and its RESP3 frame only every so often. Nor are the members or
 the items kept (an old item would keep an old heartbeat alive): only the items' serials.
 """
 
@@ -21,15 +23,18 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from cluster.changes import ChangeLog
-from cluster.frame import Frame
+from cluster.frame import Frame, Snapshot
 from resp import Encoded, write
 
 from ._statusreply import json_bulk, to_reply
 
 __all__ = ["MapParts"]
+
+_STAGED_MIN = 16
 
 
 
@@ -133,7 +138,10 @@ class MapParts(Generic[T]):
                 self._counts[i] = count
         for frame, frame_changes, (head, tail) in zip(self._frames, changes, self._wrapping(),
                                                       strict=True):
-            frame.patch(head, frame_changes, tail)
+            frame.stage(head, frame_changes, tail)
+            # A frame nobody reads is brought up to date every so often, not at each change.
+            if self._json or frame.pending > _STAGED_MIN + len(frame) // 8:
+                frame.flush()
         self._reply = None
 
     def _encode(self, members: Iterable[tuple[str, Any]]) -> tuple[list[bytes], int]:
@@ -157,13 +165,29 @@ class MapParts(Generic[T]):
         return [(b"*%d\r\n" % (2 * self._total), b""), (b"%%%d\r\n" % self._total, b"")]
 
     def _assemble(self) -> Encoded:
+        frames = self._frames
         if self._json:
             # The members each end with ","; the last one's goes.
-            body = self._frames[0].data[:-1]
-            size = len(self._head) + len(body) + len(self._tail)
-            frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
+            with memoryview(frames[0].data) as data, data[:-1] as body:
+                size = len(self._head) + len(body) + len(self._tail)
+                frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
             return Encoded(frame, frame)
-        return Encoded(self._frames[0].data, self._frames[1].data)
+        resp2, resp3 = frames
+        if not resp2.dirty and not resp3.dirty:
+            return Encoded(resp2.data, resp3.data)
+        # Each protocol's frame is brought up to date when a reply in it is written; a reply
+        # read after the parts moved on (queued in MULTI) renders what they were.
+        return Encoded.lazy(partial(_read, frames, (resp2.version, resp3.version),
+                                    (resp2.snapshot(), resp3.snapshot())))
+
+
+def _read(frames: tuple[Frame, ...], versions: tuple[int, ...],
+          snapshots: tuple[Snapshot, ...], protocol: int) -> bytes:
+    i = 1 if protocol == 3 else 0
+    frame = frames[i]
+    if frame.version == versions[i]:
+        return frame.flush()
+    return snapshots[i].render()
 
 
 def _first(pair: tuple[int, Any]) -> int:
