@@ -22,8 +22,11 @@ the items kept (an old item would keep an old heartbeat alive): only the items' 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from itertools import islice
+from operator import lt
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from cluster.changes import ChangeLog
@@ -63,7 +66,7 @@ class MapParts(Generic[T]):
         self._tail = tail
         self._log: ChangeLog | None = None
         self._cursor = -1
-        self._at: dict[str, int] = {}
+        self._order = _Order(())
         # The serial of the item each part was encoded from, to keep parts across a rebuild.
         self._serials = array("Q")
         # RESP: the members in each node's part, and in all.
@@ -83,7 +86,7 @@ class MapParts(Generic[T]):
         if changed is None:
             self._rebuild(nodes, members)
         elif changed:
-            at = self._at
+            at = self._order
             todo = []
             for node_id in set(changed):
                 i = at.get(node_id)
@@ -101,9 +104,9 @@ class MapParts(Generic[T]):
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
         """A new order or membership: a node whose item has the same serial as before keeps
         its encoded part."""
-        old_at, old_serials, old_counts = self._at, self._serials, self._counts
+        old_at, old_serials, old_counts = self._order, self._serials, self._counts
         old_parts = [frame.parts() for frame in self._frames]
-        self._at = {node_id: i for i, node_id in enumerate(nodes)}
+        self._order = _Order(list(nodes))
         self._serials = array("Q", [item.serial for item in nodes.values()])
         new_parts: list[list[bytes]] = [[] for _ in self._frames]
         counts = array("I")
@@ -179,6 +182,25 @@ class MapParts(Generic[T]):
         # read after the parts moved on (queued in MULTI) renders what they were.
         return Encoded.lazy(partial(_read, frames, (resp2.version, resp3.version),
                                     (resp2.snapshot(), resp3.snapshot())))
+
+
+class _Order:
+    """Node ids to their positions: by bisection when the ids are sorted (as the views give
+    them; 8 bytes a node), else by a dict."""
+
+    __slots__ = ("_at", "_ids")
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self._ids = ids
+        self._at = None if all(map(lt, ids, islice(ids, 1, None))) else {
+            node_id: i for i, node_id in enumerate(ids)}
+
+    def get(self, node_id: str) -> int | None:
+        if self._at is not None:
+            return self._at.get(node_id)
+        ids = self._ids
+        i = bisect_left(ids, node_id)
+        return i if i < len(ids) and ids[i] == node_id else None
 
 
 def _read(frames: tuple[Frame, ...], versions: tuple[int, ...],
