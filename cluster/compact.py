@@ -2,14 +2,14 @@
 
 The model keeps every node's latest hello and heartbeat as decoded. Decoding gives each one
 its own copy of the node id, of short strings that most nodes send alike (a version, a
-config state, a role, a topic, a state store's name) and of status dicts that many nodes
-send with the same content (`{"listening": true}`), and a fresh empty dict for an absent
-`status_versions`. Before a message is stored, `compact_hello` and `compact_heartbeat` point
-those at one shared object: the record's own id, an interned string, one shared empty dict,
-one shared status dict per distinct content. A heartbeat takes the parts equal to the node's
-previous heartbeat (already compacted) from it whole, so the steady state costs a few
-comparisons. Values and equality are unchanged; stored messages are never mutated, so shared
-objects are never written to.
+config state, a role, a topic) and of status dicts that many nodes send with the same
+content (`{"listening": true}`), and a fresh empty dict for an absent `status_versions`.
+Before a message is stored, `compact_hello` and `compact_heartbeat` point those at one
+shared object: the record's own id, an interned string, one shared empty dict, one shared
+status dict per distinct content. A heartbeat takes the parts equal to the node's previous
+heartbeat (already compacted) from it whole, so the steady state costs a few comparisons.
+Values and equality are unchanged; stored messages are never mutated, so shared objects are
+never written to.
 """
 
 from __future__ import annotations
@@ -102,14 +102,6 @@ def compact_heartbeat(beat: Heartbeat, node_id: str, previous: Heartbeat | None)
                 _compact_query(query)
     if previous is not None and beat.partitions and previous.partitions == beat.partitions:
         force_setattr(beat, "partitions", previous.partitions)
-    lags = beat.store_lags
-    if lags:
-        # Store names are longer than the decoder's key cache takes: one copy for all nodes.
-        old_lags = previous.store_lags if previous is not None else None
-        if old_lags is not None and tuple(old_lags) == tuple(lags):
-            force_setattr(beat, "store_lags", dict(zip(old_lags, lags.values(), strict=True)))
-        else:
-            force_setattr(beat, "store_lags", {share(name): lag for name, lag in lags.items()})
 
 
 def _compact_service(svc: ServiceStatus, old: ServiceStatus | None) -> None:
