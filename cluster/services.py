@@ -192,8 +192,8 @@ class ServiceEntry:
     def to_json(self, *, with_name: bool = False) -> dict[str, Any]:
         """The entry in Puppet's key order; `with_name` adds `service_name` (one-service route).
 
-        A new document each call (entries are kept, their documents are not); its `status`
-        is shared with the entry: do not modify it.
+        A new document each call; its `status` may be the heartbeat's own data: do not
+        modify it.
         """
         doc = {
             "service_version": self.service_version,

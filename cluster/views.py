@@ -1,13 +1,13 @@
 """Derived views: CLUSTER INFO, NODES, SLOTS and SHARDS data, cached per model version.
 
 Each view is rebuilt only when the version it depends on moves: slot runs on `slot_version`,
-everything about roles, addresses, states and epochs on `topology_version`. CLUSTER SLOTS and
-SHARDS are rendered on each call: the commands keep their encoded replies per topology
-version, and a second copy here would cost memory per node. CLUSTER INFO's
+everything about roles, addresses, states and epochs on `topology_version`. CLUSTER INFO's
 head is O(1) to rebuild from the model's counters, and only its message-count tail is
 formatted per call. CLUSTER NODES keeps its lines joined (`Frame`); between topology changes
 only the lines of the nodes the merge logged as changed (`MergeState.changes`: a new last
-receive time) are rebuilt and spliced in.
+receive time) are rebuilt and spliced in. CLUSTER SLOTS and SHARDS are rendered on each call:
+the commands keep their encoded replies per topology version, and a second copy here would
+cost memory per node.
 """
 
 from __future__ import annotations

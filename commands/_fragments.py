@@ -6,17 +6,17 @@ or the membership changes. `MapParts` keeps each node's map members encoded (RES
 or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and splices
 them into the previous reply. After a reset it keeps the parts of the nodes whose items have
 the same `serial` as before (a view gives a new item a new serial), so a node joining
-re-encodes that node, not the map. The bytes are
-those of encoding the whole map at once: a RESP map is its header followed by each key and
-value encoded in turn; a JSON object is `{`, its members joined by `,`, then `}` (the encoder
-adds no whitespace and keeps insertion order).
+re-encodes that node, not the map. The bytes are those of encoding the whole map at once: a
+RESP map is its header followed by each key and value encoded in turn; a JSON object is `{`,
+its members joined by `,`, then `}` (the encoder adds no whitespace and keeps insertion
+order).
 
 Memory: the parts are not kept apart from the reply. Each protocol keeps one frame, the
 reply itself, and where each node's part sits in it (`cluster.frame.Frame`); a change copies
 the unchanged stretches of the previous frame around the new parts when a reply in that
 protocol is written (or after enough changes), so a RESP2-only deployment copies its RESP2
-frame per change and its RESP3 frame only every so often. Nor are the members or
-the items kept (an old item would keep an old heartbeat alive): only the items' serials.
+frame per change and its RESP3 frame only every so often. Nor are the members or the items
+kept (an old item would keep an old heartbeat alive): only the items' serials.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from ._statusreply import json_bulk, to_reply
 
 __all__ = ["MapParts"]
 
+# Staged parts a frame may hold (plus one per 8 nodes) before it is brought up to date.
 _STAGED_MIN = 16
-
 
 
 class Item(Protocol):
