@@ -37,45 +37,69 @@ without an address yet, or whose address another node already took, is keyed by 
 Hosts appear in node id order. The HTTP status is always 200.
 
 Cost: between model versions (after the failure-detection refresh that `now_ms` implies) only
-the hosts of the nodes the model logged as changed are re-rendered; the hosts' keys and order
-are redone when a node joins or leaves or an address moves. The document is shared between
-calls: treat it as read-only.
+the hosts of the nodes the model logged as changed are looked at again; the hosts' keys and
+order are redone when a node joins or leaves or an address moves. The view keeps what each
+host entry is rendered from, not the entries (`CLUSTER STATUS` keeps its encoded parts,
+`commands/_fragments.py`), so `cluster_status` renders the whole document once per model
+version. The document is shared between calls: treat it as read-only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from itertools import count
+from typing import Any, NamedTuple
 
 from cluster.changes import ChangeLog
 from cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
 from cluster.model import ClusterModel
 from cluster.records import NodeState
 
-__all__ = ["ClusterStatusView", "cluster_status"]
+__all__ = ["ClusterStatusView", "Host", "cluster_status"]
+
+_SERIALS = count()
+
+
+class Host(NamedTuple):
+    """What one node's host entry is rendered from: its key in the document, the hello
+    address the key came from, and the node's state, last message and heartbeat; `serial`
+    is new for each new `Host`."""
+
+    key: str
+    addr: str | None
+    state: NodeState
+    seen_ms: int
+    beat: Heartbeat | None
+    received_ms: int | None
+    serial: int
+
+    def entry(self) -> dict[str, Any]:
+        """The host's entry in the document (a new one each call)."""
+        return _host(self.state, self.seen_ms, self.beat, self.received_ms)
 
 
 class ClusterStatusView:
     """`CLUSTER STATUS`, kept per host: between versions only the hosts of the nodes the
-    model logged as changed are rebuilt.
+    model logged as changed are looked at again.
 
-    `hosts` is the document's inside per node id, in order; `changes` logs the node ids whose
-    host entry changed since, and is reset when the hosts' order or keys change (a node
-    joined or left, an address moved), so a renderer that keeps per-host parts can follow it.
+    `hosts` gives, per node id in order, what the node's host entry is rendered from (a
+    `Host`, the same object while the entry is the same); `changes` logs the node ids whose
+    host changed since, and is reset when the hosts' order or keys change (a node joined or
+    left, an address moved), so a renderer that keeps per-host parts can follow it. The
+    entries themselves are not kept: they are rendered when asked for.
     """
 
     def __init__(self, model: ClusterModel) -> None:
         self._model = model
         self._version = -1
         self._cursor = -1
-        # node id -> (host key, addr it was keyed from, host entry), in node id order
-        self._hosts: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
+        self._hosts: dict[str, Host] = {}
         self.changes = ChangeLog()
         self._doc_version = -1
         self._doc: dict[str, Any] = {}
 
-    def hosts(self, now_ms: int) -> Mapping[str, tuple[str, str | None, dict[str, Any]]]:
-        """Per node id, in node id order: (host key, hello addr, host entry); read-only."""
+    def hosts(self, now_ms: int) -> Mapping[str, Host]:
+        """Per node id, in node id order, its `Host`; read-only."""
         model = self._model
         model.refresh(now_ms)
         if self._version == model.version:
@@ -90,29 +114,30 @@ class ClusterStatusView:
             for node_id in todo:
                 row = model.node_row(node_id)
                 old = hosts.get(node_id)
-                if row is None or old is None or row[5] != old[1]:
+                if row is None or old is None or row[5] != old.addr:
                     self._rebuild(todo)
                     break
                 _id, state, seen, beat, received, addr = row
-                hosts[node_id] = (old[0], addr, _host(state, seen, beat, received))
+                hosts[node_id] = Host(old.key, addr, state, seen, beat, received, next(_SERIALS))
                 log.add(node_id)
         self._version = model.version
         return self._hosts
 
     def cluster_status(self, now_ms: int) -> dict[str, Any]:
-        """`{"clusterStatus": {...}}` at `now_ms`; shared between calls, do not modify."""
+        """`{"clusterStatus": {...}}` at `now_ms`; shared between calls of the same model
+        version, do not modify."""
         hosts = self.hosts(now_ms)
         if self._doc_version != self._version:
-            self._doc = {"clusterStatus": {key: host for key, _addr, host in hosts.values()}}
+            self._doc = {"clusterStatus": {host.key: host.entry() for host in hosts.values()}}
             self._doc_version = self._version
         return self._doc
 
     def _rebuild(self, changed: set[str] | None) -> None:
-        """New keys and order; a host entry is reused unless its node is in `changed`
-        (None: every node)."""
+        """New keys and order; a host is kept unless its node is in `changed` (None: every
+        node) or its key moved."""
         old = {} if changed is None else self._hosts
         rows = sorted(self._model.node_rows())
-        hosts: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
+        hosts: dict[str, Host] = {}
         keys: set[str] = set()
         for node_id, state, seen, beat, received, addr in rows:
             key = node_id if addr is None else addr.split("@", 1)[0]
@@ -120,11 +145,9 @@ class ClusterStatusView:
                 key = node_id
             keys.add(key)
             hit = old.get(node_id)
-            if hit is not None and changed is not None and node_id not in changed:
-                host = hit[2]
-            else:
-                host = _host(state, seen, beat, received)
-            hosts[node_id] = (key, addr, host)
+            if (hit is None or changed is None or node_id in changed or hit.key != key):
+                hit = Host(key, addr, state, seen, beat, received, next(_SERIALS))
+            hosts[node_id] = hit
         self._hosts = hosts
         self.changes.fit(len(hosts))
         self.changes.reset()

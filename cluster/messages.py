@@ -83,7 +83,9 @@ class Alert(Struct, frozen=True, kw_only=True, gc=False):
 StatusLevel = Literal["critical", "info", "debug"]
 
 
-class ServiceStatus(Struct, frozen=True, kw_only=True):
+# Stored messages are not tracked by the garbage collector (16 bytes less each, fewer
+# objects to walk): decoded JSON holds no reference cycles.
+class ServiceStatus(Struct, frozen=True, kw_only=True, gc=False):
     """One service's status, Puppet status-service style.
 
     `status` holds the status data by detail level, in format `status_version`;
@@ -136,7 +138,7 @@ class RequestStats(Struct, frozen=True, kw_only=True, gc=False):
     per_second: Annotated[float, Meta(ge=0)] | None = None
 
 
-class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat"):
+class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat", gc=False):
     """Liveness, plus an optional status payload kept as sent."""
 
     kind: ClassVar[str] = "heartbeat"

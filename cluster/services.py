@@ -48,12 +48,15 @@ HTTP for the JSON routes (status_core): `/services` is 200 iff all running, else
 Cost. Each answer is cached with the model version and the first time at which some fresh
 entry would turn stale, so a repeated probe is a few dict lookups. A new model version looks
 only at the nodes the model logged as changed (`ClusterModel.changes`) and at the stale ones
-(the oldest heartbeats, kept in arrival order); a node's parsed services and rendered entries
-are reused for as long as its heartbeat is the same object. `STATUS SERVICES` keeps its
-entries per node and level and timeout, and logs which nodes' entries changed between reports
+(the oldest heartbeats, kept in arrival order); a node's parsed services are reused for as
+long as its heartbeat is the same object. `STATUS SERVICES` keeps, per node and level and
+timeout, what the node's entries are built from (its parsed services, or their age once
+stale), not the entries: they are built when read, which a renderer that keeps encoded parts
+does once per change. It logs which nodes' entries changed between reports
 (`ServicesReport.changes`), so a renderer re-encodes only those. `SIMPLE` still scans the
-nodes once per version. Returned entries and documents are shared between calls
-and share their `status` data with the heartbeat they came from: treat them as read-only.
+nodes once per version. Entries and documents share their `status` data with the heartbeat
+they came from, and a report's `entries` and `to_json` are built once and shared between
+calls: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from itertools import chain
+from dataclasses import dataclass, field
+from itertools import chain, count
 from typing import Any, Final, Literal, NamedTuple, cast
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg
@@ -76,6 +79,7 @@ __all__ = [
     "LEVELS",
     "SERVICE_STATES",
     "Level",
+    "NodeSource",
     "ServiceEntry",
     "ServiceState",
     "ServiceStatusView",
@@ -158,7 +162,10 @@ class ServiceEntry:
     """One service of one node, as Puppet reports a service.
 
     `received_ms` is when the heartbeat carrying it arrived; `stale` is True when it is older
-    than the timeout, and then `state` is `unknown` and `status` the reason.
+    than the timeout, and then `state` is `unknown` and `status` the reason. `source` is
+    what `status` is made from: the heartbeat's status by level in the chosen format (the
+    levels up to `detail_level` are combined when `status` is read, so no combined copy is
+    kept per entry), or the reason when stale.
     """
 
     name: str
@@ -168,11 +175,15 @@ class ServiceEntry:
     service_status_version: int
     detail_level: Level
     state: ServiceState
-    status: Any
+    source: Any
     active_alerts: tuple[tuple[str, str], ...]
     received_ms: int
     stale: bool
-    _doc: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def status(self) -> Any:
+        """The status data at `detail_level` (see the module notes), or the stale reason."""
+        return self.source if self.stale else status_at(self.source, self.detail_level)
 
     @property
     def http_status(self) -> int:
@@ -182,24 +193,22 @@ class ServiceEntry:
     def to_json(self, *, with_name: bool = False) -> dict[str, Any]:
         """The entry in Puppet's key order; `with_name` adds `service_name` (one-service route).
 
-        Without `with_name` the document is built once and shared: do not modify it.
+        A new document each call; its `status` may be the heartbeat's own data: do not
+        modify it.
         """
-        doc = self._doc
-        if doc is None:
-            doc = {
-                "service_version": self.service_version,
-                "service_status_version": self.service_status_version,
-                "detail_level": self.detail_level,
-                "state": self.state,
-                "status": self.status,
-                "active_alerts": [
-                    {"severity": severity, "message": message}
-                    for severity, message in self.active_alerts
-                ],
-            }
-            object.__setattr__(self, "_doc", doc)
+        doc = {
+            "service_version": self.service_version,
+            "service_status_version": self.service_status_version,
+            "detail_level": self.detail_level,
+            "state": self.state,
+            "status": self.status,
+            "active_alerts": [
+                {"severity": severity, "message": message}
+                for severity, message in self.active_alerts
+            ],
+        }
         if with_name:
-            return {**doc, "service_name": self.name}
+            doc["service_name"] = self.name
         return doc
 
 
@@ -207,15 +216,17 @@ class ServiceEntry:
 class ServicesReport:
     """`STATUS SERVICES`: every service of every node at one level and timeout.
 
-    `by_node` holds each reporting node's entries, in node id order. `changes` logs the
+    `by_node` gives each reporting node's entries, in node id order, built when read (the
+    report keeps what they are built from, `sources`, not the entries). `changes` logs the
     nodes whose entries changed from one report to the next of the same level and timeout
     (reset when the nodes reporting services change), for renderers that keep per-node
-    parts; a report built alone has a fresh log.
+    parts; a report built alone has a fresh log. A node's source has a new `serial` when its
+    entries changed; `entries_of` builds them.
     """
 
     level: Level
     timeout_s: int
-    by_node: Mapping[str, tuple[ServiceEntry, ...]]
+    sources: Mapping[str, NodeSource]
     changes: ChangeLog = field(default_factory=ChangeLog, repr=False, compare=False)
     # Whether every service is running, when the view knows it without looking at each.
     running: bool | None = field(default=None, repr=False, compare=False)
@@ -225,6 +236,20 @@ class ServicesReport:
     _doc: dict[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    @property
+    def by_node(self) -> Mapping[str, tuple[ServiceEntry, ...]]:
+        """Each node's entries (built on each read), in node id order."""
+        return _EntriesByNode(self)
+
+    def entries_of(self, source: NodeSource) -> tuple[ServiceEntry, ...]:
+        """The entries one of `sources` stands for."""
+        if isinstance(source, _Stale):
+            return tuple(_entry(inst, self.level, None, self.timeout_s, source.now_ms)
+                         for inst in source.node.instances)
+        # Fresh: judged at the time the heartbeat arrived, which no timeout makes stale.
+        return tuple(_entry(inst, self.level, None, self.timeout_s, inst.received_ms)
+                     for inst in source.instances)
 
     @property
     def entries(self) -> tuple[ServiceEntry, ...]:
@@ -283,12 +308,44 @@ class _Instance(NamedTuple):
 
 
 class _NodeServices(NamedTuple):
-    """One node's services from one heartbeat (reused while that heartbeat is current)."""
+    """One node's services from one heartbeat (reused while that heartbeat is current);
+    the source of its fresh entries."""
 
     heartbeat: Heartbeat
     received_ms: int
     instances: tuple[_Instance, ...]
     states: frozenset[str]
+    serial: int
+
+
+class _Stale(NamedTuple):
+    """The source of a node's entries once its heartbeat is older than the timeout: their
+    text gives the heartbeat's age at `now_ms`."""
+
+    node: _NodeServices
+    now_ms: int
+    serial: int
+
+
+NodeSource = _NodeServices | _Stale
+_SERIALS = count()
+
+
+class _EntriesByNode(Mapping[str, tuple[ServiceEntry, ...]]):
+    __slots__ = ("_report",)
+
+    def __init__(self, report: ServicesReport) -> None:
+        self._report = report
+
+    def __getitem__(self, node_id: str) -> tuple[ServiceEntry, ...]:
+        report = self._report
+        return report.entries_of(report.sources[node_id])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._report.sources)
+
+    def __len__(self) -> int:
+        return len(self._report.sources)
 
 
 class _Index:
@@ -361,7 +418,7 @@ class _Tally:
 class _Listing:
     """`STATUS SERVICES` at one level and timeout, kept per node between model versions."""
 
-    __slots__ = ("computed_ms", "cursor", "entries", "flip_ms", "log", "report", "stale",
+    __slots__ = ("computed_ms", "cursor", "flip_ms", "log", "report", "sources", "stale",
                  "version")
 
     def __init__(self) -> None:
@@ -369,7 +426,7 @@ class _Listing:
         self.computed_ms = 0
         self.flip_ms = 0
         self.cursor = -1  # in the view's node log
-        self.entries: dict[str, tuple[ServiceEntry, ...]] = {}
+        self.sources: dict[str, NodeSource] = {}
         self.stale: list[str] = []
         self.log = ChangeLog()
         self.report: ServicesReport | None = None
@@ -396,7 +453,6 @@ class ServiceStatusView:
         self._node_log = ChangeLog()
         self._index_version = -1
         self._index = _Index(())
-        self._fresh: dict[tuple[str, Level], tuple[Heartbeat, tuple[ServiceEntry, ...]]] = {}
         self._listings: dict[tuple[Level, int], _Listing] = {}
         self._cache_version = -1
         self._cache: dict[tuple[Any, ...], _Cached] = {}
@@ -421,13 +477,12 @@ class ServiceStatusView:
         stale, flip = self._stale(now_ms, timeout_ms)
         changed, listing.cursor = self._node_log.since(listing.cursor)
         by_node = self._by_node
-        entries = listing.entries
+        sources = listing.sources
         if changed is None:
-            entries = listing.entries = {
-                node_id: self._entries(node, lvl, timeout, timeout_ms, now_ms)
-                for node_id, node in by_node.items()
+            sources = listing.sources = {
+                node_id: _source(node, timeout_ms, now_ms) for node_id, node in by_node.items()
             }
-            listing.log.fit(len(entries))
+            listing.log.fit(len(sources))
             listing.log.reset()
         else:
             todo = set(changed)
@@ -438,16 +493,16 @@ class ServiceStatusView:
                 node = by_node.get(node_id)
                 if node is None:  # not without a reset of the node log
                     continue
-                built = self._entries(node, lvl, timeout, timeout_ms, now_ms)
-                if built is not entries.get(node_id):
-                    entries[node_id] = built
+                source = _source(node, timeout_ms, now_ms)
+                if source is not sources.get(node_id):
+                    sources[node_id] = source
                     log.add(node_id)
         listing.stale = stale
         listing.version = self._model.version
         listing.computed_ms = now_ms
         listing.flip_ms = flip
         running = not stale and self._tally.states(()) <= {"running"}
-        listing.report = ServicesReport(lvl, timeout, dict(entries), listing.log, running)
+        listing.report = ServicesReport(lvl, timeout, dict(sources), listing.log, running)
         return listing.report
 
     def service(
@@ -523,18 +578,6 @@ class ServiceStatusView:
             f"use <node>/{echo(name)}"
         )
 
-    def _entries(
-        self, node: _NodeServices, lvl: Level, timeout: int, timeout_ms: int, now_ms: int
-    ) -> tuple[ServiceEntry, ...]:
-        if node.received_ms + timeout_ms < now_ms:
-            return tuple(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
-        memo_key = (node.instances[0].node, lvl)
-        hit = self._fresh.get(memo_key)
-        if hit is None or hit[0] is not node.heartbeat:
-            fresh = tuple(_entry(i, lvl, None, timeout, now_ms) for i in node.instances)
-            hit = self._fresh[memo_key] = (node.heartbeat, fresh)
-        return hit[1]
-
     def _stale(self, now_ms: int, timeout_ms: int) -> tuple[list[str], int]:
         """The nodes whose last heartbeat is older than the timeout, and the first time one
         more will be (the oldest heartbeats come first in `_received`)."""
@@ -603,7 +646,6 @@ class ServiceStatusView:
                 received[node_id] = at
             if members:
                 self._by_node = dict(sorted(by_node.items()))
-                self._forget_memo()
                 self._node_log.fit(len(by_node))
                 self._node_log.reset()
         self._sync_version = version
@@ -625,14 +667,8 @@ class ServiceStatusView:
             for node_id, node in sorted(current.items(), key=lambda item: item[1].received_ms)
         }
         self._received_sorted = True
-        self._forget_memo()
         self._node_log.fit(len(current))
         self._node_log.reset()
-
-    def _forget_memo(self) -> None:
-        gone = [key for key in self._fresh if key[0] not in self._by_node]
-        for key in gone:
-            del self._fresh[key]
 
     def _cached(self, key: tuple[Any, ...], now_ms: int) -> Any:
         if self._cache_version != self._model.version:
@@ -650,15 +686,25 @@ class ServiceStatusView:
         self._cache[key] = _Cached(now_ms, flip_ms, value)
 
 
+# The few distinct sets of states, one object each rather than one per node.
+_STATE_SETS: Final[dict[frozenset[str], frozenset[str]]] = {}
+
+
 def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServices:
     assert beat.services
     instances = tuple(
         _Instance(f"{node_id}/{service}", node_id, service, status, received_ms)
         for service, status in sorted(beat.services.items())
     )
-    return _NodeServices(
-        beat, received_ms, instances, frozenset(inst.status.state for inst in instances)
-    )
+    states = frozenset(inst.status.state for inst in instances)
+    return _NodeServices(beat, received_ms, instances, _STATE_SETS.setdefault(states, states),
+                         next(_SERIALS))
+
+
+def _source(node: _NodeServices, timeout_ms: int, now_ms: int) -> NodeSource:
+    if node.received_ms + timeout_ms < now_ms:
+        return _Stale(node, now_ms, next(_SERIALS))
+    return node
 
 
 def _not_found(name: str) -> ApiError:
@@ -675,8 +721,11 @@ def _entry(
     inst: _Instance, level: Level, version: int | None, timeout_s: int, now_ms: int
 ) -> ServiceEntry:
     svc = inst.status
-    formats: dict[int, Mapping[Level, Any]] = dict(svc.status_versions)
-    formats[svc.status_version] = svc.status
+    formats: Mapping[int, Mapping[Level, Any]]
+    if svc.status_versions:
+        formats = {**svc.status_versions, svc.status_version: svc.status}
+    else:
+        formats = {svc.status_version: svc.status}
     chosen = max(formats) if version is None else version
     if chosen not in formats:
         raise ApiError(
@@ -684,32 +733,42 @@ def _entry(
             http_status=400,
             kind="service-status-version-not-found",
         )
-    entry = ServiceEntry(
+    age_ms = now_ms - inst.received_ms
+    if age_ms <= timeout_s * 1000:
+        return ServiceEntry(
+            name=inst.key,
+            node=inst.node,
+            service=inst.service,
+            service_version=svc.version,
+            service_status_version=chosen,
+            detail_level=level,
+            state=svc.state,
+            source=formats[chosen],
+            active_alerts=_alerts(svc),
+            received_ms=inst.received_ms,
+            stale=False,
+        )
+    return ServiceEntry(
         name=inst.key,
         node=inst.node,
         service=inst.service,
         service_version=svc.version,
         service_status_version=chosen,
         detail_level=level,
-        state=svc.state,
-        status=status_at(formats[chosen], level),
-        active_alerts=tuple((alert.severity, alert.message) for alert in svc.alerts),
-        received_ms=inst.received_ms,
-        stale=False,
-    )
-    age_ms = now_ms - inst.received_ms
-    if age_ms <= timeout_s * 1000:
-        return entry
-    return replace(
-        entry,
         state="unknown",
-        status=(
+        source=(
             f"Status check timed out after {timeout_s} seconds: the last status from node "
             f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
         ),
         active_alerts=(),
+        received_ms=inst.received_ms,
         stale=True,
     )
+
+
+def _alerts(svc: ServiceStatus) -> tuple[tuple[str, str], ...]:
+    alerts = svc.alerts
+    return tuple((alert.severity, alert.message) for alert in alerts) if alerts else ()
 
 
 def status_at(by_level: Mapping[Level, Any], level: Level) -> Any:

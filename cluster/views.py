@@ -3,15 +3,20 @@
 Each view is rebuilt only when the version it depends on moves: slot runs on `slot_version`,
 everything about roles, addresses, states and epochs on `topology_version`. CLUSTER INFO's
 head is O(1) to rebuild from the model's counters, and only its message-count tail is
-formatted per call. CLUSTER NODES keeps each node's line as bytes; between topology changes
+formatted per call. CLUSTER NODES keeps its lines joined (`Frame`); between topology changes
 only the lines of the nodes the merge logged as changed (`MergeState.changes`: a new last
-receive time) are rebuilt, and the text is their join.
+receive time) are rebuilt and spliced in. CLUSTER SLOTS and SHARDS are rendered on each call:
+the commands keep their encoded replies per topology version, and a second copy here would
+cost memory per node.
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from typing import Literal, NamedTuple, NotRequired, TypedDict
 
+from cluster.frame import Frame
 from cluster.merge import MergeState, Node
 from cluster.messages import MESSAGE_TYPES
 from cluster.records import NodeInfo, NodeState
@@ -70,12 +75,6 @@ class ClusterSummary(NamedTuple):
     current_epoch: int
 
 
-class _Line(NamedTuple):
-    head: str
-    tail: str
-    node: Node
-
-
 class Views:
     """Renders a `MergeState`; the caller refreshes failure states first."""
 
@@ -83,17 +82,17 @@ class Views:
         self._state = state
         self._info_head: tuple[int, str] = (-1, "")
         self._runs: tuple[int, list[tuple[int, int, str]]] = (-1, [])
-        self._lines: tuple[int, list[_Line]] = (-1, [])
-        self._nodes_bytes: tuple[int, bytes] = (-1, b"")
-        self._nodes_text: tuple[int, str] = (-1, "")
-        # CLUSTER NODES per node: the lines' bytes in order, built for `_parts_topology`,
-        # up to date with the change log at `_parts_cursor`.
-        self._parts: list[bytes] = []
-        self._part_at: dict[str, int] = {}
-        self._parts_topology = -1
-        self._parts_cursor = -1
-        self._slots: tuple[int, list[SlotRange]] = (-1, [])
-        self._shards: tuple[int, list[Shard]] = (-1, [])
+        # CLUSTER NODES: the lines in node id order, built for `_nodes_topology`, up to date
+        # with the change log at `_nodes_cursor`. Between topology changes a line changes
+        # only in its last receive time, between its first `_heads[i]` bytes and its last
+        # `_tails[i]`.
+        self._nodes = Frame()
+        self._node_ids: list[str] = []
+        self._heads = array("I")
+        self._tails = array("I")
+        self._nodes_version = -1
+        self._nodes_topology = -1
+        self._nodes_cursor = -1
 
     def cluster_info(self) -> str:
         state = self._state
@@ -112,65 +111,67 @@ class Views:
         return "".join(lines)
 
     def cluster_nodes(self) -> str:
-        state = self._state
-        if self._nodes_text[0] != state.version:
-            self._nodes_text = (state.version, self.cluster_nodes_bytes().decode())
-        return self._nodes_text[1]
+        """`cluster_nodes_bytes` as text (not cached: the server serves the bytes)."""
+        return self.cluster_nodes_bytes().decode()
 
     def cluster_nodes_bytes(self) -> bytes:
-        """`cluster_nodes`, UTF-8."""
+        """The CLUSTER NODES lines of the monitored nodes, UTF-8."""
         state = self._state
-        if self._nodes_bytes[0] != state.version:
-            self._nodes_bytes = (state.version, b"".join(self._node_parts()))
-        return self._nodes_bytes[1]
+        if self._nodes_version != state.version:
+            self._update_nodes()
+            self._nodes_version = state.version
+        return self._nodes.data
 
-    def _node_parts(self) -> list[bytes]:
+    def _update_nodes(self) -> None:
         state = self._state
-        lines = self._node_lines()
-        changed, self._parts_cursor = state.changes.since(self._parts_cursor)
-        if changed is None or self._parts_topology != state.topology_version:
-            self._parts = [_line_bytes(line) for line in lines]
-            self._part_at = {line.node.id: i for i, line in enumerate(lines)}
-            self._parts_topology = state.topology_version
-            return self._parts
-        parts = self._parts
-        part_at = self._part_at
+        changed, self._nodes_cursor = state.changes.since(self._nodes_cursor)
+        if changed is None or self._nodes_topology != state.topology_version:
+            lines = self._node_lines()
+            self._node_ids = [node.id for _head, _tail, node in lines]
+            self._heads = array("I", [len(head) for head, _tail, _node in lines])
+            self._tails = array("I", [len(tail) for _head, tail, _node in lines])
+            self._nodes.fill(b"", [b"%b%d%b" % (head, node.last_seen_ms, tail)
+                                   for head, tail, node in lines])
+            self._nodes_topology = state.topology_version
+            return
+        ids = self._node_ids
+        heads, tails = self._heads, self._tails
+        todo = []
         for node_id in set(changed):
             # The same topology means the same members, so an unknown id left before the
             # last rebuild (its removal moved the topology).
-            i = part_at.get(node_id)
-            if i is not None:
-                parts[i] = _line_bytes(lines[i])
-        return parts
+            i = bisect_left(ids, node_id)
+            node = state.nodes.get(node_id)
+            if i == len(ids) or ids[i] != node_id or node is None:
+                continue
+            line = self._nodes.part(i)
+            todo.append((i, b"%b%d%b" % (line[:heads[i]], node.last_seen_ms,
+                                         line[len(line) - tails[i]:])))
+        if todo:
+            todo.sort(key=_first)
+            self._nodes.patch(b"", todo)
 
     def cluster_slots(self) -> list[SlotRange]:
+        """Rendered each call: its one reader, the command, keeps the encoded reply."""
         state = self._state
-        if self._slots[0] != state.topology_version:
-            replicas = self._replicas()
-            rows = [
-                SlotRange(
-                    start,
-                    end,
-                    _net_info(state.nodes[owner]),
-                    tuple(
-                        _net_info(r)
-                        for r in replicas.get(owner, ())
-                        if r.state is not NodeState.FAIL
-                    ),
-                )
-                for start, end, owner in self._owner_runs()
-            ]
-            self._slots = (state.topology_version, rows)
-        return list(self._slots[1])
+        replicas = self._replicas()
+        return [
+            SlotRange(
+                start,
+                end,
+                _net_info(state.nodes[owner]),
+                tuple(
+                    _net_info(r)
+                    for r in replicas.get(owner, ())
+                    if r.state is not NodeState.FAIL
+                ),
+            )
+            for start, end, owner in self._owner_runs()
+        ]
 
     def cluster_shards(self) -> list[Shard]:
-        state = self._state
-        if self._shards[0] != state.topology_version:
-            self._shards = (state.topology_version, self._render_shards())
-        return [
-            {"slots": list(shard["slots"]), "nodes": [node.copy() for node in shard["nodes"]]}
-            for shard in self._shards[1]
-        ]
+        """Rendered each call: its one reader, the command, keeps the encoded reply."""
+        return self._render_shards()
 
     def node_info(self, node: Node) -> NodeInfo:
         address = node.address
@@ -219,14 +220,13 @@ class Views:
             self._runs = (state.slot_version, owner_runs(state.table.owner))
         return self._runs[1]
 
-    def _node_lines(self) -> list[_Line]:
+    def _node_lines(self) -> list[tuple[bytes, bytes, Node]]:
+        """Each node's line, in node id order, around its last receive time."""
         state = self._state
-        if self._lines[0] == state.topology_version:
-            return self._lines[1]
         ranges: dict[str, list[str]] = {}
         for start, end, owner in self._owner_runs():
             ranges.setdefault(owner, []).append(str(start) if start == end else f"{start}-{end}")
-        lines = []
+        lines: list[tuple[bytes, bytes, Node]] = []
         for node_id in sorted(state.nodes):
             node = state.nodes[node_id]
             role = self.role(node)
@@ -242,8 +242,7 @@ class Views:
             link = "connected" if node.state is NodeState.OK else "disconnected"
             slots = "".join(f" {r}" for r in ranges.get(node_id, ()))
             head = f"{node_id} {_nodes_addr(node)} {flags} {master} 0 "
-            lines.append(_Line(head, f" {node.epoch} {link}{slots}\n", node))
-        self._lines = (state.topology_version, lines)
+            lines.append((head.encode(), f" {node.epoch} {link}{slots}\n".encode(), node))
         return lines
 
     def _render_shards(self) -> list[Shard]:
@@ -277,8 +276,8 @@ class Views:
         return node.hello.role
 
 
-def _line_bytes(line: _Line) -> bytes:
-    return f"{line.head}{line.node.last_seen_ms}{line.tail}".encode()
+def _first(pair: tuple[int, bytes]) -> int:
+    return pair[0]
 
 
 def _busport(node: Node) -> int:

@@ -3,28 +3,52 @@
 A view that keeps its answer per node (CLUSTER STATUS's hosts, STATUS SERVICES' entries by
 node) logs the nodes whose part changed in a `ChangeLog`, and resets the log when the order
 or the membership changes. `MapParts` keeps each node's map members encoded (RESP2 and RESP3,
-or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and joins the
-parts under the map's header. After a reset it keeps the parts of the nodes whose members are
-still the same objects, so a node joining re-encodes that node, not the map. The bytes are
-those of encoding the whole map at once: a RESP map is its header followed by each key and
-value encoded in turn; a JSON object is `{`, its members joined by `,`, then `}` (the encoder
-adds no whitespace and keeps insertion order).
+or JSON), follows the log with its own cursor, re-encodes only the logged nodes, and splices
+them into the previous reply. After a reset it keeps the parts of the nodes whose items have
+the same `serial` as before (a view gives a new item a new serial), so a node joining
+re-encodes that node, not the map. The bytes are those of encoding the whole map at once: a
+RESP map is its header followed by each key and value encoded in turn; a JSON object is `{`,
+its members joined by `,`, then `}` (the encoder adds no whitespace and keeps insertion
+order).
+
+Memory: the parts are not kept apart from the reply. Each protocol keeps one frame, the
+reply itself, and where each node's part sits in it (`cluster.frame.Frame`); a change copies
+the unchanged stretches of the previous frame around the new parts when a reply in that
+protocol is written (or after enough changes), so a RESP2-only deployment copies its RESP2
+frame per change and its RESP3 frame only every so often. Nor are the members or the items
+kept (an old item would keep an old heartbeat alive): only the items' serials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, Generic, Literal, TypeVar
+from itertools import islice
+from operator import lt
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from cluster.changes import ChangeLog
+from cluster.frame import Frame, Snapshot
 from resp import Encoded, write
 
 from ._statusreply import json_bulk, to_reply
 
 __all__ = ["MapParts"]
 
-T = TypeVar("T")
+# Staged parts a frame may hold (plus one per 8 nodes) before it is brought up to date.
+_STAGED_MIN = 16
+
+
+class Item(Protocol):
+    """A node's item: a new item for new members gets a new serial."""
+
+    @property
+    def serial(self) -> int: ...
+
+
+T = TypeVar("T", bound=Item)
 Members = Callable[[T], Iterable[tuple[str, Any]]]
 
 
@@ -42,15 +66,14 @@ class MapParts(Generic[T]):
         self._tail = tail
         self._log: ChangeLog | None = None
         self._cursor = -1
-        self._at: dict[str, int] = {}
-        # RESP: index 0 holds the map's header, node i's part is at i + 1.
-        self._r2: list[bytes] = []
-        self._r3: list[bytes] = []
-        self._counts: list[int] = []
+        self._order = _Order(())
+        # The serial of the item each part was encoded from, to keep parts across a rebuild.
+        self._serials = array("Q")
+        # RESP: the members in each node's part, and in all.
+        self._counts = array("I")
         self._total = 0
-        self._js: list[bytes] = []
-        # What each part was encoded from, to keep parts across a rebuild.
-        self._pairs: list[tuple[tuple[str, Any], ...]] = []
+        # RESP2 and RESP3; or the JSON members, each followed by "," unless empty.
+        self._frames: tuple[Frame, ...] = (Frame(),) if self._json else (Frame(), Frame())
         self._reply: Encoded | None = None
 
     def reply(self, log: ChangeLog, nodes: Mapping[str, T], members: Members[T]) -> Encoded:
@@ -63,15 +86,17 @@ class MapParts(Generic[T]):
         if changed is None:
             self._rebuild(nodes, members)
         elif changed:
-            at = self._at
+            at = self._order
+            todo = []
             for node_id in set(changed):
                 i = at.get(node_id)
                 if i is None:  # the log promises a reset first; never trust a stale order
                     self._rebuild(nodes, members)
                     break
-                self._encode(i, members(nodes[node_id]))
+                todo.append((i, nodes[node_id]))
             else:
-                self._reply = None
+                todo.sort(key=_first)
+                self._update(todo, members)
         if self._reply is None:
             self._reply = self._assemble()
         return self._reply
@@ -84,82 +109,118 @@ class MapParts(Generic[T]):
         return memoryview(frame)[frame.index(b"\r\n") + 2:-2]
 
     def _rebuild(self, nodes: Mapping[str, T], members: Members[T]) -> None:
-        """A new order or membership: a node whose members are the same keys and the same
-        value objects as before keeps its encoded part."""
-        old_at, old_pairs = self._at, self._pairs
-        old_r2, old_r3, old_js, old_counts = self._r2, self._r3, self._js, self._counts
-        self._at = {node_id: i for i, node_id in enumerate(nodes)}
-        size = len(nodes)
-        self._pairs = [()] * size
-        if self._json:
-            self._js = [b""] * size
-        else:
-            self._r2 = [b""] * (size + 1)
-            self._r3 = [b""] * (size + 1)
-            self._counts = [0] * size
-            self._total = 0
-        for i, (node_id, item) in enumerate(nodes.items()):
-            pairs = tuple(members(item))
+        """A new order or membership: a node whose item has the same serial as before keeps
+        its encoded part."""
+        old_at, old_serials, old_counts = self._order, self._serials, self._counts
+        old_parts = [frame.parts() for frame in self._frames]
+        self._order = _Order(list(nodes))
+        self._serials = array("Q", [item.serial for item in nodes.values()])
+        new_parts: list[list[bytes]] = [[] for _ in self._frames]
+        counts = array("I")
+        for node_id, item in nodes.items():
             j = old_at.get(node_id)
-            if j is None or not _same(old_pairs[j], pairs):
-                self._encode(i, pairs)
-                continue
-            self._pairs[i] = pairs
-            if self._json:
-                self._js[i] = old_js[j]
+            if j is not None and old_serials[j] == item.serial:
+                encoded = [parts[j] for parts in old_parts]
+                count = old_counts[j] if old_counts else 0
             else:
-                self._r2[i + 1] = old_r2[j + 1]
-                self._r3[i + 1] = old_r3[j + 1]
-                self._counts[i] = old_counts[j]
-                self._total += old_counts[j]
+                encoded, count = self._encode(members(item))
+            for parts, part in zip(new_parts, encoded, strict=True):
+                parts.append(part)
+            counts.append(count)
+        if not self._json:
+            self._counts = counts
+            self._total = sum(counts)
+        for frame, parts, (head, tail) in zip(self._frames, new_parts, self._wrapping(),
+                                              strict=True):
+            frame.fill(head, parts, tail)
         self._reply = None
 
-    def _encode(self, i: int, members: Iterable[tuple[str, Any]]) -> None:
-        pairs = self._pairs[i] = tuple(members)
+    def _update(self, todo: list[tuple[int, T]], members: Members[T]) -> None:
+        """Re-encode the nodes at the (ascending) indexes of `todo`, from their new items."""
+        changes: list[list[tuple[int, bytes]]] = [[] for _ in self._frames]
+        for i, item in todo:
+            self._serials[i] = item.serial
+            encoded, count = self._encode(members(item))
+            for frame_changes, part in zip(changes, encoded, strict=True):
+                frame_changes.append((i, part))
+            if not self._json:
+                self._total += count - self._counts[i]
+                self._counts[i] = count
+        for frame, frame_changes, (head, tail) in zip(self._frames, changes, self._wrapping(),
+                                                      strict=True):
+            frame.stage(head, frame_changes, tail)
+            # A frame nobody reads is brought up to date every so often, not at each change.
+            if self._json or frame.pending > _STAGED_MIN + len(frame) // 8:
+                frame.flush()
+        self._reply = None
+
+    def _encode(self, members: Iterable[tuple[str, Any]]) -> tuple[list[bytes], int]:
+        """A node's part per frame, and its number of members."""
         if self._json:
-            self._js[i] = json_bulk(dict(pairs))[1:-1]
-            return
+            pairs = dict(members)
+            return [json_bulk(pairs)[1:-1] + b"," if pairs else b""], len(pairs)
         out2: list[bytes] = []
         out3: list[bytes] = []
         count = 0
-        for key, value in pairs:
+        for key, value in members:
             _both(out2, out3, key)
             _both(out2, out3, value)
             count += 1
-        self._r2[i + 1] = b"".join(out2)
-        self._r3[i + 1] = b"".join(out3)
-        self._total += count - self._counts[i]
-        self._counts[i] = count
+        return [b"".join(out2), b"".join(out3)], count
+
+    def _wrapping(self) -> list[tuple[bytes, bytes]]:
+        """Each frame's header and trailer around the parts."""
+        if self._json:
+            return [(b"", b"")]
+        return [(b"*%d\r\n" % (2 * self._total), b""), (b"%%%d\r\n" % self._total, b"")]
 
     def _assemble(self) -> Encoded:
+        frames = self._frames
         if self._json:
-            parts = self._js if all(self._js) else [p for p in self._js if p]
-            # One join of the parts, the framing stuck to the first and the last: a
-            # document of megabytes is copied once, not twice.
-            size = len(self._head) + sum(map(len, parts)) + max(len(parts) - 1, 0) + len(
-                self._tail)
-            first = b"$%d\r\n%b" % (size, self._head)
-            last = self._tail + b"\r\n"
-            if not parts:
-                frame = first + last
-            elif len(parts) == 1:
-                frame = first + parts[0] + last
-            else:
-                frame = b",".join([first + parts[0], *parts[1:-1], parts[-1] + last])
+            # The members each end with ","; the last one's goes.
+            with memoryview(frames[0].data) as data, data[:-1] as body:
+                size = len(self._head) + len(body) + len(self._tail)
+                frame = b"".join((b"$%d\r\n" % size, self._head, body, self._tail, b"\r\n"))
             return Encoded(frame, frame)
-        self._r2[0] = b"*%d\r\n" % (2 * self._total)
-        self._r3[0] = b"%%%d\r\n" % self._total
-        # Joined on first use, for the protocol asked, from the parts as they are now.
-        return Encoded.lazy(partial(_join, self._r2.copy(), self._r3.copy()))
+        resp2, resp3 = frames
+        if not resp2.dirty and not resp3.dirty:
+            return Encoded(resp2.data, resp3.data)
+        # Each protocol's frame is brought up to date when a reply in it is written; a reply
+        # read after the parts moved on (queued in MULTI) renders what they were.
+        return Encoded.lazy(partial(_read, frames, (resp2.version, resp3.version),
+                                    (resp2.snapshot(), resp3.snapshot())))
 
 
-def _same(old: tuple[tuple[str, Any], ...], new: tuple[tuple[str, Any], ...]) -> bool:
-    return len(old) == len(new) and all(
-        a[0] == b[0] and a[1] is b[1] for a, b in zip(old, new, strict=True))
+class _Order:
+    """Node ids to their positions: by bisection when the ids are sorted (as the views give
+    them; 8 bytes a node), else by a dict."""
+
+    __slots__ = ("_at", "_ids")
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self._ids = ids
+        self._at = None if all(map(lt, ids, islice(ids, 1, None))) else {
+            node_id: i for i, node_id in enumerate(ids)}
+
+    def get(self, node_id: str) -> int | None:
+        if self._at is not None:
+            return self._at.get(node_id)
+        ids = self._ids
+        i = bisect_left(ids, node_id)
+        return i if i < len(ids) and ids[i] == node_id else None
 
 
-def _join(resp2: list[bytes], resp3: list[bytes], protocol: int) -> bytes:
-    return b"".join(resp3 if protocol == 3 else resp2)
+def _read(frames: tuple[Frame, ...], versions: tuple[int, ...],
+          snapshots: tuple[Snapshot, ...], protocol: int) -> bytes:
+    i = 1 if protocol == 3 else 0
+    frame = frames[i]
+    if frame.version == versions[i]:
+        return frame.flush()
+    return snapshots[i].render()
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
 
 
 def _both(out2: list[bytes], out3: list[bytes], value: Any) -> None:

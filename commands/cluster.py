@@ -27,7 +27,7 @@ from functools import partial
 from typing import cast
 
 from cluster import NetInfo, keyslot
-from resp import OK, Encoded, Map, Reply, Verbatim, encode, encode_both
+from resp import OK, Encoded, Map, Reply, Verbatim, encode_both
 
 from ._args import text
 from ._context import CommandContext
@@ -86,11 +86,20 @@ def cluster_nodes(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     if entry is not None and entry[0] == version:
         return entry[1]  # type: ignore[no-any-return]
     # Rendered on first use for the protocol asked: a large text that changes with every
-    # heartbeat, read by most clients in one protocol only.
-    text = Verbatim(myself_line(ctx).encode() + model.cluster_nodes_bytes(now))
-    reply = Encoded.lazy(partial(encode, text))
+    # heartbeat, read by most clients in one protocol only. The text is not kept joined:
+    # each protocol's frame is the one copy of it.
+    reply = Encoded.lazy(partial(_verbatim, myself_line(ctx).encode(),
+                                 model.cluster_nodes_bytes(now)))
     ctx.server.reply_cache["cluster|nodes"] = (version, reply)
     return reply
+
+
+def _verbatim(head: bytes, body: bytes, protocol: int) -> bytes:
+    """`encode(Verbatim(head + body), protocol)` without joining the text first."""
+    size = len(head) + len(body)
+    if protocol == 3:
+        return b"".join((b"=%d\r\ntxt:" % (size + 4), head, body, b"\r\n"))
+    return b"".join((b"$%d\r\n" % size, head, body, b"\r\n"))
 
 
 def _net_info(node: NetInfo) -> list[Reply]:

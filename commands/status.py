@@ -44,14 +44,17 @@ the stale nodes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
 from cluster import ApiError, node_status, self_status
+from cluster.clusterstatus import Host
 from cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
     Level,
-    ServiceEntry,
+    NodeSource,
+    ServicesReport,
     SimpleStatus,
     parse_level,
     parse_status_version,
@@ -105,7 +108,7 @@ def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         raise api_error(exc) from None
     parts = _parts(ctx.server, "status|services", (level, timeout, as_json),
                    lambda: MapParts("json" if as_json else "resp"))
-    return parts.reply(report.changes, report.by_node, _entry_members)
+    return parts.reply(report.changes, report.sources, partial(_entry_members, report))
 
 
 def services_document(server: ServerView, level: Level, timeout: int | None
@@ -114,11 +117,12 @@ def services_document(server: ServerView, level: Level, timeout: int | None
     ``STATUS SERVICES ... FORMAT JSON`` keeps (the HTTP route serves the same bytes)."""
     report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout)
     parts = _parts(server, "status|services", (level, timeout, True), lambda: MapParts("json"))
-    return report.http_status, parts.document(report.changes, report.by_node, _entry_members)
+    return report.http_status, parts.document(report.changes, report.sources,
+                                              partial(_entry_members, report))
 
 
-def _entry_members(entries: tuple[ServiceEntry, ...]) -> Iterator[tuple[str, Any]]:
-    return ((entry.name, entry.to_json()) for entry in entries)
+def _entry_members(report: ServicesReport, source: NodeSource) -> Iterator[tuple[str, Any]]:
+    return ((entry.name, entry.to_json()) for entry in report.entries_of(source))
 
 
 def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -179,8 +183,8 @@ def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     return json_bulk(doc) if as_json else to_reply(doc)
 
 
-def _host_members(host: tuple[str, str | None, dict[str, Any]]) -> tuple[tuple[str, Any]]:
-    return ((host[0], host[2]),)
+def _host_members(host: Host) -> tuple[tuple[str, Any]]:
+    return ((host.key, host.entry()),)
 
 
 def _parts(server: ServerView, name: str, key: object, make: Callable[[], MapParts[Any]]
