@@ -61,8 +61,11 @@ CASES = {
 }
 
 
-def run(batch: bytes, per_batch: int, rounds: int, acl_rules: str = "") -> float:
-    """Microseconds of CPU per request; with ``acl_rules``, as an ACL user with them."""
+def run(batch: bytes, per_batch: int, rounds: int, acl_rules: str = "",
+        sweep_mb: int = 0) -> float:
+    """Microseconds of CPU per request; with ``acl_rules``, as an ACL user with them. With
+    ``sweep_mb``, that much memory is written between reads (not timed), so each read
+    starts with cold caches, as a lone request does after the kernel's work for it."""
     server = Server(ServerConfig())
     connection = RespProtocol(server)
     connection.connection_made(NullTransport())  # type: ignore[arg-type]
@@ -70,6 +73,16 @@ def run(batch: bytes, per_batch: int, rounds: int, acl_rules: str = "") -> float
         user = server.acl.setuser("bench", ["on", "nopass", *acl_rules.split()])
         assert connection.session is not None
         log_in(connection.session, user)
+    if sweep_mb:
+        junk = bytearray(sweep_mb << 20)
+        ones = b"\x01" * (len(junk) // 64)
+        spent = 0
+        for _ in range(rounds):
+            junk[::64] = ones
+            started_ns = time.thread_time_ns()
+            connection.data_received(batch)
+            spent += time.thread_time_ns() - started_ns
+        return spent / (rounds * per_batch) / 1000
     started = time.process_time()
     for _ in range(rounds):
         connection.data_received(batch)
@@ -82,6 +95,8 @@ def main() -> None:
     parser.add_argument("--cases", default="", help="only cases whose name contains this")
     parser.add_argument("--acl-rules", default="",
                         help="run as an ACL user with these rules, e.g. '+@all -@admin'")
+    parser.add_argument("--sweep-mb", type=int, default=0,
+                        help="write this many MB between reads: each read starts cold")
     args = parser.parse_args()
     for name, (batch, per_batch, rounds) in CASES.items():
         if args.cases not in name:
@@ -92,7 +107,10 @@ def main() -> None:
             run(batch, per_batch, rounds, args.acl_rules)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
-        best = min(run(batch, per_batch, rounds, args.acl_rules) for _ in range(3))
+        if args.sweep_mb:
+            rounds = min(rounds, 2000)
+        best = min(run(batch, per_batch, rounds, args.acl_rules, args.sweep_mb)
+                   for _ in range(3))
         print(f"{name:22s} {best:8.3f} us/request (best of 3)")
 
 
