@@ -60,9 +60,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final, Literal, NamedTuple, cast
+
+from msgspec import Struct
+from msgspec.structs import force_setattr, replace
 
 from cluster.apierror import ApiError, bad_argument, echo, text_arg
 from cluster.changes import ChangeLog
@@ -152,12 +155,12 @@ def summarize_states(states: Iterable[str]) -> ServiceState:
     return "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceEntry:
+class ServiceEntry(Struct, frozen=True, kw_only=True, gc=False, repr_omit_defaults=True):
     """One service of one node, as Puppet reports a service.
 
     `received_ms` is when the heartbeat carrying it arrived; `stale` is True when it is older
-    than the timeout, and then `state` is `unknown` and `status` the reason.
+    than the timeout, and then `state` is `unknown` and `status` the reason. Entries are
+    kept per node until its next heartbeat: untracked by the GC (see `ServiceStatus`).
     """
 
     name: str
@@ -171,7 +174,14 @@ class ServiceEntry:
     active_alerts: tuple[tuple[str, str], ...]
     received_ms: int
     stale: bool
-    _doc: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _doc: dict[str, Any] | None = None  # to_json's, built on demand
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ServiceEntry:
+            return NotImplemented
+        return _entry_fields(self) == _entry_fields(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def http_status(self) -> int:
@@ -196,7 +206,7 @@ class ServiceEntry:
                     for severity, message in self.active_alerts
                 ],
             }
-            object.__setattr__(self, "_doc", doc)
+            force_setattr(self, "_doc", doc)
         if with_name:
             return {**doc, "service_name": self.name}
         return doc
@@ -268,7 +278,13 @@ class SimpleStatus:
         return self.state
 
 
-class _Instance(NamedTuple):
+def _entry_fields(entry: ServiceEntry) -> tuple[Any, ...]:
+    return (entry.name, entry.node, entry.service, entry.service_version,
+            entry.service_status_version, entry.detail_level, entry.state, entry.status,
+            entry.active_alerts, entry.received_ms, entry.stale)
+
+
+class _Instance(Struct, frozen=True, gc=False):
     key: str
     node: str
     service: str
@@ -276,13 +292,17 @@ class _Instance(NamedTuple):
     received_ms: int
 
 
-class _NodeServices(NamedTuple):
-    """One node's services from one heartbeat (reused while that heartbeat is current)."""
+class _NodeServices(Struct, frozen=True, gc=False):
+    """One node's services from one heartbeat (reused while that heartbeat is current).
+
+    Untracked by the GC, as what it holds (see `ServiceStatus`); `states` is a tuple, not a
+    set, for the same reason: the distinct states of `instances`.
+    """
 
     heartbeat: Heartbeat
     received_ms: int
     instances: tuple[_Instance, ...]
-    states: frozenset[str]
+    states: tuple[str, ...]
 
 
 class _Index:
@@ -449,7 +469,7 @@ class ServiceStatusView:
                 if node.received_ms + timeout_ms < now_ms:
                     states.add("unknown")
                 else:
-                    states |= node.states
+                    states.update(node.states)
                     flip = min(flip, node.received_ms + timeout_ms + 1)
         else:
             one = index.by_key.get(name)
@@ -618,7 +638,7 @@ def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServ
         for service, status in sorted(beat.services.items())
     )
     return _NodeServices(
-        beat, received_ms, instances, frozenset(inst.status.state for inst in instances)
+        beat, received_ms, instances, tuple({inst.status.state: None for inst in instances})
     )
 
 
@@ -663,6 +683,7 @@ def _entry(
         return entry
     return replace(
         entry,
+        _doc=None,
         state="unknown",
         status=(
             f"Status check timed out after {timeout_s} seconds: the last status from node "
