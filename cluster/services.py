@@ -71,6 +71,7 @@ from cluster.apierror import ApiError, bad_argument, echo, text_arg
 from cluster.changes import ChangeLog
 from cluster.messages import Heartbeat, ServiceStatus
 from cluster.model import ClusterModel
+from cluster.servicestates import ServiceStates, StateListing
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -385,6 +386,13 @@ class ServiceStatusView:
         self._listings: dict[tuple[Level, int], _Listing] = {}
         self._cache_version = -1
         self._cache: dict[tuple[Any, ...], _Cached] = {}
+        self._states = StateListing(DEFAULT_TIMEOUT_S[DEFAULT_LEVEL] * 1000)
+
+    def states(self, now_ms: int) -> ServiceStates:
+        """Every service's state at the default level's timeout, as `services` reports it;
+        an update costs what changed since the last (see `cluster.servicestates`)."""
+        self._sync()
+        return self._states.update(self._by_node, self._node_log, now_ms)
 
     def services(
         self, now_ms: int, *, level: str = DEFAULT_LEVEL, timeout_s: int | None = None
