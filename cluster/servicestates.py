@@ -5,7 +5,9 @@ A node's services are `(name, state)` pairs: the state its last heartbeat report
 entry). An update looks only at the nodes whose services changed (the services view's node
 log) and at the nodes whose deadline (heartbeat time + timeout) passed since the last update,
 found on a heap: a node that stays stale is not looked at again, so the cost follows what
-changed, not the size of the cluster. Nodes whose pairs changed are logged (`changes`).
+changed, not the size of the cluster. Nodes whose pairs changed are logged (`changes`). A
+fresh node has one entry on the heap, moved to its newer deadline when popped, so the heap
+holds about one entry per node and a heartbeat costs no heap operation.
 """
 
 from __future__ import annotations
@@ -59,16 +61,17 @@ def states_at(node: _Node, timeout_ms: int, now_ms: int) -> Pairs:
 class StateListing:
     """`ServiceStates` at one timeout, brought up to date by `update`."""
 
-    __slots__ = ("_cursor", "_deadlines", "_now", "_pairs", "changes", "timeout_ms")
+    __slots__ = ("_cursor", "_deadlines", "_now", "_pairs", "_queued", "changes", "timeout_ms")
 
     def __init__(self, timeout_ms: int) -> None:
         self.timeout_ms = timeout_ms
         self._cursor = -1  # in the services view's node log
         self._now = -1
         self._pairs: dict[str, Pairs] = {}
-        # (received + timeout, node id, received) of nodes fresh when pushed; an entry whose
-        # received time is no longer the node's is left behind by a newer heartbeat.
-        self._deadlines: list[tuple[int, str, int]] = []
+        # (received + timeout, node id) of nodes fresh when pushed, and each queued node's
+        # earliest deadline on the heap: a newer heartbeat moves it when it is popped.
+        self._deadlines: list[tuple[int, str]] = []
+        self._queued: dict[str, int] = {}
         self.changes = ChangeLog()
 
     def update(self, by_node: Mapping[str, _Node], node_log: ChangeLog,
@@ -79,11 +82,15 @@ class StateListing:
         else:
             todo = set(changed)
             deadlines = self._deadlines
+            queued = self._queued
             while deadlines and deadlines[0][0] < now_ms:
-                _deadline, node_id, received = heapq.heappop(deadlines)
+                deadline, node_id = heapq.heappop(deadlines)
+                if queued.get(node_id) == deadline:
+                    del queued[node_id]
                 node = by_node.get(node_id)
-                if node is not None and node.received_ms == received:
+                if node is not None:
                     todo.add(node_id)
+                    self._queue(node, node_id, now_ms)
             pairs = self._pairs
             for node_id in todo:
                 node = by_node.get(node_id)
@@ -94,16 +101,21 @@ class StateListing:
                     pairs[node_id] = now_pairs
                     self.changes.add(node_id)
                 if node_id in changed:
-                    self._push(node, node_id, now_ms)
-            if len(deadlines) > 2 * len(by_node) + 64:  # superseded entries piled up
+                    self._queue(node, node_id, now_ms)
+            if len(deadlines) > 2 * len(by_node) + 64:  # only if clocks keep stepping back
                 self._reheap(by_node, now_ms)
         self._now = now_ms
         return ServiceStates(self._pairs, self.changes)
 
-    def _push(self, node: _Node, node_id: str, now_ms: int) -> None:
+    def _queue(self, node: _Node, node_id: str, now_ms: int) -> None:
+        """Have a fresh node popped by its deadline (an earlier entry for it does)."""
         deadline = node.received_ms + self.timeout_ms
-        if deadline >= now_ms:
-            heapq.heappush(self._deadlines, (deadline, node_id, node.received_ms))
+        if deadline < now_ms:
+            return
+        queued = self._queued.get(node_id)
+        if queued is None or deadline < queued:
+            heapq.heappush(self._deadlines, (deadline, node_id))
+            self._queued[node_id] = deadline
 
     def _rebuild(self, by_node: Mapping[str, _Node], now_ms: int) -> None:
         self._pairs = {node_id: states_at(node, self.timeout_ms, now_ms)
@@ -114,7 +126,7 @@ class StateListing:
 
     def _reheap(self, by_node: Mapping[str, _Node], now_ms: int) -> None:
         timeout = self.timeout_ms
-        self._deadlines = [(node.received_ms + timeout, node_id, node.received_ms)
-                           for node_id, node in by_node.items()
-                           if node.received_ms + timeout >= now_ms]
+        self._queued = {node_id: node.received_ms + timeout for node_id, node in by_node.items()
+                        if node.received_ms + timeout >= now_ms}
+        self._deadlines = [(deadline, node_id) for node_id, deadline in self._queued.items()]
         heapq.heapify(self._deadlines)
