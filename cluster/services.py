@@ -51,9 +51,13 @@ only at the nodes the model logged as changed (`ClusterModel.changes`) and at th
 (the oldest heartbeats, kept in arrival order); a node's parsed services and rendered entries
 are reused for as long as its heartbeat is the same object. `STATUS SERVICES` keeps its
 entries per node and level and timeout, and logs which nodes' entries changed between reports
-(`ServicesReport.changes`), so a renderer re-encodes only those. `SIMPLE` still scans the
-nodes once per version. Returned entries and documents are shared between calls
-and share their `status` data with the heartbeat they came from: treat them as read-only.
+(`ServicesReport.changes`), so a renderer re-encodes only those; a stale entry is rendered
+again at every version (its age moves), so a report costs at least the stale nodes. `states`
+gives only each service's state (what the pub/sub watch compares at every tick), kept with
+a deadline heap so that nodes staying stale cost nothing (`cluster.servicestates`). `SIMPLE`
+still scans the nodes once per version. Returned entries and documents are shared between
+calls and share their `status` data with the heartbeat they came from: treat them as
+read-only.
 """
 
 from __future__ import annotations
