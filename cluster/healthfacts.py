@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from msgspec import Struct
+
 from cluster.messages import Heartbeat
 from cluster.model import ClusterModel
 from cluster.records import NodeRow, NodeState
@@ -33,7 +35,9 @@ class Facts(NamedTuple):
     cluster_ok: bool
 
 
-class _Node(NamedTuple):
+class _Node(Struct, frozen=True, gc=False):
+    """One node's contribution, kept until its next change: untracked by the GC."""
+
     ok: bool
     last_seen: int
     parts: tuple[int, ...]

@@ -90,6 +90,9 @@ class ServiceStatus(Struct, frozen=True, kw_only=True, gc=False):
 
     `status` holds the status data by detail level, in format `status_version`;
     `status_versions` optionally holds the same data in other (older) formats, by version.
+    Untracked by the GC like every stored message part (decoded JSON holds no cycles): a
+    node keeps its services until its next heartbeat, so in a large cluster they outlive
+    the young generations and each tracked one would be scanned by full collections.
     """
 
     version: str | None = None

@@ -53,10 +53,14 @@ long as its heartbeat is the same object. `STATUS SERVICES` keeps, per node and 
 timeout, what the node's entries are built from (its parsed services, or their age once
 stale), not the entries: they are built when read, which a renderer that keeps encoded parts
 does once per change. It logs which nodes' entries changed between reports
-(`ServicesReport.changes`), so a renderer re-encodes only those. `SIMPLE` still scans the
-nodes once per version. Entries and documents share their `status` data with the heartbeat
-they came from, and a report's `entries` and `to_json` are built once and shared between
-calls: treat them as read-only.
+(`ServicesReport.changes`), so a renderer re-encodes only those; a stale node's source is
+new at every version (its age moves), so a report costs at least the stale nodes. `states`
+gives only each service's state (what the pub/sub watch compares at every tick), kept with a
+deadline heap so that nodes staying stale cost nothing (`cluster.servicestates`). `SIMPLE`
+of everything follows a tally of the states the nodes report (`_Tally`), looking only at the
+changed and the stale nodes. Entries and documents share their `status` data with the
+heartbeat they came from, and a report's `entries` and `to_json` are built once and shared
+between calls: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -68,10 +72,13 @@ from dataclasses import dataclass, field
 from itertools import chain, count
 from typing import Any, Final, Literal, NamedTuple, cast
 
+from msgspec import Struct
+
 from cluster.apierror import ApiError, bad_argument, echo, text_arg
 from cluster.changes import ChangeLog
 from cluster.messages import Heartbeat, ServiceStatus
 from cluster.model import ClusterModel
+from cluster.servicestates import ServiceStates, StateListing
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -157,8 +164,7 @@ def summarize_states(states: Iterable[str]) -> ServiceState:
     return "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceEntry:
+class ServiceEntry(Struct, frozen=True, kw_only=True, gc=False, repr_omit_defaults=True):
     """One service of one node, as Puppet reports a service.
 
     `received_ms` is when the heartbeat carrying it arrived; `stale` is True when it is older
@@ -299,7 +305,7 @@ class SimpleStatus:
         return self.state
 
 
-class _Instance(NamedTuple):
+class _Instance(Struct, frozen=True, gc=False):
     key: str
     node: str
     service: str
@@ -307,14 +313,16 @@ class _Instance(NamedTuple):
     received_ms: int
 
 
-class _NodeServices(NamedTuple):
+class _NodeServices(Struct, frozen=True, gc=False):
     """One node's services from one heartbeat (reused while that heartbeat is current);
-    the source of its fresh entries."""
+    the source of its fresh entries. Untracked by the GC, as what it holds (see
+    `ServiceStatus`); `states`, the distinct states of `instances`, is a sorted tuple for
+    the same reason."""
 
     heartbeat: Heartbeat
     received_ms: int
     instances: tuple[_Instance, ...]
-    states: frozenset[str]
+    states: tuple[str, ...]
     serial: int
 
 
@@ -456,6 +464,13 @@ class ServiceStatusView:
         self._listings: dict[tuple[Level, int], _Listing] = {}
         self._cache_version = -1
         self._cache: dict[tuple[Any, ...], _Cached] = {}
+        self._states = StateListing(DEFAULT_TIMEOUT_S[DEFAULT_LEVEL] * 1000)
+
+    def states(self, now_ms: int) -> ServiceStates:
+        """Every service's state at the default level's timeout, as `services` reports it;
+        an update costs what changed since the last (see `cluster.servicestates`)."""
+        self._sync()
+        return self._states.update(self._by_node, self._node_log, now_ms)
 
     def services(
         self, now_ms: int, *, level: str = DEFAULT_LEVEL, timeout_s: int | None = None
@@ -687,7 +702,7 @@ class ServiceStatusView:
 
 
 # The few distinct sets of states, one object each rather than one per node.
-_STATE_SETS: Final[dict[frozenset[str], frozenset[str]]] = {}
+_STATE_SETS: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
 
 
 def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServices:
@@ -696,7 +711,7 @@ def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServ
         _Instance(f"{node_id}/{service}", node_id, service, status, received_ms)
         for service, status in sorted(beat.services.items())
     )
-    states = frozenset(inst.status.state for inst in instances)
+    states = tuple(sorted({inst.status.state for inst in instances}))
     return _NodeServices(beat, received_ms, instances, _STATE_SETS.setdefault(states, states),
                          next(_SERIALS))
 

@@ -40,7 +40,7 @@ from cluster import (
 )
 from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
 from cluster.ids import derive_id
-from cluster.services import ServicesReport
+from cluster.servicestates import ServiceStates
 from commands import (
     AccessControl,
     AclFileError,
@@ -199,8 +199,8 @@ class Server:
         return self.health.evaluate(self.model_now_ms(), probe,
                                     self_checks=self.self_checks).status
 
-    def _services_report(self) -> ServicesReport:
-        return self.services.services(self.model_now_ms())
+    def _service_states(self) -> ServiceStates:
+        return self.services.states(self.model_now_ms())
 
     def _pubsub_client_cut(self) -> None:
         self.stats.client_output_buffer_disconnects += 1
@@ -576,7 +576,7 @@ class Server:
             self.health.observe(model_now, self.self_checks)
             self._model_changed()
             self.watch.tick(self.clock_ms, self._probe_status)
-            self.watch.services_changed(self._services_report, self.clock_ms)
+            self.watch.services_changed(self._service_states, self.clock_ms)
             stats = self.stats
             self._samples.append((time.monotonic(), stats.total_commands_processed,
                                   stats.total_net_input_bytes, stats.total_net_output_bytes))

@@ -52,7 +52,7 @@ from cluster.events import (
 )
 from cluster.health import PROBES
 from cluster.records import NodeState
-from cluster.services import ServiceEntry, ServicesReport
+from cluster.servicestates import Pairs, ServiceStates
 from resp import Push, encode
 
 if TYPE_CHECKING:
@@ -204,9 +204,9 @@ class Watch:
                     self._emit(f"__health__:{probe}",
                                f"status={status} previous={previous}", now_ms)
 
-    def services_changed(self, report: Callable[[], ServicesReport], now_ms: int) -> None:
+    def services_changed(self, report: Callable[[], ServiceStates], now_ms: int) -> None:
         """Compare each service's state with the last one seen (at most once per model
-        version; call at the tick). Only the nodes whose entries changed since the last
+        version; call at the tick). Only the nodes whose states changed since the last
         report (its change log) are compared, unless the nodes reporting services changed."""
         if self.model.version == self._services_version:
             return
@@ -233,15 +233,14 @@ class Watch:
                 self._services_of(node, entries, self._services_gone, now_ms)
             self._services_gone.clear()
 
-    def _services_of(self, node: str, entries: tuple[ServiceEntry, ...],
-                     before: dict[str, str], now_ms: int) -> None:
-        for entry in entries:
-            name, state = entry.name, entry.state
+    def _services_of(self, node: str, entries: Pairs, before: dict[str, str],
+                     now_ms: int) -> None:
+        for name, state in entries:
             previous = before.get(name)
             if previous is not None and previous != state:
                 self._emit(f"__status__:{name}", f"state={state} previous={previous}", now_ms)
             self._services[name] = state
-        self._service_names[node] = tuple(entry.name for entry in entries)
+        self._service_names[node] = tuple(name for name, _state in entries)
 
     def _emit(self, channel: str, text: str, now_ms: int) -> None:
         index = self.model.version

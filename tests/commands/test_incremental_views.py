@@ -99,7 +99,7 @@ class OldServices:
         states: set[str] = set()
         for node in self.by_node.values():
             fresh = node.received_ms + timeout_ms >= now
-            states |= node.states if fresh else {"unknown"}
+            states.update(node.states if fresh else ("unknown",))
         count = sum(len(node.instances) for node in self.by_node.values())
         code = 200 if states <= {"running"} else 503
         return SimpleStatus(summarize_states(states), code, count)

@@ -25,7 +25,7 @@ def test_service_state_changes_are_published_once_each() -> None:
     watch = Watch(model, journal_size=100, deliver=lambda ch, text: sent.append((ch, text)))
 
     def tick(now: int) -> list[tuple[str, str]]:
-        watch.services_changed(lambda: view.services(now), now)
+        watch.services_changed(lambda: view.states(now), now)
         got = [(ch, text.rsplit(" index=", 1)[0]) for ch, text in sent]
         sent.clear()
         return got
