@@ -938,6 +938,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
                    help="heartbeats/s of the background stream (default 1000)")
     p.add_argument("--stream-batch", type=int, default=1,
                    help="heartbeats per BUS PUBLISH in the stream (default 1)")
+    p.add_argument("--stream-seconds", type=float, default=None,
+                   help="length of each 'stream alone' window (default 3, --quick 0.5); a "
+                        "full collection of a large heap moves a 3 s reading by ~70 us")
     p.add_argument("--target-seconds", type=float, default=None,
                    help="calibrated run length (default 2, --quick 0.2)")
     p.add_argument("--run-timeout", type=float, default=60.0,
@@ -973,7 +976,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         stages=stages, pipelines=args.pipelines, reps=reps, quick=args.quick,
         pin=not args.no_pin and pinning_available(), python=python, nodes=args.nodes,
         stream_rate=args.stream_rate, stream_batch=args.stream_batch,
-        stream_seconds=0.5 if args.quick else 3.0,
+        stream_seconds=args.stream_seconds or (0.5 if args.quick else 3.0),
         target_seconds=args.target_seconds or (0.2 if args.quick else 2.0),
         run_timeout=args.run_timeout,
         max_seconds=args.max_seconds or (40.0 if args.quick else 900.0),
