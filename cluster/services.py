@@ -749,20 +749,7 @@ def _entry(
             kind="service-status-version-not-found",
         )
     age_ms = now_ms - inst.received_ms
-    if age_ms <= timeout_s * 1000:
-        return ServiceEntry(
-            name=inst.key,
-            node=inst.node,
-            service=inst.service,
-            service_version=svc.version,
-            service_status_version=chosen,
-            detail_level=level,
-            state=svc.state,
-            source=formats[chosen],
-            active_alerts=_alerts(svc),
-            received_ms=inst.received_ms,
-            stale=False,
-        )
+    fresh = age_ms <= timeout_s * 1000
     return ServiceEntry(
         name=inst.key,
         node=inst.node,
@@ -770,14 +757,14 @@ def _entry(
         service_version=svc.version,
         service_status_version=chosen,
         detail_level=level,
-        state="unknown",
-        source=(
+        state=svc.state if fresh else "unknown",
+        source=formats[chosen] if fresh else (
             f"Status check timed out after {timeout_s} seconds: the last status from node "
             f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
         ),
-        active_alerts=(),
+        active_alerts=_alerts(svc) if fresh else (),
         received_ms=inst.received_ms,
-        stale=True,
+        stale=not fresh,
     )
 
 

@@ -275,14 +275,20 @@ def test_replies_equal_a_from_scratch_render_after_every_step(
         h.close()
 
 
+def _fifty_nodes(h: Harness) -> list[str]:
+    """Fifty nodes, each with a hello and a heartbeat with one running service."""
+    nodes = [f"node{i:03}" for i in range(50)]
+    svc = {"api": {"state": "running", "status": {"debug": {"n": 1}}}}
+    h.publish(*(msg("hello", n, 1, 1, addr=f"10.0.{i}.1:7000") for i, n in enumerate(nodes)))
+    h.publish(*(msg("heartbeat", n, 1, 2, services=svc) for n in nodes))
+    return nodes
+
+
 def test_the_parts_follow_a_single_heartbeat_among_many() -> None:
     """A heartbeat changes one node's part: the reply changes there and nowhere else."""
     h = Harness(node_timeout=60_000)
     try:
-        nodes = [f"node{i:03}" for i in range(50)]
-        svc = {"api": {"state": "running", "status": {"debug": {"n": 1}}}}
-        h.publish(*(msg("hello", n, 1, 1, addr=f"10.0.{i}.1:7000") for i, n in enumerate(nodes)))
-        h.publish(*(msg("heartbeat", n, 1, 2, services=svc) for n in nodes))
+        nodes = _fifty_nodes(h)
         first = {args: h.raw(*args, proto=3) for args, _kind in _requests()}
         h.now += 5
         svc2 = {"api": {"state": "error", "status": {"debug": {"n": 2}}}}
@@ -301,10 +307,7 @@ def test_a_reply_queued_in_multi_keeps_its_content() -> None:
     the reply as it was, in either protocol."""
     h = Harness(node_timeout=60_000)
     try:
-        nodes = [f"node{i:03}" for i in range(50)]
-        svc = {"api": {"state": "running", "status": {"debug": {"n": 1}}}}
-        h.publish(*(msg("hello", n, 1, 1, addr=f"10.0.{i}.1:7000") for i, n in enumerate(nodes)))
-        h.publish(*(msg("heartbeat", n, 1, 2, services=svc) for n in nodes))
+        nodes = _fifty_nodes(h)
         requests = [(args, kind) for args, kind in _requests() if kind != "nodes"]
         for args, _kind in requests:
             h.raw(*args, proto=2)
