@@ -75,12 +75,12 @@ def query(server: Server, run: Callable[..., object], q: tuple[str, ...]) -> Cal
     return lambda: cluster_status_document(server)
 
 
-def _whole_document(server: Server, path: str) -> bytes:
+def _whole_document(server: Server, path: str) -> tuple[int, bytes]:
     now = server.model_now_ms()
     if path == "/status/v1/services":
         report = server.services.services(now, level="info")
-        return bytes(report.http_status) + msgspec.json.encode(report.to_json())
-    return msgspec.json.encode(server.cluster_status.cluster_status(now))
+        return report.http_status, msgspec.json.encode(report.to_json())
+    return 200, msgspec.json.encode(server.cluster_status.cluster_status(now))
 
 
 def measure(count: int, beats: int, reps: int) -> list[tuple[str, float, float, float]]:

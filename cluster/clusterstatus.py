@@ -95,8 +95,6 @@ class ClusterStatusView:
         self._cursor = -1
         self._hosts: dict[str, Host] = {}
         self.changes = ChangeLog()
-        self._doc_version = -1
-        self._doc: dict[str, Any] = {}
 
     def hosts(self, now_ms: int) -> Mapping[str, Host]:
         """Per node id, in node id order, its `Host`; read-only."""
@@ -124,13 +122,9 @@ class ClusterStatusView:
         return self._hosts
 
     def cluster_status(self, now_ms: int) -> dict[str, Any]:
-        """`{"clusterStatus": {...}}` at `now_ms`; shared between calls of the same model
-        version, do not modify."""
-        hosts = self.hosts(now_ms)
-        if self._doc_version != self._version:
-            self._doc = {"clusterStatus": {host.key: host.entry() for host in hosts.values()}}
-            self._doc_version = self._version
-        return self._doc
+        """`{"clusterStatus": {...}}` at `now_ms`, built whole (the replies and the HTTP
+        route are assembled from per-host parts instead)."""
+        return {"clusterStatus": {host.key: host.entry() for host in self.hosts(now_ms).values()}}
 
     def _rebuild(self, changed: set[str] | None) -> None:
         """New keys and order; a host is kept unless its node is in `changed` (None: every

@@ -59,8 +59,8 @@ gives only each service's state (what the pub/sub watch compares at every tick),
 deadline heap so that nodes staying stale cost nothing (`cluster.servicestates`). `SIMPLE`
 of everything follows a tally of the states the nodes report (`_Tally`), looking only at the
 changed and the stale nodes. Entries and documents share their `status` data with the
-heartbeat they came from, and a report's `entries` and `to_json` are built once and shared
-between calls: treat them as read-only.
+heartbeat they came from, and a report's `entries` are built once and shared between
+calls: treat them as read-only.
 """
 
 from __future__ import annotations
@@ -233,13 +233,10 @@ class ServicesReport:
     level: Level
     timeout_s: int
     sources: Mapping[str, NodeSource]
+    # Every service is running (the view's tally says so without building the entries).
+    running: bool = field(repr=False, compare=False)
     changes: ChangeLog = field(default_factory=ChangeLog, repr=False, compare=False)
-    # Whether every service is running, when the view knows it without looking at each.
-    running: bool | None = field(default=None, repr=False, compare=False)
     _entries: tuple[ServiceEntry, ...] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _doc: dict[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -269,18 +266,12 @@ class ServicesReport:
     @property
     def http_status(self) -> int:
         """Puppet's `statuses->code`: 200 iff every service is running, else 503."""
-        running = self.running
-        if running is None:
-            running = all(entry.state == "running" for entry in self.entries)
-        return 200 if running else 503
+        return 200 if self.running else 503
 
     def to_json(self) -> dict[str, dict[str, Any]]:
-        """Puppet's services object: name -> entry. Built once and shared: do not modify it."""
-        if self._doc is None:
-            doc = {entry.name: entry.to_json() for entry in self.entries}
-            object.__setattr__(self, "_doc", doc)
-            return doc
-        return self._doc
+        """Puppet's services object: name -> entry (built whole; the replies and the HTTP
+        route are assembled from per-node parts instead)."""
+        return {entry.name: entry.to_json() for entry in self.entries}
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +508,7 @@ class ServiceStatusView:
         listing.computed_ms = now_ms
         listing.flip_ms = flip
         running = not stale and self._tally.states(()) <= {"running"}
-        listing.report = ServicesReport(lvl, timeout, dict(sources), listing.log, running)
+        listing.report = ServicesReport(lvl, timeout, dict(sources), running, listing.log)
         return listing.report
 
     def service(

@@ -121,14 +121,15 @@ def test_two_nodes_announcing_one_address_do_not_hide_each_other() -> None:
     assert list(cluster_status(model, T0)["clusterStatus"]) == ["h:1", "b"]
 
 
-def test_the_document_is_cached_per_model_version() -> None:
+def test_the_hosts_are_kept_per_model_version() -> None:
     model = ClusterModel()
     publish_ok(model, hello_at("a", "h:1"), T0)
     view = ClusterStatusView(model)
-    first = view.cluster_status(T0)
-    assert view.cluster_status(T0 + 1) is first
+    first = view.hosts(T0)["a"]
+    assert view.hosts(T0 + 1)["a"] is first
     publish_ok(model, heartbeat("a", 1, next(_SEQ)), T0 + 2)
-    assert view.cluster_status(T0 + 2) is not first
+    assert view.hosts(T0 + 2)["a"] is not first
+    assert view.cluster_status(T0 + 2) == cluster_status(model, T0 + 2)
 
 
 @pytest.mark.parametrize(
