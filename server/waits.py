@@ -5,8 +5,8 @@ A wait is a check that the command layer wrote (it returns the answer once the c
 holds, None before) and a time-out answer. The server calls ``changed()`` when the model
 may have changed (a bus batch applied, the 10 Hz housekeeping tick that runs failure
 detection and re-judges its own checks); the open waits' checks run then, and only then.
-A waiting client costs a timer and a dict entry until its condition holds or its time runs
-out; nothing runs on its behalf in between.
+A waiting client costs a timer and a dict entry until its condition holds, its time runs
+out or it goes away (its Deferred is abandoned); nothing runs on its behalf in between.
 
 Waits that ask the same question (the same ``key``: ``CLUSTER WAIT`` for one index,
 ``HEALTH WAIT`` for one probe and status) share one check per change, so five thousand
@@ -81,6 +81,7 @@ class Waits:
             group = self._groups[group_key] = _Group(check)
         group.waits[id(wait)] = wait
         self._count += 1
+        deferred.on_abandon(lambda: self._drop(wait))
         return deferred
 
     def changed(self) -> None:
@@ -110,6 +111,17 @@ class Waits:
         if waking and not self._wake_scheduled:
             self._wake_scheduled = True
             asyncio.get_running_loop().call_soon(self._wake)
+
+    def _drop(self, wait: _Wait) -> None:
+        """Its client went away: free the timer and the entry now, not at the time-out."""
+        if wait.timer is not None:
+            wait.timer.cancel()
+        group = self._groups.get(wait.key)
+        if group is None or group.waits.pop(id(wait), None) is None:
+            return
+        self._count -= 1
+        if not group.waits:
+            del self._groups[wait.key]
 
     def _expire(self, wait: _Wait) -> None:
         group = self._groups.get(wait.key)

@@ -73,3 +73,37 @@ async def test_an_answer_ready_at_once_does_not_wait() -> None:
     waits = Waits()
     deferred = waits.add(lambda: 5, 60_000, lambda: 0, key="x")
     assert deferred.done and len(waits) == 0
+
+
+async def test_an_abandoned_wait_is_freed_at_once_and_its_group_goes_with_it() -> None:
+    waits = Waits()
+    gone = waits.add(lambda: None, 600_000, lambda: "late", key="one")
+    kept = waits.add(lambda: None, 600_000, lambda: "late", key="two")
+    assert len(waits) == 2
+    gone.abandon()
+    assert len(waits) == 1 and gone.abandoned and not gone.done
+    gone.abandon()  # twice is harmless
+    assert len(waits) == 1
+    assert waits._groups.keys() == {"two"}
+    kept.abandon()
+    assert len(waits) == 0 and not waits._groups
+
+
+def test_abandon_reaches_the_source_of_a_mapped_deferred_and_drops_callbacks() -> None:
+    from commands import Deferred
+
+    source: Deferred[int] = Deferred()
+    heard: list[str] = []
+    source.on_abandon(lambda: heard.append("source"))
+    mapped = source.map(lambda value: value + 1)
+    seen: list[int] = []
+    mapped.add_callback(seen.append)
+    mapped.abandon()
+    assert heard == ["source"] and source.abandoned
+    source.resolve(1)  # a late value goes nowhere
+    assert seen == []
+    late: Deferred[int] = Deferred()
+    late.resolve(3)
+    late.on_abandon(lambda: heard.append("late"))
+    late.abandon()  # resolved first: nothing to abandon
+    assert heard == ["source"]
