@@ -173,10 +173,11 @@ def free_port(with_bus: bool = False) -> int:
 
 
 def ping(port: int, timeout: float = 0.5) -> bool:
+    """The server answers: PONG, or NOAUTH from one that has a password."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 

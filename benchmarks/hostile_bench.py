@@ -1,0 +1,138 @@
+"""Hostile input, side by side: each case of ``benchmarks/hostile/`` attacks clusterwatch
+(and redis-server, given the same input where Redis has it) while a bystander client PINGs
+every 10 ms. Reported per case and server: the bystander's p50, p99 and worst latency, the
+server's CPU seconds during the attack and its peak RSS. Medians over ``--reps``.
+
+    PYTHONPATH=. python benchmarks/hostile_bench.py                 # every case
+    PYTHONPATH=. python benchmarks/hostile_bench.py --cases preauth-count-2^31 --reps 3
+    PYTHONPATH=. python benchmarks/hostile_bench.py --list
+
+Each case gets fresh servers (a case's damage must not leak into the next). The target of
+issue 20: the bystander's worst under 50 ms and peak RSS bounded by the configured limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench
+from benchmarks.hostile import Case, Target, load_all
+from tests.hostile.bystander import Bystander, process_usage
+
+RESULTS = bench.RESULTS_DIR / "hostile-latest.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    server: str
+    p50_ms: float
+    p99_ms: float
+    worst_ms: float
+    cpu_s: float
+    peak_rss_mb: float
+    seconds: float
+
+
+def run_case(item: Case, kind: str, workdir: Path, python: str, pin: bool) -> Row:
+    fleet = bench.Fleet()
+    extra = list(item.redis_args if kind == "redis" else item.clusterwatch_args)
+    if item.password is not None:
+        extra += ["--requirepass", item.password]
+    try:
+        server = bench.start_server(fleet, kind, workdir, python, pin, extra=extra)
+        target = Target(kind, "127.0.0.1", server.port, server.pid, item.password)
+        if item.setup is not None:
+            item.setup(target)
+        before = process_usage(server.pid)
+        started = time.monotonic()
+        with Bystander(server.port, password=item.password) as watcher:
+            item.attack(target)
+            time.sleep(0.05)  # a last PING after the attack
+        elapsed = time.monotonic() - started
+        after = process_usage(server.pid)
+        seen = watcher.latency
+        return Row(item.name, kind, seen.p50_ms, seen.p99_ms, seen.worst_ms,
+                   after.cpu_seconds - before.cpu_seconds, after.peak_rss_bytes / 2**20,
+                   elapsed)
+    finally:
+        fleet.stop_all()
+
+
+def median_row(rows: Sequence[Row]) -> Row:
+    def mid(values: Sequence[float]) -> float:
+        return statistics.median(values)
+    return Row(rows[0].case, rows[0].server, mid([r.p50_ms for r in rows]),
+               mid([r.p99_ms for r in rows]), mid([r.worst_ms for r in rows]),
+               mid([r.cpu_s for r in rows]), mid([r.peak_rss_mb for r in rows]),
+               mid([r.seconds for r in rows]))
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = ["| case | server | bystander p50 / p99 / worst (ms) | server CPU (s) | "
+             "peak RSS (MB) | attack (s) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.case} | {row.server} | {row.p50_ms:.2f} / {row.p99_ms:.2f} / "
+                     f"{row.worst_ms:.1f} | {row.cpu_s:.2f} | {row.peak_rss_mb:.0f} | "
+                     f"{row.seconds:.2f} |")
+    return "\n".join(lines)
+
+
+def interpreter() -> str:
+    flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
+    build = ("PGO+LTO" if "--enable-optimizations" in flags and "--with-lto" in flags
+             else "PGO" if "--enable-optimizations" in flags else "no PGO/LTO")
+    return f"{platform.python_implementation()} {platform.python_version()} ({build})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="*", help="case names (default: all)")
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--no-redis", action="store_true", help="clusterwatch only")
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    opts = parser.parse_args(argv)
+    cases = load_all()
+    if opts.list:
+        for name, item in cases.items():
+            print(f"{name:32} {'(+redis) ' if item.redis else ''}{item.doc}")
+        return 0
+    chosen = [cases[name] for name in (opts.cases or cases)]
+    pin = not opts.no_pin and bench.pinning_available()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
+        for item in chosen:
+            kinds = ["clusterwatch"] + (["redis"] if item.redis and not opts.no_redis else [])
+            for kind in kinds:
+                reps = [run_case(item, kind, Path(tmp), sys.executable, pin)
+                        for _ in range(opts.reps)]
+                row = median_row(reps)
+                print(table([row]).splitlines()[-1], flush=True)
+                rows.append(row)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = (f"# Hostile input ({stamp})\n\n{interpreter()}, {platform.machine()}, "
+            f"commit {bench.git_facts().get('commit', '?')}, medians of {opts.reps}, "
+            f"bystander PING every 10 ms\n\n{table(rows)}\n")
+    if opts.cases is None:
+        opts.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
