@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from ._acl_log import AclLog
 from ._acl_user import (
+    UNKNOWN_RULE,
     AclRuleError,
     CommandCatalog,
     User,
@@ -102,8 +103,11 @@ class AccessControl:
             try:
                 users[name] = apply_rules(new_user(name), rules, self.catalog)
             except AclRuleError as exc:
-                raise AclFileError(f"{path}:{number}: Error in applying operation "
-                                   f"'{exc.rule}': {exc}. {_NO_CHANGE}") from None
+                # Redis quotes only an unknown command or category: any other rule may be
+                # a password (``<secret``, ``#not-a-hash``), and this text reaches logs.
+                quoted = (f"Error in applying operation '{exc.rule}': "
+                          if str(exc) == UNKNOWN_RULE else "")
+                raise AclFileError(f"{path}:{number}: {quoted}{exc}. {_NO_CHANGE}") from None
         users.setdefault("default", default_user(self.catalog, self.requirepass))
         return users
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
+
+from ._redact import redacted
 
 # Upper bounds (inclusive) of the command latency buckets: 10 µs to 100 ms, then +Inf.
 LATENCY_BOUNDS_NS: Final = (10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000,
@@ -70,8 +73,9 @@ _SLOWLOG_MAX_ARGC = 32
 _SLOWLOG_MAX_STRING = 128
 
 
-def slowlog_args(argv: list[bytes]) -> tuple[bytes, ...]:
-    """Truncate arguments the way Redis stores them in the slow log."""
+def slowlog_args(request: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The arguments as Redis stores them in the slow log: secrets redacted, truncated."""
+    argv = redacted(request)
     shown = argv if len(argv) <= _SLOWLOG_MAX_ARGC else argv[: _SLOWLOG_MAX_ARGC - 1]
     args = [
         arg if len(arg) <= _SLOWLOG_MAX_STRING

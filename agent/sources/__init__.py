@@ -21,13 +21,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["NodeView", "Source", "SourceError", "open_source", "source_kind"]
+__all__ = ["NodeView", "Source", "SourceError", "open_source", "shown_url", "source_kind"]
 
 
 class SourceError(ValueError):
     """A source URL that names no supported source, or is malformed."""
+
+
+def shown_url(url: str) -> str:
+    """A source URL as logs, errors and statuses may show it: without the password of
+    ``user:password@`` or of a query parameter that carries one (``?password=``)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user = (parts.username or "") if parts.password is not None else netloc.rpartition("@")[0]
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}@{host}" if user else host
+    kept = [item for item in parts.query.split("&")
+            if "pass" not in unquote(item.partition("=")[0]).lower()]
+    return parts._replace(netloc=netloc, query="&".join(kept)).geturl()
 
 
 @dataclass(slots=True, kw_only=True)
@@ -66,7 +80,7 @@ def source_kind(url: str) -> str:
     kind, plus, transport = scheme.partition("+")
     if plus and transport in ("http", "https") and kind in _KINDS:
         return kind
-    raise SourceError(f"unsupported source {url!r}: expected redis://, rediss://, "
+    raise SourceError(f"unsupported source {shown_url(url)!r}: expected redis://, rediss://, "
                       "zeebe+http://, curity+http://, puppet+https:// or ksqldb+http://")
 
 

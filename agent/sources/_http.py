@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import msgspec
 
-from . import SourceError
+from . import SourceError, shown_url
 
 __all__ = ["FetchError", "HttpReader", "Reply", "json_document", "reason_status"]
 
@@ -53,19 +53,20 @@ class HttpReader:
         parts = urlsplit(url)
         transport = parts.scheme.partition("+")[2]
         if transport not in ("http", "https"):
-            raise SourceError(f"unsupported source {url!r}: expected http or https transport")
+            raise SourceError(f"unsupported source {shown_url(url)!r}: expected http or "
+                              "https transport")
         try:
             port = parts.port or default_port
         except ValueError as exc:
-            raise SourceError(f"bad port in source {url!r}: {exc}") from None
+            raise SourceError(f"bad port in source {shown_url(url)!r}: {exc}") from None
         self.host = parts.hostname or "127.0.0.1"
         self.port = port
-        netloc = parts.netloc.rpartition("@")[2]
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         cafile = next((value for key, value in pairs if key == "cafile"), None)
         self.query = [(key, value) for key, value in pairs if key != "cafile"]
         self.path = parts.path
-        self.name = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        self.name = shown_url(urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2],
+                                          parts.path, parts.query, "")))
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._base = f"{transport}://{host}:{port}"
         self._headers: dict[str, str] = {}

@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from cluster.ids import derive_id
 
-from . import NodeView
+from . import NodeView, shown_url
 
 __all__ = ["RedisSource", "parse_myself"]
 
@@ -59,8 +59,7 @@ class RedisSource:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
-        host = parts.netloc.rpartition("@")[2]
-        self.name = parts._replace(netloc=host).geturl()
+        self.name = shown_url(parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl())
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, protocol=2,
             decode_responses=True, retry_on_timeout=False)

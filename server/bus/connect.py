@@ -14,14 +14,21 @@ __all__ = ["display_url", "redis_client", "validate_url"]
 
 
 def display_url(url: str) -> str:
-    """The bus address without its password."""
+    """The bus address without its password: neither the one in ``user:password@`` nor a
+    query parameter that carries one (``?password=``, ``?ssl_password=``, which redis-py
+    reads too)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}@{host}" if user else host
+    kept = [item for item in parts.query.split("&")
+            if "pass" not in unquote(item.partition("=")[0]).lower()]
+    query = "&".join(kept)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{user}@{host}" if user else host
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def redis_client(url: str, *, socket_timeout: float) -> aioredis.Redis:
