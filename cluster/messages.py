@@ -6,6 +6,13 @@ node that names itself). Every failure becomes one `MessageError` naming the fie
 and a stable `code` for counting rejects.
 
 Unknown fields are ignored, so a publisher may add fields before this schema learns them.
+
+Depth rule: the one free-form part of a message, a service's `status` at each level (and in
+each older format of `status_versions`), may nest at most `MAX_STATUS_DEPTH` (32) arrays
+and objects inside one another. A deeper one is rejected (code `depth`) naming the level's
+field (`services[web].status.debug`), so every accepted status renders in RESP2, RESP3 and
+JSON with bounded recursion; a document too deep to decode at all is a `depth` reject too.
+Every other field has a fixed shape, and breadth is bounded by the message size limit.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 __all__ = [
+    "MAX_STATUS_DEPTH",
     "MESSAGE_TYPES",
     "SCHEMA_VERSION",
     "Address",
@@ -40,6 +48,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Final = 1
+MAX_STATUS_DEPTH: Final = 32
 MAX_EPOCH: Final = 2**63 - 1
 NUM_SLOTS: Final = 16384
 
@@ -194,7 +203,7 @@ class MessageError(ValueError):
             whole document.
         reason: one short line.
         code: stable label for counting rejects (`json`, `too_large`, `type`, `missing_field`,
-            `unknown_type`, `version`, `range`, `format`, `value`).
+            `unknown_type`, `version`, `range`, `format`, `value`, `depth`).
     """
 
     def __init__(self, field: str, reason: str, code: str) -> None:
@@ -256,10 +265,69 @@ def decode_message(data: bytes, *, max_size: int) -> NodeMessage:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MessageError("", f"invalid JSON: {exc}", "json") from None
     except RecursionError:
-        raise MessageError("", "invalid JSON: nested too deeply", "json") from None
+        raise MessageError("", _TOO_DEEP_TO_READ, "depth") from None
     if type(msg) is not Heartbeat:
         _check_semantics(msg)
+    elif msg.services:
+        _check_status_depth(msg.services)
     return msg
+
+
+_TOO_DEEP_TO_READ: Final = "nested too deeply to decode"
+_CONTAINERS: Final = frozenset((dict, list))
+
+
+def _check_status_depth(services: dict[str, ServiceStatus]) -> None:
+    for name, service in services.items():
+        level = _deep_level(service.status)
+        if level is not None:
+            raise _too_deep(f"services[{_short(name)}].status.{level}")
+        for version, formats in service.status_versions.items():
+            level = _deep_level(formats)
+            if level is not None:
+                raise _too_deep(f"services[{_short(name)}].status_versions[{version}].{level}")
+
+
+def _deep_level(by_level: dict[StatusLevel, Any]) -> str | None:
+    """The first level whose data nests too deeply, or None. A flat object or array (the
+    common status) is settled by one pass over its values' types."""
+    for level, value in by_level.items():
+        kind = type(value)
+        if kind is dict:
+            items = value.values()
+        elif kind is list:
+            items = value
+        else:
+            continue
+        if not _CONTAINERS.isdisjoint(map(type, items)) and _nests_deeper(value,
+                                                                          MAX_STATUS_DEPTH):
+            return level
+    return None
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 64 else name[:61] + "..."
+
+
+def _too_deep(field: str) -> MessageError:
+    return MessageError(field, f"nests more than {MAX_STATUS_DEPTH} levels of arrays and "
+                        "objects", "depth")
+
+
+def _nests_deeper(value: list[Any] | dict[str, Any], limit: int) -> bool:
+    """Whether more than `limit` arrays/objects nest inside one another in `value` (itself
+    one of them). Level by level, without recursion; a level of scalars ends it."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        inner: list[Any] = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            if not _CONTAINERS.isdisjoint(map(type, items)):
+                inner.extend(item for item in items if type(item) in _CONTAINERS)
+        if not inner:
+            return False
+        level = inner
+    return True
 
 
 def _check_semantics(msg: NodeMessage) -> None:
@@ -290,7 +358,7 @@ def _document_error(data: bytes) -> MessageError | None:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return MessageError("", f"invalid JSON: {exc}", "json")
     except RecursionError:
-        return MessageError("", "invalid JSON: nested too deeply", "json")
+        return MessageError("", _TOO_DEEP_TO_READ, "depth")
     if not isinstance(doc, dict) or "v" not in doc:
         return None
     version = doc["v"]

@@ -36,7 +36,7 @@ APPLIED = SimpleString("applied")
 
 # Every MessageError code, so BUS INFO has the same shape before and after a reject.
 REJECT_REASONS = ("json", "too_large", "version", "unknown_type", "missing_field", "type",
-                  "range", "format", "value", "max_nodes", "forgotten")
+                  "range", "format", "value", "depth", "max_nodes", "forgotten")
 
 
 def outcome_reply(outcome: Outcome) -> Reply:
