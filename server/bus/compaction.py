@@ -53,9 +53,13 @@ def decode_snapshot(data: bytes) -> Snapshot:
     return _DECODER.decode(data)
 
 
-def _order(kept: tuple[bytes, int, bytes]) -> tuple[int, int]:
-    ms, _, seq = kept[0].partition(b"-")
+def _id_order(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
     return int(ms), int(seq)
+
+
+def _order(kept: tuple[bytes, int, bytes]) -> tuple[int, int]:
+    return _id_order(kept[0])
 
 
 class Compactor:
@@ -86,6 +90,16 @@ class Compactor:
 
     def __len__(self) -> int:
         return len(self._nodes)
+
+    def rebase(self) -> None:
+        """Renumber the kept messages ``0-1``, ``0-2``... in stream order, so that every id
+        of a stream recreated from scratch sorts after them."""
+        unique = {kept[0]: kept for record in self._nodes.values() for kept in record.values()}
+        renamed = {entry_id: b"0-%d" % rank
+                   for rank, entry_id in enumerate(sorted(unique, key=_id_order), start=1)}
+        for record in self._nodes.values():
+            for key, (entry_id, receive_ms, raw) in record.items():
+                record[key] = (renamed[entry_id], receive_ms, raw)
 
     def kept(self, now_ms: int) -> list[Kept]:
         """The messages to replay, in stream order; expired failure reports left out."""

@@ -23,7 +23,23 @@ Start-up. The instance loads the newest compacted snapshot (``<stream>:snapshot`
 ``compaction.py``), then reads the stream after the snapshot's id up to the tail it saw at
 start; until then ``ready`` is False (HEALTH STARTUP and READY answer DOWN). Entries trimmed
 before anyone snapshotted them are counted as ``lost`` (from ``XINFO STREAM``'s
-``max-deleted-entry-id``), never silently.
+``max-deleted-entry-id``), never silently. A snapshot key that cannot be read (another
+type, foreign content) is reported at warning level and in ``bus_snapshot_error``, and the
+instance replays the stream instead; it never overwrites a key that is not a snapshot.
+
+A stream that vanishes. Every instance looks at ``XINFO STREAM`` each second and whenever a
+read finds nothing new. A stream that is gone (``DEL``), or that came back as a new one
+(its ``entries-added`` went down, or its last id is behind the last id this instance read),
+was reset: counted in ``bus_stream_resets`` and logged at warning level. While it is gone,
+and while the instance reads a stream recreated behind its last id again from its start
+(``XADD *`` in a new stream gives ids from Redis's clock, which can be below the old ones:
+a reader waiting after its last id would never see them), ``bus_state`` is ``down`` with the
+reason and HEALTH's ``busFresh`` is DOWN. A ``BUS PUBLISH`` whose entries land behind the
+last id read here waits for that re-read, so its reply is ``applied`` only once they are
+applied (else ``pending`` with the reason). The messages kept for the snapshot move before
+the new stream's ids, so a snapshot still replays in the order they were applied, and a
+snapshot that covers ids beyond the stream's last id (from its previous life) gives way to
+a newer one.
 
 Trimming. ``--bus-maxlen`` appends with ``MAXLEN ~ N``; ``--bus-retention-ms`` with
 ``MINID ~ <now - retention>``. Every instance writes a snapshot each
@@ -46,7 +62,7 @@ from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from cluster import (
     ClusterModel,
@@ -74,15 +90,28 @@ _STATS_INTERVAL = 1.0
 # reader waits this long before the next XREAD, so the next batch is larger.
 _LINGER_MIN = 16
 _LINGER_S = 0.001
+_SKEW_WARNING_S = 60.0
 # Outcomes kept for appends whose reply is still on its way (see ``_early``).
 _EARLY_MAX = 65_536
-# The Lua guard that keeps only the newest snapshot when several instances write one.
+# The Lua guard that keeps only the newest snapshot when several instances write one. A
+# snapshot that covers ids beyond the stream's (KEYS[2]) last id is from a stream since
+# deleted and recreated: it gives way.
 _SAVE_SNAPSHOT = """
 local old = redis.call('HMGET', KEYS[1], 'ms', 'seq')
 local ms, seq = tonumber(ARGV[1]), tonumber(ARGV[2])
 if old[1] then
   local oms, oseq = tonumber(old[1]), tonumber(old[2])
-  if oms > ms or (oms == ms and oseq >= seq) then return 0 end
+  if oms > ms or (oms == ms and oseq >= seq) then
+    local info = redis.pcall('XINFO', 'STREAM', KEYS[2])
+    if info.err then return 0 end
+    local tail
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then tail = info[i + 1] end
+    end
+    local tms, tseq = string.match(tail or '', '^(%d+)-(%d+)$')
+    tms, tseq = tonumber(tms), tonumber(tseq)
+    if not tms or oms < tms or (oms == tms and oseq <= tseq) then return 0 end
+  end
 end
 redis.call('HSET', KEYS[1], 'ms', ARGV[1], 'seq', ARGV[2], 'data', ARGV[3])
 return 1
@@ -122,13 +151,20 @@ class StreamSettings:
     read_count: int = 1000
     # Failure reports count for 2 x node_timeout; older ones are left out of snapshots.
     report_validity_ms: int = 30_000
+    # How far ahead of this instance's clock a stream id may be and still be bus time
+    # (busclock.py); 0: five tick intervals.
+    max_clock_skew_ms: int = 0
+
+    @property
+    def clock_skew_bound_ms(self) -> int:
+        return self.max_clock_skew_ms or 5 * self.tick_ms
 
 
 class _Waiter:
     """A ``BUS PUBLISH`` waiting for its appended entries to be applied here."""
 
-    __slots__ = ("appended", "decoded", "deferred", "indexes", "outcomes", "payloads", "pending",
-                 "timer")
+    __slots__ = ("appended", "behind", "decoded", "deferred", "indexes", "outcomes", "payloads",
+                 "pending", "timer")
 
     def __init__(self, outcomes: list[Outcome | None],
                  deferred: Deferred[list[Outcome] | CommandError]) -> None:
@@ -137,6 +173,7 @@ class _Waiter:
         self.pending: dict[bytes, int] = {}  # entry id -> index in outcomes
         self.timer: asyncio.TimerHandle | None = None
         self.appended = False
+        self.behind = False  # appended behind the last id read here: the stream was reset
         self.payloads: list[bytes] = []  # the valid messages, to append
         self.indexes: list[int] = []  # where each one's outcome goes
         # index -> (message, as decoded when validated): the reader need not decode it again
@@ -154,7 +191,8 @@ class RedisStreamBus:
         self.instance = instance
         self._on_applied = on_applied
         self._max_bytes = max_message_bytes
-        self._clock = BusClock(3 * settings.tick_ms)
+        self._clock = BusClock(3 * settings.tick_ms, settings.clock_skew_bound_ms)
+        self._skew_warned: float | None = None  # when ids ahead of our clock were last logged
         self._compactor = Compactor(settings.report_validity_ms)
         self.state: BusState = "starting"
         self.down_reason = ""
@@ -167,6 +205,16 @@ class RedisStreamBus:
         self.lost = 0
         self.snapshots_written = 0
         self.snapshot_covers = ""
+        self.snapshot_error = ""
+        # A vanished or recreated stream (see the module notes).
+        self.stream_resets = 0
+        self.stream_trouble = ""
+        self._stream_seen = False
+        self._gone = False  # XINFO found no stream (after this instance had seen one)
+        self._rewind = False  # the reader reads the stream again from its start
+        self._rewinds = 0
+        self._life_start = 0  # entries_read when this instance began on the current stream
+        self._rewind_target: tuple[int, int] | None = None
         self._since_snapshot = 0
         self._replay_target: tuple[int, int] | None = None
         self._replayed = False
@@ -213,16 +261,22 @@ class RedisStreamBus:
         if not self.ready:
             return SelfCheck("DOWN", f"replaying the redis-stream bus: at {self.last_id}, "
                              f"{self.entries_read} entries read")
+        if self.stream_trouble:
+            return SelfCheck("DOWN", f"redis-stream bus {self.address}: {self.stream_trouble}")
         return None
 
     def info(self) -> Sequence[tuple[str, str | int]]:
         last_ms = self._last_key[0]
         stream_ms = parse_entry_id(self.stream_last_id)[0]
+        state: str = self.state if self.state != "up" or self.ready else "replaying"
+        reason = self.down_reason if self.state == "down" else ""
+        if state == "up" and self.stream_trouble:
+            state, reason = "down", self.stream_trouble
         return (
             ("bus_address", self.address),
             ("bus_stream", self.settings.stream),
-            ("bus_state", self.state if self.state != "up" or self.ready else "replaying"),
-            ("bus_down_reason", self.down_reason if self.state == "down" else ""),
+            ("bus_state", state),
+            ("bus_down_reason", reason),
             ("bus_reconnects", self.reconnects),
             ("bus_length", self.stream_length),
             ("bus_last_id", self.last_id),
@@ -235,8 +289,11 @@ class RedisStreamBus:
             ("bus_lost_entries", self.lost),
             ("bus_clock_ms", self._clock.now_ms),
             ("bus_clock_excused_ms", self._clock.excused_ms),
+            ("bus_clock_skewed_entries", self._clock.skewed),
+            ("bus_stream_resets", self.stream_resets),
             ("bus_snapshot_covers", self.snapshot_covers),
             ("bus_snapshots_written", self.snapshots_written),
+            ("bus_snapshot_error", self.snapshot_error),
             ("bus_replay_ms", self.replay_ms),
         )
 
@@ -339,20 +396,26 @@ class RedisStreamBus:
                 self._finish(waiter, error)
             return
         start = 0
+        behind = False
         for waiter in waiters:
             waiter.appended = True
             mine = ids[start:start + len(waiter.indexes)]
             start += len(mine)
             for index, entry_id in zip(waiter.indexes, mine, strict=True):
-                if parse_entry_id(entry_id) <= self._last_key:  # read back before this reply
-                    waiter.outcomes[index] = early.get(entry_id) or Outcome(
-                        "pending", entry=entry_id.decode(),
-                        reason="applied; outcome not recorded")
-                    continue
+                if parse_entry_id(entry_id) <= self._last_key:
+                    outcome = early.get(entry_id)
+                    if outcome is not None:  # read back before this reply
+                        waiter.outcomes[index] = outcome
+                        continue
+                    # Behind what this instance read, yet never read here: the stream was
+                    # recreated behind it. It waits for the reader's re-read.
+                    waiter.behind = behind = True
                 waiter.pending[entry_id] = index
                 self._waiters[entry_id] = (waiter, index)
             if not waiter.pending:
                 self._finish(waiter, None)
+        if behind:
+            self._spawn(self._look_at_stream())
 
     async def _send_appends(self, writer: aioredis.Redis, payloads: list[bytes]) -> list[Any]:
         """One round trip: the append script's entry ids, then WAIT's replica count.
@@ -384,11 +447,13 @@ class RedisStreamBus:
                 f"{bound} ms; some messages may have been appended (re-sending them is "
                 "harmless)", "TRYAGAIN"))
             return
+        reason = f"not applied by this instance within {bound} ms"
+        if waiter.behind:
+            reason += (f" (the stream {self.settings.stream} was recreated behind the last "
+                       "id it read: it is reading it again)")
         for entry_id, index in waiter.pending.items():
             self._waiters.pop(entry_id, None)
-            waiter.outcomes[index] = Outcome(
-                "pending", entry=entry_id.decode(),
-                reason=f"not applied by this instance within {bound} ms")
+            waiter.outcomes[index] = Outcome("pending", entry=entry_id.decode(), reason=reason)
         waiter.pending.clear()
         self._finish(waiter, None)
 
@@ -467,15 +532,23 @@ class RedisStreamBus:
         stream = settings.stream
         info = await self._stream_info(reader)
         if self._replay_target is None:  # first contact: snapshot, then replay to the tail
+            self._clock.observe_wall(_wall_ms())
             if not await self._load_snapshot(reader, info):
-                self._ordinal = (self._entries_added - self.stream_length, 0)
+                self._ordinal = (int(info.get("entries-added", 0)) - int(info.get("length", 0)),
+                                 0)
             self._replay_target = parse_entry_id(info.get("last-generated-id", "0-0"))
+            if self._replay_target < self._last_key:  # the snapshot outlived its stream
+                self._stream_reset(f"the stream {stream} ends at "
+                                   f"{info['last-generated-id']}, before the snapshot's "
+                                   f"{self.last_id}: it was recreated")
+                self._read_from_start(None)
+            self._observe(info)
         else:
             if self.state == "down":
                 self.reconnects += 1
                 log.info("redis-stream bus reconnected", extra={
                     "bus": self.address, "resume_after": self.last_id})
-            self._check_continuity(info)
+            self._observe(info)
         self.state = "up"
         self.down_reason = ""
         while not self._closing:
@@ -484,6 +557,8 @@ class RedisStreamBus:
                 log.info("redis-stream bus replayed", extra={
                     "bus": self.address, "entries": self.entries_read,
                     "replay_ms": self.replay_ms, "nodes": len(self._compactor)})
+            if self._rewind:
+                self._read_from_start(self._rewind_target)
             # A jittered wait: on a quiet stream the instance whose wait ends first ticks,
             # and the others see its tick before theirs ends, so one tick a tick interval.
             block_ms = settings.tick_ms + random.randrange(settings.tick_ms // 2 + 1)
@@ -496,14 +571,20 @@ class RedisStreamBus:
                     # Busy but not flooded: let a batch build up instead of paying a round
                     # trip for every few entries. A lone entry is read at once.
                     await asyncio.sleep(_LINGER_S)
-            elif self.ready:
-                await self._tick()
+            else:
+                # Nothing after our last id: a quiet stream, or one recreated behind it.
+                self._observe(await self._stream_info(reader))
+                if self.ready and not self._rewind:
+                    await self._tick()
 
     def _apply(self, entries: list[list[Any]]) -> None:
         """Apply one XREAD batch: ``[id, [field, value, ...]]`` per entry, in stream order."""
         publish = self.model.publish_decoded
         apply_decoded = self.model.apply_decoded
-        stamp = self._clock.stamp
+        clock = self._clock
+        clock.observe_wall(_wall_ms())
+        skewed = clock.skewed
+        stamp = clock.stamp
         note = self._compactor.note
         waiters = self._waiters
         node_messages = 0
@@ -546,6 +627,11 @@ class RedisStreamBus:
             return
         self._last_key = parse_entry_id(entry_id)
         self.last_id = entry_id.decode()
+        if clock.skewed != skewed:
+            self._note_skew(entry_id)
+        target = self._rewind_target
+        if target is not None and not self._rewind and self._last_key >= target:
+            self._caught_up()
         self.entries_read += len(entries)
         self._since_snapshot += len(entries)
         self.model.refresh(self._clock.now_ms)
@@ -565,18 +651,98 @@ class RedisStreamBus:
             trim = {strategy.lower(): threshold, "approximate": True}
         await writer.xadd(self.settings.stream, {b"tick": self.instance.encode()}, **trim)
 
-    def _check_continuity(self, info: dict[str, Any]) -> None:
-        """After a reconnect: a stream whose ids went backwards was lost and recreated
-        (a Redis without persistence restarted); read it again from its start."""
-        tail = parse_entry_id(info.get("last-generated-id", "0-0"))
-        if tail < self._last_key:
-            log.warning("redis-stream bus was reset: its last id is behind ours; reading "
-                        "it from the start", extra={"bus": self.address, "ours": self.last_id,
-                                                    "theirs": info.get("last-generated-id")})
-            self.last_id = "0-0"
-            self._last_key = (0, 0)
+    def _note_skew(self, entry_id: bytes) -> None:
+        """A batch held ids to the skew bound: warn, at most once a minute."""
+        clock = self._clock
+        now = time.monotonic()
+        if self._skew_warned is not None and now - self._skew_warned < _SKEW_WARNING_S:
             return
+        self._skew_warned = now
+        ahead_ms = parse_entry_id(entry_id)[0] - (clock.limit_ms - clock.max_skew_ms)
+        log.warning("redis-stream bus entries are ahead of this instance's clock; bus time "
+                    "follows the local clock", extra={
+                        "bus": self.address, "entry": entry_id.decode(), "ahead_ms": ahead_ms,
+                        "bound_ms": clock.max_skew_ms, "skewed_entries": clock.skewed})
+
+    # --- the stream's continuity ------------------------------------------------------
+
+    def _observe(self, info: dict[str, Any]) -> None:
+        """Take in XINFO STREAM's figures, and notice a stream that vanished or came back
+        as a new one (see the module notes)."""
+        stream = self.settings.stream
+        if info.get("missing"):
+            self.stream_length = 0
+            if (self._stream_seen or self.entries_read) and not self._gone:
+                self._gone = True
+                self._stream_reset(f"the stream {stream} is gone (deleted?)")
+                self.stream_trouble = (f"the stream {stream} is gone (deleted?): waiting for "
+                                       "it to be recreated")
+            return
+        self.stream_length = int(info.get("length", 0))
+        self.stream_last_id = info.get("last-generated-id", "0-0")
+        added = info.get("entries-added")
+        if added is not None:
+            self._entries_added = int(added)
+        self._stream_seen = True
+        tail = parse_entry_id(self.stream_last_id)
+        if tail < info["read_before"]:
+            # Ids below what this instance had read when it asked: a new stream.
+            if not self._rewind and info["rewinds_before"] == self._rewinds:
+                if not self._gone:
+                    self._stream_reset(f"the stream {stream} was recreated")
+                self._gone = False
+                self._rewind = True
+                self._rewind_target = tail
+                self.stream_trouble = (
+                    f"the stream {stream} was recreated behind the last id read here "
+                    f"({self.last_id}; its last id is {self.stream_last_id}): reading it "
+                    "again from its start")
+            return
+        if self._gone:  # back, after the ids read here: reading goes on
+            self._gone = False
+            self._life_start = info["entries_read_before"]
+            self._ordinal = None
+            if not self._rewind and self._rewind_target is None:
+                self.stream_trouble = ""
+        elif added is not None and info["entries_read_before"] - self._life_start > int(added):
+            # More entries read here than were ever added to it: a new stream.
+            self._stream_reset(f"the stream {stream} was recreated (it has {added} entries "
+                               f"added, fewer than this instance read)")
+            self._life_start = self.entries_read
+            self._ordinal = None
         self._count_lost(info)
+
+    def _stream_reset(self, what: str) -> None:
+        self.stream_resets += 1
+        log.warning("redis-stream bus stream was reset: entries this instance had not read "
+                    "are lost", extra={"bus": self.address, "reset": what,
+                                       "last_id": self.last_id, "resets": self.stream_resets})
+
+    def _read_from_start(self, target: tuple[int, int] | None) -> None:
+        """Read the (recreated) stream again from its start. What the snapshot keeps moves
+        before its ids; the trouble lasts until the reader reaches ``target``."""
+        self._rewind = False
+        self._rewinds += 1
+        self._life_start = self.entries_read
+        self._compactor.rebase()
+        self.last_id = "0-0"
+        self._last_key = (0, 0)
+        self._ordinal = None
+        self._rewind_target = target
+        if target is None or target <= self._last_key:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        self._rewind_target = None
+        self.stream_trouble = ""
+
+    async def _look_at_stream(self) -> None:
+        """A publish landed behind the last id read here: look at the stream now."""
+        writer = self._writer
+        if writer is None:
+            return
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            self._observe(await self._stream_info(writer))
 
     def _count_lost(self, info: dict[str, Any]) -> None:
         deleted = parse_entry_id(info.get("max-deleted-entry-id", "0-0"))
@@ -589,37 +755,40 @@ class RedisStreamBus:
             self.lost += 1
 
     async def _stream_info(self, client: aioredis.Redis) -> dict[str, Any]:
+        """XINFO STREAM as a dict with str keys and ids (``missing`` when there is no
+        stream), with what this instance had read and seen when it asked (``_observe``
+        compares the answer with those, not with what was read while it travelled)."""
+        asked = {"read_before": self._last_key, "entries_read_before": self.entries_read,
+                 "rewinds_before": self._rewinds}
         try:
             raw = await client.xinfo_stream(self.settings.stream)
-        except RedisError as exc:
+        except ResponseError as exc:
             if "no such key" in str(exc).lower():
-                return {"length": 0, "last-generated-id": "0-0"}
+                return {"missing": True, "length": 0, "last-generated-id": "0-0", **asked}
             raise
         info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
         for name in ("last-generated-id", "max-deleted-entry-id"):
             value = info.get(name)
             if isinstance(value, bytes):
                 info[name] = value.decode()
-        self.stream_length = int(info.get("length", 0))
-        self.stream_last_id = info.get("last-generated-id", "0-0")
-        added = info.get("entries-added")
-        if added is not None:
-            self._entries_added = int(added)
+        info.update(asked)
         return info
 
     async def _load_snapshot(self, client: aioredis.Redis, info: dict[str, Any]) -> bool:
-        """Rebuild the model from the newest snapshot; False when there is none."""
-        raw: Any = await client.hget(self.snapshot_key, "data")
+        """Rebuild the model from the newest snapshot; False when there is none, or when it
+        cannot be used (reported: the stream is replayed instead)."""
+        try:
+            raw: Any = await client.hget(self.snapshot_key, "data")
+        except ResponseError as exc:
+            await self._snapshot_unusable(client, exc)
+            return False
         if raw is None:
-            self._count_lost(info)
             return False
         try:
             snapshot = decode_snapshot(raw)
             parse_entry_id(snapshot.covers)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            log.warning("ignoring an unreadable bus snapshot", extra={
-                "key": self.snapshot_key, "error": str(exc)})
-            self._count_lost(info)
+            await self._snapshot_unusable(client, exc)
             return False
         model = self.model
         if snapshot.reports_seen:
@@ -636,10 +805,27 @@ class RedisStreamBus:
         self.snapshot_covers = snapshot.covers
         model.refresh(self._clock.now_ms)
         self._on_applied(len(snapshot.messages))
-        self._count_lost(info)
         log.info("bus snapshot loaded", extra={"covers": snapshot.covers,
                                                "messages": len(snapshot.messages)})
         return True
+
+    async def _snapshot_unusable(self, client: aioredis.Redis, exc: Exception) -> None:
+        self.snapshot_error = await self._describe_snapshot_error(client, exc)
+        log.warning("bus snapshot cannot be used: replaying the stream instead", extra={
+            "key": self.snapshot_key, "error": self.snapshot_error})
+
+    async def _describe_snapshot_error(self, client: aioredis.Redis, exc: Exception) -> str:
+        """Why the snapshot key cannot be read or written, for BUS INFO and the log."""
+        key = self.snapshot_key
+        if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
+            kind: Any = "another type"
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                kind = await client.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            return f"{key} holds a {kind}, not a snapshot hash: left as it is"
+        if isinstance(exc, ResponseError):
+            return f"{key}: {_reason(exc)}"
+        return f"{key} holds no readable snapshot: {_reason(exc)}"
 
     @property
     def snapshot_key(self) -> str:
@@ -656,7 +842,7 @@ class RedisStreamBus:
             if writer is None or self.state == "down":
                 continue
             with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await self._stream_info(writer)
+                self._observe(await self._stream_info(writer))
                 if self.stream_last_id == self.last_id:
                     self._ordinal = (self._entries_added, self.entries_read)
                 if self.ready and time.monotonic() >= next_snapshot:
@@ -675,18 +861,31 @@ class RedisStreamBus:
                                         self.model.fail_rule_setting == "auto"
                                         and self.model.fail_rule == "redis")
         try:
-            saved = await self._save(keys=[self.snapshot_key], args=[ms, seq, data])
+            saved = await self._save(keys=[self.snapshot_key, self.settings.stream],
+                                     args=[ms, seq, data])
+        except ResponseError as exc:  # Redis answered: the key itself is the problem
+            assert self._writer is not None
+            error = await self._describe_snapshot_error(self._writer, exc)
+            if error != self.snapshot_error:
+                log.warning("bus snapshot not written: a restarted instance replays what the "
+                            "stream retains", extra={"key": self.snapshot_key, "error": error})
+            self.snapshot_error = error
+            return
         except (RedisError, OSError, TimeoutError) as exc:
             log.info("bus snapshot not written", extra={"reason": _reason(exc)})
             return
+        self.snapshot_error = ""
         if saved:
             self.snapshots_written += 1
             self.snapshot_covers = covers
 
 
-
 def _as_is(response: Any, **options: Any) -> Any:
     return response
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _reason(exc: BaseException) -> str:
