@@ -168,8 +168,10 @@ class Agent:
             merged.update(_object(await asyncio.to_thread(_read_file, c.status_file),
                                   f"status file {c.status_file}"))
         if c.status_command:
+            # Named by its program only: the rest of the line may hold credentials.
+            program = c.status_command.split(maxsplit=1)[0] if c.status_command.strip() else ""
             merged.update(_object(await self._run_command(c.status_command),
-                                  f"status command {c.status_command!r}"))
+                                  f"status command {program!r}"))
         merged.update(c.fields)
         dropped = sorted(_ENVELOPE & merged.keys())
         if dropped:
