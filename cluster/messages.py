@@ -282,25 +282,26 @@ def _check_status_depth(services: dict[str, ServiceStatus]) -> None:
         level = _deep_level(service.status)
         if level is not None:
             raise _too_deep(f"services[{_short(name)}].status.{level}")
-        for version, formats in service.status_versions.items():
-            level = _deep_level(formats)
-            if level is not None:
-                raise _too_deep(f"services[{_short(name)}].status_versions[{version}].{level}")
+        if service.status_versions:
+            for version, formats in service.status_versions.items():
+                level = _deep_level(formats)
+                if level is not None:
+                    raise _too_deep(
+                        f"services[{_short(name)}].status_versions[{version}].{level}")
 
 
 def _deep_level(by_level: dict[StatusLevel, Any]) -> str | None:
     """The first level whose data nests too deeply, or None. A flat object or array (the
     common status) is settled by one pass over its values' types."""
+    containers = _CONTAINERS
     for level, value in by_level.items():
         kind = type(value)
         if kind is dict:
-            items = value.values()
-        elif kind is list:
-            items = value
-        else:
+            if containers.isdisjoint(map(type, value.values())):
+                continue
+        elif kind is not list or containers.isdisjoint(map(type, value)):
             continue
-        if not _CONTAINERS.isdisjoint(map(type, items)) and _nests_deeper(value,
-                                                                          MAX_STATUS_DEPTH):
+        if _nests_deeper(value, MAX_STATUS_DEPTH):
             return level
     return None
 
