@@ -29,6 +29,16 @@ Basic auth against the ACL users (server/httpauth.py has the table). Every path 
 refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
 (on the simple routes, Puppet's text: `not found: <name>`); a parameter given twice is a 400;
 unknown parameters are ignored; unknown paths are 404.
+
+Every path also takes Consul's blocking query, `?index=N[&wait=10s]`: the answer waits until
+the model index (`X-Clusterwatch-Index`) is above N, or the wait (`ms`, `s` or `m`; default
+5m, at most 10m) is over. `index` is ASCII digits up to 2^64-1 (Consul's uint64), `wait`
+at most 12 digits and a unit; anything else, empty or given twice, is a 400 with a message.
+A waiting poll counts in INFO `blocked_clients`, shares its index's one check with CLUSTER
+WAIT (`commands.waits.AboveIndex`), and is freed when its client goes away.
+
+Connections, their limit (`http-max-clients`, a 503 past it), bursts of them, and what the
+HTTP parser refuses are server/httpconn.py's.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The HTTP mirror's connections: how many may be open, what one past the limit is told,
-what a request aiohttp's parser refuses is told, and what happens when a client goes away.
+what a request aiohttp's parser refuses is told, and what a burst of connections costs.
 
 Rules:
 
@@ -10,16 +10,22 @@ Rules:
 - A connection past the limit is answered at once: ``503``, ``Retry-After: 1``,
   ``Connection: close`` and ``{"kind": "unavailable", "msg": ...}``. It is counted
   (``refused``, and the server's INFO ``rejected_connections``) and logged at warning,
-  at most once a second. What it sends is then read and dropped until it closes, for
-  ``REFUSAL_LINGER_S`` at most, so that closing with its request unread does not reset
-  the answer away; past ``MAX_LINGERING`` such connections a new one is closed right
-  after its answer.
+  at most once a second. What it sends is then read and dropped until its request's head
+  has been read, it closes, or ``REFUSAL_LINGER_S`` passes, so that closing with its
+  request unread does not reset the answer away; past ``MAX_LINGERING`` such connections
+  a new one is closed right after its answer.
+- Bounded work per loop turn: a connection is counted (or refused) as it arrives, but
+  handed to aiohttp's handler ``ADMIT_CHUNK`` per turn of the event loop, and a closed
+  one's handler is torn down (its request cancelled) ``RETIRE_CHUNK`` per turn; so
+  thousands of connections opened or dropped at once are served in slices, with other
+  clients answered between them.
+- A client that goes away cancels the handler of its request (aiohttp's
+  ``handler_cancellation``), so a long poll's wait is freed (server/http.py); its place
+  under the limit is freed at once.
 - A request the parser refuses (a malformed request line, a raw non-ASCII, control or
   NUL byte in the target, a line over 8190 bytes) is answered with its 400 as
   ``{"kind": "bad-request", "msg": ...}`` and the connection closes; it is logged at
   debug level, never as an error with a traceback.
-- A client that goes away cancels the handler of its request (aiohttp's
-  ``handler_cancellation``), so a long poll's wait is freed at once (server/http.py).
 - A connection idle for ``KEEPALIVE_S`` is closed.
 
 Connections are counted once their transport is made: on the HTTPS port, one still in
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
@@ -37,13 +44,15 @@ import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["KEEPALIVE_S", "HttpConnections"]
+__all__ = ["KEEPALIVE_S", "MAX_LINGERING", "HttpConnections"]
 
 log = logging.getLogger("clusterwatch.http")
 
 KEEPALIVE_S: Final = 75.0  # nginx's keepalive_timeout
 REFUSAL_LINGER_S: Final = 1.0
 MAX_LINGERING: Final = 16
+ADMIT_CHUNK: Final = 32
+RETIRE_CHUNK: Final = 64
 _LOG_EVERY_S: Final = 1.0
 _ERROR_TEXT: Final = 120  # characters of a parser's message kept in the 400's body
 _HEAD_END: Final = b"\r\n\r\n"
@@ -62,7 +71,8 @@ def refusal(limit: int) -> bytes:
 
 
 class HttpConnections:
-    """The HTTP listener's protocol factory and the count of its connections."""
+    """The HTTP listener's protocol factory, the count of its connections, and the queues
+    that let them in and tear them down a slice per loop turn."""
 
     def __init__(self, handler: Handler, *, limit: int,
                  on_refused: Callable[[], None]) -> None:
@@ -76,28 +86,56 @@ class HttpConnections:
         self._answer = refusal(limit)
         self._unlogged = 0
         self._logged_at = float("-inf")
+        self._arriving: deque[_Door] = deque()
+        self._leaving: deque[tuple[_Connection, BaseException | None]] = deque()
+        self._admit_scheduled = self._retire_scheduled = False
 
-    def __call__(self) -> _Connection:
-        return _Connection(self)
+    def __call__(self) -> _Door:
+        return _Door(self)
 
-    def admit(self) -> bool:
+    def arrived(self, door: _Door, transport: asyncio.Transport) -> _Refusal | None:
+        """Count a new connection and queue it for its handler, or refuse it."""
         if self.open >= self.limit:
-            return False
+            return self._refuse(transport)
         self.open += 1
-        return True
+        self._arriving.append(door)
+        if not self._admit_scheduled:
+            self._admit_scheduled = True
+            self.loop.call_soon(self._admit)
+        return None
 
-    def release(self) -> None:
+    def _admit(self) -> None:
+        self._admit_scheduled = False
+        arriving = self._arriving
+        for _ in range(min(ADMIT_CHUNK, len(arriving))):
+            arriving.popleft().let_in()
+        if arriving:
+            self._admit_scheduled = True
+            self.loop.call_soon(self._admit)
+
+    def left(self, connection: _Connection | None, exc: BaseException | None) -> None:
+        """A counted connection closed: its place is free now, its handler goes later."""
         self.open -= 1
+        if connection is None:
+            return
+        self._leaving.append((connection, exc))
+        if not self._retire_scheduled:
+            self._retire_scheduled = True
+            self.loop.call_soon(self._retire)
 
-    def refuse(self, transport: asyncio.Transport) -> _Refusal:
-        """Answer a connection past the limit."""
+    def _retire(self) -> None:
+        self._retire_scheduled = False
+        leaving = self._leaving
+        for _ in range(min(RETIRE_CHUNK, len(leaving))):
+            connection, exc = leaving.popleft()
+            connection.retire(exc)
+        if leaving:
+            self._retire_scheduled = True
+            self.loop.call_soon(self._retire)
+
+    def _refuse(self, transport: asyncio.Transport) -> _Refusal:
         self.refused += 1
         self._on_refused()
-        self._log_refusal(transport)
-        transport.write(self._answer)
-        return _Refusal(self, transport)
-
-    def _log_refusal(self, transport: asyncio.Transport) -> None:
         self._unlogged += 1
         now = self.loop.time()
         if now - self._logged_at >= _LOG_EVERY_S:
@@ -105,11 +143,68 @@ class HttpConnections:
                         extra={"http_max_clients": self.limit, "refused": self._unlogged,
                                "peer": _peer(transport)})
             self._logged_at, self._unlogged = now, 0
+        transport.write(self._answer)
+        return _Refusal(self, transport)
 
     async def close(self, timeout: float) -> None:
         """Close every connection, letting answers in progress finish within ``timeout``."""
+        while self._arriving:
+            self._arriving.popleft().close()
         self.manager.pre_shutdown()
         await self.manager.shutdown(timeout)
+
+
+class _Door(asyncio.Protocol):
+    """A connection until aiohttp's handler takes it over (``let_in``): counted or
+    refused as it arrives; what it sends meanwhile is kept, and reading paused."""
+
+    __slots__ = ("_early", "_gate", "_gone", "_refusal", "_transport")
+
+    def __init__(self, gate: HttpConnections) -> None:
+        self._gate = gate
+        self._transport: asyncio.Transport | None = None
+        self._refusal: _Refusal | None = None
+        self._early: list[bytes] = []
+        self._gone = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._refusal = self._gate.arrived(self, self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            self._refusal.data_received(data)
+        elif self._transport is not None:
+            self._early.append(data)
+            self._transport.pause_reading()  # uvloop reads once after connection_made
+
+    def eof_received(self) -> None:
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refusal is not None:
+            self._refusal.close()
+        elif not self._gone:
+            self._gone = True
+            self._gate.left(None, exc)
+
+    def let_in(self) -> None:
+        """Hand the connection to aiohttp's handler, with what it sent so far."""
+        transport = self._transport
+        if self._gone or transport is None or transport.is_closing():
+            return
+        connection = _Connection(self._gate)
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        for data in self._early:
+            connection.data_received(data)
+        self._early = []
+        if not transport.is_closing():
+            transport.resume_reading()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
 
 class _Refusal:
@@ -145,42 +240,23 @@ class _Refusal:
 
 
 class _Connection(RequestHandler):
-    """aiohttp's handler of one connection, or the refusal of one past the limit."""
+    """aiohttp's handler of one admitted connection."""
 
-    __slots__ = ("_admitted", "_gate", "_refusal")
+    __slots__ = ("_gate", "_open")
 
     def __init__(self, gate: HttpConnections) -> None:
         super().__init__(gate.manager, loop=gate.loop, keepalive_timeout=KEEPALIVE_S,
                          access_log=None)  # type: ignore[arg-type]  # None is aiohttp's "off"
         self._gate = gate
-        self._admitted = False
-        self._refusal: _Refusal | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._gate.admit():
-            self._admitted = True
-            super().connection_made(transport)
-        else:
-            self._refusal = self._gate.refuse(cast(asyncio.Transport, transport))
-
-    def data_received(self, data: bytes) -> None:
-        if self._refusal is None:
-            super().data_received(data)
-        else:
-            self._refusal.data_received(data)
-
-    def eof_received(self) -> None:
-        if self._refusal is None:
-            super().eof_received()
-        # None either way: the transport closes itself.
+        self._open = True
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._refusal is not None:
-            self._refusal.close()
-            return
-        if self._admitted:
-            self._admitted = False
-            self._gate.release()
+        if self._open:
+            self._open = False
+            self._gate.left(self, exc)
+
+    def retire(self, exc: BaseException | None) -> None:
+        """aiohttp's own teardown: its request's handler is cancelled."""
         super().connection_lost(exc)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500,
