@@ -344,3 +344,22 @@ def test_every_malformed_query_value_is_a_400_with_a_message(
     logs = server.logs()
     assert "level=error" not in logs and "Traceback" not in logs
     model_intact(r, index)
+
+
+def test_cluster_wait_refuses_the_same_index_values_with_redis_errors(
+        server: ServerProcess, bystander: BystanderFactory) -> None:
+    """The RESP side of the blocking query: CLUSTER WAIT's index, given the values that
+    broke the HTTP one, is refused in Redis's words, and nothing is logged as an error."""
+    r = client(server)
+    replies = []
+    with bystander(server) as watcher:
+        for index in ("9" * 5000, "--5", "\u00b2", "\uff15", "18446744073709551616", ""):
+            with pytest.raises(redis.ResponseError) as refused:
+                r.execute_command("CLUSTER", "WAIT", index, "10")
+            replies.append(str(refused.value))
+    latency = watcher.check()
+    print(f"{replies[0]!r}; {latency}")
+    assert set(replies) == {"index is not an integer or out of range"}
+    assert r.execute_command("CLUSTER", "WAIT", "0", "10") == 0
+    logs = server.logs()
+    assert "level=error" not in logs and "Traceback" not in logs
