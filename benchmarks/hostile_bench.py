@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench
-from benchmarks.hostile import Case, Target, load_all
+from benchmarks.hostile import HTTP_PORT, Case, Target, load_all
 from tests.hostile.bystander import Bystander, process_usage
 
 RESULTS = bench.RESULTS_DIR / "hostile-latest.md"
@@ -49,11 +49,13 @@ class Row:
 def run_case(item: Case, kind: str, workdir: Path, python: str, pin: bool) -> Row:
     fleet = bench.Fleet()
     extra = list(item.redis_args if kind == "redis" else item.clusterwatch_args)
+    http_port = bench.free_port() if HTTP_PORT in extra else None
+    extra = [str(http_port) if arg == HTTP_PORT else arg for arg in extra]
     if item.password is not None:
         extra += ["--requirepass", item.password]
     try:
         server = bench.start_server(fleet, kind, workdir, python, pin, extra=extra)
-        target = Target(kind, "127.0.0.1", server.port, server.pid, item.password)
+        target = Target(kind, "127.0.0.1", server.port, server.pid, item.password, http_port)
         if item.setup is not None:
             item.setup(target)
         before = process_usage(server.pid)

@@ -11,9 +11,11 @@ _INT64 = 2**63
 
 def parse_int(raw: bytes, *, error: CommandError | None = None) -> int:
     text = raw.strip()
-    if text != raw or not text or not (text.lstrip(b"-").isdigit()) or text.startswith(b"+"):
+    digits = text[1:] if text.startswith(b"-") else text
+    if text != raw or not digits.isdigit():
         raise error or not_an_integer()
-    digits = text.lstrip(b"-")
+    if len(digits) > 19:  # past int64 (and int() refuses 4300 digits or more)
+        raise error or not_an_integer()
     if len(digits) > 1 and digits.startswith(b"0"):
         raise error or not_an_integer()
     value = int(text)

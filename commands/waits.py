@@ -15,24 +15,51 @@ it rises with every applied message and every failure-state transition.
 
 A timeout of 0 answers at once; at most 600000 ms (Consul's 10 minutes) is waited, a longer
 one is cut to that. Inside MULTI nothing waits: the answer is the current one. The client
-waits without any polling (``ServerView.wait_until``).
+waits without any polling (``ServerView.wait_until``). Every wait on the model index (CLUSTER
+WAIT's, the HTTP mirror's ``?index=``) asks one question, keyed ``AboveIndex(n)``, which the
+server keeps in order of ``n`` (server/waits.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
 from resp import Map, Reply
 
 from ._args import parse_int
-from ._context import CommandContext
+from ._context import CommandContext, ServerView
 from ._deferred import Deferred
 from ._errors import CommandError
 
 MAX_WAIT_MS: Final = 600_000
 _RANK: Final = {DOWN: 0, OUT_OF_SERVICE: 1, UNKNOWN: 2, DEGRADED: 3, UP: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class AboveIndex:
+    """The key of a wait for the model index to pass ``index``: its check answers the
+    model index once that is above ``index``, None before. The index only rises."""
+
+    index: int
+
+
+def index_wait(server: ServerView, index: int, timeout_ms: int) -> Deferred[int]:
+    """The model index once it is above ``index``, or the current one after ``timeout_ms``."""
+    check, key = _above(server, index)
+    return server.wait_until(check, timeout_ms, lambda: server.model.version, key)
+
+
+def _above(server: ServerView, index: int) -> tuple[Callable[[], int | None], AboveIndex]:
+    model = server.model
+
+    def check() -> int | None:
+        version = model.version
+        return version if version > index else None
+
+    return check, AboveIndex(index)
 
 
 def _timeout(raw: bytes) -> int:
@@ -58,11 +85,8 @@ def cluster_wait(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred
     index = parse_int(argv[2], error=CommandError("index is not an integer or out of range"))
     timeout_ms = _timeout(argv[3])
     model = ctx.server.model
-
-    def check() -> Reply | None:
-        return model.version if model.version > index else None
-
-    return _block(ctx, check, timeout_ms, lambda: model.version, ("cluster wait", index))
+    check, key = _above(ctx.server, index)
+    return _block(ctx, check, timeout_ms, lambda: model.version, key)
 
 
 def health_wait(ctx: CommandContext, args: Sequence[bytes]) -> Reply | Deferred[Reply]:

@@ -60,6 +60,7 @@ from .aclfile import NO_ACL_FILE, read_acl_file, write_acl_file
 from .bus import Bus, MemoryBus
 from .bus.redis_stream import RedisStreamBus, StreamSettings
 from .config import ConfigError, ServerConfig
+from .fdlimit import fit_to_descriptors
 from .http import HttpMirror
 from .metrics import Metrics
 from .protocol import RespProtocol, TlsAcceptor
@@ -86,6 +87,9 @@ _LOOP_LAG_LIMIT_MS = 1000
 
 class Server:
     def __init__(self, config: ServerConfig, *, table: CommandTable | None = None) -> None:
+        # max_clients and http_max_clients lowered to what RLIMIT_NOFILE allows, as Redis
+        # lowers maxclients (server/fdlimit.py).
+        config = fit_to_descriptors(config)
         self.config = config
         self.table = table or build_table(perf_ns=time.perf_counter_ns)
         self.stats = Stats()

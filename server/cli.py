@@ -36,7 +36,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                  "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode",
                  "pubsub_hard_limit", "pubsub_soft_limit", "pubsub_soft_seconds",
                  "journal_size", "tls_port", "tls_cert_file", "tls_key_file",
-                 "tls_ca_cert_file", "tls_auth_clients", "tls_protocols", "tls_http"):
+                 "tls_ca_cert_file", "tls_auth_clients", "tls_protocols", "tls_http",
+                 "http_max_clients"):
         default = getattr(defaults, name)
         serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
                            help=_HELP.get(name, "") + f"(default: {default!r})")
@@ -48,6 +49,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 _HELP = {
     "http_port": "port of the HTTP status mirror (Zeebe, Curity, Puppet, ksqlDB paths) on "
                  "the same bind; 0 is off ",
+    "http_max_clients": "HTTP connections open at once, idle or long-polling; past it a "
+                        "new one gets a 503 ",
     "node_timeout": "ms without a message before a node is pfail ",
     "fail_after": "ms a node stays pfail before it is fail without a quorum of failure "
                   "reports; 0 means 2 x node-timeout ",

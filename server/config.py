@@ -50,6 +50,9 @@ class ServerConfig:
     # Unix socket (Redis's protected-mode).
     protected_mode: bool = True
     max_clients: int = 10_000
+    # HTTP connections (idle or long-polling) open at once on http_port; past it a new one
+    # gets a 503. With max_clients it is lowered to fit RLIMIT_NOFILE (server/fdlimit.py).
+    http_max_clients: int = 1_000
     # Seconds a client may stay idle before it is closed; 0 disables (Redis `timeout`).
     timeout: int = 0
     max_inline_size: int = ReaderLimits().max_inline_size
@@ -121,7 +124,7 @@ class ServerConfig:
         positive = ("max_clients", "max_inline_size", "max_bulk_length", "max_multibulk_length",
                     "max_query_buffer", "output_buffer_limit", "write_buffer_high",
                     "slowlog_max_len", "node_timeout", "max_message_size", "acllog_max_len",
-                    "journal_size", "max_nodes")
+                    "journal_size", "max_nodes", "http_max_clients")
         if self.health_responsive_grace < 0 or self.health_awareness_grace < 0:
             raise ConfigError("health grace windows must not be negative")
         for name in positive:
@@ -211,6 +214,7 @@ class ServerConfig:
             "acllog-max-len": str(self.acllog_max_len),
             "protected-mode": "yes" if self.protected_mode else "no",
             "maxclients": str(self.max_clients),
+            "http-max-clients": str(self.http_max_clients),
             "timeout": str(self.timeout),
             "proto-max-bulk-len": str(self.max_bulk_length),
             "client-query-buffer-limit": str(self.max_query_buffer),

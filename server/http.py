@@ -29,12 +29,23 @@ Basic auth against the ACL users (server/httpauth.py has the table). Every path 
 refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
 (on the simple routes, Puppet's text: `not found: <name>`); a parameter given twice is a 400;
 unknown parameters are ignored; unknown paths are 404.
+
+Every path also takes Consul's blocking query, `?index=N[&wait=10s]`: the answer waits until
+the model index (`X-Clusterwatch-Index`) is above N, or the wait (`ms`, `s` or `m`; default
+5m, at most 10m) is over. `index` is ASCII digits up to 2^64-1 (Consul's uint64), `wait`
+at most 12 digits and a unit; anything else, empty or given twice, is a 400 with a message.
+A waiting poll counts in INFO `blocked_clients`, shares its index's one check with CLUSTER
+WAIT (`commands.waits.AboveIndex`), and is freed when its client goes away.
+
+Connections, their limit (`http-max-clients`, a 503 past it), bursts of them, and what the
+HTTP parser refuses are server/httpconn.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,8 +58,10 @@ from cluster.apierror import bad_argument, echo
 from cluster.health import HTTP_PATHS, HttpStyle, Probe
 from cluster.services import Level, parse_level, parse_status_version, parse_timeout
 from commands.status import cluster_status_document, services_document
+from commands.waits import index_wait
 
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
+from .httpconn import HttpConnections
 from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -75,44 +88,48 @@ class HttpMirror:
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        self._runner: web.ServerRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self.connections: HttpConnections | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        config = self._server.config
+        server = self._server
+        config = server.config
         if not config.http_port:
             return
-        lowlevel = web.Server(self._handle, access_log=None)
-        runner = web.ServerRunner(lowlevel, shutdown_timeout=config.shutdown_timeout)
-        await runner.setup()
-        site = web.TCPSite(runner, config.bind, config.http_port, reuse_address=True,
-                           backlog=511, ssl_context=self._server.tls.http_listener)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else config.http_port
+        connections = HttpConnections(self._handle, limit=config.http_max_clients,
+                                      on_refused=self._refused)
+        self._listener = await asyncio.get_running_loop().create_server(
+            connections, config.bind, config.http_port, ssl=server.tls.http_listener,
+            reuse_address=True, backlog=511)
+        self.connections = connections
+        sockets = self._listener.sockets or ()
+        self.port = int(sockets[0].getsockname()[1]) if sockets else config.http_port
         log.info("http listening", extra={"bind": config.bind, "http_port": self.port,
-                                          "tls": config.tls_http})
+                                          "tls": config.tls_http,
+                                          "http_max_clients": config.http_max_clients})
+
+    def _refused(self) -> None:
+        self._server.stats.rejected_connections += 1
 
     async def close(self) -> None:
         """Stop accepting and close the HTTP connections."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listener, self._listener = self._listener, None
+        if listener is None or self.connections is None:
+            return
+        listener.close()
+        await asyncio.sleep(0)  # requests already read start before idle connections close
+        await self.connections.close(self._server.config.shutdown_timeout)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         server = self._server
         try:
-            command = required_command(request.path, request.query.get("verbose"))
+            command = required_command(request.path, _param(request.query, "verbose"))
             if command is not None:
                 authorize(server.acl, command, request.headers.get("Authorization"),
                           peer=request.remote or "", now_ms=server.now_ms())
             if "index" in request.query:
-                await self._blocking_query(request)
+                await self._blocking_query(request.query)
             response = respond(server, request)
         except ApiError as exc:
             response = error_response(exc)
@@ -127,13 +144,19 @@ class HttpMirror:
         response.headers[INDEX_HEADER] = str(server.model.version)
         return response
 
-    async def _blocking_query(self, request: web.BaseRequest) -> None:
+    async def _blocking_query(self, query: Query) -> None:
         """Consul's blocking query: ``?index=N[&wait=10s]`` answers once the model index
-        is above N, or when the wait (default 5 min, at most 10) is over."""
-        index = _int_param(request.query["index"], "index")
-        wait_ms = _duration_ms(request.query.get("wait", "5m"))
-        model = self._server.model
-        if model.version > index:
+        is above N, or when the wait (default 5 min, at most 10) is over. The poll counts
+        in ``blocked_clients``; when its client goes away aiohttp cancels this handler and
+        the wait is abandoned, which frees it at once."""
+        index = _index(_param(query, "index") or "")
+        wait = _param(query, "wait")
+        wait_ms = _duration_ms("5m" if wait is None else wait)
+        server = self._server
+        if server.model.version > index:
+            return
+        deferred = index_wait(server, index, wait_ms)
+        if deferred.done:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -141,9 +164,14 @@ class HttpMirror:
             if not done.done():
                 done.set_result(None)
 
-        self._server.wait_until(lambda: True if model.version > index else None, wait_ms,
-                                lambda: False, ("http wait", index)).add_callback(wake)
-        await done
+        deferred.add_callback(wake)
+        server.blocked_clients += 1
+        try:
+            await done
+        finally:
+            server.blocked_clients -= 1
+            if not deferred.done:
+                deferred.abandon()
 
 
 def respond(server: Server, request: web.BaseRequest) -> web.Response:
@@ -294,22 +322,24 @@ def _encode(document: Any) -> bytes:
 
 INDEX_HEADER = "X-Clusterwatch-Index"
 _MAX_WAIT_MS = 600_000
+_MAX_INDEX = 2**64 - 1  # Consul's index is a uint64
+_DURATION = re.compile(r"([0-9]{1,12})(ms|s|m)")
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000}
 
 
-def _int_param(raw: str, name: str) -> int:
-    if not raw.isdigit():
-        raise ApiError(f"Invalid {name}: {echo(raw)}", http_status=400, kind="data-invalid")
+def _index(raw: str) -> int:
+    """A model index: ASCII digits, at most a uint64 (Consul's); else a 400."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or int(raw) > _MAX_INDEX:
+        raise bad_argument(f"Invalid index: {echo(raw)} (an integer from 0 to {_MAX_INDEX})")
     return int(raw)
 
 
 def _duration_ms(raw: str) -> int:
     """Consul's wait: ``10s``, ``500ms``, ``5m``; capped at 10 minutes."""
-    for unit in ("ms", "s", "m"):
-        if raw.endswith(unit) and raw[:-len(unit)].isdigit():
-            return min(int(raw[:-len(unit)]) * _UNITS[unit], _MAX_WAIT_MS)
-    raise ApiError(f"Invalid wait: {echo(raw)} (e.g. 10s, 500ms, 5m)", http_status=400,
-                   kind="data-invalid")
+    match = _DURATION.fullmatch(raw)
+    if match is None:
+        raise bad_argument(f"Invalid wait: {echo(raw)} (e.g. 10s, 500ms, 5m)")
+    return min(int(match[1]) * _UNITS[match[2]], _MAX_WAIT_MS)
 
 
 def _text(code: int, text: str) -> web.Response:

@@ -191,6 +191,12 @@ def _clients(server: Server) -> Iterator[Metric]:
                  "blocked_clients).", server.blocked_clients)
     yield _gauge("event_loop_lag_seconds", "How late the last 10 Hz housekeeping tick ran.",
                  server.loop_lag_ms / 1000)
+    http = server.http.connections  # None without --http-port: no HTTP connections
+    yield _gauge("http_connections", "Open HTTP connections, idle or long-polling "
+                 "(at most http-max-clients).", http.open if http else 0)
+    yield CounterMetricFamily(_PREFIX + "http_rejected_connections", "HTTP connections "
+                              "refused past http-max-clients (also in INFO "
+                              "rejected_connections).", value=http.refused if http else 0)
 
 
 def _commands(stats: Stats) -> Iterator[Metric]:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,14 +54,16 @@ class ServerProcess:
 
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 10.0) -> ServerProcess:
-    """Start a server on an ephemeral port and wait until it listens."""
+                 timeout: float = 10.0,
+                 preexec_fn: Callable[[], None] | None = None) -> ServerProcess:
+    """Start a server on an ephemeral port and wait until it listens (``preexec_fn`` runs
+    in the child before the server, e.g. to lower its resource limits)."""
     log_path = tmp_path / f"clusterwatch-{time.monotonic_ns()}.log"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     command = [sys.executable, "-m", "server", "serve", "--port", "0", *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=full_env)
+                                env=full_env, preexec_fn=preexec_fn)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = _LISTENING.search(log_path.read_bytes())

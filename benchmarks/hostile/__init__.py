@@ -27,6 +27,7 @@ class Target:
     port: int
     pid: int
     password: str | None
+    http_port: int | None = None  # clusterwatch's, when its args hold HTTP_PORT
 
     @property
     def is_redis(self) -> bool:
@@ -34,6 +35,8 @@ class Target:
 
 
 Attack = Callable[[Target], None]
+# In a case's clusterwatch_args, replaced by a free port, then given as Target.http_port.
+HTTP_PORT = "{http_port}"
 
 
 @dataclass(frozen=True)
