@@ -103,8 +103,13 @@ class User:
     def may_keep(self, channels: Iterable[bytes], patterns: Iterable[bytes]) -> bool:
         """A client of this user may keep these subscriptions (Redis 7 disconnects one
         that may not, when its user's channel rules change)."""
-        return self.all_channels or (all(map(self.may_use_pattern, patterns))
-                                     and all(map(self.may_use_channel, channels)))
+        if self.all_channels:
+            return True
+        allowed = set(self.channels)
+        if any(pattern.decode("utf-8", "replace") not in allowed for pattern in patterns):
+            return False
+        rules = [compile_glob(rule.encode()) for rule in self.channels]
+        return all(any(rule.matches(channel) for rule in rules) for channel in channels)
 
     def check_password(self, password: str) -> bool:
         if self.nopass:
