@@ -1,8 +1,9 @@
 """ACL users and their rules, in Redis 7's syntax (``ACL SETUSER``, ``users.acl``).
 
-A user is a name, an on/off switch, password hashes (SHA-256) or ``nopass``, key and
-channel patterns (kept and shown for Redis clients; clusterwatch has no keyspace) and
-command rules. Command rules are applied in order over a base of ``+@all`` or
+A user is a name, an on/off switch, password hashes (SHA-256) or ``nopass``, key patterns
+(kept and shown for Redis clients; clusterwatch has no keyspace), channel patterns (the
+channels it may SUBSCRIBE to, matched as Redis globs, and the patterns it may PSUBSCRIBE
+to, as written) and command rules. Command rules are applied in order over a base of ``+@all`` or
 ``-@all``; the user's ``allowed`` set is the result: the full names (``cluster|info``)
 of the commands it may run. The rules are kept in the compact form Redis shows: a rule
 replaces earlier rules on the same command, category or container, and a rule that
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ._categories import CATEGORIES
+from ._glob import compile_glob
 from ._spec import CommandSpec
 
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -87,6 +89,27 @@ class User:
     def copy(self) -> User:
         return dataclasses.replace(self, passwords=list(self.passwords), keys=list(self.keys),
                                    channels=list(self.channels), rules=list(self.rules))
+
+    def may_use_channel(self, channel: bytes) -> bool:
+        """A channel the user may SUBSCRIBE to: one its ``&pattern`` rules match."""
+        return self.all_channels or any(compile_glob(pattern.encode()).matches(channel)
+                                        for pattern in self.channels)
+
+    def may_use_pattern(self, pattern: bytes) -> bool:
+        """A pattern the user may PSUBSCRIBE to: one of its ``&pattern`` rules, as written
+        (Redis compares patterns, it does not match one against another)."""
+        return self.all_channels or pattern.decode("utf-8", "replace") in self.channels
+
+    def may_keep(self, channels: Iterable[bytes], patterns: Iterable[bytes]) -> bool:
+        """A client of this user may keep these subscriptions (Redis 7 disconnects one
+        that may not, when its user's channel rules change)."""
+        if self.all_channels:
+            return True
+        allowed = set(self.channels)
+        if any(pattern.decode("utf-8", "replace") not in allowed for pattern in patterns):
+            return False
+        rules = [compile_glob(rule.encode()) for rule in self.channels]
+        return all(any(rule.matches(channel) for rule in rules) for channel in channels)
 
     def check_password(self, password: str) -> bool:
         if self.nopass:

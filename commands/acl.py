@@ -1,7 +1,12 @@
 """ACL: Redis 7's user management commands, over ``AccessControl`` (commands/_access.py).
 
 A change to a user takes effect at once for the clients authenticated as it; deleting a
-user (or loading a file without it) disconnects them, as Redis does.
+user (or loading a file without it) disconnects them, as Redis does, and so does taking
+from a user a channel or pattern its clients are subscribed to (``resetchannels``,
+``reset``, ``&other`` after ``resetchannels``, or an ACL LOAD that does). ACL LOAD leaves
+the clients of users it does not change alone, as Redis 7.2 does (7.0 disconnected every
+client of every user but ``default``). A client that loses its own subscription this way
+gets its reply, then is disconnected.
 """
 
 from __future__ import annotations
@@ -128,14 +133,16 @@ def acl_save(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 def _refresh_sessions(ctx: CommandContext, names: Iterable[str] | None) -> None:
     """Give the clients of the changed users (all users: None) their new permissions;
-    disconnect those whose user is gone."""
+    disconnect those whose user is gone, and those subscribed to a channel or pattern
+    their user's channel rules no longer allow (as Redis 7 does). A user switched off
+    keeps its connections, as in Redis: it only cannot authenticate anew."""
     users = ctx.server.acl.users
     wanted = None if names is None else set(names)
     for session in list(ctx.server.sessions()):
         if not session.authenticated or (wanted is not None and session.user not in wanted):
             continue
         user = users.get(session.user)
-        if user is None:
+        if user is None or not user.may_keep(session.channels, session.patterns):
             ctx.server.kill_session(session.id)
             if session.id == ctx.session.id:
                 session.close_after_reply = True

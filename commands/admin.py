@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 
 from resp import OK, Map, Reply
@@ -12,6 +11,7 @@ from ._args import parse_int, text, upper
 from ._context import CommandContext
 from ._docs import command_docs, command_info
 from ._errors import CommandError, syntax_error
+from ._glob import compile_glob
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
 
 _SERVER = Group.SERVER
@@ -37,7 +37,8 @@ def command_list(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         raise syntax_error()
     kind, value = upper(argv[3]), text(argv[4])
     if kind == "PATTERN":
-        return [name for name in names if fnmatch.fnmatchcase(str(name), value.lower())]
+        matches = compile_glob(value.lower().encode()).matches
+        return [name for name in names if matches(str(name).encode())]
     if kind == "ACLCAT":
         return [spec.full_name for spec in ctx.table.runnable()
                 if f"@{value.lower()}" in spec.categories]
@@ -80,9 +81,9 @@ def config_get(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     values = ctx.server.config_values()
     matched: dict[str, str] = {}
     for raw in argv[2:]:
-        pattern = text(raw).lower()
+        matches = compile_glob(text(raw).lower().encode()).matches
         for name, value in values.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if matches(name.encode()):
                 matched[name] = value
     return Map(matched.items())
 

@@ -9,7 +9,6 @@ patterns do not allow (``&pattern``) is ``-NOPERM``, as in Redis.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Sequence
 
 from resp import Encoded, Push, Reply, encode
@@ -25,9 +24,13 @@ _NO_CHANNEL_PERMISSION = CommandError(
     "this user has no permissions to access one of the channels used as arguments", "NOPERM")
 
 
-def _frames(frames: list[Push]) -> Encoded:
-    return Encoded(b"".join(encode(frame, 2) for frame in frames),
-                   b"".join(encode(frame, 3) for frame in frames))
+def _confirmations(kind: bytes, names: list[bytes], counts: list[int]) -> Encoded:
+    """``[kind, name, count]`` per name: arrays in RESP2, pushes in RESP3, written out
+    directly (a PSUBSCRIBE may name many thousands)."""
+    head = b"3\r\n$%d\r\n%b\r\n" % (len(kind), kind)
+    bodies = [b"%b$%d\r\n%b\r\n:%d\r\n" % (head, len(name), name, count)
+              for name, count in zip(names, counts, strict=True)]
+    return Encoded(b"*" + b"*".join(bodies), b">" + b">".join(bodies))
 
 
 def _count(session: Session) -> int:
@@ -38,16 +41,15 @@ def _check_channels(ctx: CommandContext, names: Sequence[bytes], *, patterns: bo
     user = ctx.server.acl.users.get(ctx.session.user)
     if user is None or user.all_channels:
         return
-    allowed = user.channels
+    allowed = user.may_use_pattern if patterns else user.may_use_channel
     for raw in names:
-        name = raw.decode("utf-8", "replace")
-        if (name in allowed if patterns
-                else any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed)):
+        if allowed(raw):
             continue
         now_ms = ctx.server.now_ms()
         ctx.server.acl.log.add(AclLogEntry(
-            reason="channel", context="toplevel", object=name, username=user.name,
-            client_info=client_info_line(ctx.session, now_ms), updated_ms=now_ms))
+            reason="channel", context="toplevel", object=raw.decode("utf-8", "replace"),
+            username=user.name, client_info=client_info_line(ctx.session, now_ms),
+            updated_ms=now_ms))
         raise _NO_CHANNEL_PERMISSION
 
 
@@ -56,12 +58,12 @@ def _join(ctx: CommandContext, names: Sequence[bytes], kind: bytes,
     """(P)SUBSCRIBE: one confirmation per name, with the session's count after it."""
     _check_channels(ctx, names, patterns=kind == b"psubscribe")
     session = ctx.session
-    frames = []
+    counts = []
     for name in names:
         add(session, name)
-        frames.append(Push([kind, name, _count(session)]))
+        counts.append(_count(session))
     refresh_permissions(ctx)
-    return _frames(frames)
+    return _confirmations(kind, list(names), counts)
 
 
 def _leave(ctx: CommandContext, names: Sequence[bytes], kind: bytes, held: set[bytes],
@@ -69,14 +71,16 @@ def _leave(ctx: CommandContext, names: Sequence[bytes], kind: bytes, held: set[b
     """(P)UNSUBSCRIBE: the names given, or every one held; with none, one frame with a
     null name, as Redis answers."""
     session = ctx.session
-    frames = []
-    for name in list(names) or sorted(held):
+    left = list(names) or sorted(held)
+    counts = []
+    for name in left:
         drop(session, name)
-        frames.append(Push([kind, name, _count(session)]))
-    if not frames:
-        frames.append(Push([kind, None, _count(session)]))
+        counts.append(_count(session))
     refresh_permissions(ctx)
-    return _frames(frames)
+    if not left:
+        nothing = Push([kind, None, _count(session)])
+        return Encoded(encode(nothing, 2), encode(nothing, 3))
+    return _confirmations(kind, left, counts)
 
 
 def subscribe(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

@@ -66,7 +66,7 @@ from .metrics import Metrics
 from .protocol import RespProtocol, TlsAcceptor
 from .tls import TlsContexts, TlsSettingError
 from .waits import Waits
-from .watch import Fanout, JournalGoneError, Transition, Watch
+from .watch import DELIVERIES_PER_TURN, Fanout, JournalGoneError, Transition, Watch
 
 if TYPE_CHECKING:
     from agent.simulate import Simulation
@@ -126,7 +126,8 @@ class Server:
                              soft_limit=config.pubsub_soft_limit,
                              soft_seconds=config.pubsub_soft_seconds,
                              clock_ms=lambda: self.clock_ms,
-                             on_disconnect=self._pubsub_client_cut)
+                             on_disconnect=self._pubsub_client_cut,
+                             connections=self.connections)
         self.watch = Watch(self.model, journal_size=config.journal_size,
                            deliver=self._deliver)
         self.acl = AccessControl(self.table.catalog, requirepass=config.requirepass)
@@ -212,11 +213,13 @@ class Server:
     def _deliver(self, channel: str, message: str) -> None:
         """Send one of clusterwatch's channel messages to its subscribers."""
         name = channel.encode()
-        connections = self.connections
-        receivers = ((connections[session_id], pattern)
-                     for session_id, pattern in self.subscriptions.receivers(name)
-                     if session_id in connections)
-        self.fanout.deliver(receivers, name, message.encode())
+        self.fanout.deliver(name, message.encode(), self.subscriptions.receivers(name))
+
+    def forget_subscriber(self, session: Session) -> None:
+        """A subscriber went away: its subscriptions go a slice per loop turn."""
+        self.fanout.forget(session.id)
+        if not self.subscriptions.drop_some(session, DELIVERIES_PER_TURN):
+            asyncio.get_running_loop().call_soon(self.forget_subscriber, session)
 
     def journal(self, since: int | None, count: int) -> list[Transition]:
         if since is None:

@@ -155,8 +155,7 @@ class RespProtocol(asyncio.Protocol):
         if session is not None:
             self.server.connections.pop(session.id, None)
             if session.channels or session.patterns:
-                self.server.subscriptions.drop(session)
-                self.server.fanout.forget(session.id)
+                self.server.forget_subscriber(session)
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.reader is None:

@@ -34,9 +34,10 @@ at once past the hard limit, or after staying past the soft limit for the soft s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -53,7 +54,7 @@ from cluster.events import (
 from cluster.health import PROBES
 from cluster.records import NodeState
 from cluster.servicestates import Pairs, ServiceStates
-from resp import Push, encode
+from commands._patternindex import Scan
 
 if TYPE_CHECKING:
     from .protocol import RespProtocol
@@ -292,37 +293,159 @@ class Watch:
         self._roles = roles
 
 
+#: A pub/sub delivery's work per turn of the event loop, in frames (and patterns looked
+#: at): a fan-out to many subscribers, or a message matching many patterns, is cut into
+#: slices of this size, a turn apart, so no subscriber waits on another's share.
+DELIVERIES_PER_TURN = 2048
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+class _Message:
+    """One channel message on its way: who gets it, and how far delivery has come."""
+
+    __slots__ = ("channel", "frames", "ids", "pattern", "patterns", "scan", "tail", "taken")
+
+    def __init__(self, channel: bytes, message: bytes, subscribers: tuple[int, ...],
+                 scan: Scan) -> None:
+        self.channel = channel
+        self.tail = _bulk(channel) + _bulk(message)
+        self.frames: dict[tuple[int, bytes | None], bytes] = {}
+        self.ids = subscribers  # the receivers being served: the channel's, then each
+        self.pattern: bytes | None = None  # matching pattern's in turn
+        self.taken = 0  # of ``ids``, already served
+        self.scan = scan
+        self.patterns = 0  # of ``scan.found``, already taken
+
+    def frame(self, protocol: int, pattern: bytes | None) -> bytes:
+        """The frame for a client of ``protocol`` matching by ``pattern``, encoded once."""
+        key = (protocol, pattern)
+        frame = self.frames.get(key)
+        if frame is None:
+            kind = b">" if protocol == 3 else b"*"
+            if pattern is None:
+                frame = kind + b"3\r\n$7\r\nmessage\r\n" + self.tail
+            else:
+                frame = kind + b"4\r\n$8\r\npmessage\r\n" + _bulk(pattern) + self.tail
+            if len(self.frames) > 8:  # one per pattern matched: keep the common ones
+                self.frames.clear()
+            self.frames[key] = frame
+        return frame
+
+    def next_receivers(self, budget: int) -> int:
+        """Move on to the next matching pattern's clients, scanning for it as the budget
+        allows; the budget left (``ids`` is empty when there is no next one yet)."""
+        scan = self.scan
+        while self.patterns == len(scan.found) and not scan.done and budget > 0:
+            budget = scan.advance(budget)
+        self.ids, self.taken = (), 0
+        if self.patterns < len(scan.found):
+            entry = scan.found[self.patterns]
+            self.patterns += 1
+            self.ids, self.pattern = tuple(entry.ids), entry.pattern
+            budget -= 1
+        return budget
+
+    @property
+    def done(self) -> bool:
+        return (self.taken == len(self.ids) and self.patterns == len(self.scan.found)
+                and self.scan.done)
+
+
 class Fanout:
     """Delivers channel messages to subscribed connections, each frame encoded once per
-    protocol (and per pattern), and cuts subscribers past the pubsub output limits."""
+    protocol (and per pattern), and cuts subscribers past the pubsub output limits.
+
+    Messages go out in the order they were published. A message whose delivery (or whose
+    search for matching patterns) is more than ``DELIVERIES_PER_TURN`` goes out in slices,
+    one per turn of the event loop, and the messages after it wait their turn, so every
+    subscriber sees every message in order and other clients are served between slices.
+    A subscriber's frames of one slice go out in one write, and the pubsub limits are
+    checked after it."""
 
     def __init__(self, *, hard_limit: int, soft_limit: int, soft_seconds: int,
-                 clock_ms: Callable[[], int], on_disconnect: Callable[[], None]) -> None:
+                 clock_ms: Callable[[], int], on_disconnect: Callable[[], None],
+                 connections: Mapping[int, RespProtocol],
+                 per_turn: int = DELIVERIES_PER_TURN) -> None:
         self._on_disconnect = on_disconnect
         self.hard_limit = hard_limit
         self.soft_limit = soft_limit
         self.soft_ms = soft_seconds * 1000
         self._clock_ms = clock_ms
+        self._connections = connections
+        self._per_turn = per_turn
         self._over_soft_since: dict[int, int] = {}
+        self._queue: deque[_Message] = deque()
+        self._scheduled = False
         self.disconnects = 0
         self.delivered = 0
+        self.slices = 0  # turns of the loop that delivered
 
-    def deliver(self, receivers: Iterator[tuple[RespProtocol, bytes | None]], channel: bytes,
-                message: bytes) -> None:
-        frames: dict[tuple[int, bytes | None], bytes] = {}
-        for conn, pattern in receivers:
-            session = conn.session
-            if session is None or conn.closing:
-                continue
-            key = (session.protocol, pattern)
-            frame = frames.get(key)
-            if frame is None:
-                members: list[bytes] = ([b"message", channel, message] if pattern is None
-                                        else [b"pmessage", pattern, channel, message])
-                frame = frames[key] = encode(Push(members), session.protocol)
-            conn.push(frame)
-            self.delivered += 1
-            self._enforce(conn)
+    @property
+    def backlog(self) -> int:
+        """Messages not yet delivered to all their receivers."""
+        return len(self._queue)
+
+    def deliver(self, channel: bytes, message: bytes,
+                receivers: tuple[tuple[int, ...], Scan]) -> None:
+        subscribers, scan = receivers
+        if not subscribers and scan.done and not scan.found:
+            return
+        self._queue.append(_Message(channel, message, subscribers, scan))
+        if not self._scheduled:
+            self._run()
+
+    def _continue(self) -> None:
+        self._scheduled = False
+        self._run()
+
+    def _run(self) -> None:
+        """Deliver up to a slice's worth, oldest message first; schedule the rest."""
+        self.slices += 1
+        budget = self._per_turn
+        pending: dict[RespProtocol, list[bytes]] = {}
+        queue = self._queue
+        while queue and budget > 0:
+            budget = self._advance(queue[0], budget, pending)
+            if queue[0].done:
+                queue.popleft()
+        for conn, frames in pending.items():
+            self._write(conn, frames)
+        if queue and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._continue)
+
+    def _advance(self, item: _Message, budget: int,
+                 pending: dict[RespProtocol, list[bytes]]) -> int:
+        """Serve ``item``'s receivers until it is done or ``budget`` is spent; the budget
+        left. A subscriber's frames gather in ``pending``, for the caller to write."""
+        connections = self._connections
+        while budget > 0:
+            ids = item.ids
+            while item.taken < len(ids) and budget > 0:
+                conn = connections.get(ids[item.taken])
+                item.taken += 1
+                session = conn.session if conn is not None else None
+                if conn is None or session is None or conn.closing:
+                    continue
+                budget -= 1
+                frames = pending.get(conn)
+                if frames is None:
+                    frames = pending[conn] = []
+                frames.append(item.frame(session.protocol, item.pattern))
+            if item.taken < len(ids) or item.done:
+                break
+            budget = item.next_receivers(budget)
+        return budget
+
+    def _write(self, conn: RespProtocol, frames: list[bytes]) -> None:
+        if not frames or conn.closing:
+            return
+        conn.push(b"".join(frames))
+        self.delivered += len(frames)
+        self._enforce(conn)
 
     def _enforce(self, conn: RespProtocol) -> None:
         transport, session = conn.transport, conn.session
