@@ -461,8 +461,9 @@ class RespProtocol(asyncio.Protocol):
             self._cut(buffered, "client output buffer limit reached, closing")
             return
         soft = config.output_buffer_soft_limit
-        if not soft:
-            return
+        session = self.session
+        if not soft or (session is not None and (session.channels or session.patterns)):
+            return  # a subscriber's soft limit is the pubsub class's (``Fanout``)
         if buffered <= soft:
             self.soft_since = None
             return
