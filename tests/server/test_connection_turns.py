@@ -100,6 +100,23 @@ def test_a_huge_publish_is_applied_a_slice_per_turn_while_others_are_served() ->
     asyncio.run(run())
 
 
+def test_a_publisher_that_leaves_mid_way_loses_nothing_and_frees_its_slot() -> None:
+    async def run() -> None:
+        server = Server(ServerConfig())
+        client = Client(server)
+        client.send(publish(0, 20_000))
+        await asyncio.sleep(0)
+        assert 0 < server.bus_received < 20_000  # main had applied it all at once
+        assert server.blocked_clients == 1
+        client.connection.connection_lost(None)
+        assert (server.blocked_clients, len(server.connections)) == (0, 0)
+        await turns_until(lambda: server.bus_received == 20_000)
+        assert server.model.counters().applied == 20_000
+        assert client.written == b""
+
+    asyncio.run(run())
+
+
 def test_pipelined_publishes_yield_by_messages_applied_not_requests() -> None:
     """200 pipelined publishes of 100 messages are 200 requests, under the 512 that one
     turn of main ran at once: the turn now ends once a turn's work of messages is in."""
