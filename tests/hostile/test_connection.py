@@ -113,7 +113,7 @@ def test_blocked_clients_that_disconnect_leave_at_once(
         for cycle in range(300):
             with connect(server.port) as sock:
                 sock.sendall(waits[cycle % 2])
-                sock.settimeout(0.05)
+                sock.settimeout(0.005)
                 # What the attacker sees: nothing, it is blocked (or, on main once the
                 # slots were gone, the refusal).
                 with contextlib.suppress(TimeoutError):
