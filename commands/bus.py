@@ -12,7 +12,10 @@
                                       bound; every instance applies it when it reads it
 
 On the Redis-stream bus the reply waits until this instance has read its own entries back
-and applied them; a bus it cannot reach is a ``-TRYAGAIN bus unavailable: ...`` error.
+and applied them; a bus it cannot reach is a ``-TRYAGAIN bus unavailable: ...`` error. On
+the memory bus a batch larger than the connection's turn can afford is applied in slices
+between other clients' requests (``server/bus/memory.py``), and answered after the last.
+Either way the handler returns a ``Deferred`` and the client waits, as a blocked client.
 
 Simple strings and nested errors read the same in RESP2 and RESP3 (redis-cli prints
 ``1) applied``, ``2) (error) ERR invalid message: epoch: ...``). A batch is applied as one
