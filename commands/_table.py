@@ -36,6 +36,7 @@ log = logging.getLogger("clusterwatch.commands")
 _NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "unwatch", "quit", "reset"})
 # Below this slow-log threshold, requests are timed one by one (see ``execute``).
 _RUN_TIMING_MIN_NS = 1_000_000
+_NO_DEADLINE = 1 << 63
 
 
 def _help_lines(container: CommandSpec) -> list[Reply]:
@@ -116,14 +117,17 @@ class CommandTable:
             raise wrong_arity(spec.full_name)
         return spec
 
-    def execute(self, ctx: CommandContext,
-                batch: Sequence[list[bytes]]) -> list[Reply | Deferred[Reply]]:
+    def execute(self, ctx: CommandContext, batch: Sequence[list[bytes]],
+                deadline_ns: int = _NO_DEADLINE) -> list[Reply | Deferred[Reply]]:
         """Run a client's pipelined requests in order; one reply each, errors included.
 
         Stops early after a request that closes the connection (QUIT, a CLIENT KILL of
         itself), switches the protocol (HELLO) or blocks the client (its reply is the
         ``Deferred`` in ``session.blocked``), so the replies may be fewer than the
-        requests: the caller encodes them and calls again with the rest.
+        requests: the caller encodes them and calls again with the rest. It also stops,
+        with at least one request run, once the injected clock passes ``deadline_ns``:
+        checked where a run ends (see below), which every command that is not FAST is, so
+        a pipeline of costly commands cannot hold the caller past its turn.
 
         The common case (a known command, right arity, allowed to this client's user,
         no MULTI) is decided by one test per request; everything else goes through
@@ -156,7 +160,7 @@ class CommandTable:
                     run = current = None
                 append(self.dispatch(ctx, argv))
                 if (session.close_after_reply or session.protocol != protocol
-                        or session.blocked is not None):
+                        or session.blocked is not None or perf_ns() >= deadline_ns):
                     break
                 continue
             if spec is not current:
@@ -164,6 +168,9 @@ class CommandTable:
                 if run is not None:
                     self._account(ctx, run, len(replies) - run_start, now - run_clock,
                                   previous)
+                    if now >= deadline_ns:
+                        run = None
+                        break
                 run, run_start, run_clock = spec, len(replies), now
                 # Only FAST commands (O(1), Redis's flag) run on together; any other
                 # request is a run of its own, timed exactly.

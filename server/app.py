@@ -65,6 +65,7 @@ from .http import HttpMirror
 from .metrics import Metrics
 from .protocol import RespProtocol, TlsAcceptor
 from .tls import TlsContexts, TlsSettingError
+from .turns import Turn
 from .waits import Waits
 from .watch import DELIVERIES_PER_TURN, Fanout, JournalGoneError, Transition, Watch
 
@@ -115,6 +116,7 @@ class Server:
         # Connections to the TLS port still in their handshake (not clients yet).
         self.handshaking: set[asyncio.Transport] = set()
         self.model = ClusterModel(model_config(config))
+        self.turn = Turn()  # the work of the connection being served (server/turns.py)
         self.bus: Bus = self._make_bus()
         self._bus_clock = None if isinstance(self.bus, MemoryBus) else self.bus.now_ms
         self.bus_received = 0
@@ -172,7 +174,8 @@ class Server:
         config = self.config
         if config.bus == "memory":
             # A lambda, not the bound method: tests replace ``now_ms`` to drive the clock.
-            return MemoryBus(self.model, lambda: self.now_ms())
+            return MemoryBus(self.model, lambda: self.now_ms(), turn=self.turn,
+                             on_applied=self._bus_applied)
         settings = StreamSettings(
             url=config.bus, stream=config.bus_stream, maxlen=config.bus_maxlen,
             retention_ms=config.bus_retention_ms,
@@ -187,7 +190,8 @@ class Server:
                               max_message_bytes=config.max_message_size)
 
     def _bus_applied(self, messages: int) -> None:
-        """The stream bus's reader applied a batch holding ``messages`` node messages."""
+        """The bus applied, on its own, a batch holding ``messages`` node messages: the
+        stream bus's reader, or a slice of a large publish on the memory bus."""
         if messages:
             self.bus_received += messages
             self.last_message_ms = self.clock_ms
@@ -390,7 +394,7 @@ class Server:
             demo = demo_simulation(node_timeout_ms=self.config.node_timeout)
             if isinstance(self.bus, MemoryBus):
                 # The demo cluster is in the model before the first client can ask.
-                self.bus_publish(demo.initial())
+                self.bus_publish(demo.initial(), wait=False)
         listener = await loop.create_server(
             lambda: RespProtocol(self), self.config.bind, self.config.port,
             reuse_address=True, backlog=511,

@@ -27,7 +27,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     defaults = ServerConfig()
     for name in ("bind", "port", "unix_socket", "requirepass", "max_clients", "timeout",
                  "max_inline_size", "max_bulk_length", "max_multibulk_length",
-                 "max_query_buffer", "output_buffer_limit", "slowlog_log_slower_than",
+                 "max_query_buffer", "output_buffer_limit", "output_buffer_soft_limit",
+                 "output_buffer_soft_seconds", "slowlog_log_slower_than",
                  "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
                  "log_format", "node_timeout", "fail_after", "fail_rule", "require_full_coverage",
                  "max_message_size", "max_nodes", "forget_after", "myid", "health_responsive_grace",
@@ -78,6 +79,8 @@ _HELP = {
                "written by ACL SAVE ",
     "protected_mode": "yes/no: without a default-user password, refuse clients that are "
                       "not on 127.0.0.1, ::1 or the Unix socket ",
+    "output_buffer_soft_limit": "bytes queued for a client that, held for "
+                                "output-buffer-soft-seconds, disconnect it; 0 is off ",
     "pubsub_hard_limit": "bytes queued for a subscriber past which it is disconnected ",
     "pubsub_soft_limit": "bytes queued for a subscriber that, held for pubsub-soft-seconds, "
                          "disconnect it ",

@@ -62,6 +62,10 @@ class ServerConfig:
     # Bytes queued for a client past which it is disconnected (Redis
     # client-output-buffer-limit; replies to a client that stops reading pile up here).
     output_buffer_limit: int = 32 * 1024 * 1024
+    # Redis's soft limit for normal clients: more than soft_limit bytes queued for
+    # soft_seconds disconnects the client (0 is off, Redis's default for normal clients).
+    output_buffer_soft_limit: int = 0
+    output_buffer_soft_seconds: int = 0
     # Redis's client-output-buffer-limit pubsub: a subscriber with more than the hard
     # limit queued, or more than the soft limit for soft_seconds, is disconnected.
     pubsub_hard_limit: int = 32 * 1024 * 1024
@@ -136,6 +140,8 @@ class ServerConfig:
             raise ConfigError("http_port must be between 0 and 65535")
         if min(self.pubsub_hard_limit, self.pubsub_soft_limit, self.pubsub_soft_seconds) < 0:
             raise ConfigError("pubsub limits must not be negative (0 is no limit)")
+        if min(self.output_buffer_soft_limit, self.output_buffer_soft_seconds) < 0:
+            raise ConfigError("output buffer soft limits must not be negative (0 is off)")
         if self.timeout < 0 or self.latency_monitor_threshold < 0:
             raise ConfigError("timeout and latency_monitor_threshold must not be negative")
         if not 0 <= self.write_buffer_low <= self.write_buffer_high:
@@ -219,8 +225,9 @@ class ServerConfig:
             "proto-max-bulk-len": str(self.max_bulk_length),
             "client-query-buffer-limit": str(self.max_query_buffer),
             "client-output-buffer-limit": (
-                f"normal 0 0 0 pubsub {self.pubsub_hard_limit} {self.pubsub_soft_limit} "
-                f"{self.pubsub_soft_seconds}"),
+                f"normal {self.output_buffer_limit} {self.output_buffer_soft_limit} "
+                f"{self.output_buffer_soft_seconds} pubsub {self.pubsub_hard_limit} "
+                f"{self.pubsub_soft_limit} {self.pubsub_soft_seconds}"),
             "slowlog-log-slower-than": str(self.slowlog_log_slower_than),
             "slowlog-max-len": str(self.slowlog_max_len),
             "latency-monitor-threshold": str(self.latency_monitor_threshold),

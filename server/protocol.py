@@ -1,11 +1,27 @@
 """One client connection: bytes in, replies out. Thin glue between the transport, the
 sans-I/O reader and encoder, and the command table.
 
-Pipelined requests are answered in order with one write per batch. Flow control
-runs both ways: when the transport's write buffer passes its high watermark, the
-connection stops reading and stops executing what it has already read, and resumes
-both when the buffer drains; a client whose queued output passes the hard limit is
-disconnected. A protocol error is answered once, then the connection closes.
+Rules:
+
+* Replies go out in request order, one write per batch; a reply over ``_PIECE_BYTES``,
+  and everything behind it, goes out a piece per loop turn.
+* Fair turns (``turns.py``): a connection runs requests until its turn's work is spent
+  (a request a unit, a published message by its size) or its time is up, then yields the
+  loop and resumes on a later turn. A publish its turn cannot afford is sliced by the bus.
+* Bounded output: every byte queued for the client counts, whether in the transport's
+  buffer or waiting here as pieces, except the largest single reply among those queued
+  (one reply larger than the limit still reaches a client that reads it). When the
+  transport's buffer passes ``write_buffer_high`` the connection stops reading and
+  executing until it drains; past ``output_buffer_limit`` (or over the soft limit for the
+  soft seconds) the client is disconnected. Cached reply frames are queued by reference,
+  never copied into one buffer, so a pipeline of them costs at most what it is counted for.
+* A client blocked on a reply (``Session.blocked``) keeps being read: what it sends waits
+  (bounded by ``max_query_buffer``) and runs after the reply, and its disconnect is seen
+  at once: the Deferred is abandoned, its wait and its slot freed. Bytes read while the
+  connection does not execute are stashed as read and given to the reader a read at a
+  time when it resumes: hiredis moves its unparsed bytes on every request it returns, so
+  a reader handed megabytes at once would cost the square of them.
+* A protocol error is answered once, then the connection closes.
 """
 
 from __future__ import annotations
@@ -18,21 +34,19 @@ from typing import TYPE_CHECKING, Literal, cast
 from commands import CommandContext, Deferred, Session
 from resp import Encoded, RemoteProtocolError, Reply, RequestReader, SimpleString, write
 
+from .turns import TURN_UNITS
+
 if TYPE_CHECKING:
     from .app import Server
 
 log = logging.getLogger("clusterwatch.connection")
 
-# Requests executed before their replies are written and the write buffer checked again.
+# Requests drained from the reader and executed before their replies are written.
 _BATCH = 512
 # A reply larger than this goes out this much per loop turn, so that writing one large
 # reply to many clients does not hold the loop for the others (the kernel's copy of a
 # megabyte into a socket takes a fraction of a millisecond).
 _PIECE_BYTES = 256 * 1024
-# Batches one connection may run before it yields the loop to the others (its reading is
-# paused meanwhile). libuv hands over many reads per wake-up; without this, one client
-# pipelining millions of requests would hold every other client for seconds.
-_BATCHES_PER_TURN = 8
 
 MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 # Redis's own words, so that its users recognise what to change.
@@ -64,15 +78,21 @@ def _peer(transport: asyncio.BaseTransport, key: str) -> str:
 
 
 def _encode(out: list[bytes], replies: list[Reply] | list[Reply | Deferred[Reply]],
-            protocol: Literal[2, 3]) -> None:
+            protocol: Literal[2, 3]) -> int:
+    """Append the replies' frames to ``out``; return the bytes of cached frames among
+    them (``Encoded``: shared, possibly huge, never worth copying)."""
     append = out.append
+    cached = 0
     for reply in replies:
         if reply.__class__ is SimpleString:
             append(reply.frame)
         elif reply.__class__ is Encoded:  # a cached frame (CLUSTER INFO ...)
-            append(reply.resp3 if protocol == 3 else reply.resp2)
+            frame = reply.resp3 if protocol == 3 else reply.resp2
+            append(frame)
+            cached += len(frame)
         else:
             write(out, reply, protocol)  # type: ignore[arg-type]  # never a Deferred here
+    return cached
 
 
 class RespProtocol(asyncio.Protocol):
@@ -82,21 +102,30 @@ class RespProtocol(asyncio.Protocol):
         self.session: Session | None = None
         self.ctx: CommandContext | None = None
         self.reader: RequestReader | None = None
+        # The transport's write buffer is past its high watermark (asyncio's flow control).
         self.paused = False
-        # Reading is paused and requests wait: for this client's turn after yielding the
-        # loop to others, or for the reply it is blocked on (``Session.blocked``).
+        # Requests wait for a callback: this client's next turn (reading paused), or the
+        # reply it is blocked on (``Session.blocked``; reading goes on).
         self.yielded = False
         self.closing = False
-        # Requests read behind a blocked request, run once its reply is sent.
+        # Requests read behind a blocked request, or past the end of a turn.
         self.held: list[list[bytes]] = []
+        # Reads that arrived while requests were not executed, not yet fed to the reader.
+        self.stash: deque[bytes] = deque()
+        self.stashed = 0
         # TLS: bytes the TLS layer decrypted before the handshake's waiter ran
         # connection_made (TlsAcceptor); fed once the session exists.
         self.unmade: list[bytes] = []
         # Output not yet handed to the transport: a large reply and what followed it.
-        self.pieces: deque[memoryview] = deque()
+        self.pieces: deque[bytes | memoryview] = deque()
         self.queued = 0
+        # The largest reply among those queued: it does not count against the limits.
+        self.exempt = 0
         self.piece_scheduled = False
         self.close_when_written = False
+        # Since when (loop time) the output has been over the soft limit, and its check.
+        self.soft_since: float | None = None
+        self.soft_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -151,9 +180,22 @@ class RespProtocol(asyncio.Protocol):
         self.closing = True
         self.pieces.clear()
         self.queued = 0
+        self.held = []
+        self.stash.clear()
+        self.stashed = 0
+        if self.soft_timer is not None:
+            self.soft_timer.cancel()
+            self.soft_timer = None
         session = self.session
         if session is not None:
             self.server.connections.pop(session.id, None)
+            blocked = session.blocked
+            if blocked is not None:
+                # Nobody is left to answer: the wait (or whatever produces the reply)
+                # frees what it holds for this client now, not at its time-out.
+                session.blocked = None
+                self.server.blocked_clients -= 1
+                blocked.abandon()
             if session.channels or session.patterns:
                 self.server.forget_subscriber(session)
 
@@ -166,7 +208,10 @@ class RespProtocol(asyncio.Protocol):
         stats.total_net_input_bytes += len(data)
         stats.total_reads_processed += 1
         if self.paused or self.yielded:
-            self.reader.feed(data)
+            self.stash.append(data)
+            self.stashed += len(data)
+            if self.stashed + self.reader.buffered > self.server.config.max_query_buffer:
+                self._query_buffer_full()
             return
         # A read with several '*' (several inline lines) is a pipeline, or an argument
         # holding one: it goes the general way without the single path's checks, as
@@ -183,7 +228,8 @@ class RespProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        if self.transport is not None and not self.closing:
+        if (self.transport is not None and not self.closing and self.session is not None
+                and self.session.blocked is None):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -194,8 +240,16 @@ class RespProtocol(asyncio.Protocol):
             self.transport.resume_reading()
             self.process()
 
+    def _yield_turn(self) -> None:
+        """Let the other connections have the loop; continue on a later turn."""
+        self.yielded = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._take_turn)
+
     def _take_turn(self) -> None:
-        """Continue after yielding the loop to other connections."""
+        """Continue after yielding the loop to other connections (or after a reply this
+        client was blocked on went out)."""
         self.yielded = False
         if self.transport is None or self.closing:
             return
@@ -206,63 +260,96 @@ class RespProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None
 
+    def _query_buffer_full(self) -> None:
+        """A client that is not being served (blocked, or waiting for its turn or for its
+        output to drain) sent more than the query buffer holds: closed, as redis-server
+        closes a client past ``client-query-buffer-limit``. Nothing is answered: the reply
+        it waits for would come first."""
+        session = self.session
+        # The counter INFO shows as client_query_buffer_limit_disconnections, as the
+        # reader's own query-buffer refusal counts.
+        self.server.stats.protocol_errors += 1
+        log.warning("client query buffer limit reached, closing", extra={
+            "client": session.id if session else -1,
+            "buffered": self.input_buffered()})
+        self.abort()
+
+    def input_buffered(self) -> int:
+        """Bytes read and not yet run: in the reader, and stashed (CLIENT LIST's qbuf)."""
+        return self.stashed + (self.reader.buffered if self.reader is not None else 0)
+
     # --- request processing ----------------------------------------------------------
 
     def process(self) -> None:
         """Execute the buffered requests, writing a batch at a time, until the reader
-        needs more data, writing pauses, or the connection is to close."""
+        needs more data, the turn is over, writing pauses, or the connection is to
+        close."""
         reader, ctx = self.reader, self.ctx
         assert reader is not None and ctx is not None
         session = ctx.session
-        execute = self.server.table.execute
-        session.last_interaction_ms = self.server.clock_ms
+        server = self.server
+        table = server.table
+        execute = table.execute
+        session.last_interaction_ms = server.clock_ms
         authenticated = session.authenticated
-        turns = 0
+        turn = server.turn
+        turn.spent = 0
+        deadline = table.perf_ns() + turn.time_ns
         while not self.paused and not self.closing:
-            if turns == _BATCHES_PER_TURN:
-                self.yielded = True
-                assert self.transport is not None
-                self.transport.pause_reading()
-                asyncio.get_running_loop().call_soon(self._take_turn)
-                return
-            turns += 1
-            if self.held:
+            # What was held goes first; the reader may hold more behind it.
+            drained = not self.held
+            if not drained:
                 batch, self.held = self.held, []
             else:
                 try:
                     batch = reader.drain(_BATCH)
+                    while not batch and self.stash:
+                        data = self.stash.popleft()
+                        self.stashed -= len(data)
+                        reader.feed(data)
+                        batch = reader.drain(_BATCH)
                 except RemoteProtocolError as exc:
                     self._protocol_error([], exc)
                     return
             if not batch:
                 return
             out: list[bytes] = []
+            cached = 0
             pending = batch
             while True:
                 protocol = session.protocol
-                replies = execute(ctx, pending)
+                replies = execute(ctx, pending, deadline)
                 blocked = session.blocked
                 if blocked is not None:
-                    _encode(out, replies[:-1], protocol)
+                    cached += _encode(out, replies[:-1], protocol)
                     self.held = pending[len(replies):]
-                    self._send(out)
+                    self._send(out, cached)
                     self._block(blocked)
                     return
                 if session.protocol == protocol:
-                    _encode(out, replies, protocol)
+                    cached += _encode(out, replies, protocol)
                 else:  # HELLO answers in the protocol it switched to
-                    _encode(out, replies[:-1], protocol)
-                    _encode(out, replies[-1:], session.protocol)
+                    cached += _encode(out, replies[:-1], protocol)
+                    cached += _encode(out, replies[-1:], session.protocol)
                 if len(replies) == len(pending) or session.close_after_reply:
+                    break
+                if session.protocol == protocol:  # the turn's time ran out
+                    self.held = pending[len(replies):]
                     break
                 pending = pending[len(replies):]
             if session.authenticated is not authenticated:
                 reader.authenticated = authenticated = session.authenticated
-            self._send(out)
+            self._send(out, cached)
             if session.close_after_reply:
                 self.close()
                 return
-            if len(batch) < _BATCH and not reader.failed:
+            if (drained and len(batch) < _BATCH and not self.held and not reader.failed
+                    and not self.stash):
+                return
+            turn.spent += len(batch)
+            if self.held or turn.spent >= TURN_UNITS or table.perf_ns() >= deadline:
+                if not self.paused and not self.closing:
+                    self._yield_turn()
                 return
 
     def answer_single(self, argv: list[bytes]) -> None:
@@ -272,9 +359,11 @@ class RespProtocol(asyncio.Protocol):
         ctx, reader = self.ctx, self.reader
         assert ctx is not None and reader is not None
         session = ctx.session
-        session.last_interaction_ms = self.server.clock_ms
+        server = self.server
+        session.last_interaction_ms = server.clock_ms
         authenticated = session.authenticated
-        reply = self.server.table.execute_single(ctx, argv)
+        server.turn.spent = 0
+        reply = server.table.execute_single(ctx, argv)
         if session.blocked is not None:
             self._block(session.blocked)
             return
@@ -282,25 +371,26 @@ class RespProtocol(asyncio.Protocol):
         # _encode does for a list, for one reply without the list (0.2 us a read).
         protocol = session.protocol
         out: list[bytes]
+        cached = 0
         if reply.__class__ is SimpleString:
             out = [reply.frame]
         elif reply.__class__ is Encoded:
             out = [reply.resp3 if protocol == 3 else reply.resp2]
+            cached = len(out[0])
         else:
             out = []
             write(out, reply, protocol)  # type: ignore[arg-type]  # not a Deferred here
         if session.authenticated is not authenticated:
             reader.authenticated = session.authenticated
-        self._send(out)
+        self._send(out, cached)
         if session.close_after_reply:
             self.close()
 
     def _block(self, deferred: Deferred[Reply]) -> None:
-        """Wait for a blocked request's reply with reading paused, as after yielding."""
+        """Wait for a blocked request's reply. Reading goes on, so that a disconnect is
+        seen at once; what the client sends meanwhile waits in the reader."""
         self.yielded = True
         self.server.blocked_clients += 1
-        if self.transport is not None and not self.closing:
-            self.transport.pause_reading()
         deferred.add_callback(self._unblock)
 
     def _unblock(self, reply: Reply) -> None:
@@ -310,44 +400,95 @@ class RespProtocol(asyncio.Protocol):
         if self.transport is None or self.closing:
             return
         out: list[bytes] = []
-        _encode(out, [reply], self.session.protocol)
-        self._send(out)
+        cached = _encode(out, [reply], self.session.protocol)
+        self._send(out, cached)
+        if self.paused:
+            self.transport.pause_reading()  # no longer blocked: flow control again
         # Not at once: the reply may come from inside the loop that blocked us.
         asyncio.get_running_loop().call_soon(self._take_turn)
 
-    def _send(self, out: list[bytes]) -> None:
+    # --- output ----------------------------------------------------------------------
+
+    def _send(self, out: list[bytes], cached: int = 0) -> None:
         if not out or self.transport is None:
             return
-        # One joined write: uvloop's writelines costs more per frame than the join.
-        data = b"".join(out)
         stats = self.server.stats
         stats.total_writes_processed += 1
-        stats.total_net_output_bytes += len(data)
-        if self.pieces or len(data) > _PIECE_BYTES:
-            # In order behind what is queued, a piece per loop turn.
-            self.pieces.append(memoryview(data))
-            self.queued += len(data)
-            self._schedule_piece()
+        if cached > _PIECE_BYTES:
+            # Large cached frames (CLUSTER STATUS, CLUSTER NODES ...) queue by reference:
+            # a pipeline of them must not become one copy of them all.
+            size = sum(map(len, out))
+            stats.total_net_output_bytes += size
+            self._queue(out, size, max(map(len, out)))
         else:
-            self.transport.write(data)
-            # Only a paused transport (past its high watermark) can be over the limit.
-            if not self.paused:
-                return
-        # The reply being written does not count: one reply larger than the limit (CLUSTER
-        # STATUS at 100k nodes) goes to a client that reads it; what piles up behind does.
-        buffered = self.output_buffered() - (len(self.pieces[0]) if self.pieces else 0)
-        if buffered > self.server.config.output_buffer_limit:
-            stats.client_output_buffer_disconnects += 1
-            log.warning("client output buffer limit reached, closing",
-                        extra={"client": self.session.id if self.session else -1,
-                               "buffered": buffered})
-            self.abort()
+            # One joined write: uvloop's writelines costs more per frame than the join.
+            data = b"".join(out)
+            stats.total_net_output_bytes += len(data)
+            if self.pieces or len(data) > _PIECE_BYTES:
+                # A bulk reply is one frame: the largest frame is the largest reply.
+                largest = max(map(len, out)) if len(out) > 1 else len(data)
+                self._queue([data], len(data), largest)
+            else:
+                self.transport.write(data)
+                # Only a paused transport (past its high watermark) can be over a limit.
+                if not self.paused:
+                    return
+        self._check_limits()
+
+    def _queue(self, frames: list[bytes], size: int, largest: int) -> None:
+        """Queue output behind what is queued, to go out a piece per loop turn."""
+        self.pieces.extend(frames)
+        self.queued += size
+        if largest > self.exempt:
+            self.exempt = largest
+        self._schedule_piece()
 
     def output_buffered(self) -> int:
         """Bytes written but not yet taken by the kernel, queued pieces included."""
         if self.transport is None:
             return 0
         return self.transport.get_write_buffer_size() + self.queued
+
+    def _check_limits(self) -> None:
+        """Disconnect a client whose output, the largest queued reply aside, is past the
+        hard limit, or has stayed past the soft limit for the soft seconds (Redis's
+        ``client-output-buffer-limit normal <hard> <soft> <seconds>``)."""
+        if self.transport is None or self.closing:
+            return
+        config = self.server.config
+        buffered = self.output_buffered() - self.exempt
+        if buffered > config.output_buffer_limit:
+            self._cut(buffered, "client output buffer limit reached, closing")
+            return
+        soft = config.output_buffer_soft_limit
+        session = self.session
+        if not soft or (session is not None and (session.channels or session.patterns)):
+            return  # a subscriber's soft limit is the pubsub class's (``Fanout``)
+        if buffered <= soft:
+            self.soft_since = None
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.soft_since is None:
+            self.soft_since = now
+        elif now - self.soft_since >= config.output_buffer_soft_seconds:
+            self._cut(buffered, "client output buffer soft limit reached for "
+                      f"{config.output_buffer_soft_seconds} s, closing")
+            return
+        if self.soft_timer is None:
+            # Checked again when its time is up, even if nothing more is sent to it.
+            self.soft_timer = loop.call_at(
+                self.soft_since + config.output_buffer_soft_seconds, self._soft_check)
+
+    def _soft_check(self) -> None:
+        self.soft_timer = None
+        self._check_limits()
+
+    def _cut(self, buffered: int, message: str) -> None:
+        self.server.stats.client_output_buffer_disconnects += 1
+        log.warning(message, extra={"client": self.session.id if self.session else -1,
+                                    "buffered": buffered})
+        self.abort()
 
     def _schedule_piece(self) -> None:
         if not self.piece_scheduled and not self.paused:
@@ -357,21 +498,32 @@ class RespProtocol(asyncio.Protocol):
     def _write_piece(self) -> None:
         self.piece_scheduled = False
         transport = self.transport
-        if transport is None or transport.is_closing() or not self.pieces:
+        pieces = self.pieces
+        if transport is None or transport.is_closing() or not pieces:
             return
-        view = self.pieces[0]
-        piece = view[:_PIECE_BYTES]
-        if len(view) > _PIECE_BYTES:
-            self.pieces[0] = view[_PIECE_BYTES:]
-        else:
-            self.pieces.popleft()
-        self.queued -= len(piece)
-        transport.write(piece)
-        if self.pieces:
+        chunk: list[bytes | memoryview] = []
+        room = _PIECE_BYTES
+        while pieces and room:
+            head = pieces[0]
+            if len(head) <= room:
+                chunk.append(pieces.popleft())
+                room -= len(head)
+            else:
+                view = memoryview(head)
+                chunk.append(view[:room])
+                pieces[0] = view[room:]
+                room = 0
+        self.queued -= _PIECE_BYTES - room
+        transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+        if pieces:
             self._schedule_piece()  # not while paused: resume_writing goes on
-        elif self.close_when_written:
-            transport.close()
-
+        else:
+            self.exempt = 0
+            if self.close_when_written:
+                transport.close()
+                return
+        if self.soft_since is not None:
+            self._check_limits()
     def _protocol_error(self, out: list[bytes], exc: RemoteProtocolError) -> None:
         stats = self.server.stats
         stats.protocol_errors += 1

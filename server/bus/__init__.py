@@ -36,7 +36,8 @@ class Bus(Protocol):
         """Hand over a batch, in order; one outcome per message, in the same order.
 
         A malformed message is answered ``rejected`` and changes nothing but the reject
-        counters; a valid one is never dropped. A bus that must wait for its engine
+        counters; a valid one is never dropped. A bus that must wait for its engine, or
+        (the memory bus) applies a large batch in slices between other clients' requests,
         answers with a ``Deferred``; with ``wait=False`` (inside EXEC) it must answer at
         once or raise ``CommandError``, as it does when it cannot take messages now.
         """
