@@ -284,12 +284,12 @@ class RequestReader:
                     return argv
         if argv is _INCOMPLETE:
             self._open(data, 0, fed=True)
-        else:  # hiredis used part of it: the scanner reads it all again
+        else:  # hiredis used part of it, or refused it: the scanner reads it all
             self._hiredis = hiredis.Reader(notEnoughData=_INCOMPLETE)
             self._queue.append(data)
             self._front_pos = 0
             self._front_clean_from = -1
-            self._front_demoted = False
+            self._front_demoted = True
             self._mode = _CAREFUL
         return None
 
