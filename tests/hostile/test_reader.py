@@ -247,19 +247,21 @@ def test_a_non_bulk_element_gets_redis_protocol_error(
 def test_a_bulk_argument_is_never_run_as_inline_commands(
         server_factory: ServerFactory, bystander: BystanderFactory) -> None:
     """A simple string where a bulk belongs, then (in the next read) a request whose
-    argument holds lines: on main the first request ran, the reader lost count of the
-    bytes, and the argument's lines ran as inline commands (``INJECTED now``). Redis
-    refuses the first request; so does clusterwatch, and nothing else runs."""
+    argument holds lines: on main the first request ran (``+PONG``), the reader lost count
+    of the bytes, and the argument's lines ran as inline commands (``CLIENT SETNAME``
+    answered ``+OK``). Redis refuses the first request; so does clusterwatch, and nothing
+    else runs."""
     server = server_factory()
     payload = b"x\r\nCLIENT SETNAME injected\r\n"
     second = b"*2\r\n$4\r\nECHO\r\n$%d\r\n%b\r\n" % (len(payload), payload)
-    with bystander(server) as watcher:
-        got = attack(server, b"*1\r\n+PING\r\n", second, pause=0.2)
-    assert got == protocol_error("expected '$', got '+'")
-    with connect(server) as sock:
-        sock.sendall(command("CLIENT", "LIST"))
-        clients = read_replies(sock, 1)[0]
-    assert isinstance(clients, bytes) and b"injected" not in clients
+    with bystander(server) as watcher, connect(server) as sock:
+        sock.sendall(b"*1\r\n+PING\r\n")
+        first = read_replies(sock, 1)[0]
+        # Read first: bytes sent to a closed connection draw a reset, which could cost
+        # the client what it has not read yet.
+        send_pieces(sock, second)
+        rest = read_until_closed(sock)
+    assert (str(first), rest) == ("ERR Protocol error: expected '$', got '+'", b"")
     assert_intact(server, password=None)
     watcher.check()
 
@@ -285,7 +287,10 @@ def test_a_large_request_behind_auth_in_the_same_write_runs(
         sock.sendall(login + command("ECHO", BIG))
         first, echoed = read_replies(sock, 2)
         # The other side of it: after a wrong password the unauthenticated limits hold.
-        refused = attack(server, command("AUTH", "wrong") + command("ECHO", BIG))
+        # (The length line alone: a server closing with bytes unread sends a reset, which
+        # can cost the client the replies it has not read yet.)
+        refused = attack(server, command("AUTH", "wrong") + b"*2\r\n$4\r\nECHO\r\n$%d\r\n"
+                         % len(BIG))
     assert first == expected if isinstance(expected, bytes) else isinstance(first, expected)
     assert echoed == BIG
     assert refused == (b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
