@@ -566,6 +566,7 @@ class RequestReader:
                 pos = scanner.scan(piece, pos, commands, limit, fast_from, clean_from)
             if pos >= len(piece):
                 queue.popleft()
+                scanner.done_with(piece)
                 self._front_pos = 0
                 self._front_clean_from = -1
                 self._front_demoted = False

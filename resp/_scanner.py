@@ -91,9 +91,9 @@ class RequestScanner:
         self._parts: list[bytes] = []  # an argument's payload so far (PAYLOAD)
         self._left = 0  # payload bytes still to come, plus the two after them
         self._held = 0  # bytes of the incomplete multibulk request in earlier reads
-        # The last read hiredis went through, by identity only (a read is not kept for
-        # it; should a later read reuse the id, hiredis merely sits that one out).
-        self._bulk_read = 0
+        # The read hiredis last went through (``_arguments``), until the caller is done
+        # with it (``done_with``).
+        self._bulk_read: bytes | None = None
         self.stopped_for_auth = False  # the last ``scan`` stopped after AUTH or HELLO
         self.authenticated = authenticated
         self.max_args = self.max_bulk = 0
@@ -106,6 +106,11 @@ class RequestScanner:
                          else min(UNAUTHENTICATED_MAX_BULK, limits.max_bulk_length))
         self.max_args = (limits.max_multibulk_length if value
                          else min(UNAUTHENTICATED_MAX_ARGS, limits.max_multibulk_length))
+
+    def done_with(self, buf: bytes) -> None:
+        """The caller will not give ``buf`` again: nothing of it is to be kept."""
+        if buf is self._bulk_read:
+            self._bulk_read = None
 
     @property
     def held(self) -> int:
@@ -250,10 +255,10 @@ class RequestScanner:
             if not self._args_left:
                 return self._emit(out, pos)
         if (self._args_left >= _BULK_ARGS and n - pos >= _BULK_BYTES and pos >= clean_from
-                and id(buf) != self._bulk_read):
+                and buf is not self._bulk_read):
             # Once per read: where hiredis stops early (a CR then another byte, which Redis
             # accepts), the loop below goes on, and another run could cost a chunk each time.
-            self._bulk_read = id(buf)
+            self._bulk_read = buf
             values, pos = whole_bulks(buf, pos, self._args_left, self.max_bulk)
             argv += values
             self._args_left -= len(values)

@@ -104,3 +104,15 @@ def test_ten_times_the_input_costs_about_ten_times_the_work(
     assert large.hiredis_bytes < 13 * max(small.hiredis_bytes, 1)
     # Each byte goes to hiredis a bounded number of times.
     assert large.hiredis_bytes <= 4 * len(make(10 * n))
+
+
+def test_a_long_requests_arguments_cost_less_than_a_python_line_each() -> None:
+    """Where the guard allows, hiredis reads a long request's arguments for the scanner,
+    once per read (64 KB reads here, each its own object as from a socket): fewer Python
+    lines than arguments. The scanner's own loop takes about ten lines an argument; main
+    took more, again for every read."""
+    n = 300_000
+    work, requests = work_for(one_long_request(n), 65536)
+    print(f"{work.lines} Python lines for {n} arguments")
+    assert requests == 1
+    assert work.lines < n
