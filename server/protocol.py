@@ -343,7 +343,7 @@ class RespProtocol(asyncio.Protocol):
             if session.close_after_reply:
                 self.close()
                 return
-            if (drained and len(batch) < _BATCH and not self.held and not reader.failed
+            if (drained and len(batch) < _BATCH and not self.held and not reader.ready
                     and not self.stash):
                 return
             turn.spent += len(batch)

@@ -89,6 +89,10 @@ GOOD = [
     pytest.param(b"*0\r\n*-1\r\n" + PING + b"*0\r\n", [[b"PING"]], id="empty-and-null-ignored"),
     pytest.param(b"*1\r\n$4\r\nPING\r\n*-1\r\nPING\r\n", [[b"PING"], [b"PING"]],
                  id="null-array-between"),
+    # redis-server skips the byte after a line's CR, whatever it is, and the two after a
+    # payload (checked on the wire, redis-server 7.0.15).
+    pytest.param(b"*1\r\n$4\rXPING\r\n", [[b"PING"]], id="length-line-cr-then-any-byte"),
+    pytest.param(b"*1\rX$4\r\nPING\r\n", [[b"PING"]], id="count-line-cr-then-any-byte"),
 ]
 
 
@@ -193,6 +197,28 @@ BAD = [
                  {"authenticated": False}, id="unauthenticated-bulk"),
     pytest.param(b"a " * 11 + b"\r\n", [], "ERR Protocol error: unauthenticated multibulk length",
                  {"authenticated": False}, id="unauthenticated-inline-count"),
+    # Types where an argument belongs: redis-server names the type byte (on the wire).
+    pytest.param(b"*1\r\n+PING\r\n", [], "ERR Protocol error: expected '$', got '+'", {},
+                 id="simple-string-element"),
+    pytest.param(b"*1\r\n_\r\n", [], "ERR Protocol error: expected '$', got '_'", {},
+                 id="null-element"),
+    pytest.param(b"*1\r\n(12\r\n", [], "ERR Protocol error: expected '$', got '('", {},
+                 id="big-number-element"),
+    pytest.param(b"*1\r\n=8\r\ntxt:PING\r\n", [], "ERR Protocol error: expected '$', got '='",
+                 {}, id="verbatim-element"),
+    pytest.param(b"*2\r\n$4\r\nECHO\r\n|2000000000\r\n", [],
+                 "ERR Protocol error: expected '$', got '|'", {"authenticated": False},
+                 id="huge-attribute-element-unauthenticated"),
+    pytest.param(PING + b"*1\r\n+PING\r\n", [[b"PING"]],
+                 "ERR Protocol error: expected '$', got '+'", {},
+                 id="simple-string-element-after-a-request"),
+    # Counts and lengths before AUTH, in Redis's order: invalid, then unauthenticated.
+    pytest.param(b"*2147483647\r\n", [], "ERR Protocol error: unauthenticated multibulk length",
+                 {"authenticated": False}, id="unauthenticated-count-int-max"),
+    pytest.param(b"*4294967295\r\n", [], "ERR Protocol error: invalid multibulk length",
+                 {"authenticated": False}, id="unauthenticated-count-uint32-max"),
+    pytest.param(b"*1\r\n$100000000\r\n", [], "ERR Protocol error: unauthenticated bulk length",
+                 {"authenticated": False}, id="unauthenticated-bulk-over-our-limit"),
 ]
 
 
@@ -371,3 +397,113 @@ def test_a_bad_bulk_terminator_followed_by_a_type_byte_found_by_hypothesis() -> 
     expected = ([[b"\x00" * 4], [b"#"]], None)
     assert drive(RequestReader(), iter([data])) == expected
     assert drive(RequestReader(), iter([data[:15], data[15:]])) == expected
+
+
+# --- counts checked before anything is allocated, on every path --------------------------
+
+HUGE = [
+    ("count-before-auth", b"*2147483647\r\n", {"authenticated": False},
+     "unauthenticated multibulk length"),
+    ("count-after-auth", b"*4294967295\r\n", {}, "invalid multibulk length"),
+    ("push-element", b"*1\r\n>200000000\r\n", {}, "expected '$', got '>'"),
+    ("set-element-before-auth", b"*1\r\n~2000000000\r\n", {"authenticated": False},
+     "expected '$', got '~'"),
+]
+
+
+@pytest.mark.parametrize(("path", "data", "options", "error"), [
+    pytest.param(path, data, options, error, id=f"{path}-{name}")
+    for path in ("take_single", "feed") for name, data, options, error in HUGE
+    if (path, name) != ("feed", "count-after-auth")  # main refused that one in time
+])
+def test_a_huge_count_is_refused_before_anything_is_allocated_for_it(
+        path: str, data: bytes, options: dict[str, object], error: str) -> None:
+    """A read of its own (the one-request path) or not: on main ``take_single`` gave these
+    to hiredis, which allocated (or built) the whole aggregate first."""
+    reader = RequestReader(**options)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        if path == "take_single":
+            assert reader.take_single(data) is None
+        else:
+            reader.feed(data)
+        with pytest.raises(RemoteProtocolError) as caught:
+            reader.drain()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reply.line == f"ERR Protocol error: {error}"
+    assert peak < 1_000_000
+
+
+# --- the unauthenticated limits, request by request ---------------------------------------
+
+BIG = b"x" * 100_000
+
+
+def multibulk(*argv: bytes) -> bytes:
+    return b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in argv)
+
+
+@pytest.mark.parametrize("login", [
+    pytest.param(multibulk(b"AUTH", b"pw"), id="AUTH"),
+    pytest.param(multibulk(b"HELLO", b"3", b"AUTH", b"default", b"pw"), id="HELLO"),
+    pytest.param(b"auth pw\r\n", id="inline-auth"),
+])
+@pytest.mark.parametrize("split", SPLITTERS, ids=split_ids)
+def test_requests_behind_auth_are_read_under_the_limits_it_leaves(
+        login: bytes, split: Splitter) -> None:
+    """As redis-server reads one request at a time: ``drain`` ends its batch after a
+    request that may authenticate (``ready`` says there is more), so the 100 KB ECHO and
+    the 12-argument requests behind a successful AUTH get the authenticated limits. On
+    main they were refused with ``unauthenticated bulk length``."""
+    many = multibulk(b"PING", *[b"x"] * 11)
+    reader = RequestReader(authenticated=False)
+    got: list[list[bytes]] = []
+    for chunk in split(login + multibulk(b"ECHO", BIG) + many * 2):
+        reader.feed(chunk)
+        while (batch := reader.drain(512)) or reader.ready:
+            got += batch
+            if batch and batch[-1][0].lower() in (b"auth", b"hello"):
+                assert reader.ready
+                reader.authenticated = True
+    assert got[1:] == [[b"ECHO", BIG], [b"PING", *[b"x"] * 11], [b"PING", *[b"x"] * 11]]
+
+
+def test_a_request_behind_a_failed_auth_keeps_the_unauthenticated_limits() -> None:
+    reader = RequestReader(authenticated=False)
+    reader.feed(multibulk(b"AUTH", b"wrong") + multibulk(b"ECHO", BIG))
+    assert reader.drain() == [[b"AUTH", b"wrong"]]
+    assert reader.ready
+    with pytest.raises(RemoteProtocolError, match="unauthenticated bulk length"):
+        reader.drain()
+
+
+# --- never a payload run as requests --------------------------------------------------------
+
+def test_a_read_ending_inside_a_request_that_looks_like_a_boundary_keeps_the_request() -> None:
+    """The read ends with the canonical encoding of the request before it, inside a
+    request whose arguments hold that encoding. On main the reader took the read's end for
+    a request boundary, and the next read ran as a request of its own."""
+    first = PING + b"*4\r\n$4\r\nECHO\r\n$2\r\n*1\r\n$4\r\nPING\r\n"
+    for second in (b"ECHO INJECTED\r\n", multibulk(b"ECHO", b"INJECTED"), b"$2\r\nok\r\n"):
+        reader = RequestReader()
+        assert reader.take_single(first) is None
+        assert reader.drain() == [[b"PING"]]
+        if reader.take_single(second) is not None:
+            pytest.fail(f"{second!r} was taken as a request of its own")
+        if second.startswith(b"$"):
+            assert reader.drain() == [[b"ECHO", b"*1", b"PING", b"ok"]]
+        else:
+            with pytest.raises(RemoteProtocolError, match="expected '\\$', got"):
+                reader.drain()
+
+
+def test_a_bulk_argument_split_from_a_non_bulk_element_is_never_run_inline() -> None:
+    """``*1\\r\\n+PING\\r\\n`` then a request whose argument holds lines, in any two reads:
+    on main the reader lost count of the bytes and ran the argument's lines inline."""
+    payload = b"x\r\nINJECTED now\r\n"
+    data = b"*1\r\n+PING\r\n" + multibulk(b"ECHO", payload)
+    for cut in range(len(data) + 1):
+        got = drive(RequestReader(), iter([data[:cut], data[cut:]]))
+        assert got == ([], "ERR Protocol error: expected '$', got '+'"), cut
