@@ -288,3 +288,35 @@ def test_config_get_shows_the_normal_class_limits_as_redis_does() -> None:
                           output_buffer_soft_seconds=60)
     assert config.redis_style()["client-output-buffer-limit"] == (
         "normal 33554432 8388608 60 pubsub 33554432 8388608 60")
+
+
+def test_reading_a_long_request_yields_the_loop_every_64_kb() -> None:
+    """A request still incomplete costs no turn units, but its bytes are parsed as they
+    arrive: after 64 KB read the connection stops reading until a later loop turn, so the
+    32 reads libuv may hand it in one wake-up cannot hold the others for the whole parse.
+    Main read on until the request was whole."""
+    argv = [b"PING", *(b"a" for _ in range(100_000))]
+    data = encode_request(argv)
+    piece = 16 * 1024
+
+    async def run() -> None:
+        server = Server(ServerConfig())
+        client = Client(server)
+        transport = client.transport
+        fed = 0
+        while transport.reading:
+            client.connection.data_received(data[fed:fed + piece])
+            fed += piece
+        assert fed == 64 * 1024  # four reads of 16 KB, then a pause
+        await turns_until(lambda: transport.reading)  # resumed on a later turn
+        pauses = 1
+        while fed < len(data):
+            if not transport.reading:
+                await turns_until(lambda: transport.reading)
+                pauses += 1
+            client.connection.data_received(data[fed:fed + piece])
+            fed += piece
+        assert pauses >= len(data) // (64 * 1024)
+        assert client.written == b"-ERR wrong number of arguments for 'ping' command\r\n"
+
+    asyncio.run(run())
