@@ -135,8 +135,16 @@ def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
                                             status_version=version, timeout_s=timeout)
     except ApiError as exc:
         raise api_error(exc) from None
-    doc = entry.to_json(with_name=True)
-    return json_bulk(doc) if as_json else to_reply(doc)
+    # Rendered once while the entry shows the same status data: a status may be as large as
+    # a node message (64 KB of nested JSON, about 8 ms to render), polled by dashboards.
+    key = (entry.name, entry.service_version, entry.service_status_version,
+           entry.detail_level, entry.state, entry.active_alerts, as_json)
+
+    def render() -> Reply:
+        doc = entry.to_json(with_name=True)
+        return json_bulk(doc) if as_json else to_reply(doc)
+
+    return cached_by_identity(ctx, "status|service", key, entry.source, render)
 
 
 def _simple_error(answer: SimpleStatus, name: str | None) -> ErrorReply:

