@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -32,19 +33,84 @@ def run(args: argparse.Namespace, loop_factory: Any) -> int:
     return agent_main(args, loop_factory)
 
 
+_SIMULATE_DESCRIPTION = """\
+Publish a simulated Redis Cluster to a clusterwatch server: N masters with R replicas each,
+the 16384 slots split evenly over the masters, every node saying hello, the masters
+claiming their slots, then every node sending heartbeats with status fields (services,
+partitions, thread pools, requests, ksqlDB queries) for the STATUS, HEALTH and CLUSTER
+STATUS commands to show. Scripted faults make it fail, fail over and reshard on cue.
+
+Nodes are named m1..mN (masters) and m1r1..mNrR (replicas). Their ids are the same on
+every run. Faults (--fault, or one per line in --script), each at a time from the start
+(5, 5s, 500ms):
+
+  stop <node> at <t>                       the node goes silent
+  resume <node> at <t>                     a silent node speaks again
+  partition <node>[,<node>...] at <t> for <d>
+                                           those nodes are silent for d, then resume
+  failover <master> at <t>                 its first live replica takes over its slots
+                                           at a new epoch
+  migrate <slots> from <a> to <b> at <t>   b takes the slots (a-b[,c-d]) at a new epoch
+  leave <node> at <t>                      the node leaves on purpose
+
+Masters that still speak report a node silent for --node-timeout, as Redis Cluster's
+gossip would."""
+
+_SIMULATE_EXAMPLES = """\
+examples:
+  clusterwatch simulate --server 127.0.0.1:7379 --masters 3 --replicas 1
+  clusterwatch simulate --fault 'stop m1 at 10' --fault 'failover m2 at 20' --duration 60
+  clusterwatch simulate --masters 100 --replicas 2 --rate 0.5 --list   # show the nodes"""
+
+_AGENT_DESCRIPTION = """\
+Publish one real node to a clusterwatch server: the agent runs beside the node (or anywhere
+that reaches it), reads it before every heartbeat and sends its hello, slot claims,
+heartbeats and the failures it sees.
+
+What it reads (--source, repeatable; later sources win, flags win over all):
+  redis://[user:pass@]host:port, rediss://...   a Redis node: its own CLUSTER NODES line
+                                                (id, address, role, master, epoch, slots),
+                                                CLUSTER INFO and INFO; nodes it sees as
+                                                fail? or fail become failure reports
+  zeebe+http://host:9600                        a Zeebe broker's startup, ready and health
+                                                probes, or a gateway's /actuator/health
+  curity+http://host:4465/                      a Curity node's status document
+  puppet+https://host:8140/status/v1/services   Puppet's services (?level=debug&timeout=5)
+  ksqldb+http://host:8088/clusterStatus         this host's ksqlDB queries and store lags
+Without a source, --addr and the other flags say who the node is, and --status-file,
+--status-command or --set give its heartbeat fields.
+
+A node that does not answer makes the agent withhold heartbeats (and say so in its log), so
+clusterwatch fails it after its node timeout, as the cluster does; the agent keeps trying
+and resumes when the node answers, and reconnects when clusterwatch restarts."""
+
+_AGENT_EXAMPLES = """\
+examples:
+  clusterwatch agent --server 127.0.0.1:7379 --source redis://10.0.0.1:6379
+  CLUSTERWATCH_PASSWORD=... clusterwatch agent --server cw:7379 --user publisher \\
+      --source redis://127.0.0.1:6379 --interval 0.5
+  clusterwatch agent --addr 10.0.0.5:9000 --role master --slots 0-5460 \\
+      --status-command 'my-node-status --json'"""
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default="127.0.0.1:7379",
+    parser.add_argument("--server", metavar="HOST:PORT", default="127.0.0.1:7379",
                         help="clusterwatch server host:port (default: %(default)s)")
-    parser.add_argument("--password", default=None, help="AUTH password")
-    parser.add_argument("--user", default=None, help="AUTH user name")
+    parser.add_argument("--password", metavar="PASSWORD",
+                        default=os.environ.get("CLUSTERWATCH_PASSWORD"),
+                        help="AUTH password (default: $CLUSTERWATCH_PASSWORD, which keeps it "
+                        "out of the process list)")
+    parser.add_argument("--user", metavar="NAME",
+                        default=None, help="AUTH user name (default: default)")
     parser.add_argument("--tls", action="store_true",
                         help="connect over TLS (the server's --tls-port), as redis-cli --tls")
-    parser.add_argument("--cacert", default=None,
+    parser.add_argument("--cacert", metavar="PATH", default=None,
                         help="CA bundle the server certificate is verified against "
                         "(default: the system's)")
-    parser.add_argument("--cert", default=None, help="client certificate (PEM), for "
+    parser.add_argument("--cert", metavar="PATH",
+                        default=None, help="client certificate (PEM), for "
                         "tls-auth-clients yes")
-    parser.add_argument("--key", default=None, help="private key of --cert (PEM)")
+    parser.add_argument("--key", metavar="PATH", default=None, help="private key of --cert (PEM)")
     parser.add_argument("--insecure", action="store_true",
                         help="with --tls, do not verify the server's certificate")
     parser.add_argument("--log-level", default="info",
@@ -52,30 +118,29 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .simulate import __doc__ as simulate_doc
-
     sim = sub.add_parser("simulate", help="publish a simulated cluster to a server",
-                         description=simulate_doc,
+                         description=_SIMULATE_DESCRIPTION, epilog=_SIMULATE_EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _client_options(sim)
-    sim.add_argument("--masters", type=int, default=3, help="(default: %(default)s)")
-    sim.add_argument("--replicas", type=int, default=1, help="per master (default: %(default)s)")
-    sim.add_argument("--rate", type=float, default=1.0,
+    sim.add_argument("--masters", metavar="N", type=int, default=3, help="(default: %(default)s)")
+    sim.add_argument("--replicas", metavar="N",
+                     type=int, default=1, help="per master (default: %(default)s)")
+    sim.add_argument("--rate", metavar="PER_SECOND", type=float, default=1.0,
                      help="heartbeats per node per second (default: %(default)s)")
-    sim.add_argument("--host", default="127.0.0.1",
+    sim.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
                      help="address the simulated nodes announce (default: %(default)s)")
-    sim.add_argument("--base-port", type=int, default=30001,
+    sim.add_argument("--base-port", metavar="PORT", type=int, default=30001,
                      help="port of the first node, then one more per node (default: "
                      "%(default)s)")
     sim.add_argument("--hostnames", action="store_true",
                      help="announce hostnames (node-m1, ...) as well")
-    sim.add_argument("--node-timeout", type=int, default=15_000,
+    sim.add_argument("--node-timeout", metavar="MS", type=int, default=15_000,
                      help="ms of silence after which live masters report a node "
                      "(default: %(default)s)")
     sim.add_argument("--fault", action="append", default=[], metavar="FAULT",
                      help="a scripted fault, e.g. 'stop m1 at 5' (repeatable)")
-    sim.add_argument("--script", help="a file of faults, one per line")
-    sim.add_argument("--duration", type=float, default=None,
+    sim.add_argument("--script", metavar="PATH", help="a file of faults, one per line")
+    sim.add_argument("--duration", metavar="SECONDS", type=float, default=None,
                      help="seconds to run (default: until interrupted)")
     sim.add_argument("--once", action="store_true",
                      help="publish the initial state, then exit")
@@ -83,10 +148,8 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .sidecar import __doc__ as agent_doc
-
     agent = sub.add_parser("agent", help="publish a real node's hello and heartbeats",
-                           description=agent_doc,
+                           description=_AGENT_DESCRIPTION, epilog=_AGENT_EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _client_options(agent)
     agent.add_argument("--source", action="append", default=[], metavar="URL",
@@ -94,26 +157,28 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        "redis://[user:pass@]host:port, rediss://..., zeebe+http://host:9600, "
                        "curity+http://host:4465/, puppet+https://host:8140/status/v1/services, "
                        "ksqldb+http://host:8088/clusterStatus; the flags below override it")
-    agent.add_argument("--source-timeout", type=float, default=2.0,
+    agent.add_argument("--source-timeout", metavar="SECONDS", type=float, default=2.0,
                        help="seconds each source may take (default: %(default)s)")
-    agent.add_argument("--addr", default=None,
+    agent.add_argument("--addr", metavar="HOST:PORT[@BUSPORT]", default=None,
                        help="the node's address, host:port[@busport] (required without a "
                        "--source that knows it)")
-    agent.add_argument("--node-id", default=None,
+    agent.add_argument("--node-id", metavar="ID", default=None,
                        help="default: the source's (a Redis node's own id), else sha1 of "
                        "'clusterwatch:<host>:<port>' of --addr")
-    agent.add_argument("--hostname", default=None)
+    agent.add_argument("--hostname", metavar="NAME", default=None)
     agent.add_argument("--role", choices=("master", "replica"), default=None,
                        help="default: the source's, else master")
-    agent.add_argument("--replicaof", default=None, help="the master's node id (replicas)")
-    agent.add_argument("--epoch", type=int, default=None,
+    agent.add_argument("--replicaof", metavar="ID",
+                       default=None, help="the master's node id (replicas)")
+    agent.add_argument("--epoch", metavar="N", type=int, default=None,
                        help="the node's config epoch (default: the source's, else 1)")
-    agent.add_argument("--slots", default=None, help="slot ranges claimed, e.g. 0-5460,5470")
-    agent.add_argument("--interval", type=float, default=1.0,
+    agent.add_argument("--slots", metavar="RANGES",
+                       default=None, help="slot ranges claimed, e.g. 0-5460,5470")
+    agent.add_argument("--interval", metavar="SECONDS", type=float, default=1.0,
                        help="seconds between heartbeats (default: %(default)s)")
-    agent.add_argument("--status-file", default=None,
+    agent.add_argument("--status-file", metavar="PATH", default=None,
                        help="JSON object of heartbeat fields, read before each heartbeat")
-    agent.add_argument("--status-command", default=None,
+    agent.add_argument("--status-command", metavar="COMMAND", default=None,
                        help="shell command printing a JSON object of heartbeat fields, run "
                        "before each heartbeat")
     agent.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -122,7 +187,7 @@ def _agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     agent.add_argument("--node-state", default=None,
                        choices=("BOOTING", "WAITING", "RUNNING", "ERROR", "STOPPING"))
     agent.add_argument("--serving", choices=("yes", "no"), default=None)
-    agent.add_argument("--count", type=int, default=None,
+    agent.add_argument("--count", metavar="N", type=int, default=None,
                        help="send this many heartbeats, then exit")
     agent.add_argument("--leave-on-exit", action="store_true",
                        help="send a leave message when stopped")

@@ -13,7 +13,7 @@ from typing import Any
 
 import hiredis
 
-from resp import Reply, encode
+from clusterwatch.resp import Reply, encode
 
 __all__ = ["RespClient", "RespError", "ServerBusyError", "parse_hostport", "tls_context"]
 

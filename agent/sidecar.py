@@ -38,7 +38,7 @@ from typing import Any
 import hiredis
 import msgspec
 
-from cluster.ids import derive_id
+from clusterwatch.cluster.ids import derive_id
 
 from .respclient import RespClient, RespError
 from .sources import NodeView, Source, open_source

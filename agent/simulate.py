@@ -42,7 +42,7 @@ from typing import Any, Literal
 import hiredis
 import msgspec
 
-from cluster.ids import derive_id
+from clusterwatch.cluster.ids import derive_id
 
 from .respclient import RespClient, RespError
 

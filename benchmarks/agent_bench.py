@@ -93,7 +93,7 @@ class Fleet:
 
     def clusterwatch(self) -> int:
         log_name = "clusterwatch"
-        self.spawn(log_name, [sys.executable, "-m", "server", "serve", "--port", "0",
+        self.spawn(log_name, [sys.executable, "-m", "clusterwatch", "serve", "--port", "0",
                               "--node-timeout", "1000"])
         log = self.workdir / f"{log_name}.log"
         found: list[int] = []
@@ -108,7 +108,7 @@ class Fleet:
         return found[0]
 
     def agent(self, name: str, server: int, node: int, interval: float) -> int:
-        proc = self.spawn(name, [sys.executable, "-m", "server", "agent", "--server",
+        proc = self.spawn(name, [sys.executable, "-m", "clusterwatch", "agent", "--server",
                                  f"127.0.0.1:{server}", "--source", f"redis://127.0.0.1:{node}",
                                  "--interval", str(interval)])
         return proc.pid

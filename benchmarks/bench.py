@@ -264,7 +264,7 @@ def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
         return argv
     if name == FLOOR:
         return [python, str(REPO / "benchmarks" / "pong_floor.py"), str(port)]
-    argv = [python, "-m", "server", "serve", "--port", str(port), "--bind", "127.0.0.1"]
+    argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1"]
     if name == "clusterwatch-asyncio":
         argv += ["--event-loop", "asyncio"]
     return argv
@@ -491,7 +491,36 @@ def machine_facts() -> dict[str, str]:
                              check=False).stdout
         redis_version = out.split()[2].removeprefix("v=")
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), "redis": redis_version}
+            "python": platform.python_version(), "redis": redis_version,
+            "interpreter": describe_interpreter(sys.executable)}
+
+
+_DESCRIBE = """
+import platform, sys, sysconfig, timeit
+flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
+pgo = "--enable-optimizations" in flags
+lto = "--with-lto" in flags
+build = ("PGO+LTO" if pgo and lto else "PGO" if pgo else "LTO" if lto else
+         "no PGO/LTO flags" if flags else "flags unknown")
+def work():
+    d = {}
+    for i in range(200):
+        d[i & 15] = b"*%d\\r\\n" % i
+        len(d); d.get(i)
+probe = min(timeit.repeat(work, number=200, repeat=5)) / 200 * 1e6
+print(f"{platform.python_implementation()} {platform.python_version()} ({sys.executable}, "
+      f"{build} in CONFIG_ARGS, {platform.python_compiler()}, probe loop {probe:.1f} us)")
+"""
+
+
+def describe_interpreter(python: str) -> str:
+    """The interpreter a benchmark ran on: version, path, the build flags its configure
+    recorded (Debian's build runs PGO and LTO through its own make targets, so its
+    CONFIG_ARGS do not say so), and the time of ``scripts/pick_python.py``'s probe loop,
+    which shows what the build is worth."""
+    done = subprocess.run([python, "-c", _DESCRIBE], capture_output=True, text=True,
+                          timeout=60, check=False)
+    return done.stdout.strip() or f"{python}: {done.stderr.strip()[-200:]}"
 
 
 def run_session(opts: Options, fleet: Fleet, workdir: Path, run_id: str,
@@ -706,8 +735,9 @@ def summarize(records: Sequence[dict[str, Any]], cells: Sequence[Cell], servers:
 def header_for(run_id: str, opts: Options, elapsed: float) -> str:
     f = machine_facts() | git_facts()
     return (f"## clusterwatch vs redis-server — run {run_id}\n\n"
-            f"{f['nproc']} CPUs ({f['cpu']}), kernel {f['kernel']}, Python "
-            f"{platform.python_version()}, redis-server {f['redis']}; clusterwatch commit "
+            f"{f['nproc']} CPUs ({f['cpu']}), kernel {f['kernel']}, clusterwatch on "
+            f"{describe_interpreter(opts.python or sys.executable)}, redis-server "
+            f"{f['redis']}; clusterwatch commit "
             f"{f['commit'] or '?'}{' (dirty tree)' if f['dirty'] == 'yes' else ''}. "
             f"{opts.reps} interleaved rep(s){', --quick' if opts.quick else ''}, pinning "
             f"{'server CPU 1 / client CPU 0' if opts.pin else 'off'}, redis-benchmark -c "

@@ -216,13 +216,13 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
 _WRAPPER = """
 import asyncio, atexit, cProfile, json, os, sys, time, runpy
 mode, out = sys.argv[1], sys.argv[2]
-sys.argv = ['server', 'serve', *sys.argv[3:]]
+sys.argv = ['clusterwatch', 'serve', *sys.argv[3:]]
 if mode == 'profile':
     prof = cProfile.Profile()
     atexit.register(lambda: (prof.disable(), prof.dump_stats(out)))
     prof.enable()
 else:
-    import server.app
+    import clusterwatch.server.app
     lags = []
     async def probe():
         loop = asyncio.get_running_loop()
@@ -237,12 +237,12 @@ else:
                 with open(out + '.tmp', 'w') as fh:
                     json.dump(lags, fh)
                 os.replace(out + '.tmp', out)
-    start = server.app.Server.start
+    start = clusterwatch.server.app.Server.start
     async def start_with_probe(self):
         await start(self)
         self._lag_probe = asyncio.get_running_loop().create_task(probe())
-    server.app.Server.start = start_with_probe
-runpy.run_module('server', run_name='__main__')
+    clusterwatch.server.app.Server.start = start_with_probe
+runpy.run_module('clusterwatch', run_name='__main__')
 """
 
 

@@ -129,7 +129,7 @@ class SimCluster:
 
     @classmethod
     def make(cls, count: int) -> SimCluster:
-        from agent.simulate import Simulation
+        from clusterwatch.agent.simulate import Simulation
 
         masters = max(1, count // 2)
         sim = Simulation(masters=masters, replicas=1 if count > 1 else 0,
@@ -281,7 +281,7 @@ class Session:
 
 
 def stage_model(s: Session) -> None:
-    from cluster import ClusterModel, ModelConfig
+    from clusterwatch.cluster import ClusterModel, ModelConfig
 
     opts = s.opts
     count = 100_000 if opts.quick else 400_000

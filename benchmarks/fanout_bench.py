@@ -81,7 +81,7 @@ def started(name: str, python: str, max_clients: int) -> Iterator[Server]:
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--maxclients", str(max_clients)]
     else:
-        argv = [python, "-m", "server", "serve", "--port", str(port), "--bind", "127.0.0.1",
+        argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1",
                 "--max-clients", str(max_clients), "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(argv, cwd=tmp if name == "redis" else ROOT,

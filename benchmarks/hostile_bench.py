@@ -17,7 +17,6 @@ import argparse
 import platform
 import statistics
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -93,13 +92,6 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def interpreter() -> str:
-    flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
-    build = ("PGO+LTO" if "--enable-optimizations" in flags and "--with-lto" in flags
-             else "PGO" if "--enable-optimizations" in flags else "no PGO/LTO")
-    return f"{platform.python_implementation()} {platform.python_version()} ({build})"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="*", help="case names (default: all)")
@@ -127,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(table([row]).splitlines()[-1], flush=True)
                 rows.append(row)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = (f"# Hostile input ({stamp})\n\n{interpreter()}, {platform.machine()}, "
+    text = (f"# Hostile input ({stamp})\n\n{bench.describe_interpreter(sys.executable)}, "
+            f"{platform.machine()}, "
             f"commit {bench.git_facts().get('commit', '?')}, medians of {opts.reps}, "
             f"bystander PING every 10 ms\n\n{table(rows)}\n")
     if opts.cases is None:

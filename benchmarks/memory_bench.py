@@ -1,4 +1,4 @@
-"""Memory per node: a real ``python -m server serve`` fed N demo-shaped nodes over its bus.
+"""Memory per node: a real ``python -m clusterwatch serve`` fed N demo-shaped nodes over its bus.
 
     PYTHONPATH=. .venv/bin/python benchmarks/memory_bench.py                 # 1k, 10k, 100k
     PYTHONPATH=. .venv/bin/python benchmarks/memory_bench.py --nodes 1000,10000 --tag before
@@ -70,8 +70,8 @@ def log(msg: str) -> None:
 def demo_cluster(count: int) -> Any:
     """A ``Simulation`` of `count` demo-shaped nodes (its checks cap masters at 16384 and
     ports at one host's range, so the nodes are laid out here, over many hosts)."""
-    from agent.simulate import NUM_SLOTS, SimNode, Simulation
-    from cluster.ids import derive_id
+    from clusterwatch.agent.simulate import NUM_SLOTS, SimNode, Simulation
+    from clusterwatch.cluster.ids import derive_id
 
     sim = Simulation(masters=1, replicas=0, node_timeout_ms=NODE_TIMEOUT_MS,
                      scope="clusterwatch-membench")
@@ -248,10 +248,10 @@ def inproc(count: int, top: int) -> None:
     import gc
     import tracemalloc
 
-    from commands._context import CommandContext, Session
-    from resp import encode
-    from server.app import Server
-    from server.config import ServerConfig
+    from clusterwatch.commands._context import CommandContext, Session
+    from clusterwatch.resp import encode
+    from clusterwatch.server.app import Server
+    from clusterwatch.server.config import ServerConfig
 
     sim = demo_cluster(count)
     initial = sim.initial()

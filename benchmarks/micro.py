@@ -14,10 +14,10 @@ import cProfile
 import pstats
 import time
 
-from commands.connection import log_in
-from server.app import Server
-from server.config import ServerConfig
-from server.protocol import RespProtocol
+from clusterwatch.commands.connection import log_in
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
+from clusterwatch.server.protocol import RespProtocol
 
 
 class NullTransport:

@@ -74,7 +74,7 @@ def started(name: str, python: str, tree: Path) -> Iterator[Server]:
         argv = [shutil.which("redis-server") or "redis-server", "--port", str(port),
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     else:
-        argv = [python, "-m", "server", "serve", "--port", str(port), "--bind", "127.0.0.1",
+        argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1",
                 "--log-level", "warning"]
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(argv, cwd=tmp if name == "redis" else tree,

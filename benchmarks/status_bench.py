@@ -119,7 +119,7 @@ def log(msg: str) -> None:
 
 def make_sim(count: int) -> Any:
     """`count` nodes (count/2 masters with one replica each), ids fixed by SCOPE."""
-    from agent.simulate import Simulation
+    from clusterwatch.agent.simulate import Simulation
 
     return Simulation(masters=max(1, count // 2), replicas=1 if count > 1 else 0,
                       node_timeout_ms=NODE_TIMEOUT_MS, scope=SCOPE)

@@ -68,7 +68,7 @@ def start(name: str, workdir: Path, certs: Path, pin: bool) -> tuple[subprocess.
                 "--appendonly", "no", "--dir", str(workdir), "--cluster-enabled", "yes",
                 "--cluster-config-file", str(workdir / f"nodes-{port}.conf"), *tls]
     else:
-        argv = [sys.executable, "-m", "server", "serve", "--port", str(port), "--bind",
+        argv = [sys.executable, "-m", "clusterwatch", "serve", "--port", str(port), "--bind",
                 "127.0.0.1", "--demo", *tls]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = (workdir / f"{name}.log").open("wb")

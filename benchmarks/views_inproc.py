@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from memory_bench import CHUNK, NODE_TIMEOUT_MS, demo_cluster, one_beat_each
 
-from commands._context import CommandContext, Session
-from resp import encode
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.commands._context import CommandContext, Session
+from clusterwatch.resp import encode
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 
 QUERIES: tuple[tuple[str, ...], ...] = (
     ("STATUS", "SIMPLE"),
@@ -67,7 +67,7 @@ def query(server: Server, run: Callable[..., object], q: tuple[str, ...]) -> Cal
     if q[0] != "HTTP":
         return lambda: encode(run(*q), 2)  # type: ignore[arg-type]
     try:
-        from commands.status import cluster_status_document, services_document
+        from clusterwatch.commands.status import cluster_status_document, services_document
     except ImportError:  # a tree from before the routes shared the parts: what they did
         return partial(_whole_document, server, q[1])
     if q[1] == "/status/v1/services":

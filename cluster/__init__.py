@@ -5,10 +5,10 @@ Pure: no I/O, no clock; every time is passed in as `now_ms`.
 
 from __future__ import annotations
 
-from cluster.apierror import ApiError
-from cluster.clusterstatus import ClusterStatusView, cluster_status
-from cluster.config import FAIL_RULES, ModelConfig
-from cluster.events import (
+from clusterwatch.cluster.apierror import ApiError
+from clusterwatch.cluster.clusterstatus import ClusterStatusView, cluster_status
+from clusterwatch.cluster.config import FAIL_RULES, ModelConfig
+from clusterwatch.cluster.events import (
     ClusterEvent,
     ClusterStateChanged,
     EpochChanged,
@@ -17,9 +17,9 @@ from cluster.events import (
     NodeStateChanged,
     SlotsMoved,
 )
-from cluster.health import HealthConfig, HealthReport, HealthTracker, SelfCheck
-from cluster.keyslot import crc16, keyslot
-from cluster.messages import (
+from clusterwatch.cluster.health import HealthConfig, HealthReport, HealthTracker, SelfCheck
+from clusterwatch.cluster.keyslot import crc16, keyslot
+from clusterwatch.cluster.messages import (
     MESSAGE_TYPES,
     SCHEMA_VERSION,
     Address,
@@ -41,12 +41,17 @@ from cluster.messages import (
     decode_message,
     parse_addr,
 )
-from cluster.model import ClusterModel
-from cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
-from cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
-from cluster.services import ServiceEntry, ServicesReport, ServiceStatusView, SimpleStatus
-from cluster.slots import NUM_SLOTS
-from cluster.views import ClusterSummary, NetInfo, Shard, ShardNode, SlotRange
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
+from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
+from clusterwatch.cluster.services import (
+    ServiceEntry,
+    ServicesReport,
+    ServiceStatusView,
+    SimpleStatus,
+)
+from clusterwatch.cluster.slots import NUM_SLOTS
+from clusterwatch.cluster.views import ClusterSummary, NetInfo, Shard, ShardNode, SlotRange
 
 __all__ = [
     "FAIL_RULES",

@@ -50,10 +50,10 @@ from collections.abc import Mapping
 from itertools import count
 from typing import Any, NamedTuple
 
-from cluster.changes import ChangeLog
-from cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
-from cluster.model import ClusterModel
-from cluster.records import NodeState
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.records import NodeState
 
 __all__ = ["ClusterStatusView", "Host", "cluster_status"]
 

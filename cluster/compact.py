@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from msgspec.structs import force_setattr
 
-from cluster.messages import Heartbeat, Hello, QueryStatus, ServiceStatus
+from clusterwatch.cluster.messages import Heartbeat, Hello, QueryStatus, ServiceStatus
 
 __all__ = ["compact_heartbeat", "compact_hello", "share"]
 

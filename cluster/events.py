@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cluster.records import NodeState
+from clusterwatch.cluster.records import NodeState
 
 __all__ = [
     "ClusterEvent",

@@ -84,10 +84,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
-from cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
-from cluster.healthfacts import Facts, FactsKeeper
-from cluster.model import ClusterModel
-from cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
+from clusterwatch.cluster.healthfacts import Facts, FactsKeeper
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.records import NodeInfo, NodeState
 
 __all__ = [
     "BUS_FRESH",

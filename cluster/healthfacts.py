@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 from msgspec import Struct
 
-from cluster.messages import Heartbeat
-from cluster.model import ClusterModel
-from cluster.records import NodeRow, NodeState
+from clusterwatch.cluster.messages import Heartbeat
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.records import NodeRow, NodeState
 
 __all__ = ["Facts", "FactsKeeper"]
 

@@ -96,10 +96,10 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final
 
-from cluster.changes import ChangeLog
-from cluster.compact import compact_heartbeat, compact_hello
-from cluster.config import ModelConfig
-from cluster.events import (
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.compact import compact_heartbeat, compact_hello
+from clusterwatch.cluster.config import ModelConfig
+from clusterwatch.cluster.events import (
     ClusterEvent,
     ClusterStateChanged,
     EpochChanged,
@@ -108,8 +108,8 @@ from cluster.events import (
     NodeStateChanged,
     SlotsMoved,
 )
-from cluster.failure import FailureReports, quorum
-from cluster.messages import (
+from clusterwatch.cluster.failure import FailureReports, quorum
+from clusterwatch.cluster.messages import (
     MESSAGE_TYPES,
     Address,
     FailReport,
@@ -121,8 +121,8 @@ from cluster.messages import (
     Slots,
     parse_addr,
 )
-from cluster.records import APPLIED, NodeState, Outcome
-from cluster.slots import NUM_SLOTS, SlotTable, expand_ranges
+from clusterwatch.cluster.records import APPLIED, NodeState, Outcome
+from clusterwatch.cluster.slots import NUM_SLOTS, SlotTable, expand_ranges
 
 __all__ = ["MergeState", "Node"]
 

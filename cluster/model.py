@@ -7,13 +7,13 @@ from typing import Literal
 
 import msgspec
 
-from cluster.changes import ChangeLog
-from cluster.config import ModelConfig
-from cluster.events import ClusterEvent
-from cluster.merge import MergeState, Node
-from cluster.messages import MessageError, NodeMessage, decode_message
-from cluster.records import Counters, NodeInfo, NodeRow, Outcome
-from cluster.views import ClusterSummary, Shard, SlotRange, Views
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.config import ModelConfig
+from clusterwatch.cluster.events import ClusterEvent
+from clusterwatch.cluster.merge import MergeState, Node
+from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
+from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, Outcome
+from clusterwatch.cluster.views import ClusterSummary, Shard, SlotRange, Views
 
 __all__ = ["ClusterModel"]
 

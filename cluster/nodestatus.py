@@ -48,10 +48,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cluster.apierror import unknown_node
-from cluster.messages import RequestStats, ThreadPoolStats
-from cluster.model import ClusterModel
-from cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.apierror import unknown_node
+from clusterwatch.cluster.messages import RequestStats, ThreadPoolStats
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.records import NodeInfo, NodeState
 
 __all__ = ["NODE_STATES", "NodeStatus", "SelfCounters", "node_status", "self_status"]
 

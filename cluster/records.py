@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from cluster.messages import Heartbeat, MessageError
+from clusterwatch.cluster.messages import Heartbeat, MessageError
 
 __all__ = ["Counters", "NodeInfo", "NodeRow", "NodeState", "Outcome"]
 

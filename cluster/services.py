@@ -74,11 +74,11 @@ from typing import Any, Final, Literal, NamedTuple, cast
 
 from msgspec import Struct
 
-from cluster.apierror import ApiError, bad_argument, echo, text_arg
-from cluster.changes import ChangeLog
-from cluster.messages import Heartbeat, ServiceStatus
-from cluster.model import ClusterModel
-from cluster.servicestates import ServiceStates, StateListing
+from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.messages import Heartbeat, ServiceStatus
+from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.servicestates import ServiceStates, StateListing
 
 __all__ = [
     "DEFAULT_LEVEL",

@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from cluster.changes import ChangeLog
+from clusterwatch.cluster.changes import ChangeLog
 
 __all__ = ["ServiceStates", "StateListing", "states_at"]
 

@@ -16,11 +16,11 @@ from array import array
 from bisect import bisect_left
 from typing import Literal, NamedTuple, NotRequired, TypedDict
 
-from cluster.frame import Frame
-from cluster.merge import MergeState, Node
-from cluster.messages import MESSAGE_TYPES
-from cluster.records import NodeInfo, NodeState
-from cluster.slots import owner_runs
+from clusterwatch.cluster.frame import Frame
+from clusterwatch.cluster.merge import MergeState, Node
+from clusterwatch.cluster.messages import MESSAGE_TYPES
+from clusterwatch.cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.slots import owner_runs
 
 __all__ = ["ClusterSummary", "NetInfo", "Shard", "ShardNode", "SlotRange", "Views"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from resp import Map, Reply
+from clusterwatch.resp import Map, Reply
 
 _GROUP_WINDOW_MS = 60_000
 

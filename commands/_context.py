@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from cluster import (
+    from clusterwatch.cluster import (
         ClusterModel,
         ClusterStatusView,
         HealthTracker,
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         SelfCounters,
         ServiceStatusView,
     )
-    from resp import Reply
+    from clusterwatch.resp import Reply
 
     from ._access import AccessControl
     from ._deferred import Deferred

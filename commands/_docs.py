@@ -8,7 +8,7 @@ redis-cli builds its hints and ``help <cmd>`` from COMMAND DOCS: each doc map ca
 
 from __future__ import annotations
 
-from resp import Map, Reply, Set, SimpleString
+from clusterwatch.resp import Map, Reply, Set, SimpleString
 
 from ._spec import Arg, ArgType, CommandSpec
 

@@ -29,9 +29,9 @@ from itertools import islice
 from operator import lt
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from cluster.changes import ChangeLog
-from cluster.frame import Frame, Snapshot
-from resp import Encoded, write
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.frame import Frame, Snapshot
+from clusterwatch.resp import Encoded, write
 
 from ._statusreply import json_bulk, to_reply
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ._categories import ordered
 
 if TYPE_CHECKING:
-    from resp import Reply
+    from clusterwatch.resp import Reply
 
     from ._context import CommandContext
     from ._deferred import Deferred

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import msgspec
 
-from cluster import ApiError
-from resp import Encoded, Map, Reply, encode_both
+from clusterwatch.cluster import ApiError
+from clusterwatch.resp import Encoded, Map, Reply, encode_both
 
 from ._args import text
 from ._context import CommandContext

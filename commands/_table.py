@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from resp import QUEUED, ErrorReply, Reply, SimpleString
+from clusterwatch.resp import QUEUED, ErrorReply, Reply, SimpleString
 
 from ._acl_log import AclLogEntry
 from ._acl_user import CommandCatalog

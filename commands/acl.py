@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 
-from resp import OK, Map, Reply, Set
+from clusterwatch.resp import OK, Map, Reply, Set
 
 from ._acl_user import AclRuleError
 from ._args import parse_int, text, upper

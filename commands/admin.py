@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from resp import OK, Map, Reply
+from clusterwatch.resp import OK, Map, Reply
 
 from . import info as info_module
 from ._args import parse_int, text, upper

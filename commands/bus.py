@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cluster import MESSAGE_TYPES, Outcome
-from cluster.records import APPLIED as APPLIED_OUTCOME
-from resp import Encoded, ErrorReply, Map, Reply, SimpleString
+from clusterwatch.cluster import MESSAGE_TYPES, Outcome
+from clusterwatch.cluster.records import APPLIED as APPLIED_OUTCOME
+from clusterwatch.resp import Encoded, ErrorReply, Map, Reply, SimpleString
 
 from ._args import parse_int, upper
 from ._context import CommandContext

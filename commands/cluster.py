@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import cast
 
-from cluster import NetInfo, keyslot
-from resp import OK, Encoded, Map, Reply, Verbatim, encode_both
+from clusterwatch.cluster import NetInfo, keyslot
+from clusterwatch.resp import OK, Encoded, Map, Reply, Verbatim, encode_both
 
 from ._args import text
 from ._context import CommandContext

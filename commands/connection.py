@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from resp import OK, PONG, Map, Reply, SimpleString, Verbatim
+from clusterwatch.resp import OK, PONG, Map, Reply, SimpleString, Verbatim
 
 from ._acl_log import AclLogEntry
 from ._acl_user import User

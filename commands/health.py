@@ -38,9 +38,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from cluster import ApiError, HealthReport
-from cluster.health import UP, parse_probe
-from resp import ErrorReply, Reply, SimpleString
+from clusterwatch.cluster import ApiError, HealthReport
+from clusterwatch.cluster.health import UP, parse_probe
+from clusterwatch.resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
 from ._context import CommandContext

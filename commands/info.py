@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resp import Reply, Verbatim
+from clusterwatch.resp import Reply, Verbatim
 
 from ._context import CommandContext, MemoryStats, ServerView
 

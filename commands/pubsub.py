@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from resp import Encoded, Push, Reply, encode
+from clusterwatch.resp import Encoded, Push, Reply, encode
 
 from ._acl_log import AclLogEntry
 from ._context import CommandContext, Session

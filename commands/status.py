@@ -47,9 +47,9 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, Final
 
-from cluster import ApiError, node_status, self_status
-from cluster.clusterstatus import Host
-from cluster.services import (
+from clusterwatch.cluster import ApiError, node_status, self_status
+from clusterwatch.cluster.clusterstatus import Host
+from clusterwatch.cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
     Level,
@@ -60,7 +60,7 @@ from cluster.services import (
     parse_status_version,
     parse_timeout,
 )
-from resp import ErrorReply, Reply, SimpleString
+from clusterwatch.resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
 from ._context import CommandContext, ServerView

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from resp import OK, ErrorReply, Reply
+from clusterwatch.resp import OK, ErrorReply, Reply
 
 from ._context import CommandContext
 from ._deferred import Deferred

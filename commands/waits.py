@@ -26,8 +26,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
-from resp import Map, Reply
+from clusterwatch.cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN, UP, parse_probe
+from clusterwatch.resp import Map, Reply
 
 from ._args import parse_int
 from ._context import CommandContext, ServerView

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from commands import AccessControl, User
+from clusterwatch.commands import AccessControl, User
 
 NO_ACL_FILE = (
     "This Redis instance is not configured to use an ACL file. You may want to specify "

@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cluster import (
+from clusterwatch import __version__
+from clusterwatch.cluster import (
     ClusterEvent,
     ClusterModel,
     ClusterStateChanged,
@@ -38,10 +39,10 @@ from cluster import (
     SlotsMoved,
     ThreadPoolStats,
 )
-from cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
-from cluster.ids import derive_id
-from cluster.servicestates import ServiceStates
-from commands import (
+from clusterwatch.cluster.health import BUS_FRESH, EVENT_LOOP, LISTENING
+from clusterwatch.cluster.ids import derive_id
+from clusterwatch.cluster.servicestates import ServiceStates
+from clusterwatch.commands import (
     AccessControl,
     AclFileError,
     CommandError,
@@ -70,13 +71,13 @@ from .waits import Waits
 from .watch import DELIVERIES_PER_TURN, Fanout, JournalGoneError, Transition, Watch
 
 if TYPE_CHECKING:
-    from agent.simulate import Simulation
+    from clusterwatch.agent.simulate import Simulation
 
 # The calling thread's usage (Linux); elsewhere the process's.
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 log = logging.getLogger("clusterwatch.server")
 
-VERSION = "0.1.0"
+VERSION = __version__
 # The Redis release whose wire behaviour clusterwatch follows (HELLO version, INFO
 # redis_version): clients gate features on it.
 REDIS_COMPAT_VERSION = "7.0.15"
@@ -389,7 +390,7 @@ class Server:
         await self.bus.start()
         demo = None
         if self.config.demo:
-            from agent.simulate import demo_simulation
+            from clusterwatch.agent.simulate import demo_simulation
 
             demo = demo_simulation(node_timeout_ms=self.config.node_timeout)
             if isinstance(self.bus, MemoryBus):
@@ -452,7 +453,7 @@ class Server:
         await self.shutdown()
 
     async def _run_demo(self, demo: Simulation) -> None:
-        from agent.simulate import run_local
+        from clusterwatch.agent.simulate import run_local
 
         if not isinstance(self.bus, MemoryBus):
             while not self.bus.ready:  # the stream bus takes messages once it has replayed

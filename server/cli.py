@@ -1,5 +1,11 @@
 """``clusterwatch`` command line: ``serve`` runs the server; ``simulate`` and ``agent``, the
-server's clients, live in ``agent/cli.py``."""
+server's clients, live in ``agent/cli.py``.
+
+``serve``'s flags come from the settings table (``config.SETTINGS``): one flag per setting,
+in its group, with its help line, default and unit. Values are checked by ``load_config``,
+which names the flag, environment variable or TOML key a bad value came from; a refused
+flag or value prints the subcommand's own usage and exits 2.
+"""
 
 from __future__ import annotations
 
@@ -10,95 +16,63 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agent import cli as client_tools
-from commands import AclFileError
+from clusterwatch.agent import cli as client_tools
+from clusterwatch.commands import AclFileError
 
 from . import logs
 from .app import VERSION, Server
-from .config import ConfigError, ServerConfig, load_config
+from .config import GROUPS, SETTINGS, ConfigError, ServerConfig, effective_toml, load_config
 
 log = logging.getLogger("clusterwatch.cli")
 
+_DESCRIPTION = """\
+A cluster status and health server that speaks the Redis protocol: nodes (or an agent
+beside each) publish hello, heartbeat, slot and failure messages; clusterwatch answers
+CLUSTER INFO, CLUSTER NODES, INFO, STATUS, HEALTH and friends to redis-cli, every Redis
+client library, redis_exporter and Kubernetes probes."""
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = sub.add_parser("serve", help="run the server",
-                           description="Run the clusterwatch server. Every flag can also be "
-                           "set as CLUSTERWATCH_<NAME> in the environment or in a TOML file.")
-    serve.add_argument("--config", dest="config_file", help="TOML config file")
-    defaults = ServerConfig()
-    for name in ("bind", "port", "unix_socket", "requirepass", "max_clients", "timeout",
-                 "max_inline_size", "max_bulk_length", "max_multibulk_length",
-                 "max_query_buffer", "output_buffer_limit", "output_buffer_soft_limit",
-                 "output_buffer_soft_seconds", "slowlog_log_slower_than",
-                 "slowlog_max_len", "latency_monitor_threshold", "event_loop", "log_level",
-                 "log_format", "node_timeout", "fail_after", "fail_rule", "require_full_coverage",
-                 "max_message_size", "max_nodes", "forget_after", "myid", "health_responsive_grace",
-                 "health_awareness_grace", "http_port", "bus", "bus_stream", "bus_maxlen",
-                 "bus_retention_ms", "bus_publish_timeout", "bus_snapshot_interval",
-                 "bus_wait_replicas", "aclfile", "acllog_max_len", "protected_mode",
-                 "pubsub_hard_limit", "pubsub_soft_limit", "pubsub_soft_seconds",
-                 "journal_size", "tls_port", "tls_cert_file", "tls_key_file",
-                 "tls_ca_cert_file", "tls_auth_clients", "tls_protocols", "tls_http",
-                 "http_max_clients"):
-        default = getattr(defaults, name)
-        serve.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                           help=_HELP.get(name, "") + f"(default: {default!r})")
-    serve.add_argument("--demo", dest="demo", action="store_true", default=None,
-                       help="feed the embedded bus from a simulated cluster of 3 masters and "
-                       "3 replicas, so CLUSTER INFO answers cluster_state:ok at once")
+_EXAMPLES = """\
+examples:
+  clusterwatch serve --demo                       a simulated cluster, port 7379
+  redis-cli -p 7379 cluster info                  ask it how the cluster is
+  clusterwatch agent --server 127.0.0.1:7379 --source redis://10.0.0.1:6379
+  clusterwatch serve --config /etc/clusterwatch/clusterwatch.toml --print-config
+
+'clusterwatch COMMAND --help' explains each command."""
+
+_SERVE_DESCRIPTION = """\
+Run the server. Every setting is a flag here, a CLUSTERWATCH_<NAME> environment variable
+(CLUSTERWATCH_NODE_TIMEOUT=5000) and a key of a TOML file's [server] table (node_timeout =
+5000); flags win over the environment, which wins over the file. yes|no settings also take
+true/false, on/off and 1/0; a yes|no flag given alone means yes."""
+
+_SERVE_EXAMPLES = """\
+examples:
+  clusterwatch serve --demo --http-port 7380
+  clusterwatch serve --bind 0.0.0.0 --requirepass s3cret --node-timeout 5000
+  clusterwatch serve --bus redis://127.0.0.1:6379 --http-port 7380   # one of several
+  clusterwatch serve --config clusterwatch.toml --print-config       # check, do not run"""
 
 
-_HELP = {
-    "http_port": "port of the HTTP status mirror (Zeebe, Curity, Puppet, ksqlDB paths) on "
-                 "the same bind; 0 is off ",
-    "http_max_clients": "HTTP connections open at once, idle or long-polling; past it a "
-                        "new one gets a 503 ",
-    "node_timeout": "ms without a message before a node is pfail ",
-    "fail_after": "ms a node stays pfail before it is fail without a quorum of failure "
-                  "reports; 0 means 2 x node-timeout ",
-    "fail_rule": "auto, redis or timer: redis = a pfail node is fail only when a majority "
-                 "of slot-serving masters report it; timer = that or fail-after; auto = timer "
-                 "until the first fail_report arrives, redis after ",
-    "require_full_coverage": "yes/no: cluster_state is fail while a slot is unserved ",
-    "max_message_size": "bytes; larger node messages are rejected ",
-    "max_nodes": "nodes the model holds; messages from more new nodes are rejected ",
-    "forget_after": "ms of silence after which a node is forgotten as CLUSTER FORGET "
-                    "would; 0 never ",
-    "health_responsive_grace": "ms HEALTH LIVE tolerates an unresponsive event loop ",
-    "health_awareness_grace": "ms HEALTH LIVE tolerates lost cluster or partition-leader "
-                              "awareness ",
-    "bus": "'memory', or a Redis Stream shared by several instances: "
-           "redis://[user:pass@]host:port[/db], rediss://..., "
-           "redis+sentinel://host:26379[,host:26379]/<master-name>[/db] ",
-    "bus_stream": "stream key on the Redis bus ",
-    "bus_maxlen": "trim the stream with XADD MAXLEN ~ N; 0 keeps everything ",
-    "bus_retention_ms": "trim the stream with XADD MINID ~ (now - ms); 0 keeps everything ",
-    "bus_publish_timeout": "ms BUS PUBLISH waits for its messages to be applied here ",
-    "bus_snapshot_interval": "ms between compacted snapshots of the Redis bus ",
-    "bus_wait_replicas": "replicas that must acknowledge each append (Redis WAIT) ",
-    "aclfile": "Redis users.acl file of ACL users, read at start and by ACL LOAD, "
-               "written by ACL SAVE ",
-    "protected_mode": "yes/no: without a default-user password, refuse clients that are "
-                      "not on 127.0.0.1, ::1 or the Unix socket ",
-    "output_buffer_soft_limit": "bytes queued for a client that, held for "
-                                "output-buffer-soft-seconds, disconnect it; 0 is off ",
-    "pubsub_hard_limit": "bytes queued for a subscriber past which it is disconnected ",
-    "pubsub_soft_limit": "bytes queued for a subscriber that, held for pubsub-soft-seconds, "
-                         "disconnect it ",
-    "journal_size": "transitions BUS JOURNAL keeps ",
-    "tls_port": "port of the TLS RESP listener beside --port; 0 is off ",
-    "tls_cert_file": "PEM server certificate (chain) for the TLS port and HTTPS ",
-    "tls_key_file": "PEM private key of --tls-cert-file ",
-    "tls_ca_cert_file": "PEM CA bundle that client certificates are verified against ",
-    "tls_auth_clients": "yes/no/optional: client certificates on the TLS port are required, "
-                        "not asked for, or verified when presented ",
-    "tls_protocols": "space-separated TLS versions, e.g. 'TLSv1.2 TLSv1.3'; empty is "
-                     "TLSv1.2 and TLSv1.3 ",
-    "tls_http": "yes/no: serve --http-port as HTTPS with the same certificate and key "
-                "(client certificates verified if presented, never required) ",
-    "myid": "CLUSTER MYID, 40 lowercase hex digits; by default sha1 of "
-            "'clusterwatch:<hostname>:<port>', stable across restarts ",
-}
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
+                  ) -> argparse.ArgumentParser:
+    serve = sub.add_parser("serve", help="run the server", description=_SERVE_DESCRIPTION,
+                           usage="clusterwatch serve [--config PATH] [--print-config] "
+                           "[--SETTING VALUE ...]",
+                           epilog=_SERVE_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--print-config", action="store_true",
+                       help="print the settings this would run with, as TOML (passwords "
+                       "masked), and exit")
+    groups = {name: serve.add_argument_group(name) for name in GROUPS}
+    for setting in SETTINGS:
+        options: dict[str, object] = {"dest": setting.name, "default": None,
+                                      "metavar": setting.value_name,
+                                      "help": setting.help_line().replace("%", "%%")}
+        if setting.kind == "bool":
+            options.update(nargs="?", const="yes")
+        groups[setting.group].add_argument(setting.flag, **options)  # type: ignore[arg-type]
+    return serve
 
 
 def _event_loop_factory(choice: str) -> object:
@@ -107,7 +81,7 @@ def _event_loop_factory(choice: str) -> object:
             import uvloop
         except ImportError:
             if choice == "uvloop":
-                raise ConfigError("event_loop uvloop: uvloop is not installed") from None
+                raise ConfigError("--event-loop uvloop: uvloop is not installed") from None
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
@@ -124,8 +98,8 @@ async def _serve(server: Server) -> None:
 
 
 def serve(config: ServerConfig) -> int:
-    factory = _event_loop_factory(config.event_loop)
     try:
+        factory = _event_loop_factory(config.event_loop)
         server = Server(config)
     except ConfigError as exc:
         log.error("invalid configuration", extra={"error": str(exc)})
@@ -134,7 +108,7 @@ def serve(config: ServerConfig) -> int:
     except (OSError, AclFileError) as exc:
         log.error("cannot load the ACL file", extra={"aclfile": config.aclfile,
                                                       "error": str(exc)})
-        print(f"clusterwatch: aclfile: {exc}", file=sys.stderr)
+        print(f"clusterwatch: --aclfile {config.aclfile}: {exc}", file=sys.stderr)
         return 2
     with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
         try:
@@ -145,28 +119,37 @@ def serve(config: ServerConfig) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clusterwatch",
-                                     description="Cluster status and health over the Redis "
-                                     "protocol.")
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each subcommand's own (for errors in its words)."""
+    parser = argparse.ArgumentParser(prog="clusterwatch", description=_DESCRIPTION,
+                                     epilog=_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"clusterwatch {VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     client_tools.add_parsers(sub)
-    args = parser.parse_args(argv)
+    return parser, dict(sub.choices)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, commands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in client_tools.COMMANDS:
         logs.configure(args.log_level, "text")
         return client_tools.run(args, _event_loop_factory("auto"))
-    if args.command == "serve":
-        flags = {k: v for k, v in vars(args).items() if k not in ("command", "config_file")}
-        try:
-            config = load_config(flags=flags, config_file=args.config_file)
-        except ConfigError as exc:
-            print(f"clusterwatch: {exc}", file=sys.stderr)
-            return 2
-        logs.configure(config.log_level, config.log_format)
-        return serve(config)
-    return 2
+    flags = {setting.name: getattr(args, setting.name) for setting in SETTINGS
+             if setting.name != "config_file"}
+    try:
+        config = load_config(flags=flags, config_file=args.config_file)
+    except ConfigError as exc:
+        commands["serve"].error(str(exc))
+    if args.print_config:
+        print(effective_toml(config), end="")
+        return 0
+    logs.configure(config.log_level, config.log_format)
+    return serve(config)
 
 
 if __name__ == "__main__":

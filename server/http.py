@@ -53,12 +53,12 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
-from cluster import ApiError, node_status, self_status
-from cluster.apierror import bad_argument, echo
-from cluster.health import HTTP_PATHS, HttpStyle, Probe
-from cluster.services import Level, parse_level, parse_status_version, parse_timeout
-from commands.status import cluster_status_document, services_document
-from commands.waits import index_wait
+from clusterwatch.cluster import ApiError, node_status, self_status
+from clusterwatch.cluster.apierror import bad_argument, echo
+from clusterwatch.cluster.health import HTTP_PATHS, HttpStyle, Probe
+from clusterwatch.cluster.services import Level, parse_level, parse_status_version, parse_timeout
+from clusterwatch.commands.status import cluster_status_document, services_document
+from clusterwatch.commands.waits import index_wait
 
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
 from .httpconn import HttpConnections

@@ -23,7 +23,7 @@ import base64
 import binascii
 from typing import Final
 
-from commands import AccessControl, AclLogEntry, User
+from clusterwatch.commands import AccessControl, AclLogEntry, User
 
 _OPEN_PREFIXES: Final = ("/startup", "/ready", "/health", "/live", "/actuator/health",
                          "/status/v1/simple")

@@ -27,11 +27,11 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from cluster import MESSAGE_TYPES, ClusterModel, ClusterSummary, Counters, NodeState
-from cluster.health import PROBES, STATUSES
-from cluster.services import SERVICE_STATES
-from commands import LATENCY_BOUNDS_NS, Stats
-from commands.bus import REJECT_REASONS
+from clusterwatch.cluster import MESSAGE_TYPES, ClusterModel, ClusterSummary, Counters, NodeState
+from clusterwatch.cluster.health import PROBES, STATUSES
+from clusterwatch.cluster.services import SERVICE_STATES
+from clusterwatch.commands import LATENCY_BOUNDS_NS, Stats
+from clusterwatch.commands.bus import REJECT_REASONS
 
 if TYPE_CHECKING:
     from .app import Server

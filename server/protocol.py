@@ -31,8 +31,15 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Literal, cast
 
-from commands import CommandContext, Deferred, Session
-from resp import Encoded, RemoteProtocolError, Reply, RequestReader, SimpleString, write
+from clusterwatch.commands import CommandContext, Deferred, Session
+from clusterwatch.resp import (
+    Encoded,
+    RemoteProtocolError,
+    Reply,
+    RequestReader,
+    SimpleString,
+    write,
+)
 
 from .turns import TURN_UNITS
 

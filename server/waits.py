@@ -34,8 +34,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from commands import Deferred
-from commands.waits import AboveIndex
+from clusterwatch.commands import Deferred
+from clusterwatch.commands.waits import AboveIndex
 
 __all__ = ["WAKE_CHUNK", "Waits"]
 

@@ -41,9 +41,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from cluster import ClusterEvent, ClusterModel, NodeInfo
-from cluster.changes import ChangeLog
-from cluster.events import (
+from clusterwatch.cluster import ClusterEvent, ClusterModel, NodeInfo
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.events import (
     ClusterStateChanged,
     EpochChanged,
     NodeJoined,
@@ -51,10 +51,10 @@ from cluster.events import (
     NodeStateChanged,
     SlotsMoved,
 )
-from cluster.health import PROBES
-from cluster.records import NodeState
-from cluster.servicestates import Pairs, ServiceStates
-from commands._patternindex import Scan
+from clusterwatch.cluster.health import PROBES
+from clusterwatch.cluster.records import NodeState
+from clusterwatch.cluster.servicestates import Pairs, ServiceStates
+from clusterwatch.commands._patternindex import Scan
 
 if TYPE_CHECKING:
     from .protocol import RespProtocol

@@ -28,7 +28,7 @@ _LISTENING = re.compile(rb"msg=listening .*?port=(\d+)")
 
 @dataclass
 class ServerProcess:
-    """A clusterwatch server started with ``python -m server serve``."""
+    """A clusterwatch server started with ``python -m clusterwatch serve``."""
 
     proc: subprocess.Popen[bytes]
     port: int
@@ -60,7 +60,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
     in the child before the server, e.g. to lower its resource limits)."""
     log_path = tmp_path / f"clusterwatch-{time.monotonic_ns()}.log"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    command = [sys.executable, "-m", "server", "serve", "--port", "0", *args]
+    command = [sys.executable, "-m", "clusterwatch", "serve", "--port", "0", *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=full_env, preexec_fn=preexec_fn)

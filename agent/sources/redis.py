@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cluster.ids import derive_id
+from clusterwatch.cluster.ids import derive_id
 
 from . import NodeView, shown_url
 

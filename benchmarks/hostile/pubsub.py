@@ -8,10 +8,9 @@ from __future__ import annotations
 import gc
 import json
 import socket
-import time
 
 from . import Target, case
-from .net import command, connect, read_some
+from .net import command, connect, read_count, read_some
 
 # Connections a setup opened for its attack, by server port.
 _HELD: dict[int, list[socket.socket]] = {}
@@ -19,20 +18,6 @@ _HELD: dict[int, list[socket.socket]] = {}
 PATTERNS = 50_000
 STARS_PAST_THE_LIMIT = b"a*" * 100_000 + b"b"  # 200 KB
 QUESTIONS = b"*" + b"?" * 200_000 + b"[ab]*"
-
-
-def _read_count(sock: socket.socket, marker: bytes, count: int, timeout: float = 120.0
-                ) -> bytes:
-    """Read until ``marker`` was seen ``count`` times."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while data.count(marker) < count:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise RuntimeError(f"closed: no {marker!r} after {data[-200:]!r}")
-        data += chunk
-    return data
 
 
 def _closed(sock: socket.socket, timeout: float) -> bool:
@@ -51,7 +36,7 @@ def _psubscribe(target: Target, patterns: list[bytes]) -> socket.socket:
     sock = connect(target.port, timeout=600)
     for start in range(0, len(patterns), 1000):
         sock.sendall(command("PSUBSCRIBE", *patterns[start:start + 1000]))
-    _read_count(sock, b":%d\r\n" % len(patterns), 1, timeout=600)
+    read_count(sock, b":%d\r\n" % len(patterns), 1, timeout=600)
     return sock
 
 
@@ -62,13 +47,13 @@ def _events(target: Target, first: int, count: int) -> None:
             sock.sendall(b"".join(command("PUBLISH", "__cluster__:node",
                                           f"+node master {n:040x} 10.0.0.1 7000 index={n}")
                                   for n in range(first, first + count)))
-            _read_count(sock, b"\r\n", count)
+            read_count(sock, b"\r\n", count)
         else:
             sock.sendall(command("BUS", "PUBLISH", *(
                 json.dumps({"v": 1, "type": "hello", "node": f"{n:040x}", "epoch": n,
                             "seq": 1, "addr": "10.0.0.1:7000"})
                 for n in range(first, first + count))))
-            _read_count(sock, b"+applied", count)
+            read_count(sock, b"+applied", count)
 
 
 def _hold(target: Target, *socks: socket.socket) -> None:
@@ -96,7 +81,7 @@ def _three_events_to_the_subscriber(target: Target) -> None:
     (subscriber,) = _release(target)
     with subscriber:
         _events(target, 1, 3)
-        _read_count(subscriber, b"+node ", 3)
+        read_count(subscriber, b"+node ", 3)
 
 
 @case("psubscribe-50k-then-events", setup=_many_prefixed)
@@ -119,7 +104,7 @@ _CHANNELS = [b"a" * 40, b"a" * 250_000, b"a" * 120 + b"b", b"__cluster__:node"]
 def _channels(target: Target) -> None:
     sock = connect(target.port)
     sock.sendall(command("SUBSCRIBE", *_CHANNELS))
-    _read_count(sock, b":%d\r\n" % len(_CHANNELS), 1)
+    read_count(sock, b":%d\r\n" % len(_CHANNELS), 1)
     _hold(target, sock)
 
 
@@ -157,7 +142,7 @@ def _wide(target: Target) -> None:
         sock.sendall(command("PSUBSCRIBE", *patterns))
         socks.append(sock)
     for sock in socks:
-        _read_count(sock, b":%d\r\n" % PATTERNS_EACH, 1)
+        read_count(sock, b":%d\r\n" % PATTERNS_EACH, 1)
     _hold(target, *socks)
 
 
@@ -167,7 +152,7 @@ def wide_fanout(target: Target) -> None:
     socks = _release(target)
     _events(target, 1, EVENTS)
     for sock in socks:
-        _read_count(sock, b"+node ", EVENTS * PATTERNS_EACH)
+        read_count(sock, b"+node ", EVENTS * PATTERNS_EACH)
         sock.close()
 
 
@@ -184,7 +169,7 @@ def _acl_subscribers(target: Target) -> None:
             "__cluster__:*" if n % 2 else "__cluster__:node"))
         socks.append(sock)
     for sock in socks:
-        _read_count(sock, b":1\r\n", 1)
+        read_count(sock, b":1\r\n", 1)
     _hold(target, *socks)
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from cluster import Outcome, SelfCheck
-from commands import CommandError, Deferred
+from clusterwatch.cluster import Outcome, SelfCheck
+from clusterwatch.commands import CommandError, Deferred
 
 from .memory import MemoryBus
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import msgspec
 
-from cluster import FailReport, Leave, NodeMessage
+from clusterwatch.cluster import FailReport, Leave, NodeMessage
 
 __all__ = ["Compactor", "Kept", "Snapshot", "decode_snapshot"]
 

@@ -13,18 +13,24 @@ from redis.asyncio.sentinel import Sentinel
 __all__ = ["display_url", "redis_client", "validate_url"]
 
 
-def display_url(url: str) -> str:
+def display_url(url: str, *, mask: str | None = None) -> str:
     """The bus address without its password: neither the one in ``user:password@`` nor a
     query parameter that carries one (``?password=``, ``?ssl_password=``, which redis-py
-    reads too)."""
+    reads too). With ``mask``, a password is replaced by it rather than dropped."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
         user = parts.username or ""
         host = netloc.rpartition("@")[2]
-        netloc = f"{user}@{host}" if user else host
-    kept = [item for item in parts.query.split("&")
-            if "pass" not in unquote(item.partition("=")[0]).lower()]
+        secret = f":{mask}" if mask is not None else ""
+        netloc = f"{user}{secret}@{host}" if user or secret else host
+    kept = []
+    for item in parts.query.split("&"):
+        name, sep, _ = item.partition("=")
+        if "pass" not in unquote(name).lower():
+            kept.append(item)
+        elif mask is not None:
+            kept.append(f"{name}{sep}{mask}")
     query = "&".join(kept)
     if netloc == parts.netloc and query == parts.query:
         return url
@@ -63,12 +69,24 @@ def redis_client(url: str, *, socket_timeout: float) -> aioredis.Redis:
 
 
 def validate_url(url: str) -> None:
-    """Raise ValueError when ``url`` names no supported bus."""
+    """Raise ValueError, saying what is wrong and never the password, when ``url`` names
+    no supported bus."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "redis+sentinel"):
-        raise ValueError("bus must be 'memory' or a redis://, rediss:// or "
-                         "redis+sentinel:// URL")
-    if not parts.netloc:
-        raise ValueError("bus URL needs a host")
+        raise ValueError("must be 'memory' or a redis://, rediss:// or redis+sentinel:// URL")
+    hosts = parts.netloc.rpartition("@")[2]
+    if not hosts:
+        raise ValueError("the URL needs a host")
+    for item in hosts.split(",") if parts.scheme == "redis+sentinel" else [hosts]:
+        host, colon, port = item.rpartition(":") if not item.endswith("]") else (item, "", "")
+        if colon and (not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"{port!r} in {display_url(url)} is not a port")
+        if colon and not host:
+            raise ValueError(f"{display_url(url)} needs a host before :{port}")
+    path = [part for part in parts.path.split("/") if part]
     if parts.scheme == "redis+sentinel":
-        redis_client(url, socket_timeout=1.0)  # parses the host list and the master name
+        if not path:
+            raise ValueError("redis+sentinel:// needs the master name: .../<master-name>[/db]")
+        path = path[1:]
+    if len(path) > 1 or (path and not (path[0].isascii() and path[0].isdigit())):
+        raise ValueError(f"the database in {display_url(url)} must be a number")

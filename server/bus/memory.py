@@ -25,8 +25,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from cluster import ClusterModel, Outcome, SelfCheck
-from commands import CommandError, Deferred
+from clusterwatch.cluster import ClusterModel, Outcome, SelfCheck
+from clusterwatch.commands import CommandError, Deferred
 
 from ..turns import SLICE_UNITS, Turn, message_units, one_message_units
 

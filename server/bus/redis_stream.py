@@ -64,7 +64,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from cluster import (
+from clusterwatch.cluster import (
     ClusterModel,
     MessageError,
     NodeMessage,
@@ -73,7 +73,7 @@ from cluster import (
     SelfCheck,
     decode_message,
 )
-from commands import CommandError, Deferred
+from clusterwatch.commands import CommandError, Deferred
 
 from .busclock import BusClock, parse_entry_id
 from .compaction import Compactor, decode_snapshot

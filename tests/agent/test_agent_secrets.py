@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from agent.respclient import RespClient
-from agent.sidecar import Agent, AgentConfig
+from clusterwatch.agent.respclient import RespClient
+from clusterwatch.agent.sidecar import Agent, AgentConfig
 
 SECRET = "hunter2-s3cret"
 

@@ -32,12 +32,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agent.sources import NodeView, Source, SourceError, open_source
-from agent.sources.curity import CuritySource
-from agent.sources.ksqldb import KsqldbSource
-from agent.sources.puppet import PuppetSource
-from agent.sources.zeebe import ZeebeSource
-from cluster import (
+from clusterwatch.agent.sources import NodeView, Source, SourceError, open_source
+from clusterwatch.agent.sources.curity import CuritySource
+from clusterwatch.agent.sources.ksqldb import KsqldbSource
+from clusterwatch.agent.sources.puppet import PuppetSource
+from clusterwatch.agent.sources.zeebe import ZeebeSource
+from clusterwatch.cluster import (
     ClusterModel,
     ClusterStatusView,
     HealthTracker,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from agent.respclient import RespClient
-from agent.sidecar import Agent, AgentConfig
-from agent.sources import NodeView, SourceError, open_source, source_kind
-from cluster import decode_message
+from clusterwatch.agent.respclient import RespClient
+from clusterwatch.agent.sidecar import Agent, AgentConfig
+from clusterwatch.agent.sources import NodeView, SourceError, open_source, source_kind
+from clusterwatch.cluster import decode_message
 
 
 class FakeSource:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from cluster import NUM_SLOTS, ClusterModel, ModelConfig, NodeState
+from clusterwatch.cluster import NUM_SLOTS, ClusterModel, ModelConfig, NodeState
 
 T0 = 1_700_000_000_000
 TIMEOUT = 15_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from cluster import ClusterModel, ModelConfig, NodeJoined, NodeLeft, NodeState
+from clusterwatch.cluster import ClusterModel, ModelConfig, NodeJoined, NodeLeft, NodeState
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster import ClusterModel, NetInfo, NodeState, SlotRange
+from clusterwatch.cluster import ClusterModel, NetInfo, NodeState, SlotRange
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cluster import ClusterModel, ModelConfig
-from cluster.clusterstatus import ClusterStatusView, cluster_status
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.clusterstatus import ClusterStatusView, cluster_status
 from tests.cluster.clusterkit import T0, encode, heartbeat, publish_ok
 
 _SEQ = itertools.count(1)

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
-from cluster import ClusterModel, ModelConfig
-from cluster.messages import decode_message
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.messages import decode_message
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 NOW = 1_000_000

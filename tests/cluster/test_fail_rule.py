@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import NUM_SLOTS, ClusterModel, ModelConfig, NodeState
+from clusterwatch.cluster import NUM_SLOTS, ClusterModel, ModelConfig, NodeState
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,

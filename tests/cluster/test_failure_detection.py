@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from cluster import ClusterModel, ClusterStateChanged, ModelConfig, NodeState, NodeStateChanged
+from clusterwatch.cluster import (
+    ClusterModel,
+    ClusterStateChanged,
+    ModelConfig,
+    NodeState,
+    NodeStateChanged,
+)
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.frame import Frame
+from clusterwatch.cluster.frame import Frame
 
 _bytes = st.binary(max_size=12)
 _step = st.tuples(st.sampled_from(("patch", "stage", "flush")), _bytes,

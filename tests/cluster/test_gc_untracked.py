@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from cluster import ClusterModel, ModelConfig
-from cluster.healthfacts import FactsKeeper
-from cluster.services import ServiceStatusView
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.healthfacts import FactsKeeper
+from clusterwatch.cluster.services import ServiceStatusView
 from tests.cluster.clusterkit import T0, heartbeat, publish_ok
 
 SERVICES = {

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from cluster import ClusterModel, ModelConfig
-from cluster.apierror import ApiError
-from cluster.health import (
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.apierror import ApiError
+from clusterwatch.cluster.health import (
     DEGRADED,
     DOWN,
     HTTP_PATHS,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster import crc16, keyslot
+from clusterwatch.cluster import crc16, keyslot
 
 
 def test_crc16_is_xmodem() -> None:

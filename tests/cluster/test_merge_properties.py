@@ -8,7 +8,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import NUM_SLOTS, ClusterModel, ModelConfig
+from clusterwatch.cluster import NUM_SLOTS, ClusterModel, ModelConfig
 from tests.cluster.clusterkit import T0, TIMEOUT, brute_force_info, encode, info_fields, views
 
 NODE_IDS = ("a", "b", "c", "d")

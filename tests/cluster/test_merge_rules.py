@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from cluster import (
+from clusterwatch.cluster import (
     ClusterModel,
     ClusterStateChanged,
     EpochChanged,

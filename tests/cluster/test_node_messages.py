@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import (
+from clusterwatch.cluster import (
     Address,
     FailReport,
     Heartbeat,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cluster import ClusterModel, ModelConfig
-from cluster.apierror import ApiError
-from cluster.messages import RequestStats, ThreadPoolStats
-from cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.apierror import ApiError
+from clusterwatch.cluster.messages import RequestStats, ThreadPoolStats
+from clusterwatch.cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
 from tests.cluster.clusterkit import T0, heartbeat, hello, publish_ok
 
 TIMEOUT = 15_000

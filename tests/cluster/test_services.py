@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from cluster import ClusterModel, ModelConfig
-from cluster.apierror import ApiError
-from cluster.services import (
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.apierror import ApiError
+from clusterwatch.cluster.services import (
     ServiceStatusView,
     parse_level,
     parse_status_version,

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import ClusterModel, ModelConfig, servicestates
-from cluster.services import ServiceStatusView
-from cluster.servicestates import Pairs
+from clusterwatch.cluster import ClusterModel, ModelConfig, servicestates
+from clusterwatch.cluster.services import ServiceStatusView
+from clusterwatch.cluster.servicestates import Pairs
 from tests.cluster.clusterkit import T0, heartbeat, leave
 
 NODES = ("n1", "n2", "n3", "n4")

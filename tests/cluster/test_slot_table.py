@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.slots import NUM_SLOTS, SlotTable, owner_runs
+from clusterwatch.cluster.slots import NUM_SLOTS, SlotTable, owner_runs
 
 NODES = ("a", "b", "c", "d")
 # A few small regions, so claims overlap often; slot 16383 keeps the last one in play.

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster import ClusterModel, MessageError, decode_message
-from cluster.services import ServiceStatusView
+from clusterwatch.cluster import ClusterModel, MessageError, decode_message
+from clusterwatch.cluster.services import ServiceStatusView
 from tests.cluster.clusterkit import T0, hello
 
 LIMIT = 1 << 20

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands import build_table
-from commands._access import AccessControl, AclFileError
-from commands._acl_user import AclRuleError, CommandCatalog, apply_rules, new_user
+from clusterwatch.commands import build_table
+from clusterwatch.commands._access import AccessControl, AclFileError
+from clusterwatch.commands._acl_user import AclRuleError, CommandCatalog, apply_rules, new_user
 
 TABLE = build_table(perf_ns=time.perf_counter_ns)
 CATALOG: CommandCatalog = TABLE.catalog

@@ -16,11 +16,11 @@ import hiredis
 import msgspec
 import pytest
 
-from cluster.ids import derive_id
-from commands import CommandContext, Session
-from resp import Encoded, encode
-from server.app import Server
-from server.config import ConfigError, ServerConfig, load_config
+from clusterwatch.cluster.ids import derive_id
+from clusterwatch.commands import CommandContext, Session
+from clusterwatch.resp import Encoded, encode
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ConfigError, ServerConfig, load_config
 
 T0 = 1_700_000_000_000
 THIRDS = ((0, 5460), (5461, 10922), (10923, 16383))
@@ -289,7 +289,7 @@ def test_myid_is_derived_from_hostname_and_port_or_configured() -> None:
 
 @pytest.mark.parametrize("bad", ["xyz", "0123456789ABCDEF0123456789ABCDEF01234567", "0" * 41])
 def test_a_malformed_myid_is_refused(bad: str) -> None:
-    with pytest.raises(ConfigError, match="myid"):
+    with pytest.raises(ConfigError, match="--myid: must be 40 lowercase"):
         load_config(flags={"myid": bad}, environ={})
 
 
@@ -299,7 +299,7 @@ def test_model_settings_from_flags() -> None:
                          environ={})
     assert (config.node_timeout, config.fail_after, config.require_full_coverage,
             config.max_message_size) == (300, 0, False, 100)
-    with pytest.raises(ConfigError, match="require_full_coverage"):
+    with pytest.raises(ConfigError, match="--require-full-coverage: 'maybe' is not yes or no"):
         load_config(flags={"require_full_coverage": "maybe"}, environ={})
 
 
@@ -382,7 +382,7 @@ def test_fail_rule_setting_from_flags_env_and_toml(tmp_path: Any) -> None:
     path = tmp_path / "cw.toml"
     path.write_text('[server]\nfail-rule = "redis"\n')
     assert load_config(config_file=str(path), environ={}).fail_rule == "redis"
-    with pytest.raises(ConfigError, match="fail_rule"):
+    with pytest.raises(ConfigError, match="--fail-rule: 'never' is not one of auto, redis, timer"):
         load_config(flags={"fail_rule": "never"}, environ={})
 
 
@@ -410,7 +410,7 @@ def test_cluster_forget_replies_as_redis(h: Harness) -> None:
 def test_cluster_forget_is_admin_so_the_monitor_role_cannot_run_it(h: Harness) -> None:
     spec = h.server.table.lookup_name("cluster|forget")
     assert spec is not None and {"@admin", "@dangerous"} <= set(spec.categories)
-    from commands._acl_user import apply_rules, new_user
+    from clusterwatch.commands._acl_user import apply_rules, new_user
 
     monitor = apply_rules(new_user("m"), ["+@all", "-@publish", "-@admin"],
                           h.server.table.catalog)

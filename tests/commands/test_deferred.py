@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from commands import (
+from clusterwatch.commands import (
     FAMILIES,
     CommandContext,
     CommandSpec,
@@ -18,9 +18,9 @@ from commands import (
     Group,
     Session,
 )
-from resp import ErrorReply, Reply, SimpleString
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.resp import ErrorReply, Reply, SimpleString
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 
 WAITING: list[Deferred[Reply]] = []
 

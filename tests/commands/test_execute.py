@@ -6,10 +6,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from commands import CommandContext, build_table
-from resp import ErrorReply, Map, Reply, SimpleString, Verbatim
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.commands import CommandContext, build_table
+from clusterwatch.resp import ErrorReply, Map, Reply, SimpleString, Verbatim
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 from tests.commands.test_handlers import attach, make_ctx, run
 
 PONG = SimpleString("PONG")

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.changes import ChangeLog
-from commands._fragments import MapParts
-from commands._statusreply import json_bulk, to_reply
-from resp import encode
+from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.commands._fragments import MapParts
+from clusterwatch.commands._statusreply import json_bulk, to_reply
+from clusterwatch.resp import encode
 
 
 class _Item(NamedTuple):

@@ -14,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands._glob import MAX_STARS, Glob, compile_glob, glob_matches
+from clusterwatch.commands._glob import MAX_STARS, Glob, compile_glob, glob_matches
 from tests.integration.redis_procs import RedisProcess
 
 

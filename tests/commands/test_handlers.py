@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from commands import CommandContext, Session, build_table
-from resp import ErrorReply, Map, Reply, SimpleString, Verbatim, encode
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.commands import CommandContext, Session, build_table
+from clusterwatch.resp import ErrorReply, Map, Reply, SimpleString, Verbatim, encode
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")
@@ -495,7 +495,7 @@ def test_info_cached_parts_render_what_the_sections_say(
     """INFO keeps the server section's fixed lines and the static sections rendered; the
     text must equal a from-scratch render of every section, across clock and identity
     changes."""
-    from commands import info
+    from clusterwatch.commands import info
 
     server = ctx.server
     cpu = server.cpu_times()
@@ -530,7 +530,7 @@ def test_info_cached_parts_render_what_the_sections_say(
 def test_info_fields_read_their_sources(
         ctx: CommandContext, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each live field shows its own source, so values cannot trade places."""
-    from commands._context import CpuTimes, MemoryStats
+    from clusterwatch.commands._context import CpuTimes, MemoryStats
 
     server = ctx.server
     monkeypatch.setattr(type(server), "cpu_times", lambda self: CpuTimes(1.5, 2.25, 0.5, 0.75))

@@ -27,12 +27,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import ClusterModel
-from cluster.clusterstatus import ClusterStatusView
-from cluster.health import HealthTracker
-from cluster.healthfacts import FactsKeeper
-from cluster.records import Outcome
-from cluster.services import (
+from clusterwatch.cluster import ClusterModel
+from clusterwatch.cluster.clusterstatus import ClusterStatusView
+from clusterwatch.cluster.health import HealthTracker
+from clusterwatch.cluster.healthfacts import FactsKeeper
+from clusterwatch.cluster.records import Outcome
+from clusterwatch.cluster.services import (
     Level,
     SimpleStatus,
     _entry,
@@ -40,10 +40,10 @@ from cluster.services import (
     _NodeServices,
     summarize_states,
 )
-from cluster.views import Views
-from commands._statusreply import json_bulk, to_reply
-from commands.bus import outcome_reply
-from resp import Verbatim, encode
+from clusterwatch.cluster.views import Views
+from clusterwatch.commands._statusreply import json_bulk, to_reply
+from clusterwatch.commands.bus import outcome_reply
+from clusterwatch.resp import Verbatim, encode
 from tests.commands.test_cluster_commands import T0, Harness, msg
 
 NODES = ("n1", "n2", "n3", "n4")
@@ -178,7 +178,7 @@ def _requests() -> Iterator[tuple[tuple[str, ...], str]]:
 
 def _expected(h: Harness, old: OldServices, args: tuple[str, ...], kind: str,
               proto: int) -> bytes:
-    from commands.cluster import myself_line
+    from clusterwatch.commands.cluster import myself_line
 
     model = h.server.model
     now = h.server.model_now_ms()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands._stats import LATENCY_BOUNDS_NS, CommandStat, Stats
+from clusterwatch.commands._stats import LATENCY_BOUNDS_NS, CommandStat, Stats
 from tests.commands.test_execute import argvs, ticking_ctx
 
 INF = len(LATENCY_BOUNDS_NS)  # the index of the +Inf bucket

@@ -7,10 +7,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands._context import Session
-from commands._glob import Glob
-from commands._patternindex import PatternEntry, PatternIndex, Scan
-from commands._subscriptions import Subscriptions
+from clusterwatch.commands._context import Session
+from clusterwatch.commands._glob import Glob
+from clusterwatch.commands._patternindex import PatternEntry, PatternIndex, Scan
+from clusterwatch.commands._subscriptions import Subscriptions
 
 PATTERNS = [b"*", b"a*", b"ab*", b"a?", b"*b", b"a", b"ab", b"[ab]*", b"\\a*", b"?*b",
             b"abc", b"b*c", b"a*c*", b"", b"x*"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from commands import AccessControl, AclFileError, CommandContext
-from server.config import ServerConfig
+from clusterwatch.commands import AccessControl, AclFileError, CommandContext
+from clusterwatch.server.config import ServerConfig
 from tests.commands.test_acl_rules import CATALOG
 from tests.commands.test_handlers import make_ctx, run
 
@@ -34,7 +34,7 @@ SECRET = b"s3cret-pw"
     ([b"PING", SECRET], [b"PING", SECRET]),
 ])
 def test_what_the_slow_log_may_keep(argv: list[bytes], shown: list[bytes]) -> None:
-    from commands._redact import redacted
+    from clusterwatch.commands._redact import redacted
 
     assert list(redacted(argv)) == shown
 

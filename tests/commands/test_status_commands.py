@@ -15,9 +15,9 @@ from typing import Any
 import hiredis
 import pytest
 
-from agent.simulate import demo_simulation
-from cluster import SelfCheck
-from commands._docs import command_docs, usage
+from clusterwatch.agent.simulate import demo_simulation
+from clusterwatch.cluster import SelfCheck
+from clusterwatch.commands._docs import command_docs, usage
 from tests.commands.test_cluster_commands import T0, THIRDS, Harness, msg
 
 A, B, C = ("a" * 40, "b" * 40, "c" * 40)

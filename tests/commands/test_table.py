@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from commands import (
+from clusterwatch.commands import (
     CommandContext,
     CommandError,
     CommandSpec,
@@ -17,9 +17,9 @@ from commands import (
     Session,
     build_table,
 )
-from resp import ErrorReply, Map, Set, SimpleString, encode
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.resp import ErrorReply, Map, Set, SimpleString, encode
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 
 
 @pytest.fixture(scope="module")

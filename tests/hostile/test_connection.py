@@ -25,6 +25,7 @@ from tests.integration.redis_procs import (
 
 from .bystander import process_usage
 from .conftest import BystanderFactory
+from .wire import command, connect
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +36,6 @@ def heartbeat(index: int) -> bytes:
     """Node ``index % 1000``'s heartbeat number ``index // 1000 + 1`` (~90 bytes)."""
     return b'{"v":1,"type":"heartbeat","node":"%s","epoch":1,"seq":%d}' % (
         NODES[index % 1000], index // 1000 + 1)
-
-
-def command(*args: bytes | str) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def connect(port: int, timeout: float = 30.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def admin(server: ServerProcess) -> redis.Redis:

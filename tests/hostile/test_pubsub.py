@@ -20,52 +20,21 @@ import pytest
 from tests.conftest import ROOT, ServerProcess, start_server
 from tests.integration.redis_procs import RedisProcess
 
+from . import wire
 from .conftest import BystanderFactory
+from .wire import command, read_count, read_until
 
 pytestmark = pytest.mark.integration
 
 PATTERNS = 50_000
 
 
-def command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 def connect(port: int, password: tuple[str, str] | None = None) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock = wire.connect(port, timeout=60)
     if password is not None:
         sock.sendall(command("AUTH", *password))
         assert read_until(sock, b"\r\n") == b"+OK\r\n"
     return sock
-
-
-def read_until(sock: socket.socket, end: bytes, timeout: float = 60.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(end):
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError(f"closed after {data[-200:]!r}")
-        data += chunk
-    return data
-
-
-def read_count(sock: socket.socket, marker: bytes, count: int, timeout: float = 60.0) -> bytes:
-    """Read until ``marker`` was seen ``count`` times."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while data.count(marker) < count:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError(f"closed after {data[-200:]!r}")
-        data += chunk
-    return data
 
 
 def closed(sock: socket.socket, timeout: float = 5.0) -> bool:

@@ -20,19 +20,12 @@ from tests.conftest import ServerProcess
 from tests.hostile.bystander import process_usage
 
 from .conftest import BystanderFactory
+from .wire import command
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "pw"
 ServerFactory = Callable[..., ServerProcess]
-
-
-def command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 def connect(server: ServerProcess) -> socket.socket:

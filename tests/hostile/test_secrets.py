@@ -169,7 +169,7 @@ def test_an_acl_file_error_names_the_line_not_the_password(
     bad = good + f"user bob on <{BOB} ~* +@all\n"
     aclfile.write_text(bad)
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--port", "0", "--aclfile", str(aclfile)],
+        [sys.executable, "-m", "clusterwatch", "serve", "--port", "0", "--aclfile", str(aclfile)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     print(result.stderr)

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from cluster import ClusterModel, ModelConfig, Outcome
-from commands import CommandError, Deferred
-from server.bus.redis_stream import RedisStreamBus, StreamSettings
+from clusterwatch.cluster import ClusterModel, ModelConfig, Outcome
+from clusterwatch.commands import CommandError, Deferred
+from clusterwatch.server.bus.redis_stream import RedisStreamBus, StreamSettings
 from tests.conftest import ServerProcess, start_server
 from tests.integration.cluster_helpers import A, B, C, message, node_flags, poll, three_masters
 from tests.integration.redis_procs import (  # noqa: F401  (fixtures)

@@ -131,7 +131,7 @@ def test_simulator_publishes_as_publisher(acl_server: tuple[ServerProcess, Path,
                                           tmp_path: Path) -> None:
     server, _, _ = acl_server
     result = subprocess.run(
-        [sys.executable, "-m", "server", "simulate", "--server", f"127.0.0.1:{server.port}",
+        [sys.executable, "-m", "clusterwatch", "simulate", "--server", f"127.0.0.1:{server.port}",
          "--user", PUBLISHER[0], "--password", PUBLISHER[1], "--once"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -139,7 +139,7 @@ def test_simulator_publishes_as_publisher(acl_server: tuple[ServerProcess, Path,
     fields = info_fields(client(server, MONITOR).execute_command("CLUSTER", "INFO"))
     assert fields["cluster_known_nodes"] == "6"
     denied = subprocess.run(
-        [sys.executable, "-m", "server", "simulate", "--server", f"127.0.0.1:{server.port}",
+        [sys.executable, "-m", "clusterwatch", "simulate", "--server", f"127.0.0.1:{server.port}",
          "--user", MONITOR[0], "--password", MONITOR[1], "--once"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -190,7 +190,7 @@ def test_acl_save_and_load_round_trip_and_a_bad_file_keeps_the_users(
 def test_a_bad_aclfile_stops_the_start_naming_the_line(tmp_path: Path) -> None:
     aclfile = tmp_path / "users.acl"
     aclfile.write_text("user alice on >a +@all\nuser bob on +@nosuch\n")
-    result = subprocess.run([sys.executable, "-m", "server", "serve", "--port", "0",
+    result = subprocess.run([sys.executable, "-m", "clusterwatch", "serve", "--port", "0",
                              "--aclfile", str(aclfile)], cwd=ROOT, capture_output=True,
                             text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from agent.sources.redis import parse_myself
-from cluster.ids import derive_id
+from clusterwatch.agent.sources.redis import parse_myself
+from clusterwatch.cluster.ids import derive_id
 from tests.conftest import ROOT, ServerProcess, require_tool, start_server
 
 from .redis_procs import RedisProcess, bus_info, connect, redis_factory  # noqa: F401  (fixture)
@@ -112,7 +112,7 @@ def agents(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"agent-{len(started)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "server", "agent", *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "clusterwatch", "agent", *args], cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         started.append(proc)

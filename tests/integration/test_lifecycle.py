@@ -29,7 +29,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``serve`` expecting it to exit by itself (a valid config would hang: timeout)."""
-    return subprocess.run([sys.executable, "-m", "server", "serve", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "clusterwatch", "serve", *args], cwd=ROOT,
                           env=env or _env(), capture_output=True, text=True, timeout=20,
                           check=False)
 
@@ -108,19 +108,24 @@ def test_config_precedence(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "env", "names"), [
-    (["--port", "abc"], {}, "port"),
-    (["--port", "70000"], {}, "port"),
-    (["--max-clients", "0"], {}, "max_clients"),
-    (["--port", "0"], {"CLUSTERWATCH_MAX_CLIENTS": "x"}, "max_clients"),
-    (["--port", "0"], {"CLUSTERWATCH_NO_SUCH_SETTING": "1"}, "NO_SUCH_SETTING"),
-    (["--port", "0", "--log-format", "xml"], {}, "log_format"),
-    (["--port", "0", "--fail-rule", "vote"], {}, "fail_rule"),
+    (["--port", "abc"], {}, "--port: 'abc' is not a whole number"),
+    (["--port", "70000"], {}, "--port: must be a port, 0 to 65535 (got 70000)"),
+    (["--max-clients", "0"], {}, "--max-clients: must be at least 1 (got 0)"),
+    (["--port", "0"], {"CLUSTERWATCH_MAX_CLIENTS": "x"},
+     "--max-clients (from CLUSTERWATCH_MAX_CLIENTS in the environment): 'x' is not a whole "
+     "number"),
+    (["--port", "0"], {"CLUSTERWATCH_NO_SUCH_SETTING": "1"},
+     "CLUSTERWATCH_NO_SUCH_SETTING in the environment: unknown setting"),
+    (["--port", "0", "--log-format", "xml"], {},
+     "--log-format: 'xml' is not one of text, json"),
+    (["--port", "0", "--fail-rule", "vote"], {},
+     "--fail-rule: 'vote' is not one of auto, redis, timer"),
 ])
 def test_invalid_setting_exits_2(args: list[str], env: dict[str, str], names: str) -> None:
     result = _serve(*args, env=_env(**env))
     assert result.returncode == 2, result.stderr
-    assert names in result.stderr
-    assert result.stderr.startswith("clusterwatch: ")
+    assert result.stderr.startswith("usage: clusterwatch serve ")
+    assert f"clusterwatch serve: error: {names}" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -185,7 +190,7 @@ def _start_logging(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes],
     port = free_port()
     log = tmp_path / f"log-{port}.txt"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "clusterwatch", "serve", "--port", str(port),
                                  *args], cwd=ROOT, env=_env(), stdout=out,
                                 stderr=subprocess.STDOUT)
 

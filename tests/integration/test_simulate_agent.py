@@ -15,11 +15,11 @@ import msgspec
 import pytest
 import redis
 
-from agent.respclient import RespClient
-from agent.sidecar import Agent, AgentConfig
-from agent.simulate import Fault, Simulation, parse_fault, parse_script
-from cluster import ClusterModel, ModelConfig, decode_message
-from cluster.ids import derive_id
+from clusterwatch.agent.respclient import RespClient
+from clusterwatch.agent.sidecar import Agent, AgentConfig
+from clusterwatch.agent.simulate import Fault, Simulation, parse_fault, parse_script
+from clusterwatch.cluster import ClusterModel, ModelConfig, decode_message
+from clusterwatch.cluster.ids import derive_id
 from tests.conftest import ROOT, ServerProcess, free_port, raw_exchange
 
 from .cluster_helpers import info_fields, node_flags, poll
@@ -171,12 +171,12 @@ def test_leave_removes_the_node() -> None:
 
 @pytest.fixture
 def tool(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `python -m server <args>`; every process is stopped at the end."""
+    """Start `python -m clusterwatch <args>`; every process is stopped at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"tool-{len(started)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "server", *args], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "clusterwatch", *args], cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         proc.log_path = Path(log.name)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from agent.simulate import Simulation, parse_script
+from clusterwatch.agent.simulate import Simulation, parse_script
 from tests.conftest import ROOT, ServerProcess, free_port, require_tool, start_server
 
 from .cluster_helpers import A, poll, three_masters
@@ -107,7 +107,7 @@ def test_the_bundled_simulator_and_agent_publish_through_any_instance(
     servers = instances(3)
     for server in servers:
         wait_ready(server)
-    tool = [sys.executable, "-m", "server"]
+    tool = [sys.executable, "-m", "clusterwatch"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     simulate = subprocess.run([*tool, "simulate", "--server", f"127.0.0.1:{servers[0].port}",
                                "--once"], env=env, capture_output=True, timeout=60, check=False)

@@ -221,7 +221,7 @@ def _tool(server: TlsServer, *args: str, user: tuple[str, str] = PUBLISHER
           ) -> subprocess.CompletedProcess[str]:
     certs = server.certs
     return subprocess.run(
-        [sys.executable, "-m", "server", *args, "--server", f"127.0.0.1:{server.tls_port}",
+        [sys.executable, "-m", "clusterwatch", *args, "--server", f"127.0.0.1:{server.tls_port}",
          "--tls", "--cacert", str(certs / "ca.crt"), "--cert", str(certs / "client.crt"),
          "--key", str(certs / "client.key"), "--user", user[0], "--password", user[1]],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -408,7 +408,7 @@ def test_invalid_tls_settings_stop_the_start_naming_the_setting(
     argv = [flag.replace("{d}", str(certs)) for flag in flags]
     if argv[0] != "--tls-port":
         argv = ["--tls-port", str(free_port()), *argv]
-    result = subprocess.run([sys.executable, "-m", "server", "serve", "--port", "0", *argv],
+    result = subprocess.run([sys.executable, "-m", "clusterwatch", "serve", "--port", "0", *argv],
                             cwd=ROOT, capture_output=True, text=True, timeout=30,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2, result.stderr

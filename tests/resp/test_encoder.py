@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resp import (
+from clusterwatch.resp import (
     NULL_ARRAY,
     OK,
     PONG,

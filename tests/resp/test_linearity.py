@@ -19,9 +19,10 @@ from typing import Any
 import hiredis
 import pytest
 
-from resp import ReaderLimits, RequestReader
+import clusterwatch.resp
+from clusterwatch.resp import ReaderLimits, RequestReader
 
-RESP = str(Path(__file__).resolve().parents[2] / "resp")
+RESP = str(Path(clusterwatch.resp.__file__).parent)
 READ = 1024
 
 

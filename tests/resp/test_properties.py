@@ -34,7 +34,7 @@ from redis._parsers.resp2 import _RESP2Parser
 from redis._parsers.resp3 import _RESP3Parser
 from redis.exceptions import ResponseError
 
-from resp import (
+from clusterwatch.resp import (
     NEED_DATA,
     NULL_ARRAY,
     ErrorReply,
@@ -50,8 +50,8 @@ from resp import (
     encode,
     format_double,
 )
-from resp._reader import TRANSITIONS
-from resp._scanner import RequestScanner
+from clusterwatch.resp._reader import TRANSITIONS
+from clusterwatch.resp._scanner import RequestScanner
 
 from .test_reader import drive
 

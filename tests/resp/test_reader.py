@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from resp import NEED_DATA, ReaderLimits, RemoteProtocolError, RequestReader
+from clusterwatch.resp import NEED_DATA, ReaderLimits, RemoteProtocolError, RequestReader
 
 Splitter = Callable[[bytes], Iterator[bytes]]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from cluster import ClusterModel, NodeState
-from server.bus.busclock import BusClock
-from server.bus.compaction import Compactor, decode_snapshot
+from clusterwatch.cluster import ClusterModel, NodeState
+from clusterwatch.server.bus.busclock import BusClock
+from clusterwatch.server.bus.compaction import Compactor, decode_snapshot
 from tests.cluster.clusterkit import T0, TIMEOUT, heartbeat, hello, views
 from tests.server.test_bus_compaction import CONFIG, read_stream, restored
 

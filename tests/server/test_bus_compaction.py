@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import ClusterModel, ModelConfig, NodeState, decode_message
-from server.bus.busclock import BusClock, parse_entry_id
-from server.bus.compaction import Compactor, decode_snapshot
+from clusterwatch.cluster import ClusterModel, ModelConfig, NodeState, decode_message
+from clusterwatch.server.bus.busclock import BusClock, parse_entry_id
+from clusterwatch.server.bus.compaction import Compactor, decode_snapshot
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,

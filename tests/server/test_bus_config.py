@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.bus.connect import display_url, validate_url
-from server.config import ConfigError, load_config
+from clusterwatch.server.bus.connect import display_url, validate_url
+from clusterwatch.server.config import ConfigError, load_config
 
 
 def test_bus_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
@@ -24,14 +24,15 @@ def test_bus_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"bus": "http://x:1"}, "bus: bus must be 'memory' or a redis://"),
-    ({"bus": "redis://"}, "bus: bus URL needs a host"),
+    ({"bus": "http://x:1"}, "--bus: must be 'memory' or a redis://"),
+    ({"bus": "redis://"}, "--bus: the URL needs a host"),
     ({"bus": "redis+sentinel://127.0.0.1:26379"}, "needs the master name"),
-    ({"bus_maxlen": "50"}, "bus_maxlen must be at least 100"),
+    ({"bus_maxlen": "50"}, "--bus-maxlen: must be at least 100"),
     ({"bus_maxlen": "500", "bus_retention_ms": "60000"}, "not both"),
-    ({"bus_retention_ms": "1000"}, "at least twice bus_snapshot_interval"),
-    ({"bus_wait_replicas": "-1"}, "bus_wait_replicas must not be negative"),
-    ({"bus_stream": ""}, "bus_stream must not be empty"),
+    ({"bus_retention_ms": "1000"},
+     "--bus-retention-ms: must be at least twice --bus-snapshot-interval"),
+    ({"bus_wait_replicas": "-1"}, r"--bus-wait-replicas: must be at least 0 \(got -1\)"),
+    ({"bus_stream": ""}, "--bus-stream: must not be empty"),
 ])
 def test_bad_bus_settings_are_refused_by_name(settings: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

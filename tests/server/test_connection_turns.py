@@ -10,12 +10,12 @@ import hashlib
 import itertools
 from collections.abc import Callable
 
-from commands import build_table
-from resp._reader import encode_request
-from server.app import Server
-from server.config import ServerConfig
-from server.protocol import _PIECE_BYTES, RespProtocol
-from server.turns import SLICE_UNITS, TURN_UNITS, message_units
+from clusterwatch.commands import build_table
+from clusterwatch.resp._reader import encode_request
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
+from clusterwatch.server.protocol import _PIECE_BYTES, RespProtocol
+from clusterwatch.server.turns import SLICE_UNITS, TURN_UNITS, message_units
 from tests.server.test_single_read import RecordingTransport
 
 NODES = [hashlib.sha1(b"node-%d" % i).hexdigest().encode() for i in range(1000)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from commands._patternindex import PatternIndex
-from resp import Push, encode
-from server.watch import _Message
+from clusterwatch.commands._patternindex import PatternIndex
+from clusterwatch.resp import Push, encode
+from clusterwatch.server.watch import _Message
 
 
 @pytest.mark.parametrize("protocol", [2, 3])

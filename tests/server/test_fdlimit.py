@@ -10,9 +10,9 @@ import resource
 
 import pytest
 
-from server.config import ConfigError
-from server.fdlimit import RESERVED_FDS, Budget, plan
-from server.httpconn import MAX_LINGERING
+from clusterwatch.server.config import ConfigError
+from clusterwatch.server.fdlimit import RESERVED_FDS, Budget, plan
+from clusterwatch.server.httpconn import MAX_LINGERING
 
 
 class Limits:

@@ -8,8 +8,8 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.app import Server
-from server.config import ServerConfig
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
 from tests.conftest import ROOT
 from tests.integration.cluster_helpers import three_masters
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from resp._reader import encode_request
-from server.config import ServerConfig
-from server.protocol import _PIECE_BYTES
+from clusterwatch.resp._reader import encode_request
+from clusterwatch.server.config import ServerConfig
+from clusterwatch.server.protocol import _PIECE_BYTES
 from tests.server.test_single_read import RecordingTransport, Side
 
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from agent.sources import SourceError, source_kind
-from agent.sources._http import HttpReader
-from agent.sources.redis import RedisSource
-from server.bus.connect import display_url
+from clusterwatch.agent.sources import SourceError, source_kind
+from clusterwatch.agent.sources._http import HttpReader
+from clusterwatch.agent.sources.redis import RedisSource
+from clusterwatch.server.bus.connect import display_url
 from tests.conftest import ROOT
 
 SECRET = "hunter2-s3cret"
@@ -49,7 +49,7 @@ def test_source_names_carry_no_password() -> None:
 
 def test_the_agent_command_line_does_not_print_a_source_password() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "agent", "--server", "127.0.0.1:1",
+        [sys.executable, "-m", "clusterwatch", "agent", "--server", "127.0.0.1:1",
          "--source", f"ftp://ops:{SECRET}@node:21"],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2

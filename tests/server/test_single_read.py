@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from commands import build_table
-from resp import RequestReader
-from resp._reader import encode_request
-from server.app import Server
-from server.config import ServerConfig
-from server.protocol import RespProtocol
+from clusterwatch.commands import build_table
+from clusterwatch.resp import RequestReader
+from clusterwatch.resp._reader import encode_request
+from clusterwatch.server.app import Server
+from clusterwatch.server.config import ServerConfig
+from clusterwatch.server.protocol import RespProtocol
 
 NOW_MS = 1_780_000_000_000
 

@@ -8,9 +8,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from commands import Deferred
-from commands.waits import AboveIndex
-from server.waits import WAKE_CHUNK, Waits
+from clusterwatch.commands import Deferred
+from clusterwatch.commands.waits import AboveIndex
+from clusterwatch.server.waits import WAKE_CHUNK, Waits
 
 
 async def test_waits_with_one_key_share_one_check_and_all_get_the_answer() -> None:
@@ -95,7 +95,7 @@ async def test_an_abandoned_wait_is_freed_at_once_and_its_group_goes_with_it() -
 
 
 def test_abandon_reaches_the_source_of_a_mapped_deferred_and_drops_callbacks() -> None:
-    from commands import Deferred
+    from clusterwatch.commands import Deferred
 
     source: Deferred[int] = Deferred()
     heard: list[str] = []

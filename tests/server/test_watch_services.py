@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from cluster import ClusterModel, ModelConfig
-from cluster.services import ServiceStatusView
-from server.watch import Watch
+from clusterwatch.cluster import ClusterModel, ModelConfig
+from clusterwatch.cluster.services import ServiceStatusView
+from clusterwatch.server.watch import Watch
 from tests.cluster.clusterkit import T0, heartbeat, leave, publish_ok
 
 _SEQ = itertools.count(1)
