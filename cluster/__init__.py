@@ -43,6 +43,7 @@ from clusterwatch.cluster.messages import (
 )
 from clusterwatch.cluster.model import ClusterModel
 from clusterwatch.cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
+from clusterwatch.cluster.publishers import KEY_REFUSED, KeyRefusedError, Publisher
 from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
 from clusterwatch.cluster.services import (
     ServiceEntry,
@@ -55,6 +56,7 @@ from clusterwatch.cluster.views import ClusterSummary, NetInfo, Shard, ShardNode
 
 __all__ = [
     "FAIL_RULES",
+    "KEY_REFUSED",
     "MESSAGE_TYPES",
     "NUM_SLOTS",
     "SCHEMA_VERSION",
@@ -74,6 +76,7 @@ __all__ = [
     "HealthTracker",
     "Heartbeat",
     "Hello",
+    "KeyRefusedError",
     "Leave",
     "MessageError",
     "ModelConfig",
@@ -88,6 +91,7 @@ __all__ = [
     "NodeStatus",
     "Outcome",
     "Partition",
+    "Publisher",
     "QueryStatus",
     "RequestStats",
     "SelfCheck",

@@ -53,6 +53,10 @@ class FailureReports:
             if at >= oldest and reporter in masters and reporter != target
         )
 
+    def discard(self, target: str) -> None:
+        """Forget every report about `target` (CLUSTER FORGET)."""
+        self._by_target.pop(target, None)
+
     def prune(self, now_ms: int, validity_ms: int) -> None:
         """Forget reports that can no longer count."""
         oldest = now_ms - validity_ms

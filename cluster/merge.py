@@ -183,6 +183,10 @@ class MergeState:
         self.masters_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
         self._pfail: set[str] = set()
         self.current_epoch = 0
+        # The largest epoch each node (known or left) spoke of: what the current epoch falls
+        # back to when CLUSTER FORGET removes the node that raised it.
+        self.epoch_carried: dict[str, int] = {}
+        self._epoch_floor = 0
         self.cluster_ok = False
         self.version = 0
         self.topology_version = 0
@@ -225,7 +229,7 @@ class MergeState:
         if epoch != node.epoch or node.state is not _OK:
             self._refresh_sender(node, epoch, now_ms)
         if msg.current_epoch is not None:
-            self._raise_epoch(msg.current_epoch)
+            self._carry(node.id, msg.current_epoch)
         if type(msg) is Heartbeat:
             compact_heartbeat(msg, node.id, node.heartbeat)
             node.heartbeat = msg
@@ -256,12 +260,28 @@ class MergeState:
         return None
 
     def forget(self, node_id: str, now_ms: int) -> bool:
-        """Forget a known node as CLUSTER FORGET does; False if it is not known."""
+        """Forget a known node as CLUSTER FORGET does; False if it is not known. Unlike a
+        leave or forget-after, no tombstone keeps its (epoch, seq): after the ban the next
+        message for it starts afresh (the way back from a publisher that pushed it to an
+        absurd epoch)."""
         if node_id not in self.nodes:
             return False
         self._forget(self.nodes[node_id], now_ms)
+        self.left.pop(node_id, None)
+        self.reports.discard(node_id)
+        self.epoch_carried.pop(node_id, None)
+        self._lower_epoch()
         self._settle()
         return True
+
+    def _lower_epoch(self) -> None:
+        """The current epoch a forgotten node no longer props up: the largest any other
+        node (known or left) carried. It only falls when the forgotten node alone held it."""
+        carried = max(self.epoch_carried.values(), default=self._epoch_floor)
+        carried = max(carried, self._epoch_floor)
+        if carried < self.current_epoch:
+            self._emit(EpochChanged(old=self.current_epoch, new=carried))
+            self.current_epoch = carried
 
     def _forget(self, node: Node, now_ms: int) -> None:
         self.version += 1
@@ -353,9 +373,9 @@ class MergeState:
         self.applied += 1
         self.version += 1
         self.changes.add(msg.node)
-        self._raise_epoch(msg.epoch)
+        self._carry(msg.node, msg.epoch)
         if msg.current_epoch is not None:
-            self._raise_epoch(msg.current_epoch)
+            self._carry(msg.node, msg.current_epoch)
         if type(msg) is Leave:
             self._tombstone(msg.node, (msg.epoch, msg.seq))
         else:
@@ -377,7 +397,7 @@ class MergeState:
     def _refresh_sender(self, node: Node, epoch: int, now_ms: int) -> None:
         if epoch != node.epoch:
             node.epoch = epoch
-            self._raise_epoch(epoch)
+            self._carry(node.id, epoch)
             self._dirty = True
         if node.state is not _OK:
             self._set_state(node, _OK)
@@ -477,6 +497,22 @@ class MergeState:
         self.version += 1
         self._dirty = True
         self._emit(NodeStateChanged(node=node.id, old=old, new=new))
+
+    def _carry(self, node_id: str, epoch: int) -> None:
+        """`node_id` spoke of `epoch` (its config epoch or a reported current epoch)."""
+        carried = self.epoch_carried
+        if epoch > carried.get(node_id, -1):
+            if node_id not in carried and len(carried) >= 2 * self._max_nodes:
+                self._fold_carried()
+            carried[node_id] = epoch
+        self._raise_epoch(epoch)
+
+    def _fold_carried(self) -> None:
+        """Bound the table: ids neither known nor tombstoned fold into one floor."""
+        carried = self.epoch_carried
+        gone = [n for n in carried if n not in self.nodes and n not in self.left]
+        for node_id in gone:
+            self._epoch_floor = max(self._epoch_floor, carried.pop(node_id))
 
     def _raise_epoch(self, epoch: int) -> None:
         if epoch > self.current_epoch:

@@ -1,9 +1,24 @@
-"""`ClusterModel`: the one object the server holds; merge rules in `cluster.merge`."""
+"""`ClusterModel`: the one object the server holds; merge rules in `cluster.merge`, who may
+speak for a node in `cluster.publishers`.
+
+Absurd epochs. One message may not move a node's config epoch, or the cluster's current
+  epoch it reports, more than `MAX_EPOCH_STEP` (2^20) past the larger of the cluster's
+  current epoch and the node's own: such a message is rejected (code `range`, naming the
+  field) before it reaches the merge. Real Redis Cluster epochs grow by one per election,
+  so a clusterwatch restarted against an old cluster (epochs in the thousands) is far inside
+  the step, and reaching 2^63 would take 2^43 messages. Sequence numbers are not bounded (the
+  agent's are wall-clock milliseconds, the simulator's small counters, and the model keeps
+  no clock to judge them by): a node pushed to an absurd seq is stale only within its epoch.
+  The way back from a bad publisher is `CLUSTER FORGET`: it removes everything the model
+  holds for the node, its (epoch, seq) and binding included, and lowers the cluster's
+  current epoch to what the remaining nodes carried, so after the 60 s ban the node's real
+  publisher is taken again at its real (epoch, seq).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Literal
+from collections.abc import Container, Iterable, Iterator
+from typing import Final, Literal
 
 import msgspec
 
@@ -12,10 +27,13 @@ from clusterwatch.cluster.config import ModelConfig
 from clusterwatch.cluster.events import ClusterEvent
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
+from clusterwatch.cluster.publishers import Bindings, Publisher
 from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, Outcome
 from clusterwatch.cluster.views import ClusterSummary, Shard, SlotRange, Views
 
-__all__ = ["ClusterModel"]
+__all__ = ["MAX_EPOCH_STEP", "ClusterModel"]
+
+MAX_EPOCH_STEP: Final = 2**20
 
 
 class ClusterModel:
@@ -30,9 +48,10 @@ class ClusterModel:
         self._state = MergeState(self.config)
         self._views = Views(self._state)
         self._max_bytes = self.config.max_message_bytes
+        self.bindings = Bindings()
 
-    def publish(self, data: bytes, now_ms: int) -> Outcome:
-        """Decode, validate and apply one JSON node message.
+    def publish(self, data: bytes, now_ms: int, publisher: Publisher | None = None) -> Outcome:
+        """Decode, validate and apply one JSON node message, published as `publisher`.
 
         Returns:
             `applied`, `stale` (with the node's last applied `(epoch, seq)`) or `rejected`
@@ -42,19 +61,61 @@ class ClusterModel:
             msg = decode_message(data, max_size=self._max_bytes)
         except MessageError as exc:
             return self._state.reject(exc)
-        return self._state.apply(msg, now_ms)
+        return self.apply_decoded(msg, now_ms, publisher)
 
-    def publish_decoded(self, data: bytes, now_ms: int) -> tuple[Outcome, NodeMessage | None]:
+    def publish_decoded(self, data: bytes, now_ms: int, publisher: Publisher | None = None
+                        ) -> tuple[Outcome, NodeMessage | None]:
         """`publish`, also giving back the decoded message (None when it was rejected)."""
         try:
             msg = decode_message(data, max_size=self._max_bytes)
         except MessageError as exc:
             return self._state.reject(exc), None
-        return self._state.apply(msg, now_ms), msg
+        return self.apply_decoded(msg, now_ms, publisher), msg
 
-    def apply_decoded(self, msg: NodeMessage, now_ms: int) -> Outcome:
+    def apply_decoded(self, msg: NodeMessage, now_ms: int,
+                      publisher: Publisher | None = None) -> Outcome:
         """Apply a message exactly as `decode_message` returned it (already validated)."""
-        return self._state.apply(msg, now_ms)
+        state = self._state
+        refused = self.refusal(msg, publisher)
+        if refused is not None:
+            return state.reject(refused)
+        outcome = state.apply(msg, now_ms)
+        if publisher is not None and outcome.kind == "applied":
+            self.bindings.bind(msg.node, publisher.name)
+        return outcome
+
+    def refusal(self, msg: NodeMessage,
+                publisher: Publisher | None = None) -> MessageError | None:
+        """Why `msg` may not be applied as `publisher` now (see the module notes and
+        `cluster.publishers`), or None; checks without changing anything."""
+        state = self._state
+        node = state.nodes.get(msg.node)
+        base = state.current_epoch
+        if node is not None and node.epoch > base:
+            base = node.epoch
+        if msg.epoch > base + MAX_EPOCH_STEP:
+            return _too_far("epoch", msg.epoch, base)
+        if msg.current_epoch is not None and msg.current_epoch > base + MAX_EPOCH_STEP:
+            return _too_far("current_epoch", msg.current_epoch, base)
+        if publisher is not None:
+            return self.bindings.refusal(msg.node, publisher, state.nodes)
+        return None
+
+    @property
+    def known_nodes(self) -> Container[str]:
+        """The ids the model holds (a container: ``in`` only)."""
+        return self._state.nodes.keys()
+
+    def publisher_of(self, node_id: str) -> str | None:
+        """The user `node_id` is bound to, or None."""
+        return self.bindings.owner(node_id, self._state.nodes)
+
+    def rebind(self, node_id: str, user: str) -> bool:
+        """Bind a known node to `user` (BUS REBIND); False if the node is not known."""
+        if node_id not in self._state.nodes:
+            return False
+        self.bindings.rebind(node_id, user)
+        return True
 
     def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
         """After replaying a compacted history at `now_ms`: the nodes that were `fail` when
@@ -95,9 +156,13 @@ class ClusterModel:
         return self._state.current_epoch
 
     def forget(self, node_id: str, now_ms: int) -> bool:
-        """Forget a known node as CLUSTER FORGET does (its messages are refused for
-        `forget_ban_ms` after); False if no such node is known."""
-        return self._state.forget(node_id, now_ms)
+        """Forget a known node as CLUSTER FORGET does: everything the model holds for it goes,
+        its (epoch, seq) and its publisher's binding included, and its messages are refused
+        for `forget_ban_ms` after; False if no such node is known."""
+        forgotten = self._state.forget(node_id, now_ms)
+        if forgotten:
+            self.bindings.release(node_id)
+        return forgotten
 
     @property
     def fail_rule(self) -> str:
@@ -230,3 +295,8 @@ def _row(node: Node) -> NodeRow:
     hello = node.hello
     return (node.id, node.state, node.last_seen_ms, node.heartbeat, node.heartbeat_ms,
             None if hello is None else hello.addr)
+
+
+def _too_far(field: str, value: int, base: int) -> MessageError:
+    return MessageError(field, f"{value} is more than {MAX_EPOCH_STEP} past the cluster's "
+                        f"epoch {base}", "range")

@@ -95,6 +95,20 @@ class User:
         return self.all_channels or any(compile_glob(pattern.encode()).matches(channel)
                                         for pattern in self.channels)
 
+    def may_write_key(self, key: str) -> bool:
+        """A key this user may write (a node id it may publish for): ``allkeys``, or one of
+        its ``~pattern`` / ``%W~pattern`` / ``%RW~pattern`` rules matches it (``%R~`` only
+        reads: clusterwatch has no key to read)."""
+        if self.all_keys:
+            return True
+        raw = key.encode()
+        for rule in self.keys:
+            permission, _, pattern = rule.partition("~")
+            if permission.upper() in ("", "%W", "%RW", "%WR") and compile_glob(
+                    pattern.encode()).matches(raw):
+                return True
+        return False
+
     def may_use_pattern(self, pattern: bytes) -> bool:
         """A pattern the user may PSUBSCRIBE to: one of its ``&pattern`` rules, as written
         (Redis compares patterns, it does not match one against another)."""

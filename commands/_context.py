@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         ClusterStatusView,
         HealthTracker,
         Outcome,
+        Publisher,
         SelfCheck,
         SelfCounters,
         ServiceStatusView,
@@ -155,9 +156,11 @@ class ServerView(Protocol):
         """clusterwatch's own figures for Curity's node status document (STATUS NODE)."""
         ...
 
-    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True
+    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True,
+                    publisher: Publisher | None = None
                     ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
-        """Hand raw JSON node messages to the bus; one outcome per message.
+        """Hand raw JSON node messages to the bus, published as ``publisher``; one outcome
+        per message.
 
         The memory bus answers at once. The Redis-stream bus answers later, once this
         instance has read back and applied what it appended, or with the ``CommandError``

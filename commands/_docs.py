@@ -70,7 +70,17 @@ def command_docs(spec: CommandSpec) -> Map:
 
 
 def command_info(spec: CommandSpec) -> list[Reply]:
-    """Redis 7's ten-element COMMAND INFO entry. clusterwatch commands take no keys."""
+    """Redis 7's ten-element COMMAND INFO entry. A command whose keys sit inside its
+    arguments (BUS PUBLISH: the node ids) has Redis's ``movablekeys`` flag, no first/last
+    key, and one key specification whose search is ``unknown``: COMMAND GETKEYS finds them."""
+    key_specs: list[Reply] = []
+    if spec.getkeys is not None:
+        key_specs.append(Map([
+            ("notes", spec.key_note),
+            ("flags", Set([SimpleString("RW"), SimpleString("UPDATE")])),
+            ("begin_search", Map([("type", "unknown"), ("spec", Map([]))])),
+            ("find_keys", Map([("type", "unknown"), ("spec", Map([]))])),
+        ]))
     return [
         spec.full_name,
         spec.arity,
@@ -80,6 +90,6 @@ def command_info(spec: CommandSpec) -> list[Reply]:
         0,
         Set(SimpleString(category) for category in spec.categories),
         [],
-        [],
+        key_specs,
         [command_info(sub) for sub in spec.subcommands],
     ]

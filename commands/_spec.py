@@ -37,6 +37,8 @@ class Flag(enum.Flag):
     WRITE = enum.auto()
     PUBSUB = enum.auto()
     SENTINEL = enum.auto()
+    # Its keys are found by parsing its arguments (COMMAND GETKEYS), as Redis's flag says.
+    MOVABLEKEYS = enum.auto()
 
 
 # Redis's wire names for the flags, in COMMAND INFO order.
@@ -52,6 +54,7 @@ FLAG_NAMES: tuple[tuple[Flag, str], ...] = (
     (Flag.NO_AUTH, "no_auth"),
     (Flag.NO_MULTI, "no_multi"),
     (Flag.ALLOW_BUSY, "allow_busy"),
+    (Flag.MOVABLEKEYS, "movablekeys"),
 )
 
 
@@ -108,6 +111,11 @@ class CommandSpec:
     handler: Handler | None = None
     container: str | None = None
     subcommands: tuple[CommandSpec, ...] = field(default=())
+    # The keys of a call (its whole argv), for COMMAND GETKEYS; with Flag.MOVABLEKEYS.
+    getkeys: Callable[[Sequence[bytes]], list[bytes]] | None = None
+    # What COMMAND INFO says of where the keys are (a note; clusterwatch's keys sit inside
+    # arguments, so their search is "unknown", as Redis says of such commands).
+    key_note: str = ""
     # Derived once, read on every call: ``cluster|info`` as Redis names a subcommand in
     # errors and COMMAND, and the argument-count bounds from the arity.
     full_name: str = field(init=False)

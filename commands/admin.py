@@ -68,10 +68,15 @@ def command_docs_(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 def command_getkeys(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     try:
-        ctx.table.resolve(argv[2:])
+        spec = ctx.table.resolve(argv[2:])
     except CommandError:
         raise CommandError("Invalid command specified") from None
-    raise CommandError("The command has no key arguments")
+    if spec.getkeys is None:
+        raise CommandError("The command has no key arguments")
+    keys = spec.getkeys(argv[2:])
+    if not keys:
+        raise CommandError("Invalid arguments specified for command")
+    return list[Reply](keys)
 
 
 # --- CONFIG -------------------------------------------------------------------------------

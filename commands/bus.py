@@ -17,6 +17,15 @@ the memory bus a batch larger than the connection's turn can afford is applied i
 between other clients' requests (``server/bus/memory.py``), and answered after the last.
 Either way the handler returns a ``Deferred`` and the client waits, as a blocked client.
 
+Who may publish what (``cluster/publishers.py``): a message's node id is its key. A message
+for a node id outside the user's key patterns is answered, in its place,
+``-NOPERM this user has no permissions to access one of the keys used as arguments`` (Redis's
+words) and logged in ACL LOG (reason ``key``, the node id as object); one for a node bound to
+another user ``-NOPERM node <id> is published by another user ...``; both are counted in BUS
+INFO's ``rejected_by_reason`` (``key``, ``bound``). A user that may run ``BUS REBIND`` is an
+admin: it publishes for any node. ``BUS NODE id`` shows who publishes for a node, ``BUS
+REBIND id user`` moves it.
+
 Simple strings and nested errors read the same in RESP2 and RESP3 (redis-cli prints
 ``1) applied``, ``2) (error) ERR invalid message: epoch: ...``). A batch is applied as one
 network read: every message gets the same receive time.
@@ -26,21 +35,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clusterwatch.cluster import MESSAGE_TYPES, Outcome
+import msgspec
+
+from clusterwatch.cluster import MESSAGE_TYPES, KeyRefusedError, Outcome, Publisher
 from clusterwatch.cluster.records import APPLIED as APPLIED_OUTCOME
 from clusterwatch.resp import Encoded, ErrorReply, Map, Reply, SimpleString
 
-from ._args import parse_int, upper
+from ._acl_log import AclLogEntry
+from ._args import parse_int, text, upper
 from ._context import CommandContext
 from ._deferred import Deferred
 from ._errors import CommandError, syntax_error
 from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from .connection import client_info_line
 
 APPLIED = SimpleString("applied")
+OK = SimpleString("OK")
 
 # Every MessageError code, so BUS INFO has the same shape before and after a reject.
 REJECT_REASONS = ("json", "too_large", "version", "unknown_type", "missing_field", "type",
-                  "range", "format", "value", "depth", "max_nodes", "forgotten")
+                  "range", "format", "value", "depth", "max_nodes", "forgotten", "key", "bound")
+# The refusals of who may publish: Redis's NOPERM, not an invalid message.
+_NOPERM_CODES = frozenset({"key", "bound"})
 
 
 def outcome_reply(outcome: Outcome) -> Reply:
@@ -52,7 +68,10 @@ def outcome_reply(outcome: Outcome) -> Reply:
     if outcome.kind == "pending":
         where = f"appended as {outcome.entry}, " if outcome.entry else ""
         return SimpleString(f"pending: {where}{outcome.reason}")
-    return ErrorReply("ERR", f"invalid message: {outcome.error}")
+    error = outcome.error
+    if error is not None and error.code in _NOPERM_CODES:
+        return ErrorReply("NOPERM", error.reason)
+    return ErrorReply("ERR", f"invalid message: {error}")
 
 
 # From this many messages, a reply of nothing but ``applied`` is built as one frame: a
@@ -71,10 +90,98 @@ def _publish_reply(result: list[Outcome] | CommandError) -> Reply:
 
 
 def bus_publish(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
-    result = ctx.server.bus_publish(argv[2:], wait=not ctx.session.deny_blocking)
+    result = ctx.server.bus_publish(argv[2:], wait=not ctx.session.deny_blocking,
+                                    publisher=publisher_of(ctx))
     if isinstance(result, Deferred):
-        return ctx.block(result.map(_publish_reply))
-    return [outcome_reply(outcome) for outcome in result]
+        return ctx.block(result.map(lambda done: _publish_reply(
+            done if isinstance(done, CommandError) else _logged(ctx, done))))
+    return [outcome_reply(outcome) for outcome in _logged(ctx, result)]
+
+
+class _NodeOnly(msgspec.Struct):
+    node: str
+
+
+_NODE_ONLY = msgspec.json.Decoder(_NodeOnly)
+
+
+def node_ids(argv: Sequence[bytes]) -> list[bytes]:
+    """COMMAND GETKEYS BUS PUBLISH ...: each message's node id (a message with none, or
+    not JSON, has no key)."""
+    found = []
+    for data in argv[2:]:
+        try:
+            found.append(_NODE_ONLY.decode(data).node.encode())
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+    return found
+
+
+def publisher_of(ctx: CommandContext) -> Publisher:
+    """The session's user as a publisher: its key patterns, and whether it is an admin
+    (may run BUS REBIND). One per ACL user object, kept while the user is unchanged (ACL
+    SETUSER makes a new one), so its per-node verdicts are kept too."""
+    server = ctx.server
+    name = ctx.session.user
+    user = server.acl.users.get(name)
+    cache: dict[object, tuple[object, Publisher]] = server.reply_cache.setdefault(
+        "bus|publishers", {})
+    hit = cache.get(name)
+    if hit is not None and hit[0] is user:
+        return hit[1]
+    if user is None:  # deleted while connected: it may publish for nothing
+        publisher = Publisher(name, may_write=_nothing)
+    else:
+        publisher = Publisher(name, admin="bus|rebind" in user.allowed,
+                              may_write=None if user.all_keys else user.may_write_key)
+    cache[name] = (user, publisher)
+    return publisher
+
+
+def _nothing(_node_id: str) -> bool:
+    return False
+
+
+def _logged(ctx: CommandContext, result: list[Outcome]) -> list[Outcome]:
+    """Log each message refused for its key in ACL LOG, as Redis logs a key refusal."""
+    for outcome in result:
+        error = outcome.error
+        if isinstance(error, KeyRefusedError):
+            now_ms = ctx.server.now_ms()
+            ctx.server.acl.log.add(AclLogEntry(
+                reason="key", context="toplevel", object=error.node_id,
+                username=ctx.session.user,
+                client_info=client_info_line(ctx.session, now_ms), updated_ms=now_ms))
+    return result
+
+
+def bus_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    """``BUS NODE id``: a node's bus record: who publishes for it, its (epoch, seq), when
+    it was last heard from and its state."""
+    server = ctx.server
+    node_id = text(argv[2])
+    info = server.model.node(node_id)
+    if info is None:
+        raise CommandError(f"Unknown node {node_id}")
+    return Map([
+        ("node", node_id),
+        ("publisher", server.model.publisher_of(node_id)),
+        ("epoch", info.config_epoch),
+        ("seq", info.seq),
+        ("last_seen_ms", info.last_seen_ms),
+        ("state", info.state.value),
+    ])
+
+
+def bus_rebind(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
+    """``BUS REBIND id user``: the node is published by ``user`` from now on."""
+    server = ctx.server
+    node_id, user = text(argv[2]), text(argv[3])
+    if user not in server.acl.users:
+        raise CommandError(f"Unknown user '{user}'")
+    if not server.model.rebind(node_id, user):
+        raise CommandError(f"Unknown node {node_id}")
+    return OK
 
 
 def bus_info(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -142,9 +249,28 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 summary="Applies JSON node messages to the cluster model; one outcome per "
                         "message (applied, stale, or the validation error).",
                 complexity="O(N) where N is the number of messages",
-                flags=Flag.WRITE | Flag.FAST, acl_categories=("publish",),
-                handler=bus_publish,
+                flags=Flag.WRITE | Flag.FAST | Flag.MOVABLEKEYS, acl_categories=("publish",),
+                handler=bus_publish, getkeys=node_ids,
+                key_note="the node id of each message (a fail_report's sender): the user's "
+                         "key patterns decide which nodes it may publish for",
                 args=(Arg(name="message", type=ArgType.STRING, multiple=True),),
+            ),
+            CommandSpec(
+                name="node", container="bus", arity=3, group=Group.BUS, since="0.2.0",
+                summary="Returns a node's bus record: the user that publishes for it, its "
+                        "epoch and seq, when it was last heard from, its state.",
+                complexity="O(1)",
+                flags=Flag.LOADING | Flag.STALE, acl_categories=("status",),
+                handler=bus_node,
+                args=(Arg(name="node-id", type=ArgType.STRING),),
+            ),
+            CommandSpec(
+                name="rebind", container="bus", arity=4, group=Group.BUS, since="0.2.0",
+                summary="Binds a node to the user that may publish for it from now on.",
+                complexity="O(1)",
+                flags=Flag.ADMIN, handler=bus_rebind,
+                args=(Arg(name="node-id", type=ArgType.STRING),
+                      Arg(name="username", type=ArgType.STRING)),
             ),
             CommandSpec(
                 name="info", container="bus", arity=2, group=Group.BUS, since="0.1.0",

@@ -32,6 +32,7 @@ from clusterwatch.cluster import (
     NodeState,
     NodeStateChanged,
     Outcome,
+    Publisher,
     RequestStats,
     SelfCheck,
     SelfCounters,
@@ -348,9 +349,10 @@ class Server:
     def bus_name(self) -> str:
         return self.bus.name
 
-    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True
+    def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True,
+                    publisher: Publisher | None = None
                     ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
-        result = self.bus.publish(messages, wait=wait)
+        result = self.bus.publish(messages, wait=wait, publisher=publisher)
         if isinstance(result, list):  # applied (memory bus) or all rejected
             self.bus_received += len(messages)
             self.last_message_ms = self.clock_ms

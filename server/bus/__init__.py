@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from clusterwatch.cluster import Outcome, SelfCheck
+from clusterwatch.cluster import Outcome, Publisher, SelfCheck
 from clusterwatch.commands import CommandError, Deferred
 
 from .memory import MemoryBus
@@ -31,9 +31,11 @@ class Bus(Protocol):
     #: Short name shown by ``BUS INFO`` and ``INFO cluster``.
     name: str
 
-    def publish(self, messages: Sequence[bytes], *,
-                wait: bool = True) -> list[Outcome] | Deferred[PublishResult]:
-        """Hand over a batch, in order; one outcome per message, in the same order.
+    def publish(self, messages: Sequence[bytes], *, wait: bool = True,
+                publisher: Publisher | None = None) -> list[Outcome] | Deferred[PublishResult]:
+        """Hand over a batch, in order, published as ``publisher`` (its key patterns and
+        the nodes' bindings decide which messages it may publish, ``cluster.publishers``);
+        one outcome per message, in the same order.
 
         A malformed message is answered ``rejected`` and changes nothing but the reject
         counters; a valid one is never dropped. A bus that must wait for its engine, or

@@ -17,7 +17,9 @@ of ``--bus-maxlen`` entries since the last, so the retained stream always reache
 the newest snapshot; a snapshot only replaces an older one. The one piece of state that is
 history, not latest messages, is a node failed by a quorum of reports whose senders have
 since left or lost their slots: the snapshot lists the nodes that were ``fail``, and the
-rebuilt model marks them ``fail`` again if they are at least ``pfail`` at its time.
+rebuilt model marks them ``fail`` again if they are at least ``pfail`` at its time. The
+bindings of nodes to the users that publish for them (``cluster/publishers.py``) are kept
+as they stand: the replayed messages carry no publisher.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     failed: list[str] = []
     # A fail_report was applied in the history (the `auto` failure rule is then Redis's).
     reports_seen: bool = False
+    # Who publishes for each node (cluster/publishers.py): node id -> user name.
+    bindings: dict[str, str] = {}
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -114,8 +118,9 @@ class Compactor:
         return [(i.decode(), ms, raw.decode()) for i, ms, raw in ordered]
 
     def snapshot(self, covers: str, last_entry_ms: int, bus_ms: int,
-                 failed: list[str] | None = None, reports_seen: bool = False) -> bytes:
+                 failed: list[str] | None = None, reports_seen: bool = False,
+                 bindings: dict[str, str] | None = None) -> bytes:
         return _ENCODER.encode(Snapshot(covers=covers, last_entry_ms=last_entry_ms,
                                         bus_ms=bus_ms, messages=self.kept(bus_ms),
                                         failed=sorted(failed or ()),
-                                        reports_seen=reports_seen))
+                                        reports_seen=reports_seen, bindings=bindings or {}))

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from clusterwatch.cluster import ClusterModel, Outcome, SelfCheck
+from clusterwatch.cluster import ClusterModel, Outcome, Publisher, SelfCheck
 from clusterwatch.commands import CommandError, Deferred
 
 from ..turns import SLICE_UNITS, Turn, message_units, one_message_units
@@ -43,10 +43,11 @@ _ATOMIC_MESSAGES = 64
 class _Publish:
     """A batch being applied a slice at a time."""
 
-    __slots__ = ("deferred", "messages", "outcomes")
+    __slots__ = ("deferred", "messages", "outcomes", "publisher")
 
-    def __init__(self, messages: Sequence[bytes]) -> None:
+    def __init__(self, messages: Sequence[bytes], publisher: Publisher | None) -> None:
         self.messages = messages
+        self.publisher = publisher
         self.outcomes: list[Outcome] = []
         self.deferred: Deferred[list[Outcome] | CommandError] = Deferred()
 
@@ -68,11 +69,12 @@ class MemoryBus:
         self._on_applied = on_applied
         self._sliced: deque[_Publish] = deque()
 
-    def publish(self, messages: Sequence[bytes], *, wait: bool = True
+    def publish(self, messages: Sequence[bytes], *, wait: bool = True,
+                publisher: Publisher | None = None
                 ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
         turn = self._turn
         units = message_units(messages)
-        job = _Publish(messages)
+        job = _Publish(messages, publisher)
         loop = _running_loop() if wait else None
         if loop is None:  # inside EXEC, or no loop to give turns to: all at once
             turn.spent += units
@@ -121,11 +123,12 @@ class MemoryBus:
         atomic += index
         now_ms = self._clock()
         publish = self.model.publish
+        publisher = job.publisher
         clock = time.perf_counter_ns
         spent = 0
         while index < len(messages) and spent < budget:
             data = messages[index]
-            outcomes.append(publish(data, now_ms))
+            outcomes.append(publish(data, now_ms, publisher))
             spent += one_message_units(data)
             index += 1
             if index >= atomic and clock() >= deadline_ns:

@@ -73,6 +73,7 @@ from clusterwatch.cluster import (
     SelfCheck,
     decode_message,
 )
+from clusterwatch.cluster.publishers import Publisher
 from clusterwatch.commands import CommandError, Deferred
 
 from .busclock import BusClock, parse_entry_id
@@ -93,6 +94,8 @@ _LINGER_S = 0.001
 _SKEW_WARNING_S = 60.0
 # Outcomes kept for appends whose reply is still on its way (see ``_early``).
 _EARLY_MAX = 65_536
+# Publishers met in entries (user, admin), each with its key verdicts: a handful in practice.
+_PUBLISHERS = 1024
 # The Lua guard that keeps only the newest snapshot when several instances write one. A
 # snapshot that covers ids beyond the stream's (KEYS[2]) last id is from a stream since
 # deleted and recreated: it gives way.
@@ -118,15 +121,26 @@ return 1
 """
 
 # One round trip for a whole batch: redis-py packs one EVALSHA instead of one XADD each.
-# ARGV[1] is the trim strategy ("", MAXLEN or MINID), ARGV[2] its threshold, then the
-# messages. Scripts replicate by effects, so replicas get the XADDs with their ids.
+# Scripts replicate by effects, so replicas get the XADDs with their ids.
+# ARGV[1] is the trim strategy ("", MAXLEN or MINID), ARGV[2] its threshold, then three
+# values per message: its publisher's user name ("" for none), "1" if that user is an admin
+# (else ""), and the message; the entry keeps them as fields m, u and a.
 _APPEND = """
 local ids = {}
-for i = 3, #ARGV do
+for i = 3, #ARGV, 3 do
+  local fields = {'m', ARGV[i + 2]}
+  if ARGV[i] ~= '' then
+    fields[3] = 'u'
+    fields[4] = ARGV[i]
+    if ARGV[i + 1] ~= '' then
+      fields[5] = 'a'
+      fields[6] = ARGV[i + 1]
+    end
+  end
   if ARGV[1] == '' then
-    ids[i - 2] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
   else
-    ids[i - 2] = redis.call('XADD', KEYS[1], ARGV[1], '~', ARGV[2], '*', 'm', ARGV[i])
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], ARGV[1], '~', ARGV[2], '*', unpack(fields))
   end
 end
 return ids
@@ -164,7 +178,7 @@ class _Waiter:
     """A ``BUS PUBLISH`` waiting for its appended entries to be applied here."""
 
     __slots__ = ("appended", "behind", "decoded", "deferred", "indexes", "outcomes", "payloads",
-                 "pending", "timer")
+                 "pending", "publisher", "timer")
 
     def __init__(self, outcomes: list[Outcome | None],
                  deferred: Deferred[list[Outcome] | CommandError]) -> None:
@@ -178,6 +192,7 @@ class _Waiter:
         self.indexes: list[int] = []  # where each one's outcome goes
         # index -> (message, as decoded when validated): the reader need not decode it again
         self.decoded: dict[int, tuple[bytes, NodeMessage]] = {}
+        self.publisher: Publisher | None = None
 
 
 class RedisStreamBus:
@@ -223,6 +238,7 @@ class RedisStreamBus:
         self.stream_length = 0
         self.stream_last_id = "0-0"
         self._waiters: dict[bytes, tuple[_Waiter, int]] = {}
+        self._publishers: dict[tuple[bytes, bool], Publisher] = {}
         # While appends are in flight, the outcome of every entry applied meanwhile: an
         # entry can be read back before its XADD reply reaches ``_append``.
         self._appending = 0
@@ -307,19 +323,28 @@ class RedisStreamBus:
         base_added, base_read = self._ordinal
         return max(0, self._entries_added - base_added - (self.entries_read - base_read))
 
-    def publish(self, messages: Sequence[bytes], *,
-                wait: bool = True) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+    def publish(self, messages: Sequence[bytes], *, wait: bool = True,
+                publisher: Publisher | None = None
+                ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
         if not wait:
             raise CommandError("BUS PUBLISH cannot run inside MULTI on the redis-stream bus")
         outcomes: list[Outcome | None] = [None] * len(messages)
         valid: list[int] = []
         decoded: dict[int, tuple[bytes, NodeMessage]] = {}
+        model = self.model
         for index, data in enumerate(messages):
             try:
-                decoded[index] = (data, decode_message(data, max_size=self._max_bytes))
+                msg = decode_message(data, max_size=self._max_bytes)
             except MessageError as exc:
-                outcomes[index] = self.model.reject(exc)
+                outcomes[index] = model.reject(exc)
+                continue
+            # Refused here (keys, bindings, absurd epochs) is never appended; what passes is
+            # judged again by every instance as it reads the entry, with the same publisher.
+            refused = model.refusal(msg, publisher)
+            if refused is not None:
+                outcomes[index] = model.reject(refused)
             else:
+                decoded[index] = (data, msg)
                 valid.append(index)
         if not valid:
             return outcomes  # type: ignore[return-value]
@@ -338,6 +363,7 @@ class RedisStreamBus:
         waiter.payloads = [messages[i] for i in valid]
         waiter.indexes = valid
         waiter.decoded = decoded
+        waiter.publisher = publisher
         # Publishes that arrive in the same loop turn share one round trip.
         if not self._queued:
             loop.call_soon(self._flush, writer)
@@ -371,8 +397,9 @@ class RedisStreamBus:
     async def _append(self, writer: aioredis.Redis, waiters: list[_Waiter]) -> None:
         self._appending += 1
         try:
-            results = await self._send_appends(
-                writer, [payload for waiter in waiters for payload in waiter.payloads])
+            results = await self._send_appends(writer, [
+                item for waiter in waiters for payload in waiter.payloads
+                for item in _with_publisher(payload, waiter.publisher)])
         except (RedisError, OSError, TimeoutError) as exc:
             error = CommandError(
                 f"bus unavailable: redis-stream {self.address}: {_reason(exc)}; some "
@@ -417,8 +444,10 @@ class RedisStreamBus:
         if behind:
             self._spawn(self._look_at_stream())
 
-    async def _send_appends(self, writer: aioredis.Redis, payloads: list[bytes]) -> list[Any]:
+    async def _send_appends(self, writer: aioredis.Redis, payloads: list[str | bytes]
+                            ) -> list[Any]:
         """One round trip: the append script's entry ids, then WAIT's replica count.
+        ``payloads`` holds three values per message (``_with_publisher``).
 
         EVALSHA, not redis-py's Script in a pipeline, which asks SCRIPT EXISTS every time;
         a Redis that lost its script cache (a restart) gets it loaded again."""
@@ -589,27 +618,39 @@ class RedisStreamBus:
         waiters = self._waiters
         node_messages = 0
         entry_id = b""
+        publishers = self._publishers
         for entry_id, fields in entries:
             now = stamp(int(entry_id[:entry_id.index(b"-")]))
+            publisher = None
             if len(fields) == 2 and fields[0] == b"m":
                 data = fields[1]
             else:
-                data = dict(zip(fields[::2], fields[1::2], strict=False)).get(b"m")
+                named = dict(zip(fields[::2], fields[1::2], strict=False))
+                data = named.get(b"m")
                 if data is None:
                     if fields[:1] == [b"tick"]:
                         self.ticks += 1
                     else:
                         self.foreign += 1
                     continue
+                user = named.get(b"u")
+                if user is not None:
+                    key = (user, named.get(b"a") == b"1")
+                    publisher = publishers.get(key)
+                    if publisher is None:
+                        if len(publishers) > _PUBLISHERS:
+                            publishers.clear()
+                        publisher = publishers[key] = Publisher(user.decode(errors="replace"),
+                                                                admin=key[1])
             node_messages += 1
             slot = waiters.pop(entry_id, None) if waiters else None
             mine = slot[0].decoded.get(slot[1]) if slot is not None else None
             msg: NodeMessage | None
             if mine is not None and mine[0] == data:  # published here: decoded already
                 msg = mine[1]
-                outcome = apply_decoded(msg, now)
+                outcome = apply_decoded(msg, now, publisher)
             else:
-                outcome, msg = publish(data, now)
+                outcome, msg = publish(data, now, publisher)
             if msg is not None and outcome.kind == "applied":
                 note(msg, entry_id, now, data)
             if self._appending:
@@ -800,6 +841,8 @@ class RedisStreamBus:
                 self._compactor.note(msg, entry_id.encode(), receive_ms, data)
         self._clock.restore(snapshot.last_entry_ms, snapshot.bus_ms)
         model.restore_fail(snapshot.failed, snapshot.bus_ms)
+        for node_id, user in snapshot.bindings.items():
+            model.rebind(node_id, user)
         self.last_id = snapshot.covers
         self._last_key = parse_entry_id(snapshot.covers)
         self.snapshot_covers = snapshot.covers
@@ -856,10 +899,13 @@ class RedisStreamBus:
         covers = self.last_id
         ms, seq = self._last_key
         failed = [row[0] for row in self.model.node_rows() if row[1] is NodeState.FAIL]
+        model = self.model
+        model.bindings.prune(model.known_nodes)
         data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms,
                                         self._clock.now_ms, failed,
-                                        self.model.fail_rule_setting == "auto"
-                                        and self.model.fail_rule == "redis")
+                                        model.fail_rule_setting == "auto"
+                                        and model.fail_rule == "redis",
+                                        dict(model.bindings.items()))
         try:
             saved = await self._save(keys=[self.snapshot_key, self.settings.stream],
                                      args=[ms, seq, data])
@@ -878,6 +924,13 @@ class RedisStreamBus:
         if saved:
             self.snapshots_written += 1
             self.snapshot_covers = covers
+
+
+def _with_publisher(payload: bytes, publisher: Publisher | None) -> tuple[str, str, bytes]:
+    """The three script values of one message: user, admin flag, the message."""
+    if publisher is None:
+        return "", "", payload
+    return publisher.name, "1" if publisher.admin else "", payload
 
 
 def _as_is(response: Any, **options: Any) -> Any:
