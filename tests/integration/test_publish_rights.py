@@ -161,10 +161,9 @@ def test_stream_bus_instances_bind_alike_and_keep_bindings_through_a_restart(
         refused = publish(as_user(servers[1], "bob", "b"), message("heartbeat", N1, 1, 2))
         assert str(refused[0]).startswith("node n1 is published by another user")
         # A snapshot covers the binding; a restarted instance keeps it.
-        poll(lambda: int(dict(zip(*[iter(as_user(servers[2], "default", "admin")
-                                         .execute_command("BUS", "INFO"))] * 2))
-                              [b"bus_snapshots_written"]),
-             lambda written: written > 0, what="a snapshot")
+        watcher = as_user(servers[2], "default", "admin")
+        poll(lambda: _bus_info(watcher)[b"bus_snapshots_written"],
+             lambda written: int(written) > 0, what="a snapshot")
         servers[2].stop()
         servers[2] = start_server(tmp_path, *common)
         admin = as_user(servers[2], "default", "admin")
@@ -175,6 +174,11 @@ def test_stream_bus_instances_bind_alike_and_keep_bindings_through_a_restart(
     finally:
         for server in servers:
             server.stop()
+
+
+def _bus_info(admin: redis.Redis) -> dict[bytes, object]:
+    reply = admin.execute_command("BUS", "INFO")
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def _known(admin: redis.Redis) -> bool:
