@@ -67,17 +67,18 @@ _VERDICTS: Final = 65_536
 class Bindings:
     """Node id -> the user that publishes for it, valid while the model knows the node."""
 
-    __slots__ = ("_owners",)
+    __slots__ = ("owners",)
 
     def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
+        # Read directly on the hot path (ClusterModel.apply_decoded); changed only here.
+        self.owners: dict[str, str] = {}
 
     def owner(self, node_id: str, known: Container[str]) -> str | None:
         """The user `node_id` is bound to, or None when it is bound to nobody (or to a
         node the model no longer holds: that binding has ended)."""
-        owner = self._owners.get(node_id)
+        owner = self.owners.get(node_id)
         if owner is not None and node_id not in known:
-            del self._owners[node_id]
+            del self.owners[node_id]
             return None
         return owner
 
@@ -94,21 +95,21 @@ class Bindings:
 
     def bind(self, node_id: str, user: str) -> None:
         """Bind `node_id` to `user` unless it is bound already."""
-        self._owners.setdefault(node_id, user)
+        self.owners.setdefault(node_id, user)
 
     def rebind(self, node_id: str, user: str) -> None:
-        self._owners[node_id] = user
+        self.owners[node_id] = user
 
     def release(self, node_id: str) -> None:
-        self._owners.pop(node_id, None)
+        self.owners.pop(node_id, None)
 
     def prune(self, known: Container[str]) -> None:
         """Drop the bindings of nodes the model no longer holds."""
-        for node_id in [n for n in self._owners if n not in known]:
-            del self._owners[node_id]
+        for node_id in [n for n in self.owners if n not in known]:
+            del self.owners[node_id]
 
     def items(self) -> Iterator[tuple[str, str]]:
-        return iter(self._owners.items())
+        return iter(self.owners.items())
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return len(self.owners)
