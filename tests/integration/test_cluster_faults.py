@@ -6,8 +6,11 @@ fault_cluster.py): each test starts from a healed cluster on which both sides ag
 At each settled checkpoint clusterwatch's CLUSTER INFO and every node's role, master, epoch,
 slots and failure flag equal those of a real node on the majority side; sampled every
 100 ms meanwhile, clusterwatch never says ``fail`` where no real node does, and shows every
-outage of the majority side. How long each took is in the assertion messages; the numbers
-against the real cluster's own settling are benchmarks/fault_bench.py's.
+outage of the majority side. It matches within ``LAG_BOUND`` of the real cluster settling, a
+generous bound; ``-s`` prints each phase's times, and benchmarks/fault_bench.py measures
+them finely against the real cluster's own settling.
+
+Needs root (``ip netns``, iptables), as ``make test`` runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from .real_cluster import View
 pytestmark = pytest.mark.integration
 
 GRACE = INTERVAL + PERIOD
+# How far behind the real cluster's settling clusterwatch may match: generous (the agents
+# read their nodes every 0.2 s; measured lags are in benchmarks/README.md), it only catches
+# a view that waits for a timer of its own instead of the cluster's evidence.
+LAG_BOUND = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,8 @@ def settled_phase(phase: Phase, majority: list[Node], what: str) -> None:
     """The truth checks over a phase's samples, and its timing for the report."""
     untrue = phase.untruths([n.node_id for n in majority], grace=GRACE)
     assert not untrue, f"{what}:\n" + "\n".join(untrue)
+    assert phase.lag <= LAG_BOUND, (
+        f"{what}: clusterwatch matched {phase.lag:.2f} s after the real cluster settled")
     print(f"{what}: real settled at {phase.real_at:.2f} s, clusterwatch matched at "
           f"{phase.ours_at:.2f} s (lag {phase.lag:.2f} s, {len(phase.samples)} samples)")
 
@@ -126,14 +135,14 @@ def test_reshards_never_unassign_a_slot(cluster: FaultCluster) -> None:
     a, b = masters[0], masters[1]
     start_index = _model_index(cluster)
     for source, target, count in ((a, b, 100), (b, a, 1000)):
-        reshard = subprocess.Popen(
-            [cli, "--cluster", "reshard", a.process.address, "--cluster-from", source.node_id,
-             "--cluster-to", target.node_id, "--cluster-slots", str(count), "--cluster-yes"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = cluster.workdir / f"reshard-{count}.log"
+        with output.open("wb") as log:
+            reshard = subprocess.Popen(
+                [cli, "--cluster", "reshard", a.process.address, "--cluster-from",
+                 source.node_id, "--cluster-to", target.node_id, "--cluster-slots", str(count),
+                 "--cluster-yes"], stdout=log, stderr=subprocess.STDOUT)
         phase = cluster.follow(a, lambda view: _converged(cluster), during=reshard)
-        assert reshard.wait() == 0, reshard.stdout.read() if reshard.stdout else ""
-        if reshard.stdout:
-            reshard.stdout.close()
+        assert reshard.wait() == 0, output.read_text(errors="replace")[-2000:]
         gaps = [(s.t, s.ours.info) for s in phase.samples
                 if s.ours.state != "ok" or s.ours.info["cluster_slots_assigned"] != "16384"]
         assert not gaps, f"reshard of {count} slots: clusterwatch lost slots: {gaps}"
@@ -153,13 +162,19 @@ def test_a_migrating_slot_shows_as_on_its_node(cluster: FaultCluster) -> None:
     slot = _slots(View.of_node(source.client()).nodes[source.node_id][3])[0]
     target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
     source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
-    migrating = f"[{slot}->-{target.node_id}]"
-    importing = f"[{slot}-<-{source.node_id}]"
-    assert migrating in _own_line(source), "the real node shows its migrating slot"
-    assert importing in _own_line(target)
-    cluster.wait(lambda: migrating in _line(cluster, source.node_id)
-                 and importing in _line(cluster, target.node_id),
-                 f"clusterwatch's CLUSTER NODES with {migrating} and {importing}", timeout=10)
+    try:
+        migrating = f"[{slot}->-{target.node_id}]"
+        importing = f"[{slot}-<-{source.node_id}]"
+        assert migrating in _own_line(source), "the real node shows its migrating slot"
+        assert importing in _own_line(target)
+        cluster.wait(lambda: migrating in _line(cluster, source.node_id)
+                     and importing in _line(cluster, target.node_id),
+                     f"clusterwatch's CLUSTER NODES with {migrating} and {importing}",
+                     timeout=10)
+    except BaseException:
+        for node in (source, target):  # leave no open slot behind for the next test
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        raise
     for node in [target, source, *(n for n in cluster.running if n not in (source, target))]:
         node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
     cluster.agree(source)
