@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -12,7 +12,7 @@ from clusterwatch.cluster.config import ModelConfig
 from clusterwatch.cluster.events import ClusterEvent
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
-from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, Outcome
+from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
 from clusterwatch.cluster.views import ClusterSummary, Shard, SlotRange, Views
 
 __all__ = ["ClusterModel"]
@@ -30,6 +30,7 @@ class ClusterModel:
         self._state = MergeState(self.config)
         self._views = Views(self._state)
         self._max_bytes = self.config.max_message_bytes
+        self._max_ids = self.config.max_nodes
 
     def publish(self, data: bytes, now_ms: int) -> Outcome:
         """Decode, validate and apply one JSON node message.
@@ -39,7 +40,7 @@ class ClusterModel:
             (with the `MessageError`; the model is unchanged except for the reject counter).
         """
         try:
-            msg = decode_message(data, max_size=self._max_bytes)
+            msg = decode_message(data, max_size=self._max_bytes, max_ids=self._max_ids)
         except MessageError as exc:
             return self._state.reject(exc)
         return self._state.apply(msg, now_ms)
@@ -47,7 +48,7 @@ class ClusterModel:
     def publish_decoded(self, data: bytes, now_ms: int) -> tuple[Outcome, NodeMessage | None]:
         """`publish`, also giving back the decoded message (None when it was rejected)."""
         try:
-            msg = decode_message(data, max_size=self._max_bytes)
+            msg = decode_message(data, max_size=self._max_bytes, max_ids=self._max_ids)
         except MessageError as exc:
             return self._state.reject(exc), None
         return self._state.apply(msg, now_ms), msg
@@ -56,10 +57,43 @@ class ClusterModel:
         """Apply a message exactly as `decode_message` returned it (already validated)."""
         return self._state.apply(msg, now_ms)
 
-    def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
+    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int) -> None:
         """After replaying a compacted history at `now_ms`: the nodes that were `fail` when
-        it was compacted, and are at least `pfail` again now, are `fail`."""
-        self._state.restore_fail(node_ids, now_ms)
+        it was compacted (with the time each became fail, when `failed` maps them to it)
+        are `fail` again (under the timer rule only those at least `pfail` again now)."""
+        self._state.restore_fail(failed, now_ms)
+
+    def failed_since(self) -> dict[str, int]:
+        """The `fail` nodes and the time each became fail (what `restore_fail` takes)."""
+        return {node.id: node.fail_since_ms for node in self._state.nodes.values()
+                if node.state is NodeState.FAIL}
+
+    def export_slots(self) -> list[tuple[int, int, list[tuple[int, str, bool]],
+                                         list[tuple[int, str]]]]:
+        """The slot claims and the claims ever seen, as runs (`SlotTable.export`): history a
+        node's latest `slots` message does not hold."""
+        return self._state.table.export()
+
+    def restore_slots(self, runs: Iterable[tuple[int, int, Sequence[tuple[int, str, bool]],
+                                                 Sequence[tuple[int, str]]]],
+                      now_ms: int) -> None:
+        """Replace the slot claims with `export_slots`'s runs (claims of unknown nodes left
+        out), after replaying a compacted history."""
+        self._state.restore_slots(runs, now_ms)
+
+    def cluster_forgotten(self, now_ms: int) -> list[tuple[str, int, int, int]]:
+        """The nodes the cluster forgot (rule 7) whose ban still runs at `now_ms`: `(node,
+        epoch, seq, ban ends)`, its tombstone's pair and the end of its ban."""
+        state = self._state
+        return [(node, epoch, seq, state.banned[node])
+                for node, (epoch, seq) in state.cluster_forgotten.items()
+                if state.banned.get(node, 0) > now_ms]
+
+    def restore_forgotten(self, entries: Iterable[tuple[str, int, int, int]],
+                          now_ms: int) -> None:
+        """`cluster_forgotten`'s entries again: each node forgotten (if known), its tombstone
+        and the rest of its ban."""
+        self._state.restore_forgotten(entries, now_ms)
 
     def reject(self, error: MessageError) -> Outcome:
         """Count a message that failed validation before it reached the model."""

@@ -63,6 +63,7 @@ from clusterwatch.commands.waits import index_wait
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
 from .httpconn import HttpConnections
 from .metrics import CONTENT_TYPE
+from .protocol import PROTECTED_MODE_TEXT, is_local_peer
 
 if TYPE_CHECKING:
     from .app import Server
@@ -124,7 +125,10 @@ class HttpMirror:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         server = self._server
         try:
-            command = required_command(request.path, _param(request.query, "verbose"))
+            command = required_command(request.path, _param(request.query, "verbose"),
+                                       _param(request.query, "node"))
+            if command is not None and server.protected and not _is_local(request):
+                raise AccessDeniedError(403, PROTECTED_MODE_TEXT)
             if command is not None:
                 authorize(server.acl, command, request.headers.get("Authorization"),
                           peer=request.remote or "", now_ms=server.now_ms())
@@ -134,8 +138,9 @@ class HttpMirror:
         except ApiError as exc:
             response = error_response(exc)
         except AccessDeniedError as exc:
-            response = _json(exc.status, {"kind": "unauthorized" if exc.status == 401
-                                          else "forbidden", "msg": str(exc)})
+            kind = ("unauthorized" if exc.status == 401 else
+                    "denied" if str(exc) == PROTECTED_MODE_TEXT else "forbidden")
+            response = _json(exc.status, {"kind": kind, "msg": str(exc)})
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = CHALLENGE
         except Exception:
@@ -297,6 +302,13 @@ def _metrics(server: Server, request: web.BaseRequest) -> web.Response:
 
 
 # -- plumbing ----------------------------------------------------------------------------
+
+
+def _is_local(request: web.BaseRequest) -> bool:
+    """A peer protected mode lets in: exactly 127.0.0.1 or ::1, or a Unix socket (Redis's
+    test, as ``RespProtocol`` applies it)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return is_local_peer(peer)
 
 
 def _param(query: Query, name: str) -> str | None:

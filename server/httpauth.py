@@ -2,8 +2,10 @@
 against the ACL users, with the permissions of the RESP command that shows the same thing.
 
     request                                        open   needs (as RESP would)
-    /startup /ready /health /live, /actuator/*     yes    (with ?verbose: health)
-    /status/v1/simple[/<name>]                     yes
+    /startup /ready /health /live, /actuator/*     yes    (with ?verbose or ?node=: health,
+                                                          as HEALTH VERBOSE and HEALTH NODE)
+    /status/v1/simple                              yes
+    /status/v1/simple/<name>                       no     status|simple
     /  /serving (Curity's node document)           no     status|node
     /status/v1/services                            no     status|services
     /status/v1/services/<name>                     no     status|service
@@ -15,6 +17,12 @@ A request without credentials is the ``default`` user when that user needs no pa
 (as a RESP connection is), so a server without passwords stays open. Otherwise a detail
 request without valid credentials is a 401 with ``WWW-Authenticate: Basic``, and one whose
 user may not run the command a 403. Failed logins and denials go to ACL LOG, as on RESP.
+An answer given before authentication never depends on which nodes or services exist: a
+name or a node id makes a request a detail.
+
+Protected mode (``server.protected``: no password for ``default``) is RESP's rule: a detail
+request from a peer other than 127.0.0.1, ::1 or a Unix socket is a 403 carrying Redis's
+``DENIED`` explanation; the open probes answer everyone, as documented.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from clusterwatch.commands import AccessControl, AclLogEntry, User
 
 _OPEN_PREFIXES: Final = ("/startup", "/ready", "/health", "/live", "/actuator/health",
                          "/status/v1/simple")
+_SIMPLE_ONE: Final = "/status/v1/simple/"
 _EXACT: Final = {
     "/": "status|node",
     "/serving": "status|node",
@@ -46,10 +55,12 @@ class AccessDeniedError(Exception):
         self.status = status
 
 
-def required_command(path: str, verbose: str | None) -> str | None:
+def required_command(path: str, verbose: str | None, node: str | None = None) -> str | None:
     """The RESP command whose permission a request needs, or None for an open probe."""
+    if path.startswith(_SIMPLE_ONE):
+        return "status|simple"
     if path.startswith(_OPEN_PREFIXES):
-        if verbose is not None and verbose.strip().lower() not in _FALSE:
+        if node is not None or (verbose is not None and verbose.strip().lower() not in _FALSE):
             return "health"
         return None
     if path.startswith("/status/v1/services/"):

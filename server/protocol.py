@@ -79,6 +79,8 @@ PROTECTED_MODE_REPLY = (
     b"outside.\r\n"
 )
 _LOCAL_ADDRESSES = ("127.0.0.1", "::1")
+# The explanation alone, for the HTTP port's 403 (server/http.py).
+PROTECTED_MODE_TEXT = PROTECTED_MODE_REPLY[1:-2].decode()
 
 
 def _peer(transport: asyncio.BaseTransport, key: str) -> str:
@@ -157,7 +159,7 @@ class RespProtocol(asyncio.Protocol):
             log.warning("max clients reached, connection refused",
                         extra={"peer": _peer(transport, "peername")})
             return
-        if server.protected and not _is_local(transport.get_extra_info("peername")):
+        if server.protected and not is_local_peer(transport.get_extra_info("peername")):
             server.stats.rejected_connections += 1
             transport.write(PROTECTED_MODE_REPLY)
             transport.close()
@@ -579,7 +581,7 @@ class RespProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
-def _is_local(peer: object) -> bool:
+def is_local_peer(peer: object) -> bool:
     """A Unix-socket client, or one from exactly 127.0.0.1 or ::1 (Redis's test)."""
     if not isinstance(peer, tuple):
         return True
