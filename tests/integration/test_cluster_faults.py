@@ -175,7 +175,7 @@ def test_a_migrating_slot_shows_as_on_its_node(cluster: FaultCluster) -> None:
         for node in (source, target):  # leave no open slot behind for the next test
             node.client().execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
         raise
-    for node in [target, source, *(n for n in cluster.running if n not in (source, target))]:
+    for node in [target, source, *(m for m in masters if m not in (source, target))]:
         node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
     cluster.agree(source)
     assert "[" not in _line(cluster, source.node_id) + _line(cluster, target.node_id)
