@@ -221,7 +221,8 @@ class MergeState:
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
         self.banned: dict[str, int] = {}  # forgotten node -> time its ban ends
-        # Nodes rule 7 forgot, with their tombstones, until their ban ends (for snapshots).
+        # Nodes rule 7 forgot, with their tombstones, until they rejoin (for snapshots, which
+        # must not bring them back); at most max_nodes, the oldest dropped.
         self.cluster_forgotten: dict[str, tuple[int, int]] = {}
         self._max_nodes = config.max_nodes
         self._forget_after = config.forget_after_ms
@@ -342,9 +343,15 @@ class MergeState:
         self.banned[node.id] = now_ms + self.config.forget_ban_ms
         for banned in [n for n, until in self.banned.items() if until <= now_ms]:
             del self.banned[banned]
-            self.cluster_forgotten.pop(banned, None)
         self._emit(NodeLeft(node=node.id))
         self._dirty = True
+
+    def _remember_forgotten(self, node_id: str, pair: tuple[int, int]) -> None:
+        forgotten = self.cluster_forgotten
+        forgotten.pop(node_id, None)
+        forgotten[node_id] = pair
+        if len(forgotten) > self._max_nodes:
+            del forgotten[next(iter(forgotten))]
 
     def _tombstone(self, node_id: str, pair: tuple[int, int]) -> None:
         left = self.left
@@ -420,20 +427,32 @@ class MergeState:
                 self._judge(reported, expiry)
         return upcoming
 
-    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int) -> None:
+    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int,
+                     exact: bool = False) -> None:
         """Mark nodes fail: a snapshot's record of the fail states (with the time each began,
         when `failed` maps them to it) reached in the history it compacted away. Under the
-        timer rule only nodes at least pfail again are marked."""
+        timer rule only nodes at least pfail again are marked. `exact`: the nodes not in
+        `failed` are not fail either (a replay of the latest messages alone may have failed
+        a node with evidence that the full history judged with more)."""
         self.refresh(now_ms)
         since = failed if isinstance(failed, Mapping) else dict.fromkeys(failed, now_ms)
+        if exact:
+            for node in self.nodes.values():
+                if node.state is _FAIL and node.id not in since:
+                    due = node.last_seen_ms + self._timeout
+                    if now_ms >= due:
+                        node.pfail_since_ms = due
+                    self._set_state(node, _PFAIL if now_ms >= due else _OK)
+                    self.next_deadline = min(self.next_deadline, due)
         for node_id, began in since.items():
-            node = self.nodes.get(node_id)
-            if node is None:
+            failed_node = self.nodes.get(node_id)
+            if failed_node is None:
                 continue
-            if node.state is not _FAIL and (node.state is _PFAIL or not self.timer_rule):
-                self._set_state(node, _FAIL)
-            if node.state is _FAIL:
-                node.fail_since_ms = min(began, now_ms)
+            if failed_node.state is not _FAIL and (failed_node.state is _PFAIL
+                                                   or not self.timer_rule):
+                self._set_state(failed_node, _FAIL)
+            if failed_node.state is _FAIL:
+                failed_node.fail_since_ms = min(began, now_ms)
         self._settle()
 
     def restore_slots(self, runs: Iterable[tuple[int, int, Sequence[tuple[int, str, bool]],
@@ -463,15 +482,20 @@ class MergeState:
 
     def restore_forgotten(self, entries: Iterable[tuple[str, int, int, int]],
                           now_ms: int) -> None:
+        """Nodes the cluster forgot, `(node, epoch, seq, ban ends)`: forgotten again (unless
+        known at a later pair), tombstoned, banned for what is left of the ban."""
         for node_id, epoch, seq, ban_ends in entries:
-            if ban_ends <= now_ms:
-                continue
             node = self.nodes.get(node_id)
+            if node is not None and (node.epoch, node.seq) > (epoch, seq):
+                continue  # it spoke again after it was forgotten
             if node is not None:
                 self._forget(node, now_ms)
             self._tombstone(node_id, max((epoch, seq), self.left.get(node_id, (epoch, seq))))
-            self.banned[node_id] = ban_ends
-            self.cluster_forgotten[node_id] = self.left[node_id]
+            if ban_ends > now_ms:
+                self.banned[node_id] = ban_ends
+            else:
+                self.banned.pop(node_id, None)
+            self._remember_forgotten(node_id, self.left[node_id])
         self._act_on_evidence(now_ms)
         self._settle()
 
@@ -496,6 +520,7 @@ class MergeState:
                 self.stale += 1
                 return Outcome("stale", tombstone)
             del self.left[msg.node]
+        self.cluster_forgotten.pop(msg.node, None)
         self.applied += 1
         self.version += 1
         self.changes.add(msg.node)
@@ -631,7 +656,7 @@ class MergeState:
                     if node is not None and forgetters(node_id, oldest, self.forgotten,
                                                        owned) >= quorum(len(owned)):
                         self._forget(node, now_ms)
-                        self.cluster_forgotten[node_id] = (node.epoch, node.seq)
+                        self._remember_forgotten(node_id, (node.epoch, node.seq))
                 continue
             candidates = sorted(self._to_judge)
             self._to_judge.clear()

@@ -57,11 +57,13 @@ class ClusterModel:
         """Apply a message exactly as `decode_message` returned it (already validated)."""
         return self._state.apply(msg, now_ms)
 
-    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int) -> None:
+    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int,
+                     exact: bool = False) -> None:
         """After replaying a compacted history at `now_ms`: the nodes that were `fail` when
         it was compacted (with the time each became fail, when `failed` maps them to it)
-        are `fail` again (under the timer rule only those at least `pfail` again now)."""
-        self._state.restore_fail(failed, now_ms)
+        are `fail` again (under the timer rule only those at least `pfail` again now);
+        `exact`: no other node is."""
+        self._state.restore_fail(failed, now_ms, exact)
 
     def failed_since(self) -> dict[str, int]:
         """The `fail` nodes and the time each became fail (what `restore_fail` takes)."""
@@ -82,12 +84,12 @@ class ClusterModel:
         self._state.restore_slots(runs, now_ms)
 
     def cluster_forgotten(self, now_ms: int) -> list[tuple[str, int, int, int]]:
-        """The nodes the cluster forgot (rule 7) whose ban still runs at `now_ms`: `(node,
-        epoch, seq, ban ends)`, its tombstone's pair and the end of its ban."""
+        """The nodes the cluster forgot (merge rule 7) and that have not spoken since: `(node,
+        epoch, seq, ban ends)`, the pair of its tombstone and when its ban ends (or ended),
+        at most `max_nodes`, oldest first."""
         state = self._state
-        return [(node, epoch, seq, state.banned[node])
-                for node, (epoch, seq) in state.cluster_forgotten.items()
-                if state.banned.get(node, 0) > now_ms]
+        return [(node, epoch, seq, state.banned.get(node, now_ms))
+                for node, (epoch, seq) in state.cluster_forgotten.items()]
 
     def restore_forgotten(self, entries: Iterable[tuple[str, int, int, int]],
                           now_ms: int) -> None:
