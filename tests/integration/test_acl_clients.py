@@ -217,6 +217,8 @@ def _get(url: str, user: tuple[str, str] | None = None) -> tuple[int, dict[str, 
     ("/", "status|node"),
     ("/ready?verbose", "health"),
     ("/actuator/health?verbose=true", "health"),
+    ("/ready?node=" + "a" * 40, "health"),
+    ("/status/v1/simple/redis", "status|simple"),
 ])
 def test_http_details_take_basic_auth_with_the_same_permissions(
         acl_server: tuple[ServerProcess, Path, int], path: str, command: str) -> None:
@@ -237,7 +239,7 @@ def test_http_details_take_basic_auth_with_the_same_permissions(
 
 @pytest.mark.parametrize("path", ["/ready", "/health", "/live", "/startup",
                                   "/actuator/health", "/actuator/health/readiness",
-                                  "/status/v1/simple", "/status/v1/simple/redis"])
+                                  "/status/v1/simple"])
 def test_http_probes_stay_open(acl_server: tuple[ServerProcess, Path, int],
                                path: str) -> None:
     _, _, http_port = acl_server
