@@ -146,7 +146,7 @@ class FaultCluster:
         host = f"127.0.0.{len(self.nodes) + 2}"
         process = RedisProcess(self.workdir / f"node-{host}", "--cluster-enabled", "yes",
                                "--cluster-node-timeout", str(self.node_timeout_ms),
-                               "--appendonly", "no", port=PORT, host=host)
+                               "--appendonly", "no", "--repl-diskless-sync-delay", "0", port=PORT, host=host)
         node = Node(process)
         node.node_id = str(node.client().execute_command("CLUSTER", "MYID"))
         self.nodes.append(node)
@@ -243,10 +243,20 @@ class FaultCluster:
         return phase
 
     def agree(self, witness: Node | None = None, timeout: float = 30.0) -> Phase:
-        """Both sides equal, with no node ``fail?`` in the witness's view."""
-        return self.follow(witness or self.running[0],
-                           lambda view: all(row[4] != "fail?" for row in view.nodes.values()),
-                           timeout=timeout)
+        """Both sides equal, with no node ``fail?`` in the witness's view, and every replica's
+        link to its master up: a replica still in its first sync is refused a failover
+        (``cluster-replica-validity-factor``), which no test means to exercise."""
+        phase = self.follow(witness or self.running[0],
+                            lambda view: all(row[4] != "fail?" for row in view.nodes.values()),
+                            timeout=timeout)
+        self.wait(lambda: all(_link_up(node) for node in self.running),
+                  "every replica's link to its master")
+        return phase
+
+
+def _link_up(node: Node) -> bool:
+    info = node.client().info("replication")
+    return info.get("role") != "slave" or info.get("master_link_status") == "up"
 
 
 def _stable_from(samples: list[Sample], holds: Callable[[Sample], bool]) -> float:
