@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian package that provides each tool the tests drive.
 SYSTEM_TOOLS := redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools \
 	prometheus-redis-exporter:prometheus-redis-exporter tmux:tmux taskset:util-linux \
-	openssl:openssl systemd-analyze:systemd
+	openssl:openssl systemd-analyze:systemd iptables:iptables ip:iproute2
 
 .PHONY: run test lint typecheck unit bench bench-quick install system-deps clean
 

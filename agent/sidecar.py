@@ -3,19 +3,42 @@
 It sends the node's ``hello`` and ``slots``, then a ``heartbeat`` every ``interval``
 seconds, to a clusterwatch server with ``BUS PUBLISH``.
 
-Identity (id, address, hostname, role, master, config epoch, slots) comes from the flags
-where given, else from the sources (``--source URL``, ``agent/sources/``: a Redis node's own
-``CLUSTER NODES`` line, say), read again before every heartbeat. Whenever it changes (a
-failover made the replica a master at a new epoch with the slots) the agent sends a new
-``hello`` and ``slots`` before the heartbeat, at the node's new epoch, so the merge rules
-take them. The epoch never goes down: a source reporting a lower one keeps the last sent.
+Identity (id, address, hostname, role, master, config epoch) and the slot claim come from
+the flags where given, else from the sources (``--source URL``, ``agent/sources/``: a Redis
+node's own ``CLUSTER NODES`` line, say), read again before every heartbeat. Whenever the
+identity changes (a failover made the replica a master at a new epoch with the slots) the
+agent sends a new ``hello`` and ``slots`` before the heartbeat, at the node's new epoch, so
+the merge rules take them; when only the claim changes, a new ``slots``. The epoch never goes
+down: a source reporting a lower one keeps the last sent. The config epoch is sent as the
+source says it, 0 included (an empty master's, as Redis shows it); 1 only where nothing
+says any.
+
+A cluster node's view of the others (``ClusterView``) becomes, for clusterwatch to judge the
+cluster by its own evidence:
+
+    heartbeat ``failing``     the ids its node flags ``fail?`` or ``fail``, with every
+                              heartbeat (``[]`` when none): it replaces the sender's last set,
+                              so an id no longer listed is withdrawn at once
+    heartbeat ``forgotten``   the ids its node listed and no longer does (CLUSTER FORGET), for
+                              60 s after (withdrawals.py), with every heartbeat (``[]``)
+    slots ``migrating`` /     its ``[slot->-id]`` / ``[slot-<-id]`` entries, slot (a string)
+    ``importing``             -> node id, with every ``slots`` message (``{}`` when none)
+    slots ``released``        ranges it served and its view shows unowned now (CLUSTER
+                              DELSLOTS; withdrawals.py), while they are; not a slot another
+                              node took (its higher epoch settles that)
+
+These replace the ``fail_report`` messages of earlier agents: a server that does not know
+``failing`` ignores it (unknown fields are ignored) and judges these nodes by its timer rule.
+A cluster node in no cluster (it lists no other node and serves no slot: before ``--cluster
+create`` or ``add-node`` MEETs it, or after CLUSTER RESET, which ``del-node`` sends the node
+it removes) is nobody's member: the agent publishes nothing for it until it joins one, and
+lets the cluster's own nodes say that they forgot it.
 
 Heartbeat fields come from, in increasing precedence: the sources (later ``--source`` wins;
 ``services`` merge by name), a JSON file read before every heartbeat (``status_file``), a
 command's JSON output run before every heartbeat (``status_command``), and fixed fields
-(``fields``, from ``--set key=value`` and the convenience flags). Each failure report of a
-source (another node its node sees as ``fail?`` or ``fail``) goes with every heartbeat as a
-``fail_report``. The envelope fields ``v``, ``type``, ``node``, ``epoch`` and ``seq`` are the
+(``fields``, from ``--set key=value`` and the convenience flags). The envelope fields
+``v``, ``type``, ``node``, ``epoch`` and ``seq``, and ``failing`` and ``forgotten``, are the
 agent's own. A source that is the node's liveness and does not answer (``alive=False``)
 stops the heartbeats until it answers again; nothing else does.
 
@@ -41,7 +64,8 @@ import msgspec
 from clusterwatch.cluster.ids import derive_id
 
 from .respclient import RespClient, RespError
-from .sources import NodeView, Source, open_source
+from .sources import ClusterView, NodeView, Source, open_source
+from .withdrawals import ForgottenNodes, ReleasedSlots
 
 __all__ = ["AgentConfig", "run_agent"]
 
@@ -79,7 +103,16 @@ class Identity:
     role: str
     replicaof: str | None
     epoch: int
-    slots: tuple[tuple[int, int], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a ``slots`` message says; ``ranges`` None: nothing says which slots."""
+
+    ranges: tuple[tuple[int, int], ...] | None
+    released: tuple[tuple[int, int], ...] = ()
+    migrating: tuple[tuple[int, str], ...] | None = None  # None: no cluster view
+    importing: tuple[tuple[int, str], ...] | None = None
 
 
 class Agent:
@@ -91,8 +124,13 @@ class Agent:
         self.seq = 0
         self.sent = 0
         self._last_error = ""
+        self._forgotten = ForgottenNodes()
+        self._released = ReleasedSlots()
+        self._cluster_fields: dict[str, Any] = {}
         self.current = self.identity([])
+        self.claim = self.slot_claim([])
         self._sent_identity: Identity | None = None
+        self._sent_claim: Claim | None = None
 
     def identity(self, views: Sequence[NodeView]) -> Identity:
         """Flags first, then the first source that knows, then the defaults."""
@@ -109,15 +147,29 @@ class Agent:
         if node_id is None:
             host, _, port = addr.split("@", 1)[0].rpartition(":")
             node_id = derive_id(host, int(port or 0))
-        epoch = int(pick(c.epoch, "epoch") or 1)
+        picked = pick(c.epoch, "epoch")
+        epoch = 1 if picked is None else int(picked)
         previous = getattr(self, "current", None)
         if previous is not None and previous.node_id == node_id:
             epoch = max(epoch, previous.epoch)
-        slots = pick(c.slots, "slots")
         return Identity(node_id=node_id, addr=addr, hostname=pick(c.hostname, "hostname"),
                         role=pick(c.role, "role") or "master",
-                        replicaof=pick(c.replicaof, "replicaof"), epoch=epoch,
-                        slots=None if slots is None else tuple((a, b) for a, b in slots))
+                        replicaof=pick(c.replicaof, "replicaof"), epoch=epoch)
+
+    def slot_claim(self, views: Sequence[NodeView]) -> Claim:
+        """The flag's slots, else the first source's that knows; with the first cluster
+        view's migrations and the slots released since earlier reads (withdrawals.py)."""
+        slots = self.config.slots
+        if slots is None:
+            slots = next((v.slots for v in views if v.slots is not None), None)
+        ranges = None if slots is None else tuple((a, b) for a, b in slots)
+        cluster = _cluster_view(views)
+        if cluster is None:
+            return Claim(ranges)
+        released = self._released.update(ranges or (), cluster.taken)
+        return Claim(ranges, released=tuple((a, b) for a, b in released),
+                     migrating=tuple(sorted(cluster.migrating.items())),
+                     importing=tuple(sorted(cluster.importing.items())))
 
     def _message(self, kind: str, **fields: Any) -> bytes:
         self.seq = max(self.seq + 1, time.time_ns() // 1_000_000)
@@ -131,30 +183,68 @@ class Agent:
             hello["hostname"] = ident.hostname
         if ident.replicaof:
             hello["replicaof"] = ident.replicaof
-        batch = [self._message("hello", **hello)]
-        if ident.slots is not None:
-            batch.append(self._message("slots", ranges=[list(r) for r in ident.slots]))
-        return batch
+        return [self._message("hello", **hello), *self.slots_batch()]
+
+    def slots_batch(self) -> list[bytes]:
+        claim = self.claim
+        if claim.ranges is None:
+            return []
+        fields: dict[str, Any] = {"ranges": [list(r) for r in claim.ranges]}
+        if claim.released:
+            fields["released"] = [list(r) for r in claim.released]
+        if claim.migrating is not None:
+            fields["migrating"] = {str(slot): node for slot, node in claim.migrating}
+        if claim.importing is not None:
+            fields["importing"] = {str(slot): node for slot, node in claim.importing}
+        return [self._message("slots", **fields)]
 
     async def read_sources(self) -> list[NodeView]:
         return list(await asyncio.gather(*(source.read() for source in self.sources)))
 
     async def round(self) -> list[bytes]:
-        """One heartbeat's messages: hello and slots when the identity changed, then the
-        heartbeat and the failure reports; nothing while a liveness source does not answer."""
+        """One heartbeat's messages: hello and slots when the identity changed, slots when
+        only the claim did, then the heartbeat; nothing while a liveness source does not
+        answer or the node is in no cluster."""
         views = await self.read_sources()
         silent = [s.name for s, v in zip(self.sources, views, strict=True) if not v.alive]
         if silent:  # nothing to say, not even who the node is now
             self._warn_once(f"{', '.join(silent)} does not answer: heartbeats withheld "
                             "until it does")
             return []
-        self.current = self.identity(views)
-        batch = self.hello_batch() if self.current != self._sent_identity else []
+        alone = [s.name for s, v in zip(self.sources, views, strict=True)
+                 if v.cluster is not None and not v.cluster.joined]
+        if alone:
+            self._warn_once(f"{', '.join(alone)} is in no cluster (it lists no other node "
+                            "and serves no slot): nothing published until it joins one")
+            # Joining again is a new membership: a hello, and no memory of the old peers
+            # and slots (a reset node relearns them, which is no forgetting or release).
+            self._sent_identity = self._sent_claim = None
+            self._forgotten, self._released = ForgottenNodes(), ReleasedSlots()
+            return []
+        identity = self.identity(views)
+        if identity.node_id != self.current.node_id:  # another node: start afresh
+            self._forgotten, self._released = ForgottenNodes(), ReleasedSlots()
+        self.current = identity
+        self.claim = self.slot_claim(views)
+        self._cluster_fields = self.cluster_fields(views)
+        if self.current != self._sent_identity:
+            batch = self.hello_batch()
+        elif self.claim != self._sent_claim:
+            batch = self.slots_batch()
+        else:
+            batch = []
         batch.append(await self.heartbeat(views))
-        for view in views:
-            batch.extend(self._message("fail_report", target=target, state=state)
-                         for target, state in view.fail_reports if target != self.current.node_id)
         return batch
+
+    def cluster_fields(self, views: Sequence[NodeView]) -> dict[str, Any]:
+        """``failing`` and ``forgotten`` from the first cluster view; none without one."""
+        cluster = _cluster_view(views)
+        if cluster is None:
+            return {}
+        me = self.current.node_id
+        return {"failing": [n for n in cluster.failing if n != me],
+                "forgotten": self._forgotten.update(
+                    [n for n in cluster.peers if n != me], time.monotonic())}
 
     async def status_fields(self, views: Sequence[NodeView] = ()) -> dict[str, Any]:
         c = self.config
@@ -200,7 +290,7 @@ class Agent:
             # Liveness still counts: send the fixed fields alone.
             self._warn_once(f"status unavailable: {exc}")
             fields = {k: v for k, v in self.config.fields.items() if k not in _ENVELOPE}
-        return self._message("heartbeat", **fields)
+        return self._message("heartbeat", **{**fields, **self._cluster_fields})
 
     async def publish(self, batch: list[bytes]) -> None:
         replies = await self.client.call(b"BUS", b"PUBLISH", *batch)
@@ -229,7 +319,8 @@ class Agent:
                 batch = await self.round()
                 if batch:
                     await self.publish(batch)
-                if self._sent_identity != self.current:
+                    self._sent_claim = self.claim
+                if batch and self._sent_identity != self.current:
                     self._sent_identity = self.current
                     log.info("registered", extra={
                         "node": self.current.node_id, "addr": self.current.addr,
@@ -254,6 +345,10 @@ class Agent:
             log.info("left", extra={"node": self.current.node_id})
         except (TimeoutError, OSError, RespError) as exc:
             log.warning("could not send leave", extra={"error": str(exc)})
+
+
+def _cluster_view(views: Sequence[NodeView]) -> ClusterView | None:
+    return next((v.cluster for v in views if v.cluster is not None), None)
 
 
 def _read_file(path: str) -> str:

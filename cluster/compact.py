@@ -33,6 +33,8 @@ _SHARED_MAX: Final = 4096
 _shared_dicts: dict[tuple[tuple[Any, ...], ...], dict[str, Any]] = {}
 
 _HEARTBEAT_STRINGS: Final = ("config_state", "transaction_id", "cluster_state", "service_role")
+# Lists a node usually sends unchanged from one heartbeat to the next.
+_HEARTBEAT_LISTS: Final = ("partitions", "failing", "forgotten")
 
 
 def share(text: str | None) -> str | None:
@@ -100,8 +102,11 @@ def compact_heartbeat(beat: Heartbeat, node_id: str, previous: Heartbeat | None)
         else:
             for query in queries.values():
                 _compact_query(query)
-    if previous is not None and beat.partitions and previous.partitions == beat.partitions:
-        force_setattr(beat, "partitions", previous.partitions)
+    if previous is not None:
+        for name in _HEARTBEAT_LISTS:
+            value = getattr(beat, name)
+            if value and getattr(previous, name) == value:
+                force_setattr(beat, name, getattr(previous, name))
 
 
 def _compact_service(svc: ServiceStatus, old: ServiceStatus | None) -> None:

@@ -7,9 +7,10 @@ from typing import Final
 
 __all__ = ["FAIL_RULES", "ModelConfig"]
 
-# `redis`: only a majority of slot-serving masters reporting a pfail node within the validity
-# window makes it fail. `timer`: that, or `fail_after` of pfail. `auto` (the default): `redis`
-# once any fail_report message has been received, `timer` before.
+# `redis`: a majority of slot-serving masters reporting a node within the validity window makes
+# it fail, whether or not it speaks. `timer`: that for a pfail node, or `fail_after` of pfail.
+# `auto` (the default): `redis` once any report has been received (a fail_report message or a
+# heartbeat carrying `failing`), `timer` before. cluster/merge.py rule 5 states them in full.
 FAIL_RULES: Final = ("auto", "redis", "timer")
 
 
@@ -23,7 +24,7 @@ class ModelConfig:
             failure reports. None means `2 * node_timeout_ms`, the same window in which
             Redis keeps a failure report valid, so a silent node is `fail` after 3 timeouts.
             Used only while the timer rule is in force (`fail_rule`).
-        fail_rule: `auto` (default), `redis` or `timer`: which rule turns pfail into fail
+        fail_rule: `auto` (default), `redis` or `timer`: which rule makes a node fail
             (FAIL_RULES above, cluster/merge.py rule 5).
         require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
             by a `fail` node (Redis `cluster-require-full-coverage`).
@@ -66,6 +67,12 @@ class ModelConfig:
     def fail_after(self) -> int:
         """`fail_after_ms` with its default resolved."""
         return 2 * self.node_timeout_ms if self.fail_after_ms is None else self.fail_after_ms
+
+    @property
+    def fail_undo_ms(self) -> int:
+        """How long a master that serves slots stays `fail` at least, unless its slots are
+        taken over (Redis's FAIL undo time: 2 * node timeout)."""
+        return 2 * self.node_timeout_ms
 
     @property
     def report_validity_ms(self) -> int:

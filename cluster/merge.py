@@ -16,66 +16,97 @@ Rule 2, epochs. `current_epoch` is the largest epoch of any applied message (or 
   optional `current_epoch` an applied message of any type reports: Redis's currentEpoch, which
   every node gets at `--cluster create` and failed elections raise above every config epoch)
   and never decreases. A node's config epoch is the epoch of its latest applied message.
-Rule 3, slot ownership. A `slots` message replaces its sender's claim; the claim keeps the
-  epoch of that message (a later restart at a higher epoch does not strengthen an old claim).
-  A slot belongs to its claimant with the highest claim epoch; a tie goes to the smaller node
-  id and the tie is counted as a conflict. Owners follow from the current claims alone.
+Rule 3, slot ownership, as Redis binds slots (cluster/slots.py states the details). A `slots`
+  message claims the slots it lists, at its epoch. It does not withdraw the slots it stops
+  listing: a slot stays bound to its last owner until another node claims it with a higher
+  epoch (equal epochs go to the smaller node id, and the tie is counted as a conflict), or
+  its owner gives it up for good in `released` (its node shows the slot unassigned: CLUSTER
+  DELSLOTS, a reset), leaves or is forgotten. A node that stopped listing a slot because
+  another took it (a reshard, a failover) loses its claim once the better claim is seen,
+  whichever arrived first; a node that still lists a slot another took keeps a waiting claim,
+  which binds the slot again if the better claim is withdrawn (Redis binds an unassigned slot
+  to whoever claims it). So no interleaving of two nodes' messages during a move leaves a slot
+  unowned, even for a moment. A failover: the promoted replica claims at a higher epoch and
+  wins; the old master's later empty claim ends its own. A node that restarts empty (a new id
+  at epoch 0 after CLUSTER RESET HARD) claims nothing; the old id keeps its slots until
+  another node claims them or the id is forgotten, as on the real nodes. A re-listing at a
+  higher epoch renews a claim; a hello or heartbeat at a higher epoch does not strengthen it.
+  `migrating` and `importing` are the sender's open slots, replaced by each `slots` message.
 Rule 4, order independence. Given the same receive times, any interleaving of the same
-  per-node sequences yields the same model: every effect below depends on the sender's own
-  history and on the current claims, never on which node spoke first.
-Rule 5, liveness, from receive times only:
+  per-node sequences yields the same slot owners, epochs, roles, addresses, payloads and
+  reports: each depends on the sender's own history, the current claims and the set of claims
+  ever seen, never on which node spoke first. Two things are history, as in Redis: `fail`
+  (rule 5) outlives the quorum that set it, so an interleaving in which a quorum formed for a
+  moment differs from one in which it never did until the node speaks again past the undo
+  time; and a forget (rule 7) is for good (its ban refuses the node's messages).
+Rule 5, liveness. clusterwatch's own silence rule: a node with no message for `node_timeout`
+  is `pfail` (`fail?`), from `last_seen + node_timeout`; any message clears pfail. Failure
+  reports (cluster/failure.py: `fail_report` messages and the ids of heartbeats' `failing`
+  lists, each valid for 2 * node_timeout, counted once per reporter from the slot-serving
+  masters that a quorum does not itself report) decide `fail` by the fail rule
+  (ModelConfig.fail_rule, `--fail-rule`):
 
-    from        to      when
-    ok          pfail   now >= last_seen + node_timeout
-    pfail       fail    valid reports from a majority of slot-serving masters
-                        (validity 2 * node_timeout); with the timer rule also
-                        now >= pfail_since + fail_after
-    pfail/fail  ok      any applied message from the node
+  `redis`: Redis's rule, driven by the cluster's evidence. A node that a quorum reports is
+    `fail` whether or not clusterwatch still hears from it (its agent reaching it proves the
+    agent's path, not the cluster's), from the moment the quorum forms: a report or a list
+    arrives, the masters change, or an expiry lets a reporter count again. `fail` outlives its
+    quorum, as Redis's FAIL flag does, and only the node's own message clears it: one received
+    while no quorum reports it, from a node that serves no slots (a replica, an empty master,
+    a master whose slots another took over) or that has been `fail` for more than the FAIL
+    undo time (2 * node_timeout). A node that fewer than a quorum report stays `ok` while it
+    speaks: the majority does not see it fail, and a minority-side master reports everybody
+    else (showing them `fail?` would turn `cluster_state` to fail where no majority node
+    does); it goes `fail?` by the silence rule only. Without a quorum a silent node stays
+    `fail?` however long (a cluster that lost most of its masters shows them `fail?`
+    forever, as its survivors do). So the short real outage before a promotion shows: the
+    quorum fails the master, `cluster_state` is fail until its replica claims the slots at a
+    higher epoch.
+  `timer`: for publishers that send no reports, the rule before reports drove it: a pfail node
+    is `fail` when a quorum reports it (judged when it goes pfail and at each report) or
+    `fail_after` after `pfail_since`; any message from the node clears pfail and fail.
+  DEFAULT `auto`: `timer` until the first report is received (a fail_report message, or a
+    heartbeat carrying `failing`, even an empty one), `redis` from then on (it never switches
+    back). A node the timer already made fail stays fail when `auto` switches, until Redis's
+    rule clears it.
 
-  The fail rule (ModelConfig.fail_rule, `--fail-rule`). `redis`: Redis's rule, only the
-  report majority makes a node fail; without it a pfail node stays pfail however long (a
-  cluster that lost most of its masters shows them `fail?` forever, as its survivors do).
-  `timer`: the majority or `fail_after`, for systems whose nodes send no failure reports.
-  DEFAULT `auto`: `timer` until the first valid fail_report message is received, `redis` from
-  then on (it never switches back), so a cluster whose nodes report failures gets Redis's
-  answer and one whose nodes do not still sees silent nodes fail. A node the timer already
-  made fail stays fail when `auto` switches, until it speaks.
-  A report counts only while its sender is a master serving slots, so a forged report from
-  an unknown or slot-less node is kept but never counts: forging a FAIL needs the identities
-  of a majority of the slot-serving masters.
-
-  `pfail_since` is `last_seen + node_timeout`, not the time the check ran, and a quorum is
-  judged at `pfail_since` or when a message changes the reports or the masters, so states do
-  not depend on how often `refresh` is called. Unlike Redis, FAIL of a slot-serving master clears
-  at once when it speaks again, and `cluster_state` has no rejoin delay: an observer has no
-  writes to protect.
-  `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor fail and,
-  if full coverage is required, every slot has an owner that is not fail.
+  Reports from unknown nodes, replicas and slot-less masters never count, so forging a FAIL
+  needs the identities of a majority of the slot-serving masters. Times are exact: `pfail_since`
+  is `last_seen + node_timeout`, the timer's fail is at `pfail_since + fail_after`, a quorum is
+  judged at the time of the message or expiry that completes it, so states do not depend on how
+  often `refresh` is called. `cluster_state` has no rejoin delay: an observer has no writes to
+  protect. `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor
+  fail and, if full coverage is required, every slot has an owner that is not fail.
 Rule 6, invalid input. A message that fails validation never reaches this module; the model
   only counts it by reason.
+Rule 7, forgetting follows the cluster. A node that a quorum of the slot-serving masters lists
+  in valid `forgotten` lists (heartbeats', replaced like `failing`; raw count, no exclusion) is
+  forgotten as CLUSTER FORGET forgets it (`forget`): its claims withdrawn, its record removed
+  (NodeLeft), a tombstone and a ban; a first message from it is refused (`forgotten`) while
+  such a quorum lists it. `redis-cli --cluster del-node` therefore leaves no ghost.
 
 What each applied message does to its sender's record, besides setting `(epoch, seq)`,
-`last_seen = now` and clearing pfail/fail:
+`last_seen = now` and clearing pfail (and, by rule 5, fail):
 
     hello        replaces address, hostname, announced role and replicaof
-    heartbeat    replaces the status payload (kept as sent) and its receive time
-    slots        replaces the slot claim
-    fail_report  records (target, sender, now); may turn a pfail target into fail
-    leave        withdraws the claim and removes the record; a tombstone keeps its
-                 `(epoch, seq)` so late copies stay stale, and a later message rejoins it
-                 as a new node (no address until its next hello)
+    heartbeat    replaces the status payload (kept as sent) and its receive time, and the
+                 sender's `failing` and `forgotten` lists (absent lists are empty)
+    slots        claims `ranges`, releases `released`, replaces the open slots
+    fail_report  records (target, sender, now); may make the target fail
+    leave        withdraws the claims and lists and removes the record; a tombstone keeps
+                 its `(epoch, seq)` so late copies stay stale, and a later message rejoins
+                 it as a new node (no address until its next hello)
 
 A node enters the table with its first applied message; nothing else creates one.
 Bounded table: a first message from a new node while `max_nodes` nodes are known is rejected
 (code `max_nodes`), a `leave` too; known nodes are untouched. Tombstones are bounded as well:
 past `max_nodes` of them the oldest is dropped (a very late copy of that node's messages
 would then rejoin it). A node silent for `forget_after` is
-forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claim is
+forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claims are
 withdrawn, its record removed (NodeLeft) and a tombstone keeps its `(epoch, seq)`; also, as
 Redis's blacklist, its messages are rejected (code `forgotten`) for `forget_ban` after. Failure
 reports about unknown nodes are kept until they expire, so they count if the node appears; they
 are kept for at most `max_nodes` targets at a time (a report about one more unknown target is
-applied but not kept).
+applied but not kept). A heartbeat's lists hold at most `max_nodes` ids (validation).
 
 Versions: `version` rises with every applied message and every state transition;
 `topology_version` only when something views show changes other than last_seen, seq and
@@ -84,16 +115,17 @@ the heartbeat payload; `slot_version` only when a slot's owner changes.
 Changes: `changes` logs the id of every node whose record changed (a message applied, a
 state transition, a removal), so views rebuild only those nodes between versions.
 
-Deadlines: `next_deadline` is a lower bound on the next time-driven transition, and `refresh`
-returns at once before it. A heartbeat only moves its sender's deadline later, so it never
-touches the bound; when the bound passes, one scan of all nodes sets it exactly again.
+Deadlines: `next_deadline` is a lower bound on the next time-driven transition (a silence, the
+timer, a forget, and under Redis's rule the expiry of a report), and `refresh` returns at once
+before it. A heartbeat only moves its sender's deadlines later, so it never touches the bound;
+when the bound passes, one scan of all nodes (and of the reports) sets it exactly again.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from clusterwatch.cluster.changes import ChangeLog
@@ -108,7 +140,14 @@ from clusterwatch.cluster.events import (
     NodeStateChanged,
     SlotsMoved,
 )
-from clusterwatch.cluster.failure import FailureReports, quorum
+from clusterwatch.cluster.failure import (
+    FailureReports,
+    Listings,
+    fails_by_quorum,
+    forgetters,
+    quorum,
+    reporters_of,
+)
 from clusterwatch.cluster.messages import (
     MESSAGE_TYPES,
     Address,
@@ -122,7 +161,7 @@ from clusterwatch.cluster.messages import (
     parse_addr,
 )
 from clusterwatch.cluster.records import APPLIED, NodeState, Outcome
-from clusterwatch.cluster.slots import NUM_SLOTS, SlotTable, expand_ranges
+from clusterwatch.cluster.slots import NUM_SLOTS, ClaimResult, SlotTable
 
 __all__ = ["MergeState", "Node"]
 
@@ -130,6 +169,7 @@ NEVER: Final = 2**63
 _OK: Final = NodeState.OK
 _PFAIL: Final = NodeState.PFAIL
 _FAIL: Final = NodeState.FAIL
+_NO_IDS: Final[frozenset[str]] = frozenset()
 
 
 class Node:
@@ -138,11 +178,13 @@ class Node:
     __slots__ = (
         "address",
         "epoch",
+        "fail_since_ms",
         "heartbeat",
         "heartbeat_ms",
         "hello",
         "id",
         "last_seen_ms",
+        "open_slots",
         "pfail_since_ms",
         "seq",
         "state",
@@ -155,10 +197,13 @@ class Node:
         self.last_seen_ms = now_ms
         self.state = _OK
         self.pfail_since_ms = 0
+        self.fail_since_ms = 0
         self.hello: Hello | None = None
         self.address: Address | None = None
         self.heartbeat: Heartbeat | None = None
         self.heartbeat_ms: int | None = None
+        # CLUSTER NODES' `[slot->-id]` / `[slot-<-id]` entries, each after a space.
+        self.open_slots = ""
 
 
 class MergeState:
@@ -169,19 +214,29 @@ class MergeState:
         self._timeout = config.node_timeout_ms
         self._fail_after = config.fail_after
         self._validity = config.report_validity_ms
+        self._undo = config.fail_undo_ms
         self.fail_rule_setting = config.fail_rule
-        # The timer makes pfail nodes fail: `timer`, or `auto` before any fail_report.
+        # The timer makes pfail nodes fail: `timer`, or `auto` before any report.
         self.timer_rule = config.fail_rule != "redis"
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
         self.banned: dict[str, int] = {}  # forgotten node -> time its ban ends
+        # Nodes rule 7 forgot, with their tombstones, until they rejoin (for snapshots, which
+        # must not bring them back); at most max_nodes, the oldest dropped.
+        self.cluster_forgotten: dict[str, tuple[int, int]] = {}
         self._max_nodes = config.max_nodes
         self._forget_after = config.forget_after_ms
         self.table = SlotTable()
         self.reports = FailureReports()
+        self.failing = Listings()
+        self.forgotten = Listings()
         self.slots_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
         self.masters_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
         self._pfail: set[str] = set()
+        # Evidence to act on once the current change is applied (rules 5 and 7).
+        self._to_judge: set[str] = set()
+        self._to_check_forget: set[str] = set()
+        self._masters_changed = False
         self.current_epoch = 0
         # The largest epoch each node (known or left) spoke of: what the current epoch falls
         # back to when CLUSTER FORGET removes the node that raised it.
@@ -213,7 +268,8 @@ class MergeState:
             if refused is not None:
                 return self.reject(refused)
         self.received[msg.kind] += 1
-        if self.timer_rule and type(msg) is FailReport and self.fail_rule_setting == "auto":
+        if self.timer_rule and self.fail_rule_setting == "auto" and (
+                type(msg) is FailReport or (type(msg) is Heartbeat and msg.failing is not None)):
             self.timer_rule = False
         if node is None:
             return self._apply_first(msg, now_ms)
@@ -234,8 +290,14 @@ class MergeState:
             compact_heartbeat(msg, node.id, node.heartbeat)
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
+            if msg.failing or msg.forgotten or node.id in self.failing or (
+                    node.id in self.forgotten):
+                self._take_lists(node.id, msg, now_ms)
         else:
             self._effect(node, msg, now_ms)
+        if node.state is _FAIL and not self.timer_rule:
+            self._release(node, now_ms)
+        self._act_on_evidence(now_ms)
         if self._dirty:
             self._settle()
         return APPLIED
@@ -254,6 +316,11 @@ class MergeState:
                     "node", f"node {msg.node} was forgotten: refused for "
                     f"{(banned_until - now_ms + 999) // 1000} s more", "forgotten")
             del self.banned[msg.node]
+        owned = self.table.owned
+        if forgetters(msg.node, now_ms - self._validity, self.forgotten, owned) >= quorum(
+                len(owned)):
+            return MessageError("node", f"node {msg.node} was forgotten by a majority of the "
+                                "masters", "forgotten")
         if len(self.nodes) >= self._max_nodes:
             return MessageError("node", f"too many nodes: max-nodes is {self._max_nodes}",
                                 "max_nodes")
@@ -268,9 +335,11 @@ class MergeState:
             return False
         self._forget(self.nodes[node_id], now_ms)
         self.left.pop(node_id, None)
+        self.cluster_forgotten.pop(node_id, None)
         self.reports.discard(node_id)
         self.epoch_carried.pop(node_id, None)
         self._lower_epoch()
+        self._act_on_evidence(now_ms)
         self._settle()
         return True
 
@@ -286,9 +355,10 @@ class MergeState:
     def _forget(self, node: Node, now_ms: int) -> None:
         self.version += 1
         self.changes.add(node.id)
-        self._claim(node.id, node.epoch, frozenset(), now_ms)
-        # The claim is withdrawn, so the per-state slot and master counts no longer hold it.
+        self._account(self.table.remove(node.id))
+        # The claims are withdrawn, so the per-state slot and master counts no longer hold it.
         self._pfail.discard(node.id)
+        self._drop_lists(node.id, now_ms)
         del self.nodes[node.id]
         self._tombstone(node.id, (node.epoch, node.seq))
         self.banned[node.id] = now_ms + self.config.forget_ban_ms
@@ -296,6 +366,13 @@ class MergeState:
             del self.banned[banned]
         self._emit(NodeLeft(node=node.id))
         self._dirty = True
+
+    def _remember_forgotten(self, node_id: str, pair: tuple[int, int]) -> None:
+        forgotten = self.cluster_forgotten
+        forgotten.pop(node_id, None)
+        forgotten[node_id] = pair
+        if len(forgotten) > self._max_nodes:
+            del forgotten[next(iter(forgotten))]
 
     def _tombstone(self, node_id: str, pair: tuple[int, int]) -> None:
         left = self.left
@@ -326,28 +403,121 @@ class MergeState:
                     continue
                 node.pfail_since_ms = due
                 self._set_state(node, _PFAIL)
-                # No message arrived since `due` (it would have run this scan first), so the
-                # reports and masters seen now are those at `due`: judge the quorum there.
-                self._check_fail(node, due)
+                if self.timer_rule:
+                    # No message arrived since `due` (it would have run this scan first), so
+                    # the reports and masters seen now are those at `due`: judge there.
+                    self._judge(node.id, due)
             if node.state is _PFAIL and self.timer_rule:
                 fail_at = node.pfail_since_ms + self._fail_after
                 if now_ms >= fail_at:
+                    node.fail_since_ms = fail_at
                     self._set_state(node, _FAIL)
                 else:
                     upcoming = min(upcoming, fail_at)
+        if not self.timer_rule:
+            upcoming = min(upcoming, self._expire_reports(now_ms))
+        oldest = now_ms - self._validity
+        self.reports.prune(oldest)
+        self.failing.prune(oldest)
+        self.forgotten.prune(oldest)
         self.next_deadline = upcoming
-        self.reports.prune(now_ms, self._validity)
+        self._act_on_evidence(now_ms)
         self._settle()
         return self.version != before
 
-    def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
-        """Mark pfail nodes fail: a snapshot's record of a quorum reached in the history it
-        compacted away (the reports' senders may have left or lost their slots since)."""
+    def _expire_reports(self, now_ms: int) -> int:
+        """Judge, in time order, what each report expiring by `now_ms` lets count again (its
+        target, no longer reported by a quorum, counts as a reporter); the next expiry."""
+        validity = self._validity
+        expiries: list[tuple[int, str]] = []
+        upcoming = NEVER
+        for at, _reporter, target in self.reports.times():
+            expiry = at + validity + 1
+            if expiry <= now_ms:
+                expiries.append((expiry, target))
+            else:
+                upcoming = min(upcoming, expiry)
+        for at, _reporter, targets in self.failing.times():
+            expiry = at + validity + 1
+            if expiry <= now_ms:
+                expiries.extend((expiry, target) for target in targets)
+            else:
+                upcoming = min(upcoming, expiry)
+        for expiry, target in sorted(expiries):
+            for reported in sorted(self._reported_by(target, expiry)):
+                self._judge(reported, expiry)
+        return upcoming
+
+    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int,
+                     exact: bool = False) -> None:
+        """Mark nodes fail: a snapshot's record of the fail states (with the time each began,
+        when `failed` maps them to it) reached in the history it compacted away. Under the
+        timer rule only nodes at least pfail again are marked. `exact`: the nodes not in
+        `failed` are not fail either (a replay of the latest messages alone may have failed
+        a node with evidence that the full history judged with more)."""
         self.refresh(now_ms)
-        for node_id in node_ids:
+        since = failed if isinstance(failed, Mapping) else dict.fromkeys(failed, now_ms)
+        if exact:
+            for node in self.nodes.values():
+                if node.state is _FAIL and node.id not in since:
+                    due = node.last_seen_ms + self._timeout
+                    if now_ms >= due:
+                        node.pfail_since_ms = due
+                    self._set_state(node, _PFAIL if now_ms >= due else _OK)
+                    self.next_deadline = min(self.next_deadline, due)
+        for node_id, began in since.items():
+            failed_node = self.nodes.get(node_id)
+            if failed_node is None:
+                continue
+            if failed_node.state is not _FAIL and (failed_node.state is _PFAIL
+                                                   or not self.timer_rule):
+                self._set_state(failed_node, _FAIL)
+            if failed_node.state is _FAIL:
+                failed_node.fail_since_ms = min(began, now_ms)
+        self._settle()
+
+    def restore_slots(self, runs: Iterable[tuple[int, int, Sequence[tuple[int, str, bool]],
+                                                 Sequence[tuple[int, str]]]],
+                      now_ms: int) -> None:
+        before = {node_id: self.table.owned.get(node_id, 0) for node_id in self.nodes}
+        moves = self.table.restore(runs, self.nodes.__contains__)
+        # Counted again from scratch: the owners' states are what the moves cannot say.
+        self.slots_in_state = dict.fromkeys(NodeState, 0)
+        self.masters_in_state = dict.fromkeys(NodeState, 0)
+        for node_id, count in self.table.owned.items():
+            state = self.nodes[node_id].state
+            self.slots_in_state[state] += count
+            self.masters_in_state[state] += 1
+        for move in moves:
+            self._emit(SlotsMoved(start=move.start, end=move.end, old=move.old, new=move.new))
+        if moves:
+            self.slot_version += 1
+            self.version += 1
+            self._dirty = True
+            self.changes.reset()
+        if set(before) != {n for n, count in before.items() if count} or any(
+                bool(before[n]) != (n in self.table.owned) for n in before):
+            self._masters_changed = True
+        self._act_on_evidence(now_ms)
+        self._settle()
+
+    def restore_forgotten(self, entries: Iterable[tuple[str, int, int, int]],
+                          now_ms: int) -> None:
+        """Nodes the cluster forgot, `(node, epoch, seq, ban ends)`: forgotten again (unless
+        known at a later pair), tombstoned, banned for what is left of the ban."""
+        for node_id, epoch, seq, ban_ends in entries:
             node = self.nodes.get(node_id)
-            if node is not None and node.state is _PFAIL:
-                self._set_state(node, _FAIL)
+            if node is not None and (node.epoch, node.seq) > (epoch, seq):
+                continue  # it spoke again after it was forgotten
+            if node is not None:
+                self._forget(node, now_ms)
+            self._tombstone(node_id, max((epoch, seq), self.left.get(node_id, (epoch, seq))))
+            if ban_ends > now_ms:
+                self.banned[node_id] = ban_ends
+            else:
+                self.banned.pop(node_id, None)
+            self._remember_forgotten(node_id, self.left[node_id])
+        self._act_on_evidence(now_ms)
         self._settle()
 
     def note_reports_seen(self) -> None:
@@ -360,8 +530,9 @@ class MergeState:
         return "timer" if self.timer_rule else "redis"
 
     def count_reports(self, node_id: str, now_ms: int) -> int:
-        """Valid failure reports against `node_id` from slot-serving masters."""
-        return self.reports.count(node_id, now_ms, self._validity, self.table.owned)
+        """Valid failure reports against `node_id` from slot-serving masters, one per reporter."""
+        return len(reporters_of(node_id, now_ms - self._validity, self.reports, self.failing,
+                                self.table.owned))
 
     def _apply_first(self, msg: NodeMessage, now_ms: int) -> Outcome:
         tombstone = self.left.get(msg.node)
@@ -370,6 +541,7 @@ class MergeState:
                 self.stale += 1
                 return Outcome("stale", tombstone)
             del self.left[msg.node]
+        self.cluster_forgotten.pop(msg.node, None)
         self.applied += 1
         self.version += 1
         self.changes.add(msg.node)
@@ -385,12 +557,17 @@ class MergeState:
             self._emit(NodeJoined(node=node.id))
             self._dirty = True
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
+            # Reports about it may have come first.
+            self._to_judge.add(node.id)
             if type(msg) is Heartbeat:
                 compact_heartbeat(msg, node.id, node.heartbeat)
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
+                if msg.failing or msg.forgotten:
+                    self._take_lists(node.id, msg, now_ms)
             else:
                 self._effect(node, msg, now_ms)
+        self._act_on_evidence(now_ms)
         self._settle()
         return APPLIED
 
@@ -399,9 +576,19 @@ class MergeState:
             node.epoch = epoch
             self._carry(node.id, epoch)
             self._dirty = True
-        if node.state is not _OK:
+        if node.state is _PFAIL or (node.state is _FAIL and self.timer_rule):
             self._set_state(node, _OK)
             self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
+
+    def _release(self, node: Node, now_ms: int) -> None:
+        """Redis's rule: the node spoke; clear its fail where Redis would (rule 5)."""
+        if node.id in self.table.owned and now_ms <= node.fail_since_ms + self._undo:
+            return
+        if fails_by_quorum(node.id, now_ms - self._validity, self.reports, self.failing,
+                           self.table.owned, quorum(len(self.table.owned))):
+            return
+        self._set_state(node, _OK)
+        self.next_deadline = min(self.next_deadline, now_ms + self._timeout)
 
     def _effect(self, node: Node, msg: NodeMessage, now_ms: int) -> None:
         match msg:
@@ -413,18 +600,23 @@ class MergeState:
                     node.address = _shared_address(parse_addr(msg.addr))
                     self._dirty = True
             case Slots():
-                self._claim(node.id, msg.epoch, expand_ranges(msg.ranges), now_ms)
+                self._account(self.table.claim(node.id, msg.epoch, msg.ranges, msg.released))
+                open_slots = _open_slots(msg)
+                if open_slots != node.open_slots:
+                    node.open_slots = open_slots
+                    self._dirty = True
             case FailReport():
-                target = self.nodes.get(msg.target)
+                target = msg.target
                 reports = self.reports
-                if (target is None and msg.target not in reports
+                if (target not in self.nodes and target not in reports
                         and len(reports) >= self._max_nodes):
                     return  # a bound on reports about unknown nodes: kept for max_nodes targets
-                reports.record(msg.target, node.id, now_ms)
-                if target is not None and target.state is _PFAIL:
-                    self._check_fail(target, now_ms)
+                reports.record(target, node.id, now_ms)
+                self.next_deadline = min(self.next_deadline, now_ms + self._validity + 1)
+                self._to_judge.add(target)
             case Leave():
-                self._claim(node.id, msg.epoch, frozenset(), now_ms)
+                self._account(self.table.remove(node.id))
+                self._drop_lists(node.id, now_ms)
                 del self.nodes[node.id]
                 self._tombstone(node.id, (msg.epoch, msg.seq))
                 self._emit(NodeLeft(node=node.id))
@@ -434,51 +626,101 @@ class MergeState:
                 node.heartbeat = msg
                 node.heartbeat_ms = now_ms
 
-    def _claim(self, node_id: str, epoch: int, slots: frozenset[int], now_ms: int) -> None:
-        changes, conflicts = self.table.claim(node_id, epoch, slots)
-        self.slot_conflicts += conflicts
-        if not changes:
+    def _take_lists(self, node_id: str, msg: Heartbeat, now_ms: int) -> None:
+        """The heartbeat's `failing` and `forgotten` lists replace the sender's."""
+        oldest = now_ms - self._validity
+        failing = frozenset(msg.failing) if msg.failing else _NO_IDS
+        if failing and failing == self.failing.listed_by(node_id, oldest):
+            self.failing.refresh(node_id, now_ms)
+        elif failing or node_id in self.failing:
+            added, withdrawn = self.failing.replace(node_id, failing, now_ms, oldest)
+            self._to_judge.update(added)
+            for target in withdrawn:  # reported less, `target` may count as a reporter again
+                self._to_judge.update(self._reported_by(target, now_ms))
+            if failing:
+                self.next_deadline = min(self.next_deadline, now_ms + self._validity + 1)
+        forgotten = frozenset(msg.forgotten) if msg.forgotten else _NO_IDS
+        if forgotten and forgotten == self.forgotten.listed_by(node_id, oldest):
+            self.forgotten.refresh(node_id, now_ms)
+        elif forgotten or node_id in self.forgotten:
+            added, _withdrawn = self.forgotten.replace(node_id, forgotten, now_ms, oldest)
+            self._to_check_forget.update(added)
+
+    def _drop_lists(self, node_id: str, now_ms: int) -> None:
+        for target in self.failing.withdraw(node_id):
+            self._to_judge.update(self._reported_by(target, now_ms))
+        self.forgotten.withdraw(node_id)
+
+    def _reported_by(self, reporter: str, at_ms: int) -> set[str]:
+        """The nodes `reporter`'s reports valid at `at_ms` are about."""
+        oldest = at_ms - self._validity
+        found = set(self.failing.listed_by(reporter, oldest))
+        found.update(self.reports.reported_by(reporter, oldest))
+        return found
+
+    def _act_on_evidence(self, now_ms: int) -> None:
+        """Forget and fail what the evidence gathered by the change just applied says."""
+        while self._masters_changed or self._to_check_forget or self._to_judge:
+            if self._masters_changed:
+                # A master more or less changes every count and the quorum itself.
+                self._masters_changed = False
+                self._to_judge.update(self.reports.targets())
+                self._to_judge.update(self.failing.targets())
+                self._to_check_forget.update(self.forgotten.targets())
+            if self._to_check_forget:
+                candidates = sorted(self._to_check_forget)
+                self._to_check_forget.clear()
+                owned = self.table.owned
+                oldest = now_ms - self._validity
+                for node_id in candidates:
+                    node = self.nodes.get(node_id)
+                    if node is not None and forgetters(node_id, oldest, self.forgotten,
+                                                       owned) >= quorum(len(owned)):
+                        self._forget(node, now_ms)
+                        self._remember_forgotten(node_id, (node.epoch, node.seq))
+                continue
+            candidates = sorted(self._to_judge)
+            self._to_judge.clear()
+            for node_id in candidates:
+                self._judge(node_id, now_ms)
+
+    def _judge(self, node_id: str, at_ms: int) -> None:
+        """Make the node fail if a quorum reports it at `at_ms` (the timer rule: if pfail)."""
+        node = self.nodes.get(node_id)
+        if node is None or node.state is _FAIL or (self.timer_rule and node.state is not _PFAIL):
+            return
+        owned = self.table.owned
+        if fails_by_quorum(node_id, at_ms - self._validity, self.reports, self.failing, owned,
+                           quorum(len(owned))):
+            node.fail_since_ms = at_ms
+            self._set_state(node, _FAIL)
+
+    def _account(self, result: ClaimResult) -> None:
+        """Counts, versions and events after the slot table changed."""
+        self.slot_conflicts += result.conflicts
+        if not result.moves:
             return
         self.slot_version += 1
         self._dirty = True
         nodes = self.nodes
         slots_in_state = self.slots_in_state
         delta: dict[str, int] = {}
-        for _slot, old, new in changes:
+        for move in result.moves:
+            size = move.end - move.start + 1
+            old, new = move.old, move.new
             if old is not None:
-                slots_in_state[nodes[old].state] -= 1
-                delta[old] = delta.get(old, 0) - 1
+                slots_in_state[nodes[old].state] -= size
+                delta[old] = delta.get(old, 0) - size
             if new is not None:
-                slots_in_state[nodes[new].state] += 1
-                delta[new] = delta.get(new, 0) + 1
-        masters_changed = False
+                slots_in_state[nodes[new].state] += size
+                delta[new] = delta.get(new, 0) + size
+            self._emit(SlotsMoved(start=move.start, end=move.end, old=old, new=new))
+        owned = self.table.owned
         for owner, change in delta.items():
-            after = self.table.owned.get(owner, 0)
+            after = owned.get(owner, 0)
             if (after - change == 0) != (after == 0):
                 self.masters_in_state[nodes[owner].state] += 1 if after else -1
-                masters_changed = True
-        if masters_changed:
-            for pfail_id in sorted(self._pfail):
-                self._check_fail(nodes[pfail_id], now_ms)
-        self._emit_moves(changes)
-
-    def _emit_moves(self, changes: list[tuple[int, str | None, str | None]]) -> None:
-        start, old, new = changes[0]
-        end = start
-        for slot, slot_old, slot_new in changes[1:]:
-            if slot == end + 1 and slot_old == old and slot_new == new:
-                end = slot
-                continue
-            self._emit(SlotsMoved(start=start, end=end, old=old, new=new))
-            start, end, old, new = slot, slot, slot_old, slot_new
-        self._emit(SlotsMoved(start=start, end=end, old=old, new=new))
-
-    def _check_fail(self, node: Node, at_ms: int) -> None:
-        """Mark a pfail node fail if a quorum of valid reports holds at `at_ms`."""
-        owned = self.table.owned
-        reports = self.reports.count(node.id, at_ms, self._validity, owned)
-        if reports and reports >= quorum(len(owned)):
-            self._set_state(node, _FAIL)
+                self._masters_changed = True
 
     def _set_state(self, node: Node, new: NodeState) -> None:
         old = node.state
@@ -542,6 +784,16 @@ class MergeState:
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(event)
+
+
+def _open_slots(msg: Slots) -> str:
+    """CLUSTER NODES' open-slot entries: by slot, `[slot->-id]` migrating, `[slot-<-id]`
+    importing."""
+    if not msg.migrating and not msg.importing:
+        return ""
+    entries = [(slot, 0, f" [{slot}->-{peer}]") for slot, peer in msg.migrating.items()]
+    entries += [(slot, 1, f" [{slot}-<-{peer}]") for slot, peer in msg.importing.items()]
+    return "".join(text for _slot, _order, text in sorted(entries))
 
 
 def _shared_address(address: Address | None) -> Address | None:

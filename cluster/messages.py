@@ -18,6 +18,7 @@ Every other field has a fixed shape, and breadth is bounded by the message size 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
 
 import msgspec
@@ -168,13 +169,24 @@ class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat", gc=False):
     admin_serving: bool | None = None
     plugins_initialized: bool | None = None
     service_role: str | None = None
+    # The nodes the sender's node flags `fail?` or `fail`: each a failure report at this
+    # heartbeat's receive time. Each heartbeat's list replaces the previous one (an absent
+    # list is an empty one), so an id no longer listed is withdrawn at once.
+    failing: list[NodeId] | None = None
+    # The nodes the sender's node no longer knows (CLUSTER FORGET); replaced the same way.
+    forgotten: list[NodeId] | None = None
 
 
 class Slots(_Message, frozen=True, kw_only=True, tag="slots", gc=False):
-    """The complete set of slots the node claims at this epoch; `[]` releases them all."""
+    """The slots the node serves, claimed at this epoch (a slot it stops listing stays its
+    own until another node claims it at a higher epoch); `released` gives slots up for good;
+    `migrating` and `importing` map a slot to the node it is moving to or from."""
 
     kind: ClassVar[str] = "slots"
     ranges: list[tuple[Slot, Slot]]
+    released: list[tuple[Slot, Slot]] = []
+    migrating: dict[Slot, NodeId] = {}
+    importing: dict[Slot, NodeId] = {}
 
 
 class FailReport(_Message, frozen=True, kw_only=True, tag="fail_report", gc=False):
@@ -243,12 +255,14 @@ _AT = re.compile(r" - at (?:`(?P<key>key)` in )?`(?P<path>\$[^`]*)`$")
 _REASON_MAX = 200
 
 
-def decode_message(data: bytes, *, max_size: int) -> NodeMessage:
+def decode_message(data: bytes, *, max_size: int, max_ids: int | None = None) -> NodeMessage:
     """Decode and validate one node message.
 
     Args:
         data: the JSON document.
         max_size: inputs longer than this many bytes are refused before decoding.
+        max_ids: the most node ids a heartbeat's `failing` or `forgotten` may list (the
+            model's `max_nodes`); None bounds them by `max_size` only.
 
     Returns:
         The typed message.
@@ -268,9 +282,24 @@ def decode_message(data: bytes, *, max_size: int) -> NodeMessage:
         raise MessageError("", _TOO_DEEP_TO_READ, "depth") from None
     if type(msg) is not Heartbeat:
         _check_semantics(msg)
-    elif msg.services:
-        _check_status_depth(msg.services)
+    else:
+        if msg.services:
+            _check_status_depth(msg.services)
+        if msg.failing or msg.forgotten:
+            _check_lists(msg, max_ids)
     return msg
+
+
+def _check_lists(msg: Heartbeat, max_ids: int | None) -> None:
+    for name, ids in (("failing", msg.failing), ("forgotten", msg.forgotten)):
+        if not ids:
+            continue
+        if max_ids is not None and len(ids) > max_ids:
+            raise MessageError(name, f"lists {len(ids)} node ids, max-nodes is {max_ids}",
+                               "range")
+        if msg.node in ids:
+            raise MessageError(f"{name}[{ids.index(msg.node)}]",
+                               "a node cannot list itself", "value")
 
 
 _TOO_DEEP_TO_READ: Final = "nested too deeply to decode"
@@ -341,14 +370,45 @@ def _check_semantics(msg: NodeMessage) -> None:
             if msg.replicaof == msg.node:
                 raise MessageError("replicaof", "a node cannot replicate itself", "value")
         case Slots():
-            for i, (start, end) in enumerate(msg.ranges):
-                if start > end:
-                    raise MessageError(f"ranges[{i}]", f"start {start} > end {end}", "range")
+            _check_slots(msg)
         case FailReport():
             if msg.target == msg.node:
                 raise MessageError("target", "a node cannot report itself", "value")
         case _:
             pass
+
+
+def _check_slots(msg: Slots) -> None:
+    for name, ranges in (("ranges", msg.ranges), ("released", msg.released)):
+        for i, (start, end) in enumerate(ranges):
+            if start > end:
+                raise MessageError(f"{name}[{i}]", f"start {start} > end {end}", "range")
+    if msg.released and msg.ranges:
+        starts, ends = _joined(msg.ranges)
+        for i, (start, end) in enumerate(msg.released):
+            j = bisect_right(starts, end) - 1  # the last listed range starting by `end`
+            if j >= 0 and ends[j] >= start:
+                raise MessageError(f"released[{i}]", f"slot {max(start, starts[j])} is "
+                                   "also in ranges", "value")
+    for name, peers in (("migrating", msg.migrating), ("importing", msg.importing)):
+        for slot, peer in peers.items():
+            if peer == msg.node:
+                raise MessageError(f"{name}[{slot}]", f"a node cannot be {name} a slot "
+                                   f"{'to' if name == 'migrating' else 'from'} itself",
+                                   "value")
+
+
+def _joined(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """The starts and ends of `ranges` sorted, overlapping ones joined."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for start, end in sorted(ranges):
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
 
 
 def _document_error(data: bytes) -> MessageError | None:

@@ -17,7 +17,7 @@ Absurd epochs. One message may not move a node's config epoch, or the cluster's 
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Final, Literal
 
 import msgspec
@@ -28,7 +28,7 @@ from clusterwatch.cluster.events import ClusterEvent
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
 from clusterwatch.cluster.publishers import Bindings, Publisher
-from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, Outcome
+from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
 from clusterwatch.cluster.views import ClusterSummary, Shard, SlotRange, Views
 
 __all__ = ["MAX_EPOCH_STEP", "ClusterModel"]
@@ -48,6 +48,7 @@ class ClusterModel:
         self._state = MergeState(self.config)
         self._views = Views(self._state)
         self._max_bytes = self.config.max_message_bytes
+        self._max_ids = self.config.max_nodes
         self.bindings = Bindings()
         self._owners = self.bindings.owners
 
@@ -59,7 +60,7 @@ class ClusterModel:
             (with the `MessageError`; the model is unchanged except for the reject counter).
         """
         try:
-            msg = decode_message(data, max_size=self._max_bytes)
+            msg = decode_message(data, max_size=self._max_bytes, max_ids=self._max_ids)
         except MessageError as exc:
             return self._state.reject(exc)
         state = self._state
@@ -72,7 +73,7 @@ class ClusterModel:
                         ) -> tuple[Outcome, NodeMessage | None]:
         """`publish`, also giving back the decoded message (None when it was rejected)."""
         try:
-            msg = decode_message(data, max_size=self._max_bytes)
+            msg = decode_message(data, max_size=self._max_bytes, max_ids=self._max_ids)
         except MessageError as exc:
             return self._state.reject(exc), None
         return self.apply_decoded(msg, now_ms, publisher), msg
@@ -135,10 +136,45 @@ class ClusterModel:
         self.bindings.rebind(node_id, user)
         return True
 
-    def restore_fail(self, node_ids: Iterable[str], now_ms: int) -> None:
+    def restore_fail(self, failed: Mapping[str, int] | Iterable[str], now_ms: int,
+                     exact: bool = False) -> None:
         """After replaying a compacted history at `now_ms`: the nodes that were `fail` when
-        it was compacted, and are at least `pfail` again now, are `fail`."""
-        self._state.restore_fail(node_ids, now_ms)
+        it was compacted (with the time each became fail, when `failed` maps them to it)
+        are `fail` again (under the timer rule only those at least `pfail` again now);
+        `exact`: no other node is."""
+        self._state.restore_fail(failed, now_ms, exact)
+
+    def failed_since(self) -> dict[str, int]:
+        """The `fail` nodes and the time each became fail (what `restore_fail` takes)."""
+        return {node.id: node.fail_since_ms for node in self._state.nodes.values()
+                if node.state is NodeState.FAIL}
+
+    def export_slots(self) -> list[tuple[int, int, list[tuple[int, str, bool]],
+                                         list[tuple[int, str]]]]:
+        """The slot claims and the claims ever seen, as runs (`SlotTable.export`): history a
+        node's latest `slots` message does not hold."""
+        return self._state.table.export()
+
+    def restore_slots(self, runs: Iterable[tuple[int, int, Sequence[tuple[int, str, bool]],
+                                                 Sequence[tuple[int, str]]]],
+                      now_ms: int) -> None:
+        """Replace the slot claims with `export_slots`'s runs (claims of unknown nodes left
+        out), after replaying a compacted history."""
+        self._state.restore_slots(runs, now_ms)
+
+    def cluster_forgotten(self, now_ms: int) -> list[tuple[str, int, int, int]]:
+        """The nodes the cluster forgot (merge rule 7) and that have not spoken since: `(node,
+        epoch, seq, ban ends)`, the pair of its tombstone and when its ban ends (or ended),
+        at most `max_nodes`, oldest first."""
+        state = self._state
+        return [(node, epoch, seq, state.banned.get(node, now_ms))
+                for node, (epoch, seq) in state.cluster_forgotten.items()]
+
+    def restore_forgotten(self, entries: Iterable[tuple[str, int, int, int]],
+                          now_ms: int) -> None:
+        """`cluster_forgotten`'s entries again: each node forgotten (if known), its tombstone
+        and the rest of its ban."""
+        self._state.restore_forgotten(entries, now_ms)
 
     def reject(self, error: MessageError) -> Outcome:
         """Count a message that failed validation before it reached the model."""

@@ -20,7 +20,6 @@ from clusterwatch.cluster.frame import Frame
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MESSAGE_TYPES
 from clusterwatch.cluster.records import NodeInfo, NodeState
-from clusterwatch.cluster.slots import owner_runs
 
 __all__ = ["ClusterSummary", "NetInfo", "Shard", "ShardNode", "SlotRange", "Views"]
 
@@ -217,7 +216,7 @@ class Views:
     def _owner_runs(self) -> list[tuple[int, int, str]]:
         state = self._state
         if self._runs[0] != state.slot_version:
-            self._runs = (state.slot_version, owner_runs(state.table.owner))
+            self._runs = (state.slot_version, state.table.owner_runs())
         return self._runs[1]
 
     def _node_lines(self) -> list[tuple[bytes, bytes, Node]]:
@@ -242,7 +241,8 @@ class Views:
             link = "connected" if node.state is NodeState.OK else "disconnected"
             slots = "".join(f" {r}" for r in ranges.get(node_id, ()))
             head = f"{node_id} {_nodes_addr(node)} {flags} {master} 0 "
-            lines.append((head.encode(), f" {node.epoch} {link}{slots}\n".encode(), node))
+            tail = f" {node.epoch} {link}{slots}{node.open_slots}\n"
+            lines.append((head.encode(), tail.encode(), node))
         return lines
 
     def _render_shards(self) -> list[Shard]:

@@ -110,9 +110,10 @@ def require_tool(name: str) -> str:
 
 
 def raw_exchange(port: int, payload: bytes, *, read_until_close: bool = False,
-                 timeout: float = 2.0, expect: int | None = None) -> bytes:
+                 timeout: float = 2.0, expect: int | None = None,
+                 host: str = "127.0.0.1") -> bytes:
     """Send raw bytes and collect the reply bytes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(payload)
         data = b""
         deadline = time.monotonic() + timeout

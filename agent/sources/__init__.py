@@ -2,7 +2,9 @@
 
 A source is opened from a URL (``open_source``) and asked, before every heartbeat, for a
 ``NodeView``: the node's identity where the source knows it (a Redis node's own id, role,
-config epoch, slots), the failure reports it makes about other nodes, and heartbeat fields
+config epoch, slots), what a cluster node knows of the others (``ClusterView``: the nodes
+it flags failing, the nodes it lists, the slots it sees elsewhere, its slots' migrations),
+and heartbeat fields
 in the schema of ``cluster.messages.Heartbeat`` (``node_state``, ``serving``, ``services``,
 ``partitions``, ``queries``, ``store_lags``, ``thread_pool``, ``requests``...).
 
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["NodeView", "Source", "SourceError", "open_source", "shown_url", "source_kind"]
+__all__ = ["ClusterView", "NodeView", "Source", "SourceError", "open_source", "shown_url",
+           "source_kind"]
 
 
 class SourceError(ValueError):
@@ -53,9 +56,23 @@ class NodeView:
     replicaof: str | None = None
     epoch: int | None = None  # the node's config epoch
     slots: list[list[int]] | None = None  # [[start, end], ...]; None: the source has none
-    fail_reports: list[tuple[str, str]] = field(default_factory=list)  # (node id, pfail|fail)
     fields: dict[str, Any] = field(default_factory=dict)  # heartbeat fields
     alive: bool = True
+    cluster: ClusterView | None = None  # what a cluster node knows of the others
+
+
+@dataclass(slots=True, kw_only=True)
+class ClusterView:
+    """A cluster node's view of the others and of its own slots' movements."""
+
+    failing: list[str] = field(default_factory=list)  # ids it flags fail? or fail
+    peers: list[str] = field(default_factory=list)  # ids of the others it lists (no handshakes)
+    taken: list[list[int]] = field(default_factory=list)  # slot ranges it sees others own
+    migrating: dict[int, str] = field(default_factory=dict)  # its slot -> the node it goes to
+    importing: dict[int, str] = field(default_factory=dict)  # slot -> the node it comes from
+    # False for a node in no cluster, yet or any more (CLUSTER RESET): it lists no other node
+    # and serves no slot. One that serves slots alone is a cluster of one.
+    joined: bool = True
 
 
 class Source(Protocol):

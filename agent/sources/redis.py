@@ -13,7 +13,12 @@ Read each time from the node's own view, through redis-py (RESP2, hiredis):
     current epoch            CLUSTER INFO cluster_current_epoch    current_epoch
     slots                    myself line's ranges (not the         slots
                              ``[slot->-id]`` migration entries)
-    other nodes' trouble     their flags ``fail?`` / ``fail``      fail_reports (pfail / fail)
+    slots in migration       myself line's ``[slot->-id]`` and     cluster.migrating,
+                             ``[slot-<-id]`` entries               cluster.importing
+    other nodes' trouble     their flags ``fail?`` / ``fail``      cluster.failing
+    the other nodes          their lines (not ``handshake`` ones)  cluster.peers
+    slots served elsewhere   their lines' ranges                   cluster.taken
+    in a cluster at all      another node listed, or slots served  cluster.joined
     loading                  INFO ``loading:1``                    node_state BOOTING
     replica link             INFO ``master_link_status``           node_state WAITING when down
     clients, commands, ops   INFO ``connected_clients``,           requests (active, total,
@@ -23,6 +28,11 @@ Read each time from the node's own view, through redis-py (RESP2, hiredis):
                                                                    critical up/down, info
                                                                    role/offsets/lag/clients/
                                                                    memory, debug all of INFO
+
+A node lists no other node before ``redis-cli --cluster create`` or ``add-node`` MEETs it,
+and again after ``CLUSTER RESET`` (``del-node`` resets the node it removes): without slots
+of its own it is then in no cluster (``cluster.joined`` False), and the agent publishes
+nothing for it.
 
 A standalone Redis (``cluster_enabled:0``) is a node with the agent's derived id
 (``sha1("clusterwatch:<host>:<port>")`` of the URL), its role from ``INFO replication`` and
@@ -43,7 +53,7 @@ from redis.exceptions import RedisError
 
 from clusterwatch.cluster.ids import derive_id
 
-from . import NodeView, shown_url
+from . import ClusterView, NodeView, shown_url
 
 __all__ = ["RedisSource", "parse_myself"]
 
@@ -106,18 +116,22 @@ class RedisSource:
 
 
 def parse_myself(text: str, host: str, port: int) -> NodeView:
-    """The node's own identity and its failure reports from CLUSTER NODES."""
+    """The node's own identity, and its view of the others, from CLUSTER NODES."""
     view = NodeView()
+    cluster = view.cluster = ClusterView()
     for line in text.splitlines():
         fields = line.split(" ")
         if len(fields) < 8:
             continue
         node_id, address, flags = fields[0], fields[1], set(fields[2].split(","))
         if "myself" not in flags:
-            if "fail" in flags:
-                view.fail_reports.append((node_id, "fail"))
-            elif "fail?" in flags:
-                view.fail_reports.append((node_id, "pfail"))
+            if "handshake" in flags:
+                continue
+            cluster.peers.append(node_id)
+            if "fail" in flags or "fail?" in flags:
+                cluster.failing.append(node_id)
+            cluster.taken.extend(_slot_range(item) for item in fields[8:]
+                                 if not item.startswith("["))
             continue
         view.node_id = node_id
         addr, _, hostname = address.partition(",")
@@ -131,7 +145,22 @@ def parse_myself(text: str, host: str, port: int) -> NodeView:
         view.replicaof = fields[3] if fields[3] != "-" else None
         view.epoch = int(fields[6])
         view.slots = [_slot_range(item) for item in fields[8:] if not item.startswith("[")]
+        for item in fields[8:]:
+            if item.startswith("["):
+                _migration(item, cluster)
+    cluster.joined = bool(cluster.peers or view.slots)
     return view
+
+
+def _migration(item: str, cluster: ClusterView) -> None:
+    """``[slot->-id]`` (migrating to id) or ``[slot-<-id]`` (importing from id)."""
+    entry = item.strip("[]")
+    if "->-" in entry:
+        slot, _, node = entry.partition("->-")
+        cluster.migrating[int(slot)] = node
+    elif "-<-" in entry:
+        slot, _, node = entry.partition("-<-")
+        cluster.importing[int(slot)] = node
 
 
 def heartbeat_fields(info: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,6 @@ from clusterwatch.cluster import (
     ClusterModel,
     MessageError,
     NodeMessage,
-    NodeState,
     Outcome,
     SelfCheck,
     decode_message,
@@ -77,7 +76,7 @@ from clusterwatch.cluster.publishers import Publisher
 from clusterwatch.commands import CommandError, Deferred
 
 from .busclock import BusClock, parse_entry_id
-from .compaction import Compactor, decode_snapshot
+from .compaction import Compactor, decode_snapshot, history_of, restore_history
 from .connect import display_url, redis_client
 
 __all__ = ["RedisStreamBus", "StreamSettings"]
@@ -840,7 +839,7 @@ class RedisStreamBus:
             if msg is not None and outcome.kind == "applied":
                 self._compactor.note(msg, entry_id.encode(), receive_ms, data)
         self._clock.restore(snapshot.last_entry_ms, snapshot.bus_ms)
-        model.restore_fail(snapshot.failed, snapshot.bus_ms)
+        restore_history(model, snapshot)
         for node_id, user in snapshot.bindings.items():
             model.rebind(node_id, user)
         self.last_id = snapshot.covers
@@ -898,14 +897,12 @@ class RedisStreamBus:
             return
         covers = self.last_id
         ms, seq = self._last_key
-        failed = [row[0] for row in self.model.node_rows() if row[1] is NodeState.FAIL]
+        now_ms = self._clock.now_ms
         model = self.model
         model.bindings.prune(model.known_nodes)
-        data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms,
-                                        self._clock.now_ms, failed,
-                                        model.fail_rule_setting == "auto"
-                                        and model.fail_rule == "redis",
-                                        dict(model.bindings.items()))
+        data = self._compactor.snapshot(covers, self._clock.last_entry_ms or ms, now_ms,
+                                        history=history_of(model, now_ms),
+                                        bindings=dict(model.bindings.items()))
         try:
             saved = await self._save(keys=[self.snapshot_key, self.settings.stream],
                                      args=[ms, seq, data])

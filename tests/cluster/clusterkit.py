@@ -28,8 +28,8 @@ def heartbeat(node: str, epoch: int, seq: int, **fields: Any) -> bytes:
     return message("heartbeat", node, epoch, seq, **fields)
 
 
-def slots(node: str, epoch: int, seq: int, *ranges: tuple[int, int]) -> bytes:
-    return message("slots", node, epoch, seq, ranges=[list(r) for r in ranges])
+def slots(node: str, epoch: int, seq: int, *ranges: tuple[int, int], **fields: Any) -> bytes:
+    return message("slots", node, epoch, seq, ranges=[list(r) for r in ranges], **fields)
 
 
 def fail_report(node: str, epoch: int, seq: int, target: str, state: str = "pfail") -> bytes:

@@ -79,7 +79,8 @@ def test_cluster_nodes_format() -> None:
         message("hello", "rb", 1, 2, addr="10.0.0.9:7101@9999", role="replica", replicaof="b"),
         T0,
     )
-    publish_ok(model, slots("b", 2, 3, (5461, 5461), (5463, 10922)), T0 + 7)
+    publish_ok(model, slots("b", 2, 3, (5461, 5461), (5463, 10922), released=[[5462, 5462]]),
+               T0 + 7)
     publish_ok(model, heartbeat("zz", 0, 1), T0 + 8)
     text = model.cluster_nodes_text(T0 + 8)
     assert text.endswith("\n") and text.count("\n") == 7

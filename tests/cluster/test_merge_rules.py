@@ -117,24 +117,27 @@ def test_rule3_equal_epochs_go_to_the_smaller_node_id_and_count_a_conflict() -> 
         assert model.counters().slot_conflicts == 10
 
 
-def test_rule3_a_claim_replaces_the_previous_one() -> None:
+def test_rule3_a_slot_stays_with_its_owner_until_another_claims_it_or_it_is_released() -> None:
     model = ClusterModel()
     publish_ok(model, slots("a", 1, 1, (0, 9)), T0)
-    publish_ok(model, slots("b", 1, 1, (5, 14)), T0)
-    publish_ok(model, slots("a", 1, 2, (0, 2), (12, 12)), T0)
+    publish_ok(model, slots("b", 1, 1, (5, 14)), T0)  # 5-9 tie at epoch 1: a keeps them
+    publish_ok(model, slots("a", 1, 2, (0, 2), (12, 12)), T0)  # no longer lists 3-9
     rows = [(r.start, r.end, r.master.id) for r in model.cluster_slots(T0)]
-    assert rows == [(0, 2, "a"), (5, 11, "b"), (12, 12, "a"), (13, 14, "b")]
-    publish_ok(model, slots("b", 1, 2), T0)
+    assert rows == [(0, 9, "a"), (10, 11, "b"), (12, 12, "a"), (13, 14, "b")]
+    publish_ok(model, slots("b", 1, 2), T0)  # an empty listing gives nothing up
+    assert [(r.start, r.end, r.master.id) for r in model.cluster_slots(T0)] == rows
+    publish_ok(model, slots("b", 1, 3, released=[[10, 14]]), T0)
     rows = [(r.start, r.end, r.master.id) for r in model.cluster_slots(T0)]
-    assert rows == [(0, 2, "a"), (12, 12, "a")]
+    assert rows == [(0, 9, "a"), (12, 12, "a")]
     moves = [e for e in model.drain_events() if isinstance(e, SlotsMoved)]
-    assert moves[-5:] == [
-        SlotsMoved(start=3, end=4, old="a", new=None),
-        SlotsMoved(start=5, end=9, old="a", new="b"),
+    assert moves == [
+        SlotsMoved(start=0, end=9, old=None, new="a"),
+        SlotsMoved(start=10, end=14, old=None, new="b"),
         SlotsMoved(start=12, end=12, old="b", new="a"),
-        SlotsMoved(start=5, end=11, old="b", new=None),
+        SlotsMoved(start=10, end=11, old="b", new=None),
         SlotsMoved(start=13, end=14, old="b", new=None),
     ]
+    assert model.counters().slot_conflicts == 6  # 5-9 when b listed them, 12 when a did
 
 
 def test_rule3_an_old_claim_does_not_grow_stronger_with_its_owner_epoch() -> None:

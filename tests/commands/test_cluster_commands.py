@@ -177,7 +177,12 @@ def test_silent_master_goes_pfail_then_fail_by_reports_then_recovers(h: Harness)
     assert _flags(h)[A] == "master,fail"
     info = h.info()
     assert (info["cluster_state"], info["cluster_slots_fail"]) == ("fail", "5461")
-    h.beat(A, seq=3)
+    h.beat(A, seq=3)  # speaking while the majority reports it clears nothing (Redis's rule)
+    assert _flags(h)[A] == "master,fail"
+    h.now += 2001  # past the reports' validity and the FAIL undo time (2 x node timeout)
+    h.beat(B, C, seq=5)
+    assert _flags(h)[A] == "master,fail"  # fail outlives its quorum until the node speaks
+    h.beat(A, seq=4)
     assert _flags(h)[A] == "master"
     assert h.info()["cluster_state"] == "ok"
 

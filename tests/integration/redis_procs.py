@@ -18,11 +18,14 @@ from tests.conftest import ServerProcess, free_port, raw_exchange, require_tool
 
 
 class RedisProcess:
-    """``redis-server`` on a free loopback port, in its own directory."""
+    """``redis-server`` on a free loopback port, in its own directory; or on a loopback
+    address of its own (``host``, in a network namespace: tests/integration/netns.py), where
+    it also sends from that address, as its peers see it."""
 
     def __init__(self, workdir: Path, *args: str, port: int | None = None,
-                 sentinel: bool = False) -> None:
+                 sentinel: bool = False, host: str = "127.0.0.1") -> None:
         self.binary = require_tool("redis-server")
+        self.host = host
         self.port = port or free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -40,14 +43,17 @@ class RedisProcess:
                                            f"dir {self.workdir}", *self.args]) + "\n")
             argv = [self.binary, str(conf), "--sentinel"]
         else:
-            argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            argv = [self.binary, "--port", str(self.port), "--bind", self.host,
                     "--dir", str(self.workdir), "--save", "", *self.args]
+            if self.host != "127.0.0.1":
+                argv += ["--bind-source-addr", self.host, "--protected-mode", "no"]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             # A raw PING: redis-py would retry a NOAUTH answer as a connection error.
             with contextlib.suppress(OSError):
-                reply = raw_exchange(self.port, b"PING\r\n", expect=7, timeout=1.0)
+                reply = raw_exchange(self.port, b"PING\r\n", expect=7, timeout=1.0,
+                                     host=self.host)
                 if reply.startswith((b"+PONG", b"-NOAUTH")):
                     return
             if self.proc.poll() is not None:
@@ -62,10 +68,14 @@ class RedisProcess:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def client(self, **options: Any) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, **options)
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5, **options)
 
     def send(self, sig: int) -> None:
         assert self.proc is not None

@@ -6,12 +6,10 @@ killed; and a standalone Redis with a replica."""
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,16 +19,12 @@ import redis
 
 from clusterwatch.agent.sources.redis import parse_myself
 from clusterwatch.cluster.ids import derive_id
-from tests.conftest import ROOT, ServerProcess, require_tool, start_server
+from tests.conftest import ServerProcess, require_tool, start_server
 
+from .real_cluster import Agents, info_of, nodes_of, side_by_side
 from .redis_procs import RedisProcess, bus_info, connect, redis_factory  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
-
-INFO_FIELDS = ("cluster_state", "cluster_slots_assigned", "cluster_slots_ok",
-               "cluster_slots_pfail", "cluster_slots_fail", "cluster_known_nodes",
-               "cluster_size", "cluster_current_epoch")
-
 
 def cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too, as Redis needs."""
@@ -47,33 +41,9 @@ def cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def info_of(text: str) -> dict[str, str]:
-    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {key: value for key, value in pairs if key in INFO_FIELDS}
-
-
-def nodes_of(text: str) -> dict[str, tuple[str, ...]]:
-    """id -> (role, master, epoch, slots, failure flag) from CLUSTER NODES text."""
-    table = {}
-    for line in text.splitlines():
-        fields = line.split(" ")
-        flags = set(fields[2].split(","))
-        role = "slave" if "slave" in flags else "master"
-        failure = "fail" if "fail" in flags else "fail?" if "fail?" in flags else ""
-        slots = " ".join(item for item in fields[8:] if not item.startswith("["))
-        table[fields[0]] = (role, fields[3], fields[6], slots, failure)
-    return table
-
-
 def clusterwatch_nodes(server: ServerProcess) -> dict[str, tuple[str, ...]]:
     text = connect(server).execute_command("CLUSTER", "NODES").decode()
     return nodes_of("\n".join(line for line in text.splitlines() if "myself" not in line))
-
-
-def side_by_side(real: dict[str, tuple[str, ...]], ours: dict[str, tuple[str, ...]]) -> str:
-    rows = [f"{node[:8]}  real={real.get(node)}  ours={ours.get(node)}"
-            for node in sorted(set(real) | set(ours))]
-    return "\n".join(rows)
 
 
 def both_views(live: list[RedisProcess], server: ServerProcess) -> tuple[
@@ -108,24 +78,9 @@ def agree(cluster: list[RedisProcess], server: ServerProcess, *, timeout: float 
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"agent-{len(started)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "clusterwatch", "agent", *args], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    running = Agents(tmp_path)
+    yield running.start
+    running.stop()
 
 
 def start_cluster(redis_factory: Callable[..., RedisProcess]) -> list[RedisProcess]:  # noqa: F811
@@ -286,18 +241,25 @@ def test_standalone_redis_with_a_replica(
 def test_parse_myself_reads_identity_and_failure_flags() -> None:
     text = (
         "aa 127.0.0.1:7001@17001,node-a myself,master - 0 0 7 connected 0-5460 "
-        "[5461->-bb]\n"
+        "[5461->-bb] [16000-<-ee]\n"
         "bb 127.0.0.1:7002@17002 master,fail? - 0 0 2 connected 5461-10922\n"
         "cc 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected\n"
-        "dd 127.0.0.1:7004@17004 slave aa 0 0 7 connected\n")
+        "dd 127.0.0.1:7004@17004 slave aa 0 0 7 connected\n"
+        "ff 127.0.0.1:7005@17005 handshake - 0 0 0 connected\n")
     view = parse_myself(text, "10.0.0.1", 7001)
     assert (view.node_id, view.addr, view.hostname, view.role, view.epoch) == (
         "aa", "127.0.0.1:7001@17001", "node-a", "master", 7)
     assert view.slots == [[0, 5460]]
-    assert view.fail_reports == [("bb", "pfail"), ("cc", "fail")]
+    assert view.cluster is not None
+    assert view.cluster.failing == ["bb", "cc"]
+    assert view.cluster.peers == ["bb", "cc", "dd"]
+    assert view.cluster.taken == [[5461, 10922]]
+    assert (view.cluster.migrating, view.cluster.importing) == ({5461: "bb"}, {16000: "ee"})
+    assert view.cluster.joined
     replica = parse_myself("dd :7004@0 myself,slave aa 0 0 7 connected\n", "10.0.0.4", 7004)
     assert (replica.role, replica.replicaof, replica.addr, replica.slots) == (
         "replica", "aa", "10.0.0.4:7004", [])
+    assert replica.cluster is not None and not replica.cluster.joined  # alone, no slots
 
 
 def test_the_agent_survives_its_source_and_the_server_restarting(

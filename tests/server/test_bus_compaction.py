@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 
 from clusterwatch.cluster import ClusterModel, ModelConfig, NodeState, decode_message
 from clusterwatch.server.bus.busclock import BusClock, parse_entry_id
-from clusterwatch.server.bus.compaction import Compactor, decode_snapshot
+from clusterwatch.server.bus.compaction import (
+    Compactor,
+    decode_snapshot,
+    history_of,
+    restore_history,
+)
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,
@@ -46,7 +51,7 @@ def restored(snapshot: bytes) -> tuple[ClusterModel, Compactor]:
     if doc.reports_seen:
         model.note_reports_seen()
     read_stream(model, compactor, [(i, ms, text.encode()) for i, ms, text in doc.messages])
-    model.restore_fail(doc.failed, doc.bus_ms)
+    restore_history(model, doc)
     return model, compactor
 
 
@@ -72,7 +77,7 @@ def test_snapshot_then_tail_builds_the_same_model(
     read_stream(full, compactor, entries[:cut])
     covers_ms = entries[cut - 1][1] if cut else T0
     snapshot = compactor.snapshot(f"{covers_ms}-{cut}", covers_ms, covers_ms,
-                                  failed(full, covers_ms), full.fail_rule == "redis")
+                                  history=history_of(full, covers_ms))
     read_stream(full, compactor, entries[cut:])
 
     model, rebuilt = restored(snapshot)
