@@ -6,6 +6,7 @@ killed; and a standalone Redis with a replica."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import socket
@@ -296,3 +297,87 @@ def test_the_agent_survives_its_source_and_the_server_restarting(
         assert agent.poll() is None
     finally:
         server.stop()
+
+
+def test_one_acl_user_per_node_through_a_failover_and_forged_reports(
+        redis_factory: Callable[..., RedisProcess],  # noqa: F811
+        agents: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """Issue 23: each agent publishes as its own ACL user, restricted to its node's id (the
+    README's lines). The view matches the real cluster through a failover; another agent's
+    credential can neither speak for a node nor fail one, and the model is unchanged."""
+    cluster = start_cluster(redis_factory)
+    ids = [str(n.client(decode_responses=True).execute_command("CLUSTER", "MYID"))
+           for n in cluster]
+    users = ["user default on nopass ~* &* +@all"] + [
+        f"user agent-{i} on >pw-{i} ~{node_id} resetchannels -@all +@publish +@connection"
+        for i, node_id in enumerate(ids)]
+    (tmp_path / "users.acl").write_text("\n".join(users) + "\n")
+    server = start_server(tmp_path, "--node-timeout", "1000",
+                          "--aclfile", str(tmp_path / "users.acl"))
+    try:
+        for i, node in enumerate(cluster):
+            agents("--server", f"127.0.0.1:{server.port}", "--source",
+                   f"redis://127.0.0.1:{node.port}", "--interval", "0.1",
+                   "--user", f"agent-{i}", "--password", f"pw-{i}")
+        agree(cluster, server)
+        admin = connect(server)
+        assert admin.execute_command("ACL", "LOG") == []  # no agent was ever refused
+        for i, node_id in enumerate(ids):
+            assert _publisher(admin, node_id) == f"agent-{i}"
+
+        # Agent 0's credential forges for others: every message is refused as a key.
+        masters = [i for i, n in enumerate(cluster)
+                   if n.client().info("replication")["role"] == "master"]
+        thief = masters[0]
+        others = [i for i in masters if i != thief]
+        target = ids[others[0]]
+        forged = redis.Redis(port=server.port, username=f"agent-{thief}",
+                             password=f"pw-{thief}", socket_timeout=10)
+        epoch = 10**6
+        def model() -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+            return (info_of(admin.execute_command("CLUSTER", "INFO").decode()),
+                    clusterwatch_nodes(server))
+
+        before = model()
+        speakers = [i for i in range(len(ids)) if i not in (thief, others[0])]
+        for speaker in speakers:
+            replies = forged.execute_command("BUS", "PUBLISH", json.dumps(
+                {"v": 1, "type": "fail_report", "node": ids[speaker], "epoch": epoch,
+                 "seq": epoch, "target": target, "state": "fail"}))
+            assert isinstance(replies[0], redis.ResponseError)
+            assert "no permissions to access one of the keys" in str(replies[0])
+        replies = forged.execute_command("BUS", "PUBLISH", json.dumps(
+            {"v": 1, "type": "leave", "node": target, "epoch": epoch, "seq": epoch}))
+        assert isinstance(replies[0], redis.ResponseError)
+        # Its own node's report is one master's vote: not a majority, nothing fails.
+        own_epoch = int(clusterwatch_nodes(server)[ids[thief]][2])
+        own = forged.execute_command("BUS", "PUBLISH", json.dumps(
+            {"v": 1, "type": "fail_report", "node": ids[thief], "epoch": own_epoch,
+             "seq": time.time_ns() // 1_000_000 + 1000, "target": target, "state": "fail"}))
+        assert own == [b"applied"]
+        log = admin.execute_command("ACL", "LOG")
+        assert {_field(entry, b"reason") for entry in log} == {b"key"}
+        refused = {ids[s].encode() for s in speakers}
+        assert {_field(entry, b"object") for entry in log} >= refused
+        assert model() == before
+        agree(cluster, server)
+
+        # A real failover: the replica's own agent carries its promotion.
+        victim = cluster[others[1]]
+        victim.stop(signal.SIGKILL)
+        agree(cluster, server, timeout=60)
+        assert _publisher(admin, ids[others[1]]) == f"agent-{others[1]}"
+        assert all(_field(entry, b"reason") == b"key"
+                   for entry in admin.execute_command("ACL", "LOG"))
+    finally:
+        server.stop()
+
+
+def _field(entry: list[object], name: bytes) -> object:
+    return dict(zip(entry[::2], entry[1::2], strict=True))[name]
+
+
+def _publisher(admin: redis.Redis, node_id: str) -> str:
+    reply = admin.execute_command("BUS", "NODE", node_id)
+    record = dict(zip(reply[::2], reply[1::2], strict=True))
+    return str(record[b"publisher"].decode())
