@@ -19,6 +19,8 @@ cluster by its own evidence:
     heartbeat ``failing``     the ids its node flags ``fail?`` or ``fail``, with every
                               heartbeat (``[]`` when none): it replaces the sender's last set,
                               so an id no longer listed is withdrawn at once
+    heartbeat ``failed``      of those, the ids its node flags ``fail`` (Redis's FAIL: a node
+                              reached a quorum), sent with a non-empty ``failing``
     heartbeat ``forgotten``   the ids its node listed and no longer does (CLUSTER FORGET), for
                               60 s after (withdrawals.py), with every heartbeat (``[]``)
     slots ``migrating`` /     its ``[slot->-id]`` / ``[slot-<-id]`` entries, slot (a string)
@@ -38,9 +40,9 @@ Heartbeat fields come from, in increasing precedence: the sources (later ``--sou
 ``services`` merge by name), a JSON file read before every heartbeat (``status_file``), a
 command's JSON output run before every heartbeat (``status_command``), and fixed fields
 (``fields``, from ``--set key=value`` and the convenience flags). The envelope fields
-``v``, ``type``, ``node``, ``epoch`` and ``seq``, and ``failing`` and ``forgotten``, are the
-agent's own. A source that is the node's liveness and does not answer (``alive=False``)
-stops the heartbeats until it answers again; nothing else does.
+``v``, ``type``, ``node``, ``epoch`` and ``seq``, and ``failing``, ``failed`` and
+``forgotten``, are the agent's own. A source that is the node's liveness and does not
+answer (``alive=False``) stops the heartbeats until it answers again; nothing else does.
 
 When the connection drops (the server restarted, say) the agent reconnects with backoff
 and sends its ``hello`` again. Sequence numbers follow the wall clock, so a restarted agent
@@ -242,9 +244,12 @@ class Agent:
         if cluster is None:
             return {}
         me = self.current.node_id
-        return {"failing": [n for n in cluster.failing if n != me],
-                "forgotten": self._forgotten.update(
-                    [n for n in cluster.peers if n != me], time.monotonic())}
+        fields: dict[str, Any] = {"failing": [n for n in cluster.failing if n != me]}
+        if fields["failing"]:
+            fields["failed"] = [n for n in cluster.failed if n != me]
+        fields["forgotten"] = self._forgotten.update([n for n in cluster.peers if n != me],
+                                                     time.monotonic())
+        return fields
 
     async def status_fields(self, views: Sequence[NodeView] = ()) -> dict[str, Any]:
         c = self.config

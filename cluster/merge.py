@@ -48,8 +48,14 @@ Rule 5, liveness. clusterwatch's own silence rule: a node with no message for `n
 
   `redis`: Redis's rule, driven by the cluster's evidence. A node that a quorum reports is
     `fail` whether or not clusterwatch still hears from it (its agent reaching it proves the
-    agent's path, not the cluster's), from the moment the quorum forms: a report or a list
-    arrives, the masters change, or an expiry lets a reporter count again. `fail` outlives its
+    agent's path, not the cluster's), from the moment the quorum forms and one valid report
+    is a FAIL: a report or a list arrives, the masters change, or an expiry lets a reporter
+    count again. A heartbeat that carries `failed` says which of its `failing` ids its node
+    flags `fail`; the others are `fail?` and count towards the quorum only. Redis fails a
+    node once one node has gathered a quorum of `fail?` reports by gossip, later than the
+    agents see them all; waiting for a real node's FAIL keeps clusterwatch from saying
+    `fail` before any real node does. A `fail_report` message, or a `failing` list from a
+    sender that never says which are FAILs, is a FAIL for this. `fail` outlives its
     quorum, as Redis's FAIL flag does, and only the node's own message clears it: one received
     while no quorum reports it, from a node that serves no slots (a replica, an empty master,
     a master whose slots another took over) or that has been `fail` for more than the FAIL
@@ -89,7 +95,7 @@ What each applied message does to its sender's record, besides setting `(epoch, 
 
     hello        replaces address, hostname, announced role and replicaof
     heartbeat    replaces the status payload (kept as sent) and its receive time, and the
-                 sender's `failing` and `forgotten` lists (absent lists are empty)
+                 sender's `failing`, `failed` and `forgotten` lists (absent lists are empty)
     slots        claims `ranges`, releases `released`, replaces the open slots
     fail_report  records (target, sender, now); may make the target fail
     leave        withdraws the claims and lists and removes the record; a tombstone keeps
@@ -229,6 +235,10 @@ class MergeState:
         self.table = SlotTable()
         self.reports = FailureReports()
         self.failing = Listings()
+        self.flagged = Listings()  # heartbeats' `failed` lists: Redis's FAIL flags
+        # Reporters whose latest heartbeat carried `failed` (even empty): their `failing`
+        # entries are FAILs only where `failed` says so.
+        self._flaggers: set[str] = set()
         self.forgotten = Listings()
         self.slots_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
         self.masters_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
@@ -291,7 +301,8 @@ class MergeState:
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
             if msg.failing or msg.forgotten or node.id in self.failing or (
-                    node.id in self.forgotten):
+                    node.id in self.forgotten) or msg.failed is not None or (
+                    node.id in self._flaggers):
                 self._take_lists(node.id, msg, now_ms)
         else:
             self._effect(node, msg, now_ms)
@@ -419,6 +430,7 @@ class MergeState:
         oldest = now_ms - self._validity
         self.reports.prune(oldest)
         self.failing.prune(oldest)
+        self.flagged.prune(oldest)
         self.forgotten.prune(oldest)
         self.next_deadline = upcoming
         self._act_on_evidence(now_ms)
@@ -639,6 +651,16 @@ class MergeState:
                 self._to_judge.update(self._reported_by(target, now_ms))
             if failing:
                 self.next_deadline = min(self.next_deadline, now_ms + self._validity + 1)
+        if msg.failed is None:
+            self._flaggers.discard(node_id)
+        else:
+            self._flaggers.add(node_id)
+        failed = frozenset(msg.failed) if msg.failed else _NO_IDS
+        if failed and failed == self.flagged.listed_by(node_id, oldest):
+            self.flagged.refresh(node_id, now_ms)
+        elif failed or node_id in self.flagged:
+            added, _withdrawn = self.flagged.replace(node_id, failed, now_ms, oldest)
+            self._to_judge.update(added)
         forgotten = frozenset(msg.forgotten) if msg.forgotten else _NO_IDS
         if forgotten and forgotten == self.forgotten.listed_by(node_id, oldest):
             self.forgotten.refresh(node_id, now_ms)
@@ -649,6 +671,8 @@ class MergeState:
     def _drop_lists(self, node_id: str, now_ms: int) -> None:
         for target in self.failing.withdraw(node_id):
             self._to_judge.update(self._reported_by(target, now_ms))
+        self.flagged.withdraw(node_id)
+        self._flaggers.discard(node_id)
         self.forgotten.withdraw(node_id)
 
     def _reported_by(self, reporter: str, at_ms: int) -> set[str]:
@@ -690,10 +714,22 @@ class MergeState:
         if node is None or node.state is _FAIL or (self.timer_rule and node.state is not _PFAIL):
             return
         owned = self.table.owned
-        if fails_by_quorum(node_id, at_ms - self._validity, self.reports, self.failing, owned,
-                           quorum(len(owned))):
+        oldest = at_ms - self._validity
+        if fails_by_quorum(node_id, oldest, self.reports, self.failing, owned,
+                           quorum(len(owned))) and self._flagged(node_id, oldest):
             node.fail_since_ms = at_ms
             self._set_state(node, _FAIL)
+
+    def _flagged(self, node_id: str, oldest_ms: int) -> bool:
+        """Whether a valid report about `node_id` is a FAIL: a `failed` list naming it, a
+        `fail_report` message, or a `failing` list from a sender that does not say which of
+        its reports are FAILs."""
+        if next(self.flagged.listers(node_id, oldest_ms), None) is not None:
+            return True
+        if next(self.reports.reporters(node_id, oldest_ms), None) is not None:
+            return True
+        flaggers = self._flaggers
+        return any(r not in flaggers for r in self.failing.listers(node_id, oldest_ms))
 
     def _account(self, result: ClaimResult) -> None:
         """Counts, versions and events after the slot table changed."""

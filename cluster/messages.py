@@ -173,6 +173,10 @@ class Heartbeat(_Message, frozen=True, kw_only=True, tag="heartbeat", gc=False):
     # heartbeat's receive time. Each heartbeat's list replaces the previous one (an absent
     # list is an empty one), so an id no longer listed is withdrawn at once.
     failing: list[NodeId] | None = None
+    # Of those, the nodes it flags `fail` (Redis's FAIL: some node reached a quorum). A
+    # sender that carries this list (even empty) says which of its reports are FAILs; see
+    # merge rule 5 for what that changes.
+    failed: list[NodeId] | None = None
     # The nodes the sender's node no longer knows (CLUSTER FORGET); replaced the same way.
     forgotten: list[NodeId] | None = None
 
@@ -261,7 +265,7 @@ def decode_message(data: bytes, *, max_size: int, max_ids: int | None = None) ->
     Args:
         data: the JSON document.
         max_size: inputs longer than this many bytes are refused before decoding.
-        max_ids: the most node ids a heartbeat's `failing` or `forgotten` may list (the
+        max_ids: the most node ids a heartbeat's `failing`, `failed` or `forgotten` may list (the
             model's `max_nodes`); None bounds them by `max_size` only.
 
     Returns:
@@ -285,13 +289,14 @@ def decode_message(data: bytes, *, max_size: int, max_ids: int | None = None) ->
     else:
         if msg.services:
             _check_status_depth(msg.services)
-        if msg.failing or msg.forgotten:
+        if msg.failing or msg.forgotten or msg.failed:
             _check_lists(msg, max_ids)
     return msg
 
 
 def _check_lists(msg: Heartbeat, max_ids: int | None) -> None:
-    for name, ids in (("failing", msg.failing), ("forgotten", msg.forgotten)):
+    for name, ids in (("failing", msg.failing), ("failed", msg.failed),
+                      ("forgotten", msg.forgotten)):
         if not ids:
             continue
         if max_ids is not None and len(ids) > max_ids:

@@ -66,6 +66,7 @@ class ClusterView:
     """A cluster node's view of the others and of its own slots' movements."""
 
     failing: list[str] = field(default_factory=list)  # ids it flags fail? or fail
+    failed: list[str] = field(default_factory=list)  # of those, the ids it flags fail
     peers: list[str] = field(default_factory=list)  # ids of the others it lists (no handshakes)
     taken: list[list[int]] = field(default_factory=list)  # slot ranges it sees others own
     migrating: dict[int, str] = field(default_factory=dict)  # its slot -> the node it goes to

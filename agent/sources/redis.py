@@ -16,6 +16,7 @@ Read each time from the node's own view, through redis-py (RESP2, hiredis):
     slots in migration       myself line's ``[slot->-id]`` and     cluster.migrating,
                              ``[slot-<-id]`` entries               cluster.importing
     other nodes' trouble     their flags ``fail?`` / ``fail``      cluster.failing
+                             their flag ``fail``                   cluster.failed
     the other nodes          their lines (not ``handshake`` ones)  cluster.peers
     slots served elsewhere   their lines' ranges                   cluster.taken
     in a cluster at all      another node listed, or slots served  cluster.joined
@@ -130,6 +131,8 @@ def parse_myself(text: str, host: str, port: int) -> NodeView:
             cluster.peers.append(node_id)
             if "fail" in flags or "fail?" in flags:
                 cluster.failing.append(node_id)
+            if "fail" in flags:
+                cluster.failed.append(node_id)
             cluster.taken.extend(_slot_range(item) for item in fields[8:]
                                  if not item.startswith("["))
             continue

@@ -127,10 +127,17 @@ async def test_failing_replaces_fail_reports_and_goes_with_every_heartbeat() -> 
     agent = Agent(AgentConfig(), RespClient("127.0.0.1", 1), [source])
     batch = await agent.round()
     assert "fail_report" not in kinds(batch)
-    assert (beat_of(batch)["failing"], beat_of(batch)["forgotten"]) == (["b" * 40], [])
+    assert (beat_of(batch)["failing"], beat_of(batch)["failed"], beat_of(batch)["forgotten"]) == (
+        ["b" * 40], [], [])
     sent(agent)
     source.view = master(cluster=ClusterView(peers=["b" * 40]))  # b no longer fail?
-    assert beat_of(await agent.round())["failing"] == []
+    beat = beat_of(await agent.round())
+    assert beat["failing"] == [] and "failed" not in beat
+    sent(agent)
+    source.view = master(cluster=ClusterView(failing=["b" * 40, "c" * 40], failed=["c" * 40],
+                                             peers=["b" * 40, "c" * 40]))
+    beat = beat_of(await agent.round())
+    assert (beat["failing"], beat["failed"]) == (["b" * 40, "c" * 40], ["c" * 40])
     # A source with no cluster view (a standalone node, Zeebe...) says nothing of others.
     plain = Agent(AgentConfig(), RespClient("127.0.0.1", 1),
                   [FakeSource(NodeView(node_id="z", addr="10.0.0.9:1"))])

@@ -80,6 +80,40 @@ def partition_c(cw: Cluster, now: int, *, with_replica: bool = False) -> None:
 # --- rule 5: fail from the majority's reports, whether or not the node speaks --------------
 
 
+def test_a_quorum_of_fail_maybe_waits_for_a_real_nodes_fail_flag() -> None:
+    """Senders that say which reports are FAILs (`failed`): a quorum of `fail?` alone is what
+    the majority's nodes show before one of them gathers it by gossip; the first FAIL flag
+    fails the node, as Redis's FAIL broadcast does."""
+    cw = Cluster()
+    t = T0 + 1000
+    cw.beat(t, "a", failing=["c"], failed=[])
+    cw.beat(t + 1, "b", failing=["c"], failed=[])
+    assert cw.state("c") is NodeState.OK
+    assert cw.info(t + 1)["cluster_state"] == "ok"
+    cw.beat(t + 200, "ra", failing=["c"], failed=["c"])  # a replica got the FAIL broadcast
+    assert cw.state("c") is NodeState.FAIL
+    assert cw.info(t + 200)["cluster_state"] == "fail"
+
+
+def test_a_fail_flag_without_a_quorum_fails_nothing() -> None:
+    """One node's FAIL flag is not evidence enough: forging a FAIL still takes a quorum of
+    the slot-serving masters."""
+    cw = Cluster()
+    t = T0 + 1000
+    cw.beat(t, "a", failing=["c"], failed=["c"])
+    cw.beat(t, "ra", "rb", failing=["c"], failed=["c"])
+    assert cw.state("c") is NodeState.OK
+    cw.beat(t + 1, "b", failing=["c"], failed=[])
+    assert cw.state("c") is NodeState.FAIL
+
+
+def test_a_failed_list_is_validated_like_failing() -> None:
+    cw = Cluster()
+    outcome = cw.model.publish(heartbeat("a", 1, 10**6, failing=["c"], failed=["a"]), T0)
+    assert outcome.kind == "rejected"
+    assert outcome.error is not None and outcome.error.field == "failed[0]"
+
+
 def test_a_partitioned_master_is_fail_while_clusterwatch_still_hears_it() -> None:
     cw = Cluster()
     t = T0 + 1000

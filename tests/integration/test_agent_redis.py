@@ -253,6 +253,7 @@ def test_parse_myself_reads_identity_and_failure_flags() -> None:
     assert view.slots == [[0, 5460]]
     assert view.cluster is not None
     assert view.cluster.failing == ["bb", "cc"]
+    assert view.cluster.failed == ["cc"]
     assert view.cluster.peers == ["bb", "cc", "dd"]
     assert view.cluster.taken == [[5461, 10922]]
     assert (view.cluster.migrating, view.cluster.importing) == ({5461: "bb"}, {16000: "ee"})
