@@ -21,8 +21,9 @@ Scripted faults, each at a time in seconds from the start (``5``, ``5s``, ``500m
 Nodes are named ``m1..mN`` (masters) and ``m1r1..mNrR`` (replicas); a full node id works too.
 Ids are ``sha1("<scope>:<host>:<port>")``: the same on every run, and different from the
 ``serve --demo`` cluster's (scope ``clusterwatch-demo``) at the same addresses.
-Masters that still speak report a node that has been silent for ``node_timeout_ms`` with a
-``fail_report`` on each of their heartbeats, as Redis Cluster's gossip would.
+Masters that still speak list the nodes silent for ``node_timeout_ms`` in their heartbeats'
+``failing`` (as the agent does from a real node's ``fail?`` flags), so a node that speaks
+again is no longer listed by the next heartbeats.
 
 ``Simulation`` is driven by time passed in; ``run_local`` feeds an in-process bus (the
 ``serve --demo`` cluster) and ``run_remote`` a server over RESP with ``BUS PUBLISH``.
@@ -268,8 +269,9 @@ class Simulation:
         node.claimed = True
         return self._message(node, "slots", ranges=_runs(node.slots))
 
-    def _heartbeat(self, node: SimNode) -> bytes:
+    def _heartbeat(self, node: SimNode, failing: list[str] | None = None) -> bytes:
         node.beats += 1
+        extra: dict[str, Any] = {} if failing is None else {"failing": failing}
         master = node if node.role == "master" or node.replicaof is None \
             else self._by_ref.get(node.replicaof, node)
         partition = master.index
@@ -297,6 +299,7 @@ class Simulation:
             requests={"active": load % 8, "max": 100, "total": node.beats * 100 + load,
                       "per_second": round(100 / self.interval + load / 4, 2)},
             **self._query_status(node, partition, load),
+            **extra,
         )
 
     def _query_status(self, node: SimNode, partition: int, load: int) -> dict[str, Any]:
@@ -337,7 +340,7 @@ class Simulation:
 
     def step(self, t: float) -> list[bytes]:
         """The messages due at ``t`` seconds since the start: scripted faults, then
-        heartbeats (each live master's with its failure reports)."""
+        heartbeats (each live master's with its `failing` list)."""
         batch: list[bytes] = []
         while self._faults and self._faults[0].at <= t:
             batch.extend(self._apply(self._faults.pop(0), t))
@@ -346,10 +349,9 @@ class Simulation:
         for node in self.nodes:
             if node.silent or node.left or node.next_beat > t:
                 continue
-            batch.append(self._heartbeat(node))
-            if node.role == "master" and node.slots:
-                batch.extend(self._message(node, "fail_report", target=target.id,
-                                           state="pfail") for target in silent)
+            reporting = node.role == "master" and bool(node.slots)
+            batch.append(self._heartbeat(
+                node, [target.id for target in silent] if reporting else None))
             node.next_beat += self.interval
             if node.next_beat <= t:  # fell behind (a stall): do not burst to catch up
                 node.next_beat = t + self.interval
