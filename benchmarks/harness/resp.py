@@ -43,10 +43,13 @@ def info_fields(reply: bytes | str) -> dict[str, str]:
 class Client:
     """A blocking RESP client on 127.0.0.1 (not for load)."""
 
-    def __init__(self, port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, timeout: float = 30.0, host: str = "127.0.0.1",
+                 nodelay: bool = False) -> None:
         import hiredis
 
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if nodelay:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader: Any = hiredis.Reader()
 
     def close(self) -> None:
@@ -76,6 +79,17 @@ class Client:
             if not chunk:
                 raise BenchError("server closed the connection")
             self.reader.feed(chunk)
+
+    def pump(self) -> Any:
+        """Read what is there (one recv at most): one complete reply, or False."""
+        reply = self.reader.gets()
+        if reply is not False:
+            return reply
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise BenchError("connection closed")
+        self.reader.feed(chunk)
+        return self.reader.gets()
 
     def publish(self, messages: Sequence[bytes], chunk: int = CHUNK, depth: int = 1) -> None:
         """BUS PUBLISH in chunks, `depth` requests in flight; every message must apply."""
