@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,39 @@ def loadavg() -> str:
     with contextlib.suppress(OSError):
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return "?"
+
+
+def other_benchmarks() -> list[str]:
+    """Other benchmark processes on this box (``python -m benchmarks.*``, a script of
+    benchmarks/, redis-benchmark), as `pid argv`."""
+    found: list[str] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in (me, os.getppid()):
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        names = [Path(w).name for w in words]
+        if any(n == "redis-benchmark" or n == "bench.py" or n.endswith("_bench.py")
+               for n in names) or any(w.startswith("benchmarks.") and
+                                      w != "benchmarks.harness.loadgen" for w in words):
+            found.append(f"{entry.name} {' '.join(names)[:80]}")
+    return found
+
+
+def wait_for_other_benchmarks(seconds: float) -> list[str]:
+    """Poll every 10 s, up to `seconds`, until no other benchmark runs; the leftovers."""
+    deadline = time.monotonic() + seconds
+    others = other_benchmarks()
+    while others and time.monotonic() < deadline:
+        print(f"waiting for other benchmarks to finish: {'; '.join(others)}", file=sys.stderr,
+              flush=True)
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        others = other_benchmarks()
+    return others
 
 
 def git_facts(repo: Path = REPO) -> dict[str, str]:
