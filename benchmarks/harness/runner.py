@@ -44,14 +44,15 @@ def parser(doc: str | None, *, full_doc: bool = True) -> argparse.ArgumentParser
 
 def add_common(p: argparse.ArgumentParser, name: str, *, runs: int | None = 3,
                quick: str = "a smoke run of seconds", markdown: bool = True,
-               jsonl: bool = True) -> None:
+               jsonl: bool = True, with_runs: bool = True) -> None:
     """--quick, --runs N (also --reps), --out FILE.jsonl and --markdown FILE / --no-markdown.
     ``runs=None`` leaves the default to the script (``resolve_runs``)."""
     p.set_defaults(bench_name=name)
     p.add_argument("--quick", action="store_true", help=quick)
-    p.add_argument("--runs", "--reps", dest="runs", type=int, default=runs,
-                   help="repetitions, medians reported" +
-                   (f" (default {runs})" if runs is not None else ""))
+    if with_runs:
+        p.add_argument("--runs", "--reps", dest="runs", type=int, default=runs,
+                       help="repetitions, medians reported" +
+                       (f" (default {runs})" if runs is not None else ""))
     if jsonl:
         p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.jsonl",
                        help=f"JSON lines file to append to (default results/{name}.jsonl)")
@@ -99,10 +100,11 @@ def append_jsonl(path: Path | None, records: Sequence[dict[str, Any]]) -> None:
 
 
 def publish(text: str, markdown: Path | None, records: Sequence[dict[str, Any]] = (),
-            out: Path | None = None) -> None:
-    """The summary to stdout and to `markdown`; `records` appended to `out` as JSON
-    lines."""
-    print(text)
+            out: Path | None = None, echo: bool = True) -> None:
+    """The summary to stdout (unless `echo` is off: printed as it was made) and to
+    `markdown`; `records` appended to `out` as JSON lines."""
+    if echo:
+        print(text)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
@@ -113,9 +115,10 @@ def publish(text: str, markdown: Path | None, records: Sequence[dict[str, Any]] 
             + (f"; appended {len(records)} records to {out}" if records and out else ""))
 
 
-def finish(args: argparse.Namespace, text: str, records: Sequence[dict[str, Any]] = ()) -> None:
+def finish(args: argparse.Namespace, text: str, records: Sequence[dict[str, Any]] = (),
+           echo: bool = True) -> None:
     """`publish` to the paths the common options chose."""
-    publish(text, markdown_path(args), records, getattr(args, "out", None))
+    publish(text, markdown_path(args), records, getattr(args, "out", None), echo)
 
 
 @contextlib.contextmanager
