@@ -25,7 +25,7 @@ SERVER_CPU = 1
 CLIENT_CPU = 0
 # redis-server variants; any other name starts clusterwatch.
 BASELINE_KINDS = ("redis", "redis-cluster")
-# The Python floor (benchmarks/pong_floor.py): PONG to anything.
+# The Python floor (harness/pong_floor.py): PONG to anything.
 FLOOR = "floor"
 
 
@@ -107,6 +107,7 @@ class ServerProc:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     version: str = ""
+    kind: str = ""  # what start_server started: redis, redis-cluster, floor, clusterwatch...
 
     @property
     def pid(self) -> int:
@@ -203,7 +204,7 @@ def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
             argv += ["--cluster-enabled", "no"]
         return argv
     if name == FLOOR:
-        return [python, str(REPO / "benchmarks" / "pong_floor.py"), str(port)]
+        return [python, "-m", "benchmarks.harness.pong_floor", str(port)]
     argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1"]
     if name == "clusterwatch-asyncio":
         argv += ["--event-loop", "asyncio"]
@@ -213,25 +214,27 @@ def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
 def start_server(fleet: Fleet, name: str, workdir: Path, python: str | None = None,
                  pin: bool = False, timeout: float = 20.0, extra: Sequence[str] = (),
                  cpu: int = SERVER_CPU, repo: Path = REPO, port: int | None = None,
-                 argv: Sequence[str] | None = None) -> ServerProc:
+                 argv: Sequence[str] | None = None, label: str | None = None) -> ServerProc:
     """Start a server (``redis``/``redis-cluster``: redis-server; ``floor``; clusterwatch
     under any other name, with ``extra`` flags), pinned to `cpu` with `pin`, and wait until
     it answers PING. `repo` is the clusterwatch tree put on its PYTHONPATH; `argv` replaces
-    the command line entirely (then `port` must be the one it listens on)."""
+    the command line entirely (then `port` must be the one it listens on). `label` names
+    its log and its entry in the fleet (default: `name`), for several of one kind."""
     python = python or default_python()
     port = port or free_port(with_bus=name == "redis-cluster" or (
         name in BASELINE_KINDS and "--cluster-enabled" in extra))
-    log_path = workdir / f"{name}.log"
+    label = label or name
+    log_path = workdir / f"{label}.log"
     command = list(argv) if argv is not None else (
         server_argv(name, port, workdir, python) + list(extra))
-    server = ServerProc(name, port, pin_prefix(cpu, pin) + command, log_path)
+    server = ServerProc(label, port, pin_prefix(cpu, pin) + command, log_path, kind=name)
     if name in BASELINE_KINDS:
         with open(log_path, "wb") as log:
             server.proc = fleet.spawn(server.argv, stdout=log, stderr=subprocess.STDOUT,
                                       cwd=workdir)
     else:
         server.proc = fleet.spawn_python(server.argv, log_path, repo=repo, cwd=workdir)
-    fleet.servers[name] = server
+    fleet.servers[label] = server
     wait_ready(fleet, server, timeout)
     return server
 
@@ -245,7 +248,7 @@ def wait_ready(fleet: Fleet, server: ServerProc, timeout: float = 20.0) -> None:
         # clusterwatch logs `msg=listening ... port=N`, but a PING is the real test (and
         # survives a change of log format).
         if ping(server.port):
-            server.version = server_version(server.name, server.port)
+            server.version = server_version(server.kind or server.name, server.port)
             return
         time.sleep(0.05)
     # Stop it now: a wedged process on the server CPU would skew every other's numbers.
