@@ -104,15 +104,16 @@ def publish(text: str, markdown: Path | None, records: Sequence[dict[str, Any]] 
     """The summary to stdout (unless `echo` is off: printed as it was made) and to
     `markdown`; `records` appended to `out` as JSON lines."""
     if echo:
-        print(text)
+        print(text, flush=True)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     if records and out is not None:
         append_jsonl(out, records)
-    if markdown is not None or (records and out is not None):
-        log(f"wrote {markdown or '-'}"
-            + (f"; appended {len(records)} records to {out}" if records and out else ""))
+    done = ([f"wrote {markdown}"] if markdown is not None else []) + (
+        [f"appended {len(records)} records to {out}"] if records and out is not None else [])
+    if done:
+        log("; ".join(done))
 
 
 def finish(args: argparse.Namespace, text: str, records: Sequence[dict[str, Any]] = (),
