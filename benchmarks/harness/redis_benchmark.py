@@ -60,6 +60,23 @@ def parse_csv(stdout: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(stdout)))
 
 
+def judge(stdout: str, stderr: str, rc: int | None,
+          timed_out: str = "") -> tuple[dict[str, str], str]:
+    """A run's CSV row (the first test's) and its error ("" when it measured): the timeout,
+    an error reply the tool printed (it prints ``Error from server: ...`` and carries on
+    with an empty table), a non-zero exit, or no rate."""
+    rows = parse_csv(stdout)
+    row = rows[0] if rows else {}
+    server_errors = [line for line in (stdout + stderr).splitlines()
+                     if line.startswith(("Error", "ERR", "WRONGTYPE"))]
+    if timed_out:
+        return row, timed_out
+    if rc != 0 or server_errors or not row.get("rps"):
+        detail = (server_errors or stderr.strip().splitlines() or [f"rc={rc}"])[0]
+        return row, f"error: {detail.strip()[:160]}"
+    return row, ""
+
+
 def csv_float(row: dict[str, str], key: str) -> float | None:
     try:
         return float(row[key])
@@ -133,18 +150,9 @@ def run_benchmark(fleet: Fleet, server: ServerProc, cell: Cell, n: int, pin: boo
         (status, usage), timed_out = waited, False
     proc.returncode = os.waitstatus_to_exitcode(status)
     fleet.reaped(proc.pid)
-    stdout = out_path.read_text(errors="replace")
-    stderr = err_path.read_text(errors="replace")
-    rows = parse_csv(stdout)
-    row = rows[0] if rows else {}
-    error = ""
-    server_errors = [line for line in (stdout + stderr).splitlines()
-                     if line.startswith(("Error", "ERR", "WRONGTYPE"))]
-    if timed_out:
-        error = f"timeout after {timeout:.0f}s"
-    elif proc.returncode != 0 or server_errors or not row.get("rps"):
-        detail = (server_errors or stderr.strip().splitlines() or [f"rc={proc.returncode}"])[0]
-        error = f"error: {detail.strip()[:160]}"
+    row, error = judge(out_path.read_text(errors="replace"),
+                       err_path.read_text(errors="replace"), proc.returncode,
+                       f"timeout after {timeout:.0f}s" if timed_out else "")
     if not server.alive():
         error = error or "server exited"
     return RunResult(argv, proc.returncode, wall, server_cpu, usage.ru_utime + usage.ru_stime,
