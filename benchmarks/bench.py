@@ -5,7 +5,7 @@
     python -m benchmarks.bench --servers clusterwatch,redis --runs 5
     python -m benchmarks.bench --cell "HEALTH READY P16=-P 16 HEALTH READY"
 
-Method (see benchmarks/README.md): every server runs for the whole session pinned to CPU 1,
+Method (see benchmarks/method.md): every server runs for the whole session pinned to CPU 1,
 redis-benchmark (and this driver) to CPU 0. Each cell is a separate redis-benchmark run; the
 loop order is cell -> repetition -> server, with the server order rotated every repetition.
 Server CPU is the utime+stime delta of the server process (all threads) from /proc/PID/stat
