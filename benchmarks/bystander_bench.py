@@ -53,7 +53,7 @@ from benchmarks.harness.procs import (
     pinning_available,
     start_server,
 )
-from benchmarks.harness.resp import Client, command
+from benchmarks.harness.resp import Client, command, reply_and_size
 from benchmarks.harness.runner import add_common, log, markdown_path, now_iso, parser, publish
 from benchmarks.harness.system import cpu_seconds, git_facts, machine_facts
 
@@ -117,24 +117,11 @@ def bystander(port: int, seconds: float, out: str) -> None:
 
 
 def reply_length(port: int, cmd: tuple[str, ...]) -> int:
-    """The byte length of `cmd`'s complete RESP2 reply (read with hiredis to find its end)."""
-    import hiredis
-
-    reader: Any = hiredis.Reader()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(command(*cmd))
-        data = b""
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise RuntimeError("server closed the connection")
-            data += chunk
-            reader.feed(chunk)
-            reply = reader.gets()
-            if reply is not False:
-                if isinstance(reply, Exception):
-                    raise RuntimeError(f"{' '.join(cmd)}: {reply}")
-                return len(data)
+    """The byte length of `cmd`'s complete RESP2 reply."""
+    reply, size = reply_and_size(port, *cmd, timeout=60)
+    if isinstance(reply, Exception):
+        raise RuntimeError(f"{' '.join(cmd)}: {reply}")
+    return size
 
 
 async def load(port: int, cmd: tuple[str, ...], size: int, seconds: float,

@@ -22,7 +22,6 @@ Results go to stdout and ``benchmarks/results/fanout-latest.md`` (``--quick``:
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
@@ -31,12 +30,11 @@ import sys
 import time
 from contextlib import AbstractContextManager
 
+from benchmarks.harness.nodes import NODE_CHANNEL, node_change
 from benchmarks.harness.procs import ServerProc, running
 from benchmarks.harness.resp import Client, command
 from benchmarks.harness.runner import add_common, finish, parser
 from benchmarks.harness.system import cpu_seconds
-
-CHANNEL = b"__cluster__:node"
 
 
 def info_field(port: int, section: str, field: str) -> int:
@@ -100,17 +98,7 @@ class Trigger:
 
     def fire(self) -> None:
         self.count += 1
-        if self.server.name == "redis":
-            payload = command("PUBLISH", CHANNEL, b"+node master %040x 10.0.0.1 7000 index=%d"
-                              % (1, self.count))
-        else:
-            # One node joins and leaves in turn: one message per change, the model's size
-            # stays the same.
-            kind = "hello" if self.count % 2 else "leave"
-            message = json.dumps({"v": 1, "type": kind, "node": f"{1:040x}", "epoch": 1,
-                                  "seq": self.count, "addr": "10.0.0.1:7000"})
-            payload = command("BUS", "PUBLISH", message)
-        self.sock.sendall(payload)
+        self.sock.sendall(node_change(self.server.name == "redis", self.count))
 
     def reply(self) -> None:
         data = b""
@@ -123,7 +111,7 @@ class Trigger:
 
 def fanout(server: ServerProc, size: int, changes: int) -> dict[str, float]:
     changes = max(changes, min(2000, 200_000 // size))  # enough messages for 10 ms CPU ticks
-    socks = open_many(server.port, size, command("SUBSCRIBE", CHANNEL), CHANNEL)
+    socks = open_many(server.port, size, command("SUBSCRIBE", NODE_CHANNEL), NODE_CHANNEL)
     trigger = Trigger(server)
     try:
         trigger.fire()  # warm-up (the first change also moves the epoch)

@@ -26,7 +26,6 @@ Results go to stdout and ``benchmarks/results/pattern-latest.md`` (``--quick``:
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import sys
@@ -35,12 +34,12 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchmarks.harness.nodes import node_change
 from benchmarks.harness.procs import REPO, ServerProc, running
 from benchmarks.harness.resp import command
 from benchmarks.harness.runner import add_common, finish, parser, run_id
 from benchmarks.harness.system import cpu_seconds
 
-CHANNEL = b"__cluster__:node"
 SHAPES = {
     "prefixed": lambda i: b"__cluster__:n%d*" % i,
     "unprefixed": lambda i: b"*n%d?*" % i,
@@ -67,15 +66,7 @@ class Events:
 
     def fire(self) -> None:
         self.count += 1
-        if self.server.name == "redis":
-            payload = command("PUBLISH", CHANNEL, b"+node master %040x 10.0.0.1 7000 index=%d"
-                              % (1, self.count))
-        else:
-            kind = "hello" if self.count % 2 else "leave"
-            message = json.dumps({"v": 1, "type": kind, "node": f"{1:040x}", "epoch": 1,
-                                  "seq": self.count, "addr": "10.0.0.1:7000"})
-            payload = command("BUS", "PUBLISH", message)
-        self.sock.sendall(payload)
+        self.sock.sendall(node_change(self.server.name == "redis", self.count))
         read_until(self.sock, b"\r\n")
 
 

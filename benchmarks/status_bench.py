@@ -54,6 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.nodes import heartbeat
 from benchmarks.harness.procs import (
     CLIENT_CPU,
     REPO,
@@ -70,7 +71,7 @@ from benchmarks.harness.procs import (
 )
 from benchmarks.harness.redis_benchmark import Cell, csv_float, run_benchmark
 from benchmarks.harness.resp import CHUNK as PUBLISH_CHUNK
-from benchmarks.harness.resp import Client, command
+from benchmarks.harness.resp import Client, command, reply_and_size
 from benchmarks.harness.runner import (
     fmt_rps,
     fmt_us,
@@ -195,11 +196,6 @@ def heartbeat_body(sim: Any, node: Any, beat: int) -> bytes:
     return b"," + json.dumps(status_fields(sim, node, beat), separators=(",", ":")).encode()[1:-1]
 
 
-def heartbeat(node_id: str, epoch: int, seq: int, body: bytes) -> bytes:
-    return b'{"v":1,"type":"heartbeat","node":"%s","epoch":%d,"seq":%d%s}' % (
-        node_id.encode(), epoch, seq, body)
-
-
 def populate(port: int, count: int) -> dict[str, int]:
     """hello + slots + simulate's heartbeat per node, then our richer heartbeat."""
     sim = make_sim(count)
@@ -216,25 +212,6 @@ def populate(port: int, count: int) -> dict[str, int]:
             "heartbeat_bytes": round(statistics.mean(len(m) for m in rich))}
 
 
-def reply_check(port: int, args: Sequence[str], timeout: float = 30.0) -> tuple[Any, int]:
-    """One request; (decoded reply or the error, size of the raw reply in bytes)."""
-    import hiredis
-
-    reader: Any = hiredis.Reader()
-    size = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(command(*args))
-        while True:
-            reply = reader.gets()
-            if reply is not False:
-                return reply, size
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise BenchError(f"{' '.join(args)}: connection closed")
-            size += len(chunk)
-            reader.feed(chunk)
-
-
 def redis_cli(port: int, args: Sequence[str]) -> str:
     """What `redis-cli --no-raw` prints (errors as `(error) ...`); hiredis without it."""
     if shutil.which("redis-cli"):
@@ -242,7 +219,7 @@ def redis_cli(port: int, args: Sequence[str]) -> str:
                               *args], capture_output=True, text=True, timeout=10, check=False)
         return (out.stdout.strip() or out.stderr.strip()).splitlines()[0] if (
             out.stdout.strip() or out.stderr.strip()) else ""
-    reply, _ = reply_check(port, args, timeout=10)
+    reply, _ = reply_and_size(port, *args, timeout=10)
     if isinstance(reply, Exception):
         return f"(error) {reply}"
     return reply.decode(errors="replace") if isinstance(reply, bytes) else repr(reply)
@@ -470,7 +447,7 @@ def measure(s: Session, stage: str, cell: Cell, variant: Variant, rep: int, n: i
     after a change of every node is a full re-render (see `cold_calls`)."""
     opts = s.opts
     server = s.fleet.servers[variant.server]
-    reply_check(server.port, cell.test)
+    reply_and_size(server.port, *cell.test)
     pub = None
     if variant.stream:
         pub = Publisher.start(s.fleet, opts, server.port, variant.nodes,
@@ -555,7 +532,7 @@ def cold_calls(s: Session, variant: Variant, rep: int) -> None:
     for label, args in MODEL_COMMANDS:
         for kind in ("cold", "warm"):
             cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
-            reply, size = reply_check(server.port, args)
+            reply, size = reply_and_size(server.port, *args)
             wall, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
             error = str(reply) if isinstance(reply, Exception) else None
             s.record(stage="cold", cell=label, kind=kind, variant=variant.label,
@@ -652,7 +629,7 @@ def stage_model(s: Session) -> None:
         shape: dict[str, Any] = dict(populate(server.port, count))
         shape["populate_s"] = round(time.monotonic() - t0, 2)
         for label, args in MODEL_COMMANDS:
-            reply, size = reply_check(server.port, args)
+            reply, size = reply_and_size(server.port, *args)
             if isinstance(reply, Exception):
                 raise BenchError(f"{name}: {label} answered an error: {reply}")
             shape[f"reply_bytes_{label}"] = size

@@ -37,6 +37,26 @@ def status_payload() -> bytes:
     return b"," + json.dumps(fields, separators=(",", ":")).encode()[1:-1]
 
 
+# The channel clusterwatch publishes node changes on.
+NODE_CHANNEL = b"__cluster__:node"
+
+
+def node_change(redis: bool, count: int) -> bytes:
+    """The request for change number `count` of one node, as a pub/sub event: on
+    redis-server a PUBLISH on NODE_CHANNEL; on clusterwatch a BUS PUBLISH of the node's
+    ``hello`` and ``leave`` in turn (one ``+node``/``-node`` message each, the model's size
+    unchanged)."""
+    from .resp import command
+
+    if redis:
+        return command("PUBLISH", NODE_CHANNEL,
+                       b"+node master %040x 10.0.0.1 7000 index=%d" % (1, count))
+    kind = "hello" if count % 2 else "leave"
+    message = json.dumps({"v": 1, "type": kind, "node": f"{1:040x}", "epoch": 1,
+                          "seq": count, "addr": "10.0.0.1:7000"})
+    return command("BUS", "PUBLISH", message)
+
+
 @dataclass(slots=True)
 class SimCluster:
     """N nodes (N/2 masters with one replica each, slots split evenly) as `simulate` makes

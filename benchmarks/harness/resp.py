@@ -111,6 +111,27 @@ class Client:
         return info_fields(self.call("INFO", *([section] if section else [])))
 
 
+def reply_and_size(port: int, *args: bytes | str | int,
+                   timeout: float = 30.0) -> tuple[Any, int]:
+    """One request on a connection of its own: its reply (an error reply as the exception
+    hiredis makes of it) and the reply's size on the wire in bytes."""
+    import hiredis
+
+    reader: Any = hiredis.Reader()
+    size = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(command(*args))
+        while True:
+            reply = reader.gets()
+            if reply is not False:
+                return reply, size
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise BenchError(f"{' '.join(map(str, args))}: connection closed")
+            size += len(chunk)
+            reader.feed(chunk)
+
+
 def call(port: int, *args: bytes | str | int, errors_ok: bool = False,
          timeout: float = 30.0) -> Any:
     """One request on a connection of its own."""
