@@ -59,10 +59,10 @@ test: install system-deps lint typecheck
 	$(PY) -m pytest tests -q
 
 bench: install system-deps
-	PYTHONPATH=. $(PY) benchmarks/bench.py
+	$(PY) -m benchmarks.bench
 
 bench-quick: install system-deps
-	PYTHONPATH=. $(PY) benchmarks/bench.py --quick
+	$(PY) -m benchmarks.bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -2,15 +2,15 @@
 encoder, no sockets) run on the code before ACL users existed and on this checkout, as the
 ``default`` user and as the ``monitor`` role, interleaved, medians of several runs.
 
-    PYTHONPATH=. python benchmarks/acl_bench.py [--baseline COMMIT] [--reps 5]
+    .venv/bin/python -m benchmarks.acl_bench [--baseline COMMIT] [--runs 5] [--quick]
 
 The baseline is checked out into a temporary git worktree. Results go to stdout and to
-``benchmarks/results/acl-latest.md``.
+``benchmarks/results/acl-latest.md`` (``--quick``: one run, ``acl-quick.md``), JSON lines to
+``results/acl.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -18,7 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness.procs import REPO as ROOT
+from benchmarks.harness.runner import add_common, finish, log, parser
+
 BASELINE = "8fac130"  # the last commit before ACL users
 MONITOR = ("+@all -@publish -@admin +config|get +slowlog|get +slowlog|len +latency|latest "
            "+latency|history +client|list")
@@ -27,6 +29,8 @@ _LINE = re.compile(r"^(.+?)\s+([0-9.]+) us/request")
 
 
 def micro(tree: Path, *extra: str) -> dict[str, float]:
+    """micro.py's cases of `tree` (run as a script: a tree from before the harness has no
+    ``benchmarks`` package), in µs per request."""
     result = subprocess.run([sys.executable, "benchmarks/micro.py", *extra], cwd=tree,
                             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, check=True)
@@ -39,10 +43,11 @@ def micro(tree: Path, *extra: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--baseline", default=BASELINE)
-    parser.add_argument("--reps", type=int, default=5)
-    args = parser.parse_args()
+    p = parser(__doc__)
+    add_common(p, "acl", runs=5, quick="1 run")
+    p.add_argument("--baseline", default=BASELINE)
+    args = p.parse_args()
+    args.reps = 1 if args.quick and args.runs == 5 else args.runs
     runs: dict[str, list[dict[str, float]]] = {"before": [], "default": [], "monitor": []}
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
@@ -53,7 +58,7 @@ def main() -> None:
                 runs["before"].append(micro(before))
                 runs["default"].append(micro(ROOT))
                 runs["monitor"].append(micro(ROOT, "--acl-rules", MONITOR))
-                print(f"rep {rep + 1}/{args.reps} done", file=sys.stderr)
+                log(f"rep {rep + 1}/{args.reps} done")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT,
                            check=False)
@@ -67,9 +72,9 @@ def main() -> None:
         lines.append(f"| {case} | {med['before']:.3f} | {med['default']:.3f} | "
                      f"{med['monitor']:.3f} | {med['default'] / med['before']:.3f} | "
                      f"{med['monitor'] / med['before']:.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "benchmarks" / "results" / "acl-latest.md").write_text(text)
+    finish(args, "\n".join(lines) + "\n",
+           [{"bench": "acl", "who": who, **run} for who, values in runs.items()
+            for run in values])
 
 
 if __name__ == "__main__":

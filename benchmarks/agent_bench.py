@@ -1,6 +1,6 @@
 """The agent against real Redis: its CPU per heartbeat, and how long a failover takes to show.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/agent_bench.py [--failovers 20] [--interval 0.1]
+    .venv/bin/python -m benchmarks.agent_bench [--failovers 20] [--interval 0.1] [--quick]
 
 1. CPU per heartbeat: one agent reads one cluster-enabled redis-server (INFO, CLUSTER NODES,
    CLUSTER INFO) and publishes to clusterwatch every ``--beat-interval`` seconds for
@@ -13,137 +13,66 @@
    shows it master. Reports p50/p99 of t1 - t0. The agent's interval bounds it: the agent
    reads its node once an interval.
 
-Writes ``benchmarks/results/agent-latest.md``. Everything binds 127.0.0.1 and is stopped at
+Writes ``benchmarks/results/agent-latest.md`` (``--quick``: ``agent-quick.md``) and a JSON
+line to ``results/agent.jsonl``. Everything binds 127.0.0.1 and is stopped at
 the end.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
-import random
-import re
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-TICKS = os.sysconf("SC_CLK_TCK")
+from benchmarks.harness.procs import (
+    Fleet,
+    fleet_in_tempdir,
+    redis_version,
+    start_server,
+    wait_until,
+)
+from benchmarks.harness.runner import add_common, finish, log, parser, percentile, run_id
+from benchmarks.harness.system import cpu_seconds
 
 
-def port_pair() -> int:
-    """A free port whose cluster bus port (+10000) is free too."""
-    for _ in range(200):
-        port = random.randrange(20000, 55000)
-        with contextlib.ExitStack() as stack:
-            try:
-                for candidate in (port, port + 10000):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair")
+class Agents:
+    """A Redis Cluster's nodes, clusterwatch and agents, in one fleet."""
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def wait_until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-class Fleet:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, fleet: Fleet, workdir: Path) -> None:
+        self.fleet = fleet
         self.workdir = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.procs.append(proc)
-        return proc
 
     def redis(self, name: str, *args: str) -> int:
-        port = port_pair()
-        directory = self.workdir / name
-        directory.mkdir()
-        self.spawn(name, ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", str(directory), *args])
-        wait_until(lambda: _pings(port), 10, f"redis {name}")
-        return port
+        return start_server(self.fleet, "redis-cluster", self.workdir, extra=args,
+                            label=name, timeout=10).port
 
     def clusterwatch(self) -> int:
-        log_name = "clusterwatch"
-        self.spawn(log_name, [sys.executable, "-m", "clusterwatch", "serve", "--port", "0",
-                              "--node-timeout", "1000"])
-        log = self.workdir / f"{log_name}.log"
-        found: list[int] = []
-
-        def listening() -> bool:
-            match = re.search(rb"msg=listening .*?port=(\d+)", log.read_bytes())
-            if match:
-                found.append(int(match.group(1)))
-            return bool(match)
-
-        wait_until(listening, 10, "clusterwatch")
-        return found[0]
+        return start_server(self.fleet, "clusterwatch", self.workdir, sys.executable,
+                            extra=["--node-timeout", "1000"]).port
 
     def agent(self, name: str, server: int, node: int, interval: float) -> int:
-        proc = self.spawn(name, [sys.executable, "-m", "clusterwatch", "agent", "--server",
-                                 f"127.0.0.1:{server}", "--source", f"redis://127.0.0.1:{node}",
-                                 "--interval", str(interval)])
+        proc = self.fleet.spawn_python(
+            [sys.executable, "-m", "clusterwatch", "agent", "--server", f"127.0.0.1:{server}",
+             "--source", f"redis://127.0.0.1:{node}", "--interval", str(interval)],
+            self.workdir / f"{name}.log")
         return proc.pid
 
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+
+@contextmanager
+def fleet() -> Iterator[Agents]:
+    with fleet_in_tempdir("agent-bench-") as (processes, workdir):
+        yield Agents(processes, workdir)
 
 
-def _pings(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-@contextlib.contextmanager
-def fleet() -> Iterator[Fleet]:
-    workdir = Path(tempfile.mkdtemp(prefix="agent-bench-"))
-    f = Fleet(workdir)
-    try:
-        yield f
-    finally:
-        f.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def make_cluster(f: Fleet) -> list[int]:
-    ports = [f.redis(f"node{i}", "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+def make_cluster(f: Agents) -> list[int]:
+    ports = [f.redis(f"node{i}", "--cluster-node-timeout", "1000",
                      "--repl-diskless-sync-delay", "0") for i in range(6)]
     subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                     "--cluster-replicas", "1", "--cluster-yes"], capture_output=True,
@@ -218,38 +147,30 @@ def failover_latency(count: int, interval: float) -> list[float]:
                     raise RuntimeError(f"clusterwatch never showed {node_id} master")
                 time.sleep(0.001)
             samples.append((time.monotonic() - t0) * 1000)
-            print(f"failover {len(samples)}: {samples[-1]:.0f} ms", file=sys.stderr)
+            log(f"failover {len(samples)}: {samples[-1]:.0f} ms")
             time.sleep(1.0)  # let the cluster and every agent settle before the next one
     return samples
 
 
-def redis_version() -> str:
-    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
-                         check=False).stdout
-    return " ".join(out.split()[:3])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--failovers", type=int, default=20)
-    parser.add_argument("--interval", type=float, default=0.1,
-                        help="the agents' heartbeat interval in the failover stage")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--beat-interval", type=float, default=0.01)
-    args = parser.parse_args()
-    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    p = parser(__doc__)
+    add_common(p, "agent", with_runs=False, quick="2 failovers, 3 s of heartbeats")
+    p.add_argument("--failovers", type=int, default=None, help="(default 20)")
+    p.add_argument("--interval", type=float, default=0.1,
+                   help="the agents' heartbeat interval in the failover stage")
+    p.add_argument("--seconds", type=float, default=None, help="(default 10)")
+    p.add_argument("--beat-interval", type=float, default=0.01)
+    args = p.parse_args()
+    args.failovers = args.failovers or (2 if args.quick else 20)
+    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
+    run = run_id()
     cost = heartbeat_cost(args.seconds, args.beat_interval)
-    print(f"heartbeat cost: {cost}", file=sys.stderr)
+    log(f"heartbeat cost: {cost}")
     samples = failover_latency(args.failovers, args.interval)
     lines = [
         f"## Agent against Redis — run {run}", "",
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {redis_version()}.",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, Redis server "
+        f"v={redis_version()}.",
         "",
         "| measure | value |", "|---|---|",
         f"| heartbeats measured (interval {args.beat_interval} s, {args.seconds:.0f} s) | "
@@ -264,9 +185,8 @@ def main() -> int:
         f"| same, p99 | {percentile(samples, 0.99):.0f} ms |",
         f"| same, max | {max(samples):.0f} ms |", "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    (ROOT / "benchmarks" / "results" / "agent-latest.md").write_text(text + "\n")
+    finish(args, "\n".join(lines), [{"bench": "agent", "run_id": run, **cost,
+                                      "failover_ms": samples}])
     return 0
 
 

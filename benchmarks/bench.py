@@ -1,84 +1,74 @@
 """End-to-end benchmark: clusterwatch vs redis-server, driven by redis-benchmark.
 
-    python benchmarks/bench.py                 # full matrix, 3 interleaved repetitions
-    python benchmarks/bench.py --quick         # seconds-long smoke run
-    python benchmarks/bench.py --servers clusterwatch,redis --reps 5
-    python benchmarks/bench.py --cell "HEALTH READY P16=-P 16 HEALTH READY"
+    python -m benchmarks.bench                 # full matrix, 3 interleaved repetitions
+    python -m benchmarks.bench --quick         # seconds-long smoke run
+    python -m benchmarks.bench --servers clusterwatch,redis --runs 5
+    python -m benchmarks.bench --cell "HEALTH READY P16=-P 16 HEALTH READY"
 
-Method (see benchmarks/README.md): every server runs for the whole session pinned to CPU 1,
+Method (see benchmarks/method.md): every server runs for the whole session pinned to CPU 1,
 redis-benchmark (and this driver) to CPU 0. Each cell is a separate redis-benchmark run; the
 loop order is cell -> repetition -> server, with the server order rotated every repetition.
 Server CPU is the utime+stime delta of the server process (all threads) from /proc/PID/stat
 over the run; redis-benchmark CPU comes from wait4() rusage. Summaries use medians and compare
 each clusterwatch variant with the matching redis-server (the cluster-enabled one for CLUSTER
-INFO). Standard library only.
+INFO). The processes, CPU and redis-benchmark machinery is benchmarks/harness/.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import io
 import json
 import os
-import platform
-import random
-import select
 import shlex
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO / "benchmarks" / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVER_CPU = 1
-CLIENT_CPU = 0
+from benchmarks.harness.procs import (
+    BASELINE_KINDS,
+    CLIENT_CPU,
+    FLOOR,
+    RESULTS_DIR,
+    BenchError,
+    Fleet,
+    ServerProc,
+    default_python,
+    fleet_in_tempdir,
+    pinning_available,
+    require_tools,
+    start_server,
+)
+from benchmarks.harness.redis_benchmark import (
+    Cell,
+    RunResult,
+    calibrated_n,
+    csv_float,
+    run_benchmark,
+)
+from benchmarks.harness.runner import (
+    fmt_rps,
+    fmt_us,
+    log,
+    now_iso,
+    run_id,
+    signals_as_interrupt,
+)
+from benchmarks.harness.system import describe_interpreter, git_facts, machine_facts
+
 # Commands the issue sets targets for: clusterwatch's server CPU per PING within 1.5x of
 # redis-server's, and its requests/s at least 0.8x.
 PING_CPU_TARGET = 1.5
 PING_RPS_TARGET = 0.8
 
-BASELINE_KINDS = ("redis", "redis-cluster")
-# The Python floor (benchmarks/pong_floor.py): PONG to anything, PING cells only.
-FLOOR = "floor"
 ALL_SERVERS = ("redis", "redis-cluster", "clusterwatch", "clusterwatch-asyncio", FLOOR)
 DEFAULT_SERVERS = ("redis", "redis-cluster", "clusterwatch")
 
 
-class BenchError(RuntimeError):
-    """A server could not be started, or the environment lacks a tool."""
-
-
 # --------------------------------------------------------------------------- cells
-
-
-@dataclass(frozen=True, slots=True)
-class Cell:
-    """One redis-benchmark configuration, run against every applicable server."""
-
-    name: str
-    test: tuple[str, ...]  # `-t ping_mbulk` or a custom command such as `INFO`
-    pipeline: int
-    clients: int
-    baseline: str  # "redis", "redis-cluster" or "none"
-    n_full: int  # -n for a full run before calibration (and the calibration probe's basis)
-    fixed_n: int | None = None  # -n given explicitly: never calibrated or scaled
-
-    @property
-    def is_ping(self) -> bool:
-        return any(word.lower().startswith("ping") for word in self.test)
 
 
 def default_cells(clients: int) -> list[Cell]:
@@ -136,294 +126,6 @@ def parse_cell(spec: str, clients: int) -> Cell:
                 n_full=100_000 if pipeline == 1 else 500_000, fixed_n=values.get("-n"))
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def pinning_available() -> bool:
-    if shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"):
-        return False
-    return {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
-
-
-def pin_prefix(cpu: int, pin: bool) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if pin else []
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(with_bus: bool = False) -> int:
-    """A free loopback port. A cluster-enabled redis also binds port+10000 for its bus and
-    refuses ports above 55535, so those get a port from 20000-55535 with both free."""
-    if not with_bus:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-    for _ in range(200):
-        port = random.randint(20_000, 55_535)
-        if port_free(port) and port_free(port + 10_000):
-            return port
-    raise BenchError("no free port pair for the cluster-enabled redis-server")
-
-
-def ping(port: int, timeout: float = 0.5) -> bool:
-    """The server answers: PONG, or NOAUTH from one that has a password."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-@dataclass(slots=True)
-class ServerProc:
-    name: str
-    port: int
-    argv: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    version: str = ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 8) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass(slots=True)
-class Fleet:
-    """Every process this script started, so each can be stopped by PID whatever happens."""
-
-    servers: dict[str, ServerProc] = field(default_factory=dict)
-    children: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        # A new session keeps a terminal's Ctrl-C away from the children: this script gets it
-        # and stops them in order. `taskset` execs, so the PID is the server's own.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
-                                **kwargs)
-        self.children[proc.pid] = proc
-        return proc
-
-    def reaped(self, pid: int) -> None:
-        self.children.pop(pid, None)
-
-    def stop_all(self) -> None:
-        procs = [p for p in self.children.values() if p.returncode is None]
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=2.0)
-            except ChildProcessError:
-                pass
-        self.children.clear()
-
-
-def server_argv(name: str, port: int, workdir: Path, python: str) -> list[str]:
-    if name in BASELINE_KINDS:
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)]
-        if name == "redis-cluster":
-            argv += ["--cluster-enabled", "yes", "--cluster-config-file",
-                     str(workdir / f"nodes-{port}.conf")]
-        else:
-            argv += ["--cluster-enabled", "no"]
-        return argv
-    if name == FLOOR:
-        return [python, str(REPO / "benchmarks" / "pong_floor.py"), str(port)]
-    argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1"]
-    if name == "clusterwatch-asyncio":
-        argv += ["--event-loop", "asyncio"]
-    return argv
-
-
-def start_server(fleet: Fleet, name: str, workdir: Path, python: str, pin: bool,
-                 timeout: float = 20.0, extra: Sequence[str] = ()) -> ServerProc:
-    """Start a server (``redis``/``redis-cluster``, or clusterwatch under any other name,
-    with ``extra`` flags), pinned to the server CPU, and wait until it answers PING."""
-    port = free_port(with_bus=name == "redis-cluster")
-    log_path = workdir / f"{name}.log"
-    server = ServerProc(name, port, pin_prefix(SERVER_CPU, pin) +
-                        server_argv(name, port, workdir, python) + list(extra), log_path)
-    env = dict(os.environ)
-    if name not in BASELINE_KINDS:
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    with open(log_path, "wb") as log:
-        server.proc = fleet.spawn(server.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  cwd=workdir)
-    fleet.servers[name] = server
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise BenchError(f"{name} exited at start-up:\n{server.log_tail()}")
-        # clusterwatch logs `msg=listening ... port=N`, but a PING is the real test (and
-        # survives a change of log format).
-        if ping(port):
-            server.version = server_version(name, port)
-            return server
-        time.sleep(0.05)
-    # Stop it now: a wedged process on CPU 1 would skew every other server's numbers.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(server.pid, signal.SIGKILL)
-    server.proc.wait()
-    fleet.reaped(server.pid)
-    raise BenchError(f"{name} not answering PING on port {port} after {timeout:.0f}s:\n"
-                     f"{server.log_tail()}")
-
-
-def server_version(name: str, port: int) -> str:
-    """redis-server's from ``--version``; clusterwatch's from INFO (any log level)."""
-    if name in BASELINE_KINDS:
-        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
-                             check=False).stdout
-        return out.split()[2].removeprefix("v=") if len(out.split()) > 2 else out.strip()
-    if name == FLOOR:
-        return "-"
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
-            sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
-            reply = b""
-            while not reply.endswith(b"\r\n\r\n") and len(reply) < 65536:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-                header, _, body = reply.partition(b"\r\n")
-                if header.startswith(b"$") and len(body) >= int(header[1:]) + 2:
-                    break
-    except (OSError, ValueError):
-        return "?"
-    for line in reply.decode(errors="replace").splitlines():
-        if line.startswith("clusterwatch_version:"):
-            return line.split(":", 1)[1].strip()
-    return "?"
-
-
-# --------------------------------------------------------------------------- one run
-
-
-@dataclass(slots=True)
-class RunResult:
-    argv: list[str]
-    rc: int | None
-    wall_s: float
-    server_cpu_s: float
-    bench_cpu_s: float
-    csv_row: dict[str, str]
-    error: str
-
-
-def wait_pid(pid: int, timeout: float) -> tuple[int, Any] | None:
-    """Reap `pid` with wait4() (for its rusage); None on timeout. Uses a pidfd so the
-    driver sleeps instead of polling, falling back to a short poll loop."""
-    deadline = time.monotonic() + timeout
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = -1
-    try:
-        if pidfd >= 0:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                if time.monotonic() >= deadline:
-                    return None
-            _, status, usage = os.wait4(pid, 0)
-            return status, usage
-        while True:
-            got, status, usage = os.wait4(pid, os.WNOHANG)
-            if got == pid:
-                return status, usage
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.005)
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-
-
-def run_benchmark(fleet: Fleet, server: ServerProc, cell: Cell, n: int, pin: bool,
-                  timeout: float, workdir: Path) -> RunResult:
-    argv = [
-        *pin_prefix(CLIENT_CPU, pin), "redis-benchmark", "-h", "127.0.0.1",
-        "-p", str(server.port), "-n", str(n),
-        "-c", str(cell.clients), "-P", str(cell.pipeline), "--csv", *cell.test]
-    out_path, err_path = workdir / "bench.out", workdir / "bench.err"
-    if not server.alive():
-        return RunResult(argv, None, 0.0, 0.0, 0.0, {}, "server exited")
-    cpu0 = cpu_seconds(server.pid)
-    t0 = time.perf_counter()
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = fleet.spawn(argv, stdout=out, stderr=err)
-    waited = wait_pid(proc.pid, timeout)
-    wall = time.perf_counter() - t0
-    server_cpu = cpu_seconds(server.pid) - cpu0 if server.alive() else 0.0
-    if waited is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        timed_out = True
-    else:
-        (status, usage), timed_out = waited, False
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    fleet.reaped(proc.pid)
-    stdout = out_path.read_text(errors="replace")
-    stderr = err_path.read_text(errors="replace")
-    rows = list(csv.DictReader(io.StringIO(stdout)))
-    row = rows[0] if rows else {}
-    error = ""
-    server_errors = [line for line in (stdout + stderr).splitlines()
-                     if line.startswith(("Error", "ERR", "WRONGTYPE"))]
-    if timed_out:
-        error = f"timeout after {timeout:.0f}s"
-    elif proc.returncode != 0 or server_errors or not row.get("rps"):
-        detail = (server_errors or stderr.strip().splitlines() or [f"rc={proc.returncode}"])[0]
-        error = f"error: {detail.strip()[:160]}"
-    if not server.alive():
-        error = error or "server exited"
-    return RunResult(argv, proc.returncode, wall, server_cpu, usage.ru_utime + usage.ru_stime,
-                     row, error)
-
-
-def _float(row: dict[str, str], key: str) -> float | None:
-    try:
-        return float(row[key])
-    except (KeyError, ValueError):
-        return None
-
-
 # --------------------------------------------------------------------------- the session
 
 
@@ -455,72 +157,6 @@ def servers_for(cell: Cell, servers: Sequence[str]) -> list[str]:
 
 def n_quick(cell: Cell) -> int:
     return max(1_000, cell.n_full // 10)
-
-
-def calibrated_n(cell: Cell, probe_rps: float, target_seconds: float) -> int:
-    # Short probes under-read pipelined rates (connection set-up dominates), so aim on the
-    # generous side and clamp to a sane band around the study's sizes.
-    want = probe_rps * target_seconds
-    lower, upper = max(2_000, cell.n_full // 20), cell.n_full * 3
-    n = int(min(max(want, lower), upper))
-    step = 10_000 if n >= 100_000 else 1_000
-    return max(step, round(n / step) * step)
-
-
-def git_facts() -> dict[str, str]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
-                                  text=True, timeout=5, check=False).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": "yes" if git("status", "--porcelain", "--untracked-files=no") else "no"}
-
-
-def machine_facts() -> dict[str, str]:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    redis_version = "?"
-    with contextlib.suppress(OSError, IndexError):
-        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
-                             check=False).stdout
-        redis_version = out.split()[2].removeprefix("v=")
-    return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), "redis": redis_version,
-            "interpreter": describe_interpreter(sys.executable)}
-
-
-_DESCRIBE = """
-import platform, sys, sysconfig, timeit
-flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
-pgo = "--enable-optimizations" in flags
-lto = "--with-lto" in flags
-build = ("PGO+LTO" if pgo and lto else "PGO" if pgo else "LTO" if lto else
-         "no PGO/LTO flags" if flags else "flags unknown")
-def work():
-    d = {}
-    for i in range(200):
-        d[i & 15] = b"*%d\\r\\n" % i
-        len(d); d.get(i)
-probe = min(timeit.repeat(work, number=200, repeat=5)) / 200 * 1e6
-print(f"{platform.python_implementation()} {platform.python_version()} ({sys.executable}, "
-      f"{build} in CONFIG_ARGS, {platform.python_compiler()}, probe loop {probe:.1f} us)")
-"""
-
-
-def describe_interpreter(python: str) -> str:
-    """The interpreter a benchmark ran on: version, path, the build flags its configure
-    recorded (Debian's build runs PGO and LTO through its own make targets, so its
-    CONFIG_ARGS do not say so), and the time of ``scripts/pick_python.py``'s probe loop,
-    which shows what the build is worth."""
-    done = subprocess.run([python, "-c", _DESCRIBE], capture_output=True, text=True,
-                          timeout=60, check=False)
-    return done.stdout.strip() or f"{python}: {done.stderr.strip()[-200:]}"
 
 
 def run_session(opts: Options, fleet: Fleet, workdir: Path, run_id: str,
@@ -589,7 +225,7 @@ def size_for(opts: Options, fleet: Fleet, cell: Cell, name: str, workdir: Path,
     probe_n = max(2_000, cell.n_full // 20)
     probe = run_benchmark(fleet, fleet.servers[name], cell, probe_n, opts.pin,
                           opts.run_timeout, workdir)
-    rps = _float(probe.csv_row, "rps")
+    rps = csv_float(probe.csv_row, "rps")
     if probe.error or not rps:
         broken[name] = probe.error or "error: no rps in probe"
         return 0
@@ -600,7 +236,7 @@ def make_record(opts: Options, run_id: str, facts: dict[str, str], cell: Cell, n
                 rep: int, result: RunResult | None, server: ServerProc, n: int,
                 error: str) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "run_id": run_id, "tag": opts.tag, "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": run_id, "tag": opts.tag, "ts": now_iso(),
         "server": name, "server_version": server.version, "cell": cell.name, "rep": rep,
         "n": n, "clients": cell.clients, "pipeline": cell.pipeline, "baseline": cell.baseline,
         "pinned": opts.pin, "quick": opts.quick, "error": error or None,
@@ -609,11 +245,11 @@ def make_record(opts: Options, run_id: str, facts: dict[str, str], cell: Cell, n
     if result is None:
         return record | {"argv": None, "rps": None}
     row = result.csv_row
-    rps = None if error else _float(row, "rps")
+    rps = None if error else csv_float(row, "rps")
     record |= {
         "argv": result.argv, "rc": result.rc, "rps": rps,
-        "p50_ms": _float(row, "p50_latency_ms"), "avg_ms": _float(row, "avg_latency_ms"),
-        "p99_ms": _float(row, "p99_latency_ms"),
+        "p50_ms": csv_float(row, "p50_latency_ms"), "avg_ms": csv_float(row, "avg_latency_ms"),
+        "p99_ms": csv_float(row, "p99_latency_ms"),
         "wall_s": round(result.wall_s, 4), "server_cpu_s": round(result.server_cpu_s, 3),
         "server_cpu_pct": round(100 * result.server_cpu_s / result.wall_s, 1)
         if result.wall_s else None,
@@ -635,18 +271,6 @@ def describe(r: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- summary
-
-
-def fmt_rps(x: float) -> str:
-    if x >= 1e6:
-        return f"{x / 1e6:.2f}M"
-    if x >= 1e3:
-        return f"{x / 1e3:.0f}k" if x >= 1e5 else f"{x / 1e3:.1f}k"
-    return f"{x:.0f}"
-
-
-def fmt_us(x: float) -> str:
-    return f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
 
 @dataclass(slots=True)
@@ -748,18 +372,14 @@ def header_for(run_id: str, opts: Options, elapsed: float) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                    help=f"comma list from {', '.join(ALL_SERVERS)} or 'all' "
                    f"(default: {','.join(DEFAULT_SERVERS)})")
-    p.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 3, "
-                   "--quick 1)")
+    p.add_argument("--runs", "--reps", dest="reps", type=int, default=None,
+                   help="interleaved repetitions (default 3, --quick 1)")
     p.add_argument("--quick", action="store_true", help="small -n, 1 rep, no calibration: "
                    "a smoke run of a few seconds")
     p.add_argument("--clients", type=int, default=50, help="redis-benchmark -c (default 50)")
@@ -813,8 +433,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if reps < 1:
         p.error("--reps must be at least 1")
-    venv_python = REPO / ".venv" / "bin" / "python"
-    python = args.python or (str(venv_python) if venv_python.exists() else sys.executable)
+    python = args.python or default_python()
     return Options(
         servers=servers, cells=cells, reps=reps, quick=args.quick,
         pin=not args.no_pin and pinning_available(), python=python, out=args.out,
@@ -827,49 +446,33 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         demo=args.demo)
 
 
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-    # SIGINT too: a shell without job control starts background jobs with SIGINT ignored.
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    for tool in ("redis-benchmark", *(["redis-server"] if any(
-            s in BASELINE_KINDS for s in opts.servers) else [])):
-        if shutil.which(tool) is None:
-            log(f"bench.py: {tool} not found (apt-get install redis-server redis-tools)")
-            return 2
+    missing = require_tools("redis-benchmark", *(["redis-server"] if any(
+        s in BASELINE_KINDS for s in opts.servers) else []))
+    if missing:
+        log(f"bench: {missing}")
+        return 2
     if opts.pin:
         # The driver shares the client's CPU, as in the study, so it never steals the server's.
         os.sched_setaffinity(0, {CLIENT_CPU})
-    fleet = Fleet()
     started = time.monotonic()
     records: list[dict[str, Any]] = []
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run = run_id()
     status = 0
-    with signals_as_interrupt(), tempfile.TemporaryDirectory(prefix="cw-bench-") as tmp:
+    with signals_as_interrupt(), fleet_in_tempdir() as (fleet, workdir):
         try:
-            run_session(opts, fleet, Path(tmp), run_id, records)
+            run_session(opts, fleet, workdir, run, records)
         except KeyboardInterrupt:
             log("interrupted; stopping servers")
             status = 130
         except BenchError as exc:
-            log(f"bench.py: {exc}")
+            log(f"bench: {exc}")
             status = 1
-        finally:
-            fleet.stop_all()
     if not records:
         return status or 1
     text = summarize(records, opts.cells, opts.servers,
-                     header_for(run_id, opts, time.monotonic() - started))
+                     header_for(run, opts, time.monotonic() - started))
     print(text)
     if opts.markdown is not None and status == 0:
         opts.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Bystander latency: one client's PING while 50 others pull large replies.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bystander_bench.py            # ~2 min
-    PYTHONPATH=. .venv/bin/python benchmarks/bystander_bench.py --seconds 3 --no-redis
+    .venv/bin/python -m benchmarks.bystander_bench            # ~2 min
+    .venv/bin/python -m benchmarks.bystander_bench --quick --no-redis
 
-One clusterwatch server holding 1000 demo-shaped nodes (memory_bench.py's layout: hello,
+One clusterwatch server holding 1000 demo-shaped nodes (harness/nodes.py demo_cluster layout: hello,
 slots, heartbeats with services, partitions and ksqlDB queries), and one redis-server, each
 pinned to CPU 1. For each scenario, 50 load connections each send one command, read the
 whole reply and send it again, for `--seconds`; meanwhile a bystander process sends PING
@@ -26,7 +26,6 @@ one scenario and print where its loop spends the time (results/bystander-profile
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -35,31 +34,32 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for _path in (str(REPO), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import bench  # noqa: E402
-import memory_bench  # noqa: E402
+from benchmarks.harness.nodes import NODE_TIMEOUT_MS, demo_cluster
+from benchmarks.harness.procs import (
+    CLIENT_CPU,
+    REPO,
+    Fleet,
+    ServerProc,
+    default_python,
+    fleet_in_tempdir,
+    free_port,
+    pin_prefix,
+    pinning_available,
+    start_server,
+)
+from benchmarks.harness.resp import Client, command, reply_and_size
+from benchmarks.harness.runner import add_common, log, markdown_path, now_iso, parser, publish
+from benchmarks.harness.system import cpu_seconds, git_facts, machine_facts
 
 TARGET_P99_MS = 5.0  # issue 11
 NODES = 1000
 CLIENTS = 50
-NODE_TIMEOUT_MS = 3_600_000
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,29 +116,12 @@ def bystander(port: int, seconds: float, out: str) -> None:
 # --------------------------------------------------------------------------- load
 
 
-def command(*args: str | bytes) -> bytes:
-    return memory_bench.command(*args)
-
-
 def reply_length(port: int, cmd: tuple[str, ...]) -> int:
-    """The byte length of `cmd`'s complete RESP2 reply (read with hiredis to find its end)."""
-    import hiredis
-
-    reader: Any = hiredis.Reader()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(command(*cmd))
-        data = b""
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise RuntimeError("server closed the connection")
-            data += chunk
-            reader.feed(chunk)
-            reply = reader.gets()
-            if reply is not False:
-                if isinstance(reply, Exception):
-                    raise RuntimeError(f"{' '.join(cmd)}: {reply}")
-                return len(data)
+    """The byte length of `cmd`'s complete RESP2 reply."""
+    reply, size = reply_and_size(port, *cmd, timeout=60)
+    if isinstance(reply, Exception):
+        raise RuntimeError(f"{' '.join(cmd)}: {reply}")
+    return size
 
 
 async def load(port: int, cmd: tuple[str, ...], size: int, seconds: float,
@@ -179,11 +162,12 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
                  workdir: Path, pin: bool) -> dict[str, Any]:
     size = reply_length(port, scn.command) if scn.command else 0
     out = workdir / "bystander.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     worker = subprocess.Popen(
-        [*bench.pin_prefix(bench.CLIENT_CPU, pin), sys.executable, __file__,
+        [*pin_prefix(CLIENT_CPU, pin), sys.executable, "-m", "benchmarks.bystander_bench",
          "--bystander-worker", str(port), str(seconds), str(out)],
-        stdin=subprocess.DEVNULL)
-    cpu0 = bench.cpu_seconds(pid)
+        stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    cpu0 = cpu_seconds(pid)
     started = time.monotonic()
     replies, wall = 0, seconds
     try:
@@ -195,7 +179,7 @@ def run_scenario(scn: Scenario, port: int, pid: int, seconds: float, clients: in
     finally:
         if worker.wait(timeout=seconds + 30) != 0:
             raise RuntimeError("bystander failed")
-    cpu = bench.cpu_seconds(pid) - cpu0
+    cpu = cpu_seconds(pid) - cpu0
     lat = sorted(json.loads(out.read_text()))
     q = statistics.quantiles(lat, n=100, method="inclusive")
     return {"server": scn.server, "scenario": scn.name, "command": " ".join(scn.command),
@@ -246,33 +230,20 @@ runpy.run_module('clusterwatch', run_name='__main__')
 """
 
 
-def start_clusterwatch(fleet: bench.Fleet, workdir: Path, python: str, pin: bool,
-                       wrap: tuple[str, Path] | None = None) -> Any:
+def start_clusterwatch(fleet: Fleet, workdir: Path, python: str, pin: bool,
+                       wrap: tuple[str, Path] | None = None) -> ServerProc:
     """clusterwatch with NODES nodes; `wrap` = ("profile" | "lag", output file)."""
     extra = ("--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "warning")
     if wrap is None:
-        server = bench.start_server(fleet, "clusterwatch", workdir, python, pin, extra=extra)
+        server = start_server(fleet, "clusterwatch", workdir, python, pin, extra=extra)
     else:
-        port = bench.free_port()
-        argv = [*bench.pin_prefix(bench.SERVER_CPU, pin), python, "-c", _WRAPPER,
-                wrap[0], str(wrap[1]), "--port", str(port), "--bind", "127.0.0.1", *extra]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        proc = fleet.spawn(argv, env=env, cwd=workdir, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-        server = bench.ServerProc(f"clusterwatch-{wrap[0]}", port, argv, workdir / "w.log")
-        server.proc = proc
-        fleet.servers[server.name] = server
-        deadline = time.monotonic() + 20
-        while not bench.ping(port):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"clusterwatch ({wrap[0]}) did not start")
-            time.sleep(0.1)
-    sim = memory_bench.demo_cluster(NODES)
-    conn = memory_bench.Conn(server.port)
-    try:
-        conn.publish(sim.initial())
-    finally:
-        conn.close()
+        port = free_port()
+        server = start_server(fleet, f"clusterwatch-{wrap[0]}", workdir, python, pin,
+                              port=port, argv=[python, "-c", _WRAPPER, wrap[0], str(wrap[1]),
+                                               "--port", str(port), "--bind", "127.0.0.1",
+                                               *extra])
+    with Client(server.port, timeout=120.0) as conn:
+        conn.publish(demo_cluster(NODES).initial(), depth=8)
     return server
 
 
@@ -286,8 +257,8 @@ def loop_lags(path: Path, since: float, until: float) -> dict[str, float]:
             "lag_max_ms": round(lags[-1] * 1000, 2), "lag_samples": len(lags)}
 
 
-def start_redis(fleet: bench.Fleet, workdir: Path, pin: bool) -> Any:
-    server = bench.start_server(fleet, "redis", workdir, sys.executable, pin)
+def start_redis(fleet: Fleet, workdir: Path, pin: bool) -> ServerProc:
+    server = start_server(fleet, "redis", workdir, pin=pin)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         for key, n in (("small", 126_195), ("big", 1 << 20)):
             sock.sendall(command("SET", key, b"x" * n))
@@ -295,15 +266,11 @@ def start_redis(fleet: bench.Fleet, workdir: Path, pin: bool) -> Any:
     return server
 
 
-def stop(fleet: bench.Fleet, server: Any) -> None:
-    memory_bench.stop_server(fleet, server)
-
-
 # --------------------------------------------------------------------------- summary
 
 
 def summary(rows: Sequence[dict[str, Any]], facts: dict[str, str], seconds: float) -> str:
-    lines = [f"## Bystander PING latency — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "",
+    lines = [f"## Bystander PING latency — {now_iso()[:16].replace('T', ' ')} UTC", "",
              f"clusterwatch commit {facts.get('commit', '?')}"
              f"{' (dirty)' if facts.get('dirty') == 'yes' else ''}, redis-server "
              f"{facts.get('redis', '?')}; {facts.get('cpu', '')}, Python "
@@ -354,8 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["--bystander-worker"]:
         bystander(int(args_list[1]), float(args_list[2]), args_list[3])
         return 0
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seconds", type=float, default=8.0)
+    p = parser(__doc__, full_doc=False)
+    add_common(p, "bystander", quick="1.5 s per scenario", with_runs=False)
+    p.add_argument("--seconds", type=float, default=None, help="per scenario (default 8)")
     p.add_argument("--clients", type=int, default=CLIENTS)
     p.add_argument("--no-redis", action="store_true")
     p.add_argument("--no-pin", action="store_true")
@@ -365,83 +333,73 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the server (how long its event loop is held)")
     p.add_argument("--profile", default="", metavar="SCENARIO",
                    help="also run this clusterwatch scenario with the server under cProfile")
-    p.add_argument("--python", default=str(REPO / ".venv" / "bin" / "python")
-                   if (REPO / ".venv").exists() else sys.executable)
+    p.add_argument("--python", default=None)
     args = p.parse_args(args_list)
-    pin = not args.no_pin and bench.pinning_available()
-    facts = bench.git_facts()
-    facts.update(bench.machine_facts())
-    fleet = bench.Fleet()
+    args.seconds = args.seconds or (1.5 if args.quick else 8.0)
+    args.python = args.python or default_python()
+    pin = not args.no_pin and pinning_available()
+    facts = git_facts() | machine_facts()
     rows: list[dict[str, Any]] = []
     scenarios = [s for s in SCENARIOS if args.scenarios in s.name
                  and not (args.no_redis and s.server == "redis")]
     prof_text = ""
     lag_rows: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="cw-bystander-") as tmp:
-            workdir = Path(tmp)
-            for kind in ("clusterwatch", "redis"):
-                todo = [s for s in scenarios if s.server == kind]
-                if not todo:
-                    continue
-                server = (start_clusterwatch(fleet, workdir, args.python, pin)
-                          if kind == "clusterwatch" else start_redis(fleet, workdir, pin))
-                try:
-                    for scn in todo:
-                        row = run_scenario(scn, server.port, server.pid, args.seconds,
-                                           args.clients, workdir, pin)
-                        rows.append(row)
-                        log(f"{kind:<12} {scn.name:<28} {row['replies_per_s']:>8} rep/s "
-                            f"p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f} "
-                            f"max {row['max_ms']:.3f} ms  srv {row['server_cpu_pct']}%")
-                finally:
-                    stop(fleet, server)
-            if args.loop_lag:
-                lag_file = workdir / "lags.json"
-                server = start_clusterwatch(fleet, workdir, args.python, pin,
-                                            wrap=("lag", lag_file))
-                try:
-                    for scn in [s for s in scenarios if s.server == "clusterwatch"]:
-                        row = run_scenario(scn, server.port, server.pid, args.seconds,
-                                           args.clients, workdir, pin)
-                        time.sleep(0.7)  # the probe writes its file every 0.5 s
-                        # From the load's start: the reply was rendered before, once.
-                        row.update(loop_lags(lag_file, row["started"],
-                                             row["started"] + args.seconds))
-                        row["server"] = "clusterwatch + lag probe"
-                        lag_rows.append(row)
-                        log(f"lag probe    {scn.name:<28} loop lag p50 "
-                            f"{row.get('lag_p50_ms')} p99 {row.get('lag_p99_ms')} max "
-                            f"{row.get('lag_max_ms')} ms; PING p99 {row['p99_ms']} ms")
-                finally:
-                    stop(fleet, server)
-            if args.profile:
-                scn = next(s for s in SCENARIOS if s.server == "clusterwatch"
-                           and s.name == args.profile)
-                prof = workdir / "server.prof"
-                server = start_clusterwatch(fleet, workdir, args.python, pin,
-                                            wrap=("profile", prof))
-                try:
+    with fleet_in_tempdir("cw-bystander-") as (fleet, workdir):
+        for kind in ("clusterwatch", "redis"):
+            todo = [s for s in scenarios if s.server == kind]
+            if not todo:
+                continue
+            server = (start_clusterwatch(fleet, workdir, args.python, pin)
+                      if kind == "clusterwatch" else start_redis(fleet, workdir, pin))
+            try:
+                for scn in todo:
                     row = run_scenario(scn, server.port, server.pid, args.seconds,
                                        args.clients, workdir, pin)
-                    log(f"profiled: {scn.name} p99 {row['p99_ms']} ms (profiler overhead)")
-                finally:
-                    stop(fleet, server)
-                prof_text = profile_report(prof)
-    finally:
-        fleet.stop_all()
+                    rows.append(row)
+                    log(f"{kind:<12} {scn.name:<28} {row['replies_per_s']:>8} rep/s "
+                        f"p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f} "
+                        f"max {row['max_ms']:.3f} ms  srv {row['server_cpu_pct']}%")
+            finally:
+                fleet.stop(server)
+        if args.loop_lag:
+            lag_file = workdir / "lags.json"
+            server = start_clusterwatch(fleet, workdir, args.python, pin,
+                                        wrap=("lag", lag_file))
+            try:
+                for scn in [s for s in scenarios if s.server == "clusterwatch"]:
+                    row = run_scenario(scn, server.port, server.pid, args.seconds,
+                                       args.clients, workdir, pin)
+                    time.sleep(0.7)  # the probe writes its file every 0.5 s
+                    # From the load's start: the reply was rendered before, once.
+                    row.update(loop_lags(lag_file, row["started"],
+                                         row["started"] + args.seconds))
+                    row["server"] = "clusterwatch + lag probe"
+                    lag_rows.append(row)
+                    log(f"lag probe    {scn.name:<28} loop lag p50 "
+                        f"{row.get('lag_p50_ms')} p99 {row.get('lag_p99_ms')} max "
+                        f"{row.get('lag_max_ms')} ms; PING p99 {row['p99_ms']} ms")
+            finally:
+                fleet.stop(server)
+        if args.profile:
+            scn = next(s for s in SCENARIOS if s.server == "clusterwatch"
+                       and s.name == args.profile)
+            prof = workdir / "server.prof"
+            server = start_clusterwatch(fleet, workdir, args.python, pin,
+                                        wrap=("profile", prof))
+            try:
+                row = run_scenario(scn, server.port, server.pid, args.seconds,
+                                   args.clients, workdir, pin)
+                log(f"profiled: {scn.name} p99 {row['p99_ms']} ms (profiler overhead)")
+            finally:
+                fleet.stop(server)
+            prof_text = profile_report(prof)
     text = summary(rows, facts, args.seconds) + lag_summary(lag_rows)
-    print(text)
-    results = HERE / "results"
-    if rows and not args.scenarios:
-        (results / "bystander-latest.md").write_text(text)
+    # A run of some scenarios does not replace the table of them all.
+    markdown = markdown_path(args) if rows and (not args.scenarios or args.markdown) else None
+    publish(text, markdown, [{**row, "commit": facts.get("commit"), "ts": now_iso()}
+                             for row in rows], args.out)
     if prof_text:
-        (results / "bystander-profile.txt").write_text(prof_text)
-    with open(results / "bystander.jsonl", "a", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps({**row, "commit": facts.get("commit"),
-                                 "ts": datetime.now(UTC).isoformat(timespec="seconds")})
-                     + "\n")
+        (markdown_path(args) or args.out).with_name("bystander-profile.txt").write_text(prof_text)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Cluster-model benchmarks: node messages in, CLUSTER replies out, memory per node.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/cluster_bench.py           # full run, ~3-4 min
-    PYTHONPATH=. .venv/bin/python benchmarks/cluster_bench.py --quick   # smoke run, < 30 s
-    PYTHONPATH=. .venv/bin/python benchmarks/cluster_bench.py --stages bus --reps 5
+    .venv/bin/python -m benchmarks.cluster_bench           # full run, ~3-4 min
+    .venv/bin/python -m benchmarks.cluster_bench --quick   # smoke run, < 30 s
+    .venv/bin/python -m benchmarks.cluster_bench --stages bus --runs 5
 
 Four stages (``--stages model,bus,cluster,memory``):
 
@@ -13,8 +13,8 @@ Four stages (``--stages model,bus,cluster,memory``):
    the next seq of its node, so every one must be applied: each reply is compared byte for
    byte with the all-``applied`` answer, and ``BUS INFO`` must show applied rising by exactly
    what was sent, with stale and rejected unchanged. The load generator is a separate process
-   (``--gen-worker``: selectors, non-blocking sockets, requests pre-encoded before the clock
-   starts) pinned to CPU 0, with its own CPU time measured so a client bottleneck is visible.
+   (``harness/loadgen.py``: selectors, non-blocking sockets, requests pre-encoded before the
+   clock starts) pinned to CPU 0, with its own CPU time measured so a client bottleneck is visible.
 3. **cluster**: ``CLUSTER INFO`` and ``CLUSTER NODES`` with redis-benchmark (-c 50, -P 1 and
    16) against three clusterwatch servers holding 6, 100 and 1000 nodes and a cluster-enabled
    redis-server (one node, as bench.py), interleaved; server µs CPU/request from /proc.
@@ -23,229 +23,63 @@ Four stages (``--stages model,bus,cluster,memory``):
 
 Servers are pinned to CPU 1, clients and this driver to CPU 0 (skipped without taskset or
 CPU 1). Every process started here is stopped by PID on exit, error, Ctrl-C or SIGTERM.
-Reuses bench.py's process, CPU and redis-benchmark helpers.
+Processes, CPU, the RESP client, redis-benchmark and the load generator: benchmarks/harness/.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import platform
-import select
-import selectors
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for _path in (str(REPO), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import bench  # noqa: E402
-from bench import (  # noqa: E402
+from benchmarks.harness.loadgen import read_lines, reap_workers, spawn_workers
+from benchmarks.harness.nodes import NODE_TIMEOUT_MS, SimCluster, heartbeat, status_payload
+from benchmarks.harness.procs import (
     CLIENT_CPU,
+    RESULTS_DIR,
     BenchError,
-    Cell,
     Fleet,
     ServerProc,
-    calibrated_n,
-    cpu_seconds,
+    default_python,
+    fleet_in_tempdir,
+    pinning_available,
+    require_tools,
+    start_server,
+)
+from benchmarks.harness.redis_benchmark import Cell, calibrated_n, csv_float, run_benchmark
+from benchmarks.harness.resp import Client
+from benchmarks.harness.runner import (
     fmt_rps,
     fmt_us,
-    git_facts,
-    machine_facts,
-    pin_prefix,
-    pinning_available,
-    run_benchmark,
+    log,
+    med,
+    now_iso,
+    results_file,
+    run_id,
     signals_as_interrupt,
+    verdict,
 )
-
-RESULTS_DIR = HERE / "results"
-# Nodes go pfail after this long without a message; the servers here get an hour so the
-# populated clusters stay `cluster_state:ok` (and their replies stable) for the whole run.
-NODE_TIMEOUT_MS = 3_600_000
-PUBLISH_CHUNK = 500  # messages per BUS PUBLISH when populating
+from benchmarks.harness.system import (
+    cpu_seconds,
+    git_facts,
+    loadavg,
+    machine_busy_s,
+    machine_facts,
+    vm_rss_kib,
+)
 
 # Targets from issue 3.
 BUS_TARGET = 100_000  # heartbeats/s applied on one core through pipelined BUS PUBLISH
 INFO_SCALE_TARGET = 0.90  # CLUSTER INFO rps at 1000 nodes / at 6 nodes
 INFO_REDIS_TARGET = 3.0  # CLUSTER INFO rps / redis-server's, -P 16
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def heartbeat(node: str, epoch: int, seq: int, payload: bytes = b"") -> bytes:
-    """A schema v1 heartbeat; `payload` is extra JSON members (`,"k":v...`) or empty."""
-    return b'{"v":1,"type":"heartbeat","node":"%s","epoch":%d,"seq":%d%s}' % (
-        node.encode(), epoch, seq, payload)
-
-
-def status_payload() -> bytes:
-    """The status fields `clusterwatch simulate` sends with each heartbeat (~600 bytes)."""
-    fields = {
-        "node_state": "RUNNING", "transaction_id": "tx-3-5461", "serving": True,
-        "services": {
-            "api": {"version": "1.4.2", "state": "running",
-                    "status": {"critical": {"listening": True}, "info": {"connections": 17}}},
-            "storage": {"version": "1.4.2", "state": "running",
-                        "status": {"critical": {"writable": True},
-                                   "info": {"used_bytes": 1_069_632}}},
-        },
-        "partitions": [{"id": 2, "role": "leader", "health": "healthy"}],
-        "thread_pool": {"active": 1, "max": 16, "queued": 0},
-        "requests": {"active": 1, "max": 100, "total": 1717},
-    }
-    return b"," + json.dumps(fields, separators=(",", ":")).encode()[1:-1]
-
-
-@dataclass(slots=True)
-class SimCluster:
-    """N nodes (N/2 masters with one replica each, slots split evenly) as `simulate` makes
-    them; `initial` is every hello, the masters' slots and a first heartbeat."""
-
-    nodes: list[tuple[str, int]]  # (id, epoch)
-    initial: list[bytes]
-    next_seq: int  # above every seq `initial` used
-
-    @classmethod
-    def make(cls, count: int) -> SimCluster:
-        from clusterwatch.agent.simulate import Simulation
-
-        masters = max(1, count // 2)
-        sim = Simulation(masters=masters, replicas=1 if count > 1 else 0,
-                         node_timeout_ms=NODE_TIMEOUT_MS, scope="clusterwatch-bench")
-        initial = sim.initial()
-        return cls([(n.id, n.epoch) for n in sim.nodes], initial,
-                   max(n.seq for n in sim.nodes) + 1)
-
-    def step_heartbeats(self) -> list[bytes]:
-        """One more heartbeat per node, with the status payload."""
-        payload = status_payload()
-        seq = self.next_seq
-        self.next_seq += 1
-        return [heartbeat(node, epoch, seq, payload) for node, epoch in self.nodes]
-
-
-# --------------------------------------------------------------------------- RESP client
-
-
-def resp_command(*args: bytes | str | int) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class Client:
-    """A blocking RESP client for set-up and checks (not for load)."""
-
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        import hiredis
-
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.reader: Any = hiredis.Reader()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def call(self, *args: bytes | str | int) -> Any:
-        self.sock.sendall(resp_command(*args))
-        return self.read()
-
-    def read(self) -> Any:
-        while True:
-            reply = self.reader.gets()
-            if reply is not False:
-                if isinstance(reply, Exception):
-                    raise BenchError(f"server error: {reply}")
-                return reply
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise BenchError("server closed the connection")
-            self.reader.feed(chunk)
-
-    def publish(self, messages: Sequence[bytes]) -> None:
-        """BUS PUBLISH in chunks; every message must be applied."""
-        for i in range(0, len(messages), PUBLISH_CHUNK):
-            chunk = messages[i:i + PUBLISH_CHUNK]
-            outcomes = self.call("BUS", "PUBLISH", *chunk)
-            bad = [o for o in outcomes if o != b"applied"]
-            if bad:
-                raise BenchError(f"BUS PUBLISH: {len(bad)} of {len(chunk)} not applied, "
-                                 f"first: {bad[0]!r}")
-
-    def bus_info(self) -> dict[str, Any]:
-        flat = self.call("BUS", "INFO")
-        return {k.decode(): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all CPUs spent not idle since boot (/proc/stat), to spot other load."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        values = [int(x) for x in fh.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / bench.CLK_TCK
-
-
-def vm_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
-# --------------------------------------------------------------------------- servers
-
-
-def start_clusterwatch(fleet: Fleet, name: str, workdir: Path, opts: Options) -> ServerProc:
-    """clusterwatch with nodes that stay alive for the whole run and a quiet log."""
-    return bench.start_server(fleet, name, workdir, opts.python, opts.pin, extra=(
-        "--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "warning"))
-
-
-def stop_server(fleet: Fleet, server: ServerProc) -> None:
-    proc = server.proc
-    if proc is None:
-        return
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=2.0)
-    fleet.reaped(proc.pid)
-    fleet.servers.pop(server.name, None)
 
 
 # --------------------------------------------------------------------------- stage 1: model
@@ -264,7 +98,7 @@ class Session:
 
     def record(self, stage: str, **fields: Any) -> dict[str, Any]:
         rec = {"run_id": self.run_id, "stage": stage,
-               "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+               "ts": now_iso(),
                "quick": self.opts.quick, "pinned": self.opts.pin,
                "commit": self.facts.get("commit"), "dirty": self.facts.get("dirty"), **fields}
         self.records.append(rec)
@@ -278,6 +112,12 @@ class Session:
             log(f"--max-seconds {self.opts.max_seconds:.0f} reached; skipping the rest")
             return True
         return False
+
+
+def start_clusterwatch(fleet: Fleet, name: str, workdir: Path, opts: Options) -> ServerProc:
+    """clusterwatch with nodes that stay alive for the whole run and a quiet log."""
+    return start_server(fleet, name, workdir, opts.python, opts.pin, extra=(
+        "--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "warning"))
 
 
 def stage_model(s: Session) -> None:
@@ -343,72 +183,6 @@ class BusConfig:
 
 
 @dataclass(slots=True)
-class Worker:
-    proc: subprocess.Popen[bytes]
-    buf: bytes = b""
-
-    @property
-    def fd(self) -> int:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.fileno()
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-
-def read_lines(workers: Sequence[Worker], timeout: float) -> list[str]:
-    """One line from each worker, or BenchError on timeout or early exit."""
-    lines: dict[int, str] = {}
-    deadline = time.monotonic() + timeout
-    while len(lines) < len(workers):
-        pending = {w.fd: i for i, w in enumerate(workers) if i not in lines}
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise BenchError(f"load generator: no answer within {timeout:.0f}s")
-        ready, _, _ = select.select(list(pending), [], [], remaining)
-        for fd in ready:
-            i = pending[fd]
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise BenchError(f"load generator {i} exited: rc={workers[i].proc.poll()}")
-            workers[i].buf += chunk
-            if b"\n" in workers[i].buf:
-                line, _, workers[i].buf = workers[i].buf.partition(b"\n")
-                lines[i] = line.decode()
-    return [lines[i] for i in range(len(workers))]
-
-
-def spawn_workers(s: Session, count: int) -> list[Worker]:
-    argv = [*pin_prefix(CLIENT_CPU, s.opts.pin), s.opts.python, str(Path(__file__).resolve()),
-            "--gen-worker"]
-    workers = []
-    for _ in range(count):
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                start_new_session=True)
-        s.fleet.children[proc.pid] = proc
-        workers.append(Worker(proc))
-    return workers
-
-
-def reap_workers(s: Session, workers: Sequence[Worker]) -> None:
-    for w in workers:
-        with contextlib.suppress(OSError):
-            if w.proc.stdin is not None:
-                w.proc.stdin.close()
-        try:
-            w.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(w.proc.pid, signal.SIGKILL)
-            w.proc.wait(timeout=2.0)
-        if w.proc.stdout is not None:
-            w.proc.stdout.close()
-        s.fleet.reaped(w.proc.pid)
-
-
-@dataclass(slots=True)
 class BusTarget:
     server: ServerProc
     control: Client
@@ -428,7 +202,7 @@ def bus_run(s: Session, t: BusTarget, cfg: BusConfig, total: int) -> dict[str, A
               "conns": [{"nodes": groups[c], "messages": per_conn}
                         for c in range(p, cfg.conns, procs)]} for p in range(procs)]
     before = t.control.bus_info()
-    workers = spawn_workers(s, procs)
+    workers = spawn_workers(s.fleet, s.opts.python, s.opts.pin, procs)
     try:
         for w, spec in zip(workers, specs, strict=True):
             w.send(json.dumps(spec))
@@ -444,7 +218,7 @@ def bus_run(s: Session, t: BusTarget, cfg: BusConfig, total: int) -> dict[str, A
         server_cpu = cpu_seconds(t.server.pid) - cpu0
         busy = machine_busy_s() - busy0
     finally:
-        reap_workers(s, workers)
+        reap_workers(s.fleet, workers)
     after = t.control.bus_info()
     sent = sum(r["messages"] for r in results)
     applied = after["applied"] - before["applied"]
@@ -503,161 +277,7 @@ def stage_bus(s: Session) -> None:
                         f"wall {rec['wall_s']:.2f}s"
                         f"{'  ERROR ' + rec['error'] if rec['error'] else ''}")
     finally:
-        stop_server(s.fleet, server)
-
-
-# --------------------------------------------------------------------------- gen worker
-
-
-def gen_worker() -> int:
-    """The load generator (a child process): spec on stdin, `ready`, `go`, result JSON."""
-    line = sys.stdin.readline()
-    if not line:
-        return 0
-    try:
-        spec = json.loads(line)
-        conns = [GenConn(spec["port"], c["nodes"], spec["base_seq"], c["messages"],
-                         spec["batch"], spec["pipeline"]) for c in spec["conns"]]
-    except Exception as exc:  # report anything: the driver prints it
-        print(f"error: {exc!r}", flush=True)
-        return 1
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    error = drive(conns, float(spec["timeout"]))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    print(json.dumps({"messages": sum(c.done for c in conns), "wall_s": wall, "cpu_s": cpu,
-                      "error": error}), flush=True)
-    for conn in conns:
-        conn.sock.close()
-    return 0
-
-
-class GenConn:
-    """One connection: pre-encoded windows of `pipeline` BUS PUBLISH requests, one window in
-    flight; each reply must equal the all-`applied` reply byte for byte."""
-
-    def __init__(self, port: int, nodes: list[list[Any]], base_seq: int, messages: int,
-                 batch: int, pipeline: int) -> None:
-        n = len(nodes)
-        window = batch * pipeline
-        head = b"*%d\r\n$3\r\nBUS\r\n$7\r\nPUBLISH\r\n" % (batch + 2)
-        self.windows: list[bytes] = []
-        for w in range(messages // window):
-            parts: list[bytes] = []
-            for r in range(pipeline):
-                parts.append(head)
-                for m in range(batch):
-                    k = w * window + r * batch + m
-                    node, epoch = nodes[k % n]
-                    data = heartbeat(node, epoch, base_seq + k // n)
-                    parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-            self.windows.append(b"".join(parts))
-        self.expected = (b"*%d\r\n" % batch + b"+applied\r\n" * batch) * pipeline
-        self.window_msgs = window
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.setblocking(False)
-        self.index = 0
-        self.out = memoryview(b"")
-        self.buf = bytearray()
-        self.done = 0
-
-    def start(self) -> bool:
-        """Send the next window as far as the socket takes it; True if all of it went."""
-        self.out = memoryview(self.windows[self.index])
-        self.buf.clear()
-        return self.flush()
-
-    def flush(self) -> bool:
-        try:
-            sent = self.sock.send(self.out)
-        except BlockingIOError:
-            sent = 0
-        self.out = self.out[sent:]
-        return not self.out
-
-    def feed(self, chunk: bytes) -> str | bool:
-        self.buf += chunk
-        expected = self.expected
-        if len(self.buf) < len(expected):
-            if memoryview(expected)[:len(self.buf)] != self.buf:
-                return first_not_applied(bytes(self.buf))
-            return False
-        if self.buf != expected:
-            return first_not_applied(bytes(self.buf))
-        self.done += self.window_msgs
-        return True
-
-
-class Window(Protocol):
-    """A generator connection that sends pre-encoded windows and checks their replies."""
-
-    sock: socket.socket
-    windows: list[bytes]
-    index: int
-
-    def start(self) -> bool: ...
-
-    def flush(self) -> bool: ...
-
-    def feed(self, chunk: bytes) -> str | bool:
-        """Reply bytes in: an error text, True when the window's replies are complete."""
-        ...
-
-
-def drive(conns: Sequence[Window], timeout: float) -> str | None:
-    """Send every connection's windows, one in flight each, until done or an error."""
-    sel = selectors.DefaultSelector()
-    live = 0
-    for c in conns:
-        if c.windows:
-            sel.register(c.sock, selectors.EVENT_READ if c.start()
-                         else selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-            live += 1
-    deadline = time.monotonic() + timeout
-    while live:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return f"timeout after {timeout:.0f}s with {live} connections busy"
-        for key, mask in sel.select(remaining):
-            conn: Window = key.data
-            if mask & selectors.EVENT_WRITE and conn.flush():
-                sel.modify(conn.sock, selectors.EVENT_READ, conn)
-            if not mask & selectors.EVENT_READ:
-                continue
-            try:
-                chunk = conn.sock.recv(1 << 18)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return "the server closed a connection"
-            outcome = conn.feed(chunk)
-            if isinstance(outcome, str):
-                return outcome
-            if not outcome:
-                continue
-            conn.index += 1
-            if conn.index == len(conn.windows):
-                sel.unregister(conn.sock)
-                live -= 1
-            elif not conn.start():
-                sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
-    return None
-
-
-def first_not_applied(data: bytes) -> str:
-    import hiredis
-
-    reader = hiredis.Reader()
-    reader.feed(data)
-    while (reply := reader.gets()) is not False:
-        items = reply if isinstance(reply, list) else [reply]
-        for item in items:
-            if item != b"applied":
-                return f"not applied: {item!r:.200}"
-    return f"unexpected reply bytes: {data[:200]!r}"
+        s.fleet.stop(server)
 
 
 # --------------------------------------------------------------------------- stage 3: CLUSTER
@@ -690,7 +310,7 @@ def stage_cluster(s: Session) -> None:
     names: list[str] = []
     shapes: dict[str, dict[str, int]] = {}
     try:
-        server = bench.start_server(fleet, "redis-cluster", s.workdir, opts.python, opts.pin)
+        server = start_server(fleet, "redis-cluster", s.workdir, opts.python, opts.pin)
         names.append(server.name)
         with Client(server.port) as c:
             shapes[server.name] = {"known_nodes": 1,
@@ -716,7 +336,7 @@ def stage_cluster(s: Session) -> None:
             probe = run_benchmark(fleet, fleet.servers[name], cell,
                                   max(2_000, cell.n_full // 20), opts.pin, opts.run_timeout,
                                   s.workdir)
-            rps = bench._float(probe.csv_row, "rps")
+            rps = csv_float(probe.csv_row, "rps")
             if probe.error or not rps:
                 raise BenchError(f"{cell.name} probe on {name}: {probe.error or 'no rps'}")
             sizes[name] = calibrated_n(cell, rps, opts.target_seconds)
@@ -730,11 +350,11 @@ def stage_cluster(s: Session) -> None:
                 busy0 = machine_busy_s()
                 r = run_benchmark(fleet, srv, cell, n, opts.pin, opts.run_timeout, s.workdir)
                 busy = machine_busy_s() - busy0
-                rps = None if r.error else bench._float(r.csv_row, "rps")
+                rps = None if r.error else csv_float(r.csv_row, "rps")
                 rec = s.record(
                     "cluster", cell=cell.name, server=name, rep=rep, n=n,
                     clients=cell.clients, pipeline=cell.pipeline, argv=r.argv, rps=rps,
-                    p50_ms=bench._float(r.csv_row, "p50_latency_ms"),
+                    p50_ms=csv_float(r.csv_row, "p50_latency_ms"),
                     wall_s=round(r.wall_s, 4), server_cpu_s=round(r.server_cpu_s, 3),
                     server_cpu_pct=round(100 * r.server_cpu_s / r.wall_s, 1) if r.wall_s
                     else None,
@@ -750,7 +370,7 @@ def stage_cluster(s: Session) -> None:
                        f"srv {rec['server_cpu_pct']:5.1f}%  bench {rec['bench_cpu_pct']:5.1f}%  "
                        f"other {rec['other_cpu_pct']:5.1f}%"))
     for name in names:
-        stop_server(fleet, fleet.servers[name])
+        fleet.stop(fleet.servers[name])
 
 
 # --------------------------------------------------------------------------- stage 4: memory
@@ -782,7 +402,7 @@ def stage_memory(s: Session) -> None:
                 time.sleep(0.3)
                 steady = vm_rss_kib(server.pid)
         finally:
-            stop_server(s.fleet, server)
+            s.fleet.stop(server)
         error = None if info["nodes"] == count else f"server knows {info['nodes']} nodes"
         rec = s.record("memory", nodes=count, messages=len(cluster.initial) + count,
                        hello_bytes=len(cluster.initial[0]),
@@ -800,20 +420,12 @@ def stage_memory(s: Session) -> None:
 # --------------------------------------------------------------------------- summary
 
 
-def med(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
-def verdict(ok: bool) -> str:
-    return "**PASS**" if ok else "**FAIL**"
-
-
 def summarize(s: Session, elapsed: float) -> str:
     opts, recs = s.opts, s.records
     f = s.facts
     lines = [
         f"## Cluster model — run {s.run_id}", "",
-        f"Date {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. {f['nproc']} vCPUs "
+        f"Date {now_iso()[:16].replace('T', ' ')} UTC. {f['nproc']} vCPUs "
         f"({f['cpu']}), kernel {f['kernel']}, Python {platform.python_version()}, "
         f"redis-server {f['redis']}; clusterwatch commit {f.get('commit') or '?'}"
         f"{' (dirty tree)' if f.get('dirty') == 'yes' else ''}. {opts.reps} rep(s)"
@@ -993,7 +605,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    help=f"comma list from {','.join(STAGES)} (default: all)")
     p.add_argument("--quick", action="store_true", help="1 rep, small fixed sizes, no probes: "
                    "under ~30 s")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3, --quick 1)")
+    p.add_argument("--runs", "--reps", dest="reps", type=int, default=None,
+                   help="repetitions (default 3, --quick 1)")
     p.add_argument("--nodes", type=int_list, default=[6, 100, 1000],
                    help="node counts for the model and CLUSTER stages (default 6,100,1000)")
     p.add_argument("--memory-nodes", type=int_list, default=[1000, 10000],
@@ -1031,8 +644,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if reps < 1:
         p.error("--reps must be at least 1")
-    venv_python = REPO / ".venv" / "bin" / "python"
-    python = args.python or (str(venv_python) if venv_python.exists() else sys.executable)
+    python = args.python or default_python()
     return Options(
         stages=stages, quick=args.quick, reps=reps,
         pin=not args.no_pin and pinning_available(), python=python, nodes=sorted(args.nodes),
@@ -1046,39 +658,27 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             "cluster-quick.md" if args.quick else "cluster-latest.md")))
 
 
-@contextlib.contextmanager
-def results_file(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        yield fh
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and sys.argv[1:2] == ["--gen-worker"]:
-        return gen_worker()
     opts = parse_args(argv)
-    if "cluster" in opts.stages:
-        for tool in ("redis-benchmark", "redis-server"):
-            if not shutil.which(tool):
-                log(f"cluster_bench.py: {tool} not found (apt-get install redis-server "
-                    "redis-tools)")
-                return 2
+    missing = require_tools("redis-benchmark", "redis-server") if "cluster" in opts.stages \
+        else None
+    if missing:
+        log(f"cluster_bench: {missing}")
+        return 2
     if opts.pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    fleet = Fleet()
+    run = run_id()
     started = time.monotonic()
     status = 0
     facts = machine_facts() | git_facts()
-    with contextlib.suppress(OSError):
-        facts["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    facts["loadavg"] = loadavg()
     stage_fns: dict[str, Callable[[Session], None]] = {
         "model": stage_model, "bus": stage_bus, "cluster": stage_cluster,
         "memory": stage_memory}
-    with signals_as_interrupt(), tempfile.TemporaryDirectory(prefix="cw-cbench-") as tmp, \
+    with signals_as_interrupt(), fleet_in_tempdir("cw-cbench-") as (fleet, workdir), \
             results_file(opts.out) as out:
-        session = Session(opts, fleet, Path(tmp), run_id, facts, started, out=out)
-        log(f"run {run_id}: stages {','.join(opts.stages)}; pinning "
+        session = Session(opts, fleet, workdir, run, facts, started, out=out)
+        log(f"run {run}: stages {','.join(opts.stages)}; pinning "
             f"{'on' if opts.pin else 'off'}")
         try:
             for stage in opts.stages:
@@ -1089,10 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("interrupted; stopping every process started")
             status = 130
         except (BenchError, OSError) as exc:
-            log(f"cluster_bench.py: {exc}")
+            log(f"cluster_bench: {exc}")
             status = 1
-        finally:
-            fleet.stop_all()
     if not session.records:
         return status or 1
     text = summarize(session, time.monotonic() - started)

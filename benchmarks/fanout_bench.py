@@ -1,8 +1,8 @@
 """Fan-out and wake-up: one change delivered to N subscribers, and N blocked waiters woken,
 clusterwatch and redis-server side by side in one run.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fanout_bench.py [--sizes 10,1000,10000]
-        [--changes 20] [--waiters 5000]
+    .venv/bin/python -m benchmarks.fanout_bench [--sizes 10,1000,10000]
+        [--changes 20] [--waiters 5000] [--quick]
 
 * Fan-out: N connections subscribe to one channel. On redis-server a ``PUBLISH`` is the
   change; on clusterwatch a ``BUS PUBLISH`` of one node's ``hello`` and ``leave`` in turn
@@ -16,111 +16,30 @@ clusterwatch and redis-server side by side in one run.
 
 The subscribers are non-blocking sockets on one epoll loop in this process, so the time
 until the last has it includes this process reading N sockets (it runs on the other core).
-Results go to stdout and ``benchmarks/results/fanout-latest.md``.
+Results go to stdout and ``benchmarks/results/fanout-latest.md`` (``--quick``:
+``fanout-quick.md``), JSON lines to ``results/fanout.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
 import select
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from contextlib import AbstractContextManager
 
-ROOT = Path(__file__).resolve().parent.parent
-CHANNEL = b"__cluster__:node"
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-@contextmanager
-def started(name: str, python: str, max_clients: int) -> Iterator[Server]:
-    port = _free_port()
-    if name == "redis":
-        argv = [shutil.which("redis-server") or "redis-server", "--port", str(port),
-                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--maxclients", str(max_clients)]
-    else:
-        argv = [python, "-m", "clusterwatch", "serve", "--port", str(port), "--bind", "127.0.0.1",
-                "--max-clients", str(max_clients), "--log-level", "warning"]
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(argv, cwd=tmp if name == "redis" else ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_listening(port, proc)
-            yield Server(name, proc, port)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def command(*args: bytes | str) -> bytes:
-    parts = [a.encode() if isinstance(a, str) else a for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-
-def request(port: int, payload: bytes) -> bytes:
-    """One request's reply: a line, or a bulk string read to its end."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(payload)
-        data = b""
-        while not data.endswith(b"\r\n"):
-            data += sock.recv(65536)
-        if data.startswith(b"$"):
-            head, _, body = data.partition(b"\r\n")
-            while len(body) < int(head[1:]) + 2:
-                body += sock.recv(65536)
-            return body
-        return data
+from benchmarks.harness.nodes import NODE_CHANNEL, node_change
+from benchmarks.harness.procs import ServerProc, running
+from benchmarks.harness.resp import Client, command
+from benchmarks.harness.runner import add_common, finish, parser
+from benchmarks.harness.system import cpu_seconds
 
 
 def info_field(port: int, section: str, field: str) -> int:
-    match = re.search(rb"^%s:(\d+)\r$" % field.encode(), request(port, command("INFO", section)),
-                      re.M)
-    if match is None:
-        raise RuntimeError(f"INFO {section} has no {field}")
-    return int(match.group(1))
+    with Client(port) as client:
+        return int(client.info(section)[field])
 
 
 def open_many(port: int, count: int, payload: bytes, expect: bytes) -> list[socket.socket]:
@@ -172,24 +91,14 @@ def wait_all(socks: list[socket.socket], started: float) -> float:
 class Trigger:
     """One change on ``server``: a PUBLISH, or a new node's hello."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerProc) -> None:
         self.server = server
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
         self.count = 0
 
     def fire(self) -> None:
         self.count += 1
-        if self.server.name == "redis":
-            payload = command("PUBLISH", CHANNEL, b"+node master %040x 10.0.0.1 7000 index=%d"
-                              % (1, self.count))
-        else:
-            # One node joins and leaves in turn: one message per change, the model's size
-            # stays the same.
-            kind = "hello" if self.count % 2 else "leave"
-            message = json.dumps({"v": 1, "type": kind, "node": f"{1:040x}", "epoch": 1,
-                                  "seq": self.count, "addr": "10.0.0.1:7000"})
-            payload = command("BUS", "PUBLISH", message)
-        self.sock.sendall(payload)
+        self.sock.sendall(node_change(self.server.name == "redis", self.count))
 
     def reply(self) -> None:
         data = b""
@@ -200,22 +109,22 @@ class Trigger:
         self.sock.close()
 
 
-def fanout(server: Server, size: int, changes: int) -> dict[str, float]:
+def fanout(server: ServerProc, size: int, changes: int) -> dict[str, float]:
     changes = max(changes, min(2000, 200_000 // size))  # enough messages for 10 ms CPU ticks
-    socks = open_many(server.port, size, command("SUBSCRIBE", CHANNEL), CHANNEL)
+    socks = open_many(server.port, size, command("SUBSCRIBE", NODE_CHANNEL), NODE_CHANNEL)
     trigger = Trigger(server)
     try:
         trigger.fire()  # warm-up (the first change also moves the epoch)
         trigger.reply()
         wait_all(socks, time.perf_counter())
         times = []
-        cpu_before = server.cpu_seconds()
+        cpu_before = cpu_seconds(server.pid)
         for _ in range(changes):
             started = time.perf_counter()
             trigger.fire()
             times.append(wait_all(socks, started))
             trigger.reply()
-        cpu = server.cpu_seconds() - cpu_before
+        cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         trigger.close()
         for sock in socks:
@@ -236,7 +145,7 @@ def ping_ms(sock: socket.socket) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def wakeup(server: Server, waiters: int) -> dict[str, float]:
+def wakeup(server: ServerProc, waiters: int) -> dict[str, float]:
     index = info_field(server.port, "cluster", "clusterwatch_model_version")
     socks = []
     for _ in range(waiters):
@@ -251,7 +160,7 @@ def wakeup(server: Server, waiters: int) -> dict[str, float]:
         sock.setblocking(False)
     bystander = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     waiting_ping = statistics.median(ping_ms(bystander) for _ in range(20))
-    cpu_before = server.cpu_seconds()
+    cpu_before = cpu_seconds(server.pid)
     trigger = Trigger(server)
     try:
         started = time.perf_counter()
@@ -259,7 +168,7 @@ def wakeup(server: Server, waiters: int) -> dict[str, float]:
         after_ping = ping_ms(bystander)
         last = wait_all(socks, started)
         trigger.reply()
-        cpu = server.cpu_seconds() - cpu_before
+        cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         trigger.close()
         bystander.close()
@@ -269,14 +178,27 @@ def wakeup(server: Server, waiters: int) -> dict[str, float]:
             "ping_after_change_ms": after_ping, "cpu_us_per_waiter": cpu / waiters * 1e6}
 
 
+def started(name: str, python: str | None,
+            max_clients: int) -> AbstractContextManager[ServerProc]:
+    """redis-server or clusterwatch, room for `max_clients` connections."""
+    if name == "redis":
+        return running("redis", ["--maxclients", str(max_clients)])
+    return running("clusterwatch", ["--max-clients", str(max_clients), "--log-level",
+                                    "warning"], python)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10,1000,10000")
-    parser.add_argument("--changes", type=int, default=20)
-    parser.add_argument("--waiters", type=int, default=5000)
-    parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
-    args = parser.parse_args()
+    p = parser(__doc__)
+    add_common(p, "fanout", with_runs=False,
+               quick="sizes 10,100, 5 changes, 200 waiters")
+    p.add_argument("--sizes", default=None, help="subscribers (default 10,1000,10000)")
+    p.add_argument("--changes", type=int, default=None, help="changes per size (default 20)")
+    p.add_argument("--waiters", type=int, default=None, help="CLUSTER WAIT clients (5000)")
+    p.add_argument("--python", default=None)
+    args = p.parse_args()
+    args.sizes = args.sizes or ("10,100" if args.quick else "10,1000,10000")
+    args.changes = args.changes or (5 if args.quick else 20)
+    args.waiters = args.waiters or (200 if args.quick else 5000)
     sizes = [int(size) for size in args.sizes.split(",")]
     max_clients = max([*sizes, args.waiters]) + 100
     rows: dict[tuple[str, int], dict[str, float]] = {}
@@ -309,10 +231,11 @@ def main() -> None:
               "|---|---|---|---|",
               f"| {wake['last_ms']:.1f} | {wake['cpu_us_per_waiter']:.1f} | "
               f"{wake['ping_while_waiting_ms']:.2f} | {wake['ping_after_change_ms']:.2f} |", ""]
-    text = "\n".join(lines)
-    print(text)
-    out = ROOT / "benchmarks" / "results" / "fanout-latest.md"
-    out.write_text(text + "\n")
+    records = [{"bench": "fanout", "server": name, "size": size, **row}
+               for (name, size), row in rows.items()]
+    records.append({"bench": "fanout", "server": "clusterwatch", "waiters": args.waiters,
+                    **wake})
+    finish(args, "\n".join(lines), records)
 
 
 if __name__ == "__main__":

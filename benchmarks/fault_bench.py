@@ -1,6 +1,6 @@
 """Faults in a real Redis Cluster: how long clusterwatch takes to show what the cluster settles on.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fault_bench.py [--runs 3] [--period 0.02]
+    .venv/bin/python -m benchmarks.fault_bench [--runs 3] [--period 0.02] [--quick]
 
 Root is needed (a network namespace and iptables, as in the tests). The cluster is the one of
 tests/integration/test_cluster_faults.py (tests/integration/fault_cluster.py): 3 masters and
@@ -25,12 +25,12 @@ samples where clusterwatch said fail and no real node had within an agent interv
 majority-side outages clusterwatch never showed; for reshards, ``gaps`` the samples where
 clusterwatch had a slot without an owner. Reports median and worst per fault.
 
-Writes ``benchmarks/results/fault-latest.md``.
+Writes ``benchmarks/results/fault-latest.md`` (``--quick``: ``fault-quick.md``) and JSON lines
+to ``results/fault.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -41,17 +41,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.integration.fault_cluster import (  # noqa: E402
+from benchmarks.harness.runner import add_common, finish, log, parser
+from tests.integration.fault_cluster import (
     INTERVAL,
     PERIOD,
     FaultCluster,
     Node,
     Phase,
 )
-from tests.integration.real_cluster import View  # noqa: E402
+from tests.integration.real_cluster import View
 
 Row = tuple[float, float, float, int]  # real, ours, lag, untrue
 
@@ -76,8 +74,8 @@ class Bench:
         untrue = len(phase.untruths([n.node_id for n in majority],
                                     grace=self.cluster.interval + self.period)) + extra
         self.rows[name].append((phase.real_at, phase.ours_at, phase.lag, untrue))
-        print(f"  {name:28} real {phase.real_at:6.2f} s  ours {phase.ours_at:6.2f} s  "
-              f"lag {phase.lag:5.2f} s  untrue {untrue}", flush=True)
+        log(f"  {name:28} real {phase.real_at:6.2f} s  ours {phase.ours_at:6.2f} s  "
+            f"lag {phase.lag:5.2f} s  untrue {untrue}")
 
     def follow(self, witness: Node, settled: Callable[[View], bool], since: float,
                during: subprocess.Popen[bytes] | None = None) -> Phase:
@@ -175,20 +173,23 @@ def report(bench: Bench, runs: int, period: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--period", type=float, default=PERIOD / 5)
-    parser.add_argument("--interval", type=float, default=INTERVAL)
-    args = parser.parse_args()
+    p = parser(__doc__.splitlines()[0], full_doc=False)
+    add_common(p, "fault", runs=3, quick="1 run of the master cut off and healed only")
+    p.add_argument("--period", type=float, default=PERIOD / 5)
+    p.add_argument("--interval", type=float, default=INTERVAL)
+    args = p.parse_args()
+    runs = 1 if args.quick and args.runs == 3 else args.runs
     with tempfile.TemporaryDirectory(prefix="fault-bench-") as tmp:
         cluster = FaultCluster(Path(tmp), interval=args.interval)
         try:
             with cluster.ns.entered():
                 cluster.start()
                 bench = Bench(cluster, args.period)
-                for run in range(args.runs):
-                    print(f"run {run + 1}/{args.runs}", flush=True)
+                for run in range(runs):
+                    log(f"run {run + 1}/{runs}")
                     bench.master_cut_off()
+                    if args.quick:
+                        continue
                     bench.pair_cut_off()
                     bench.reshard(100)
                     bench.reshard(1000)
@@ -196,10 +197,10 @@ def main() -> int:
         finally:
             with cluster.ns.entered():
                 cluster.stop()
-    text = report(bench, args.runs, args.period)
-    out = ROOT / "benchmarks" / "results" / "fault-latest.md"
-    out.write_text(text)
-    print(text)
+    finish(args, report(bench, runs, args.period),
+           [{"bench": "fault", "fault": name, "real_s": row[0], "ours_s": row[1],
+             "lag_s": row[2], "untrue": row[3]} for name, rows in bench.rows.items()
+            for row in rows])
     return 0
 
 

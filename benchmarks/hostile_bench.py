@@ -3,9 +3,10 @@
 every 10 ms. Reported per case and server: the bystander's p50, p99 and worst latency, the
 server's CPU seconds during the attack and its peak RSS. Medians over ``--reps``.
 
-    PYTHONPATH=. python benchmarks/hostile_bench.py                 # every case
-    PYTHONPATH=. python benchmarks/hostile_bench.py --cases preauth-count-2^31 --reps 3
-    PYTHONPATH=. python benchmarks/hostile_bench.py --list
+    .venv/bin/python -m benchmarks.hostile_bench                 # every case
+    .venv/bin/python -m benchmarks.hostile_bench --cases preauth-count-2^31 --runs 3
+    .venv/bin/python -m benchmarks.hostile_bench --quick        # a case from each area
+    .venv/bin/python -m benchmarks.hostile_bench --list
 
 Each case gets fresh servers (a case's damage must not leak into the next). The target of
 issue 20: the bystander's worst under 50 ms and peak RSS bounded by the configured limits.
@@ -13,24 +14,29 @@ issue 20: the bystander's worst under 50 ms and peak RSS bounded by the configur
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks import bench
+from benchmarks.harness.procs import (
+    Fleet,
+    fleet_in_tempdir,
+    free_port,
+    pinning_available,
+    start_server,
+)
+from benchmarks.harness.runner import add_common, finish, parser, run_id
+from benchmarks.harness.system import describe_interpreter, git_facts
 from benchmarks.hostile import HTTP_PORT, Case, Target, load_all
 from tests.hostile.bystander import Bystander, process_usage
 
-RESULTS = bench.RESULTS_DIR / "hostile-latest.md"
+# A smoke run: one quick case from each area.
+QUICK = ("preauth-count-2^31", "simple-string-element", "pubsub-channels-200kb-pattern",
+         "status-deep-refused", "publish-2mb-25k")
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,14 @@ class Row:
 
 
 def run_case(item: Case, kind: str, workdir: Path, python: str, pin: bool) -> Row:
-    fleet = bench.Fleet()
+    fleet = Fleet()
     extra = list(item.redis_args if kind == "redis" else item.clusterwatch_args)
-    http_port = bench.free_port() if HTTP_PORT in extra else None
+    http_port = free_port() if HTTP_PORT in extra else None
     extra = [str(http_port) if arg == HTTP_PORT else arg for arg in extra]
     if item.password is not None:
         extra += ["--requirepass", item.password]
     try:
-        server = bench.start_server(fleet, kind, workdir, python, pin, extra=extra)
+        server = start_server(fleet, kind, workdir, python, pin, extra=extra)
         target = Target(kind, "127.0.0.1", server.port, server.pid, item.password, http_port)
         if item.setup is not None:
             item.setup(target)
@@ -93,39 +99,37 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="*", help="case names (default: all)")
-    parser.add_argument("--reps", type=int, default=1)
-    parser.add_argument("--list", action="store_true")
-    parser.add_argument("--no-redis", action="store_true", help="clusterwatch only")
-    parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    opts = parser.parse_args(argv)
+    p = parser(__doc__, full_doc=False)
+    add_common(p, "hostile", runs=1, quick=f"the cases {', '.join(QUICK)}")
+    p.add_argument("--cases", nargs="*", help="case names (default: all)")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--no-redis", action="store_true", help="clusterwatch only")
+    p.add_argument("--no-pin", action="store_true")
+    opts = p.parse_args(argv)
     cases = load_all()
     if opts.list:
         for name, item in cases.items():
             print(f"{name:32} {'(+redis) ' if item.redis else ''}{item.doc}")
         return 0
-    chosen = [cases[name] for name in (opts.cases or cases)]
-    pin = not opts.no_pin and bench.pinning_available()
+    chosen = [cases[name] for name in (opts.cases or (QUICK if opts.quick else cases))]
+    pin = not opts.no_pin and pinning_available()
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
+    with fleet_in_tempdir("hostile-") as (_, workdir):
         for item in chosen:
             kinds = ["clusterwatch"] + (["redis"] if item.redis and not opts.no_redis else [])
             for kind in kinds:
-                reps = [run_case(item, kind, Path(tmp), sys.executable, pin)
-                        for _ in range(opts.reps)]
+                reps = [run_case(item, kind, workdir, sys.executable, pin)
+                        for _ in range(opts.runs)]
                 row = median_row(reps)
                 print(table([row]).splitlines()[-1], flush=True)
                 rows.append(row)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = (f"# Hostile input ({stamp})\n\n{bench.describe_interpreter(sys.executable)}, "
+    text = (f"# Hostile input ({run_id()})\n\n{describe_interpreter(sys.executable)}, "
             f"{platform.machine()}, "
-            f"commit {bench.git_facts().get('commit', '?')}, medians of {opts.reps}, "
+            f"commit {git_facts().get('commit', '?')}, medians of {opts.runs}, "
             f"bystander PING every 10 ms\n\n{table(rows)}\n")
-    if opts.cases is None:
-        opts.out.write_text(text)
-    print(text)
+    if opts.cases is not None and opts.markdown is None:
+        opts.no_markdown = True  # some cases do not replace the table of them all
+    finish(opts, text, [{"bench": "hostile", **asdict(row)} for row in rows])
     return 0
 
 

@@ -4,20 +4,17 @@ key (`default`), and as a user whose key pattern must match each node id (verdic
 node); interleaved repetitions, medians. In-process: the checks' own cost, without the
 socket and the reader around them.
 
-    PYTHONPATH=. python benchmarks/publish_rights_bench.py [--nodes 1000] [--reps 7]
+    .venv/bin/python -m benchmarks.publish_rights_bench [--nodes 1000] [--runs 7] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from benchmarks.harness.runner import add_common, finish, parser
 from clusterwatch.cluster import ClusterModel, ModelConfig, Publisher
 from clusterwatch.commands._acl_user import new_user
 
@@ -42,12 +39,15 @@ def run(messages: list[bytes], publisher: Publisher | None) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--reps", type=int, default=7)
-    opts = parser.parse_args()
-    messages = heartbeats(opts.nodes, opts.rounds)
+    p = parser(__doc__, full_doc=False)
+    add_common(p, "publish-rights", runs=7, quick="100 nodes, 10 rounds, 3 runs")
+    p.add_argument("--nodes", type=int, default=None, help="(default 1000)")
+    p.add_argument("--rounds", type=int, default=None, help="(default 40)")
+    opts = p.parse_args()
+    nodes = opts.nodes or (100 if opts.quick else 1000)
+    rounds = opts.rounds or (10 if opts.quick else 40)
+    reps = 3 if opts.quick and opts.runs == 7 else opts.runs
+    messages = heartbeats(nodes, rounds)
     restricted = new_user("agent")
     restricted.keys.append("~node-*")
     cases: dict[str, Callable[[], Publisher | None]] = {
@@ -56,16 +56,18 @@ def main() -> int:
         "a user with ~node-*": lambda: Publisher("agent", may_write=restricted.may_write_key),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(opts.reps):
+    for _ in range(reps):
         for name, make in cases.items():
             times[name].append(run(messages, make()))
     base = statistics.median(times["no publisher (checks skipped)"])
-    print(f"{len(messages)} heartbeats of {opts.nodes} nodes, 16 per batch, medians of "
-          f"{opts.reps}\n")
-    print("| publisher | µs per message | vs no publisher |\n|---|---|---|")
+    lines = [f"{len(messages)} heartbeats of {nodes} nodes, 16 per batch, medians of "
+             f"{reps}\n", "| publisher | µs per message | vs no publisher |", "|---|---|---|"]
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"| {name} | {median * 1e6:.3f} | {median / base - 1:+.1%} |")
+        lines.append(f"| {name} | {median * 1e6:.3f} | {median / base - 1:+.1%} |")
+    finish(opts, "\n".join(lines), [{"bench": "publish-rights", "publisher": name,
+                                     "us_per_message": [v * 1e6 for v in values]}
+                                    for name, values in times.items()])
     return 0
 
 

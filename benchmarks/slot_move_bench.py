@@ -1,9 +1,9 @@
 """A full 16384-slot move, and heartbeats that carry `failing` sets, in this process.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/slot_move_bench.py
-    PYTHONPATH=. .venv/bin/python benchmarks/slot_move_bench.py --reps 30 --nodes 100,1000
+    .venv/bin/python -m benchmarks.slot_move_bench
+    .venv/bin/python -m benchmarks.slot_move_bench --runs 30 --nodes 100,1000
 
-Three measurements, CPU time of this process (one core), medians of ``--reps``:
+Three measurements, CPU time of this process (one core), medians of ``--runs``:
 
 * **model**: ``ClusterModel.publish`` of the ``slots`` message that moves every slot from
   one master to another (the receiver claims them at a higher epoch), then of the old
@@ -19,18 +19,15 @@ Three measurements, CPU time of this process (one core), medians of ``--reps``:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import msgspec
 
+from benchmarks.harness.inproc import built_server
+from benchmarks.harness.runner import add_common, finish, parser
 from clusterwatch.cluster import ClusterModel, ModelConfig
-from clusterwatch.commands._context import CommandContext, Session
-from clusterwatch.resp import encode
-from clusterwatch.server.app import Server
-from clusterwatch.server.config import ServerConfig
 
 NUM_SLOTS = 16384
 HOUR_MS = 3_600_000
@@ -64,7 +61,7 @@ def setup() -> list[bytes]:
             msg("slots", "a", 1, 1, ranges=[[0, NUM_SLOTS - 1]])]
 
 
-def bench_model(reps: int) -> None:
+def bench_model(reps: int) -> str:
     model = ClusterModel(ModelConfig(node_timeout_ms=HOUR_MS))
     for data in setup():
         model.publish(data, T0)
@@ -77,17 +74,12 @@ def bench_model(reps: int) -> None:
         claim.append(middle - start)
         drop.append(time.process_time() - middle)
         model.drain_events()
-    print(f"model: claim of all slots {median_ms(claim)}, the old owner's empty claim "
+    return (f"model: claim of all slots {median_ms(claim)}, the old owner's empty claim "
           f"{median_ms(drop)}")
 
 
-def bench_end_to_end(reps: int) -> None:
-    server = Server(ServerConfig(port=0, node_timeout=HOUR_MS))
-    ctx = CommandContext(session=Session(id=1, allowed=server.table.catalog.everything),
-                         server=server, table=server.table)
-
-    def run(*argv: bytes) -> object:
-        return encode(server.table.dispatch(ctx, list(argv)), 2)  # type: ignore[arg-type]
+def bench_end_to_end(reps: int) -> str:
+    run = built_server(port=0, node_timeout=HOUR_MS).encoded
 
     run(b"BUS", b"PUBLISH", *setup())
     views = ((b"CLUSTER", b"INFO"), (b"CLUSTER", b"NODES"), (b"CLUSTER", b"SLOTS"),
@@ -103,7 +95,7 @@ def bench_end_to_end(reps: int) -> None:
             run(*argv)
         publish.append(middle - start)
         rendered.append(time.process_time() - middle)
-    print(f"end to end: BUS PUBLISH of the move {median_ms(publish)}, then CLUSTER "
+    return (f"end to end: BUS PUBLISH of the move {median_ms(publish)}, then CLUSTER "
           f"INFO+NODES+SLOTS+SHARDS {median_ms(rendered)}")
 
 
@@ -133,7 +125,7 @@ def cluster(count: int) -> tuple[list[bytes], Callable[[int, bool], list[bytes]]
     return first, beats
 
 
-def bench_heartbeats(count: int, reps: int) -> None:
+def bench_heartbeats(count: int, reps: int) -> str:
     results = {}
     for failing in (False, True):
         model = ClusterModel(ModelConfig(node_timeout_ms=HOUR_MS, max_nodes=2 * count))
@@ -148,19 +140,24 @@ def bench_heartbeats(count: int, reps: int) -> None:
                 model.publish(data, T0 + rep)
             samples.append((time.process_time() - start) / len(batch))
         results[failing] = statistics.median(samples) * 1e6
-    print(f"heartbeat at {count} nodes: {results[False]:.2f} us without `failing`, "
+    return (f"heartbeat at {count} nodes: {results[False]:.2f} us without `failing`, "
           f"{results[True]:.2f} us with every master listing one failed node")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=21)
-    parser.add_argument("--nodes", default="100,1000")
-    args = parser.parse_args()
-    bench_model(args.reps)
-    bench_end_to_end(args.reps)
-    for count in (int(n) for n in args.nodes.split(",")):
-        bench_heartbeats(count, args.reps)
+    p = parser(__doc__, full_doc=False)
+    add_common(p, "slot-move", runs=21, quick="3 runs, 100 nodes")
+    p.add_argument("--nodes", default=None, help="node counts (default 100,1000)")
+    args = p.parse_args()
+    runs = 3 if args.quick and args.runs == 21 else args.runs
+    nodes = args.nodes or ("100" if args.quick else "100,1000")
+    lines = []
+    for line in (bench_model(runs), bench_end_to_end(runs),
+                 *(bench_heartbeats(int(n), runs) for n in nodes.split(","))):
+        print(line, flush=True)
+        lines.append(line)
+    finish(args, "\n".join(lines) + "\n", [{"bench": "slot-move", "runs": runs, "line": line}
+                                            for line in lines], echo=False)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Status and health benchmarks (issue 4): probes next to PING, status views at 100/1000 nodes.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/status_bench.py           # full run, ~4-5 min
-    PYTHONPATH=. .venv/bin/python benchmarks/status_bench.py --quick   # smoke run, < 30 s
-    PYTHONPATH=. .venv/bin/python benchmarks/status_bench.py --stages probes --reps 5
+    .venv/bin/python -m benchmarks.status_bench           # full run, ~4-5 min
+    .venv/bin/python -m benchmarks.status_bench --quick   # smoke run, < 30 s
+    .venv/bin/python -m benchmarks.status_bench --stages probes --runs 5
 
 Two stages (``--stages probes,model``):
 
@@ -31,7 +31,7 @@ with the order rotated every repetition; medians of ``--reps``. Server CPU is th
 utime+stime delta from /proc/PID/stat over the run. ``other CPU%`` is the rest of the
 machine's busy time (/proc/stat) during the run: other processes on this shared box.
 Every process started here is stopped by PID on exit, error, Ctrl-C or SIGTERM.
-Reuses bench.py's process/CPU/redis-benchmark helpers and cluster_bench.py's RESP client.
+Processes, CPU, redis-benchmark and the RESP client: benchmarks/harness/.
 """
 
 from __future__ import annotations
@@ -47,46 +47,55 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for _path in (str(REPO), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import bench  # noqa: E402
-from bench import (  # noqa: E402
+from benchmarks.harness.nodes import heartbeat
+from benchmarks.harness.procs import (
     CLIENT_CPU,
+    REPO,
+    RESULTS_DIR,
     BenchError,
-    Cell,
     Fleet,
     ServerProc,
-    cpu_seconds,
-    fmt_rps,
-    fmt_us,
-    git_facts,
-    machine_facts,
+    default_python,
+    fleet_in_tempdir,
     pin_prefix,
     pinning_available,
-    run_benchmark,
+    require_tools,
+    start_server,
+)
+from benchmarks.harness.redis_benchmark import Cell, csv_float, run_benchmark
+from benchmarks.harness.resp import CHUNK as PUBLISH_CHUNK
+from benchmarks.harness.resp import Client, command, reply_and_size
+from benchmarks.harness.runner import (
+    fmt_rps,
+    fmt_us,
+    log,
+    med,
+    now_iso,
+    results_file,
+    run_id,
     signals_as_interrupt,
 )
-from cluster_bench import Client, machine_busy_s, resp_command, stop_server  # noqa: E402
+from benchmarks.harness.system import (
+    cpu_seconds,
+    git_facts,
+    machine_busy_s,
+    machine_facts,
+    other_benchmarks,
+    wait_for_other_benchmarks,
+)
 
-RESULTS_DIR = HERE / "results"
 SCOPE = "clusterwatch-status-bench"
 NODE_TIMEOUT_MS = 3_600_000
 # STATUS SERVICES LEVEL debug at 1000 nodes is about 1 MB; 50 clients x 16 in flight would
 # pass the default 32 MB output buffer limit, so the populated servers get more room.
 OUTPUT_BUFFER_LIMIT = 512 * 1024 * 1024
-PUBLISH_CHUNK = 500
 CLIENTS = 50
 PIPELINES = (1, 16)
 
@@ -108,10 +117,6 @@ QUERIES = (
     ("CSAS_SHIPMENTS_ENRICHED_11", "shipments", "KSTREAM-JOINTHIS-0000000016-store"),
 )
 PAYLOAD_VARIANTS = 8  # distinct payloads per node the publisher cycles through
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- node messages
@@ -191,11 +196,6 @@ def heartbeat_body(sim: Any, node: Any, beat: int) -> bytes:
     return b"," + json.dumps(status_fields(sim, node, beat), separators=(",", ":")).encode()[1:-1]
 
 
-def heartbeat(node_id: str, epoch: int, seq: int, body: bytes) -> bytes:
-    return b'{"v":1,"type":"heartbeat","node":"%s","epoch":%d,"seq":%d%s}' % (
-        node_id.encode(), epoch, seq, body)
-
-
 def populate(port: int, count: int) -> dict[str, int]:
     """hello + slots + simulate's heartbeat per node, then our richer heartbeat."""
     sim = make_sim(count)
@@ -212,25 +212,6 @@ def populate(port: int, count: int) -> dict[str, int]:
             "heartbeat_bytes": round(statistics.mean(len(m) for m in rich))}
 
 
-def reply_check(port: int, args: Sequence[str], timeout: float = 30.0) -> tuple[Any, int]:
-    """One request; (decoded reply or the error, size of the raw reply in bytes)."""
-    import hiredis
-
-    reader: Any = hiredis.Reader()
-    size = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(resp_command(*args))
-        while True:
-            reply = reader.gets()
-            if reply is not False:
-                return reply, size
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                raise BenchError(f"{' '.join(args)}: connection closed")
-            size += len(chunk)
-            reader.feed(chunk)
-
-
 def redis_cli(port: int, args: Sequence[str]) -> str:
     """What `redis-cli --no-raw` prints (errors as `(error) ...`); hiredis without it."""
     if shutil.which("redis-cli"):
@@ -238,7 +219,7 @@ def redis_cli(port: int, args: Sequence[str]) -> str:
                               *args], capture_output=True, text=True, timeout=10, check=False)
         return (out.stdout.strip() or out.stderr.strip()).splitlines()[0] if (
             out.stdout.strip() or out.stderr.strip()) else ""
-    reply, _ = reply_check(port, args, timeout=10)
+    reply, _ = reply_and_size(port, *args, timeout=10)
     if isinstance(reply, Exception):
         return f"(error) {reply}"
     return reply.decode(errors="replace") if isinstance(reply, bytes) else repr(reply)
@@ -304,7 +285,7 @@ def publisher_main(port: int, count: int, rate: float, batch: int, max_seconds: 
                         node_id, epoch = nodes[i]
                         msgs.append(heartbeat(node_id, epoch, base + k,
                                               bodies[i][(k // len(nodes)) % PAYLOAD_VARIANTS]))
-                    frames.append(resp_command("BUS", "PUBLISH", *msgs))
+                    frames.append(command("BUS", "PUBLISH", *msgs))
                 data = memoryview(b"".join(frames))
                 while data:  # non-blocking: wait for room, reading replies meanwhile
                     if not select.select([], [sock], [], 10.0)[1]:
@@ -333,13 +314,13 @@ class Publisher:
     @classmethod
     def start(cls, fleet: Fleet, opts: Options, port: int, count: int,
               lifetime: float) -> Publisher:
-        argv = [*pin_prefix(CLIENT_CPU, opts.pin), opts.python, str(Path(__file__).resolve()),
+        argv = [*pin_prefix(CLIENT_CPU, opts.pin), opts.python, "-m", "benchmarks.status_bench",
                 "--publisher", "--port", str(port), "--nodes-count", str(count),
                 "--stream-rate", str(opts.stream_rate), "--stream-batch", str(opts.stream_batch),
                 "--max-seconds", str(lifetime)]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        proc = fleet.spawn(argv, stdout=subprocess.PIPE, env=env)
+        proc = fleet.spawn(argv, stdout=subprocess.PIPE, env=env, cwd=REPO)
         pub = cls(proc)
         line = pub.readline(30.0)
         if line != "ready":
@@ -411,7 +392,7 @@ class Session:
     out: Any = None
 
     def record(self, **fields: Any) -> dict[str, Any]:
-        rec = {"run_id": self.run_id, "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+        rec = {"run_id": self.run_id, "ts": now_iso(),
                "quick": self.opts.quick, "pinned": self.opts.pin,
                "commit": self.facts.get("commit"), "dirty": self.facts.get("dirty"), **fields}
         self.records.append(rec)
@@ -449,7 +430,7 @@ def calibrate(s: Session, server: ServerProc, cell: Cell) -> tuple[int, str]:
         r = run_benchmark(s.fleet, server, cell, n, opts.pin, opts.run_timeout, s.workdir)
         if r.error:
             return 0, r.error
-        rps = bench._float(r.csv_row, "rps") or 0.0
+        rps = csv_float(r.csv_row, "rps") or 0.0
         if r.wall_s >= min(0.3, opts.target_seconds / 2) or n >= 10_000_000:
             break
         n *= 5
@@ -466,7 +447,7 @@ def measure(s: Session, stage: str, cell: Cell, variant: Variant, rep: int, n: i
     after a change of every node is a full re-render (see `cold_calls`)."""
     opts = s.opts
     server = s.fleet.servers[variant.server]
-    reply_check(server.port, cell.test)
+    reply_and_size(server.port, *cell.test)
     pub = None
     if variant.stream:
         pub = Publisher.start(s.fleet, opts, server.port, variant.nodes,
@@ -477,7 +458,7 @@ def measure(s: Session, stage: str, cell: Cell, variant: Variant, rep: int, n: i
         busy = machine_busy_s() - busy0
     finally:
         stream = pub.stop() if pub is not None else {}
-    rps = None if r.error else bench._float(r.csv_row, "rps")
+    rps = None if r.error else csv_float(r.csv_row, "rps")
     error = r.error or stream.get("error") or (
         f"stream: {stream['sent'] - stream['applied']} heartbeats not applied"
         if stream and stream["sent"] != stream["applied"] else "")
@@ -485,7 +466,7 @@ def measure(s: Session, stage: str, cell: Cell, variant: Variant, rep: int, n: i
         stage=stage, cell=cell.name, command=" ".join(cell.test), pipeline=cell.pipeline,
         clients=cell.clients, variant=variant.label, server=variant.server,
         nodes=variant.nodes, stream=variant.stream, rep=rep, n=n, argv=r.argv, rps=rps,
-        p50_ms=bench._float(r.csv_row, "p50_latency_ms"), wall_s=round(r.wall_s, 4),
+        p50_ms=csv_float(r.csv_row, "p50_latency_ms"), wall_s=round(r.wall_s, 4),
         server_cpu_s=round(r.server_cpu_s, 3),
         server_cpu_pct=round(100 * r.server_cpu_s / r.wall_s, 1) if r.wall_s else None,
         us_cpu_per_req=round(r.server_cpu_s / n * 1e6, 3) if not error else None,
@@ -551,7 +532,7 @@ def cold_calls(s: Session, variant: Variant, rep: int) -> None:
     for label, args in MODEL_COMMANDS:
         for kind in ("cold", "warm"):
             cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
-            reply, size = reply_check(server.port, args)
+            reply, size = reply_and_size(server.port, *args)
             wall, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
             error = str(reply) if isinstance(reply, Exception) else None
             s.record(stage="cold", cell=label, kind=kind, variant=variant.label,
@@ -601,7 +582,7 @@ def size_or_record(s: Session, stage: str, cell: Cell, variant: Variant,
 
 
 def stage_probes(s: Session) -> None:
-    server = bench.start_server(s.fleet, "demo", s.workdir, s.opts.python, s.opts.pin,
+    server = start_server(s.fleet, "demo", s.workdir, s.opts.python, s.opts.pin,
                                 timeout=30.0, extra=("--log-level", "warning", "--demo"))
     s.facts["cw_version"] = server.version
     log(f"probes: demo server pid {server.pid} port {server.port} version {server.version}")
@@ -631,7 +612,7 @@ def stage_probes(s: Session) -> None:
             if n:
                 slots.append(Slot(cell, demo, n, {}))
         run_slots(s, "probes", slots)
-    stop_server(s.fleet, server)
+    s.fleet.stop(server)
 
 
 def stage_model(s: Session) -> None:
@@ -640,7 +621,7 @@ def stage_model(s: Session) -> None:
     servers: list[Variant] = []
     for count in opts.nodes:
         name = f"nodes-{count}"
-        server = bench.start_server(
+        server = start_server(
             s.fleet, name, s.workdir, opts.python, opts.pin, timeout=30.0,
             extra=("--log-level", "warning", "--node-timeout", str(NODE_TIMEOUT_MS),
                    "--output-buffer-limit", str(OUTPUT_BUFFER_LIMIT)))
@@ -648,7 +629,7 @@ def stage_model(s: Session) -> None:
         shape: dict[str, Any] = dict(populate(server.port, count))
         shape["populate_s"] = round(time.monotonic() - t0, 2)
         for label, args in MODEL_COMMANDS:
-            reply, size = reply_check(server.port, args)
+            reply, size = reply_and_size(server.port, *args)
             if isinstance(reply, Exception):
                 raise BenchError(f"{name}: {label} answered an error: {reply}")
             shape[f"reply_bytes_{label}"] = size
@@ -658,7 +639,7 @@ def stage_model(s: Session) -> None:
         log(f"model: {name} pid {server.pid} port {server.port}: {shape}")
     if opts.redis and shutil.which("redis-server"):
         try:
-            redis = bench.start_server(s.fleet, "redis", s.workdir, opts.python, opts.pin)
+            redis = start_server(s.fleet, "redis", s.workdir, opts.python, opts.pin)
             log(f"model: redis-server pid {redis.pid} port {redis.port} (INFO reference)")
         except BenchError as exc:
             log(f"  redis-server: {exc} (no INFO reference)")
@@ -692,14 +673,10 @@ def stage_model(s: Session) -> None:
         run_slots(s, "reference", slots)
     for name in [*(v.server for v in servers), "redis"]:
         if name in s.fleet.servers:
-            stop_server(s.fleet, s.fleet.servers[name])
+            s.fleet.stop(s.fleet.servers[name])
 
 
 # --------------------------------------------------------------------------- summary
-
-
-def med(xs: Sequence[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 def ok_runs(records: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
@@ -871,34 +848,6 @@ def summarize(s: Session, elapsed: float) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def other_benchmarks() -> list[str]:
-    """Other benchmark processes on this box (bench.py, cluster_bench.py, redis-benchmark)."""
-    found: list[str] = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in (me, os.getppid()):
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        words = [Path(a.decode(errors="replace")).name for a in argv if a]
-        if any(w in ("bench.py", "cluster_bench.py", "redis-benchmark") for w in words):
-            found.append(f"{entry.name} {' '.join(words)[:80]}")
-    return found
-
-
-def wait_for_quiet(seconds: float) -> list[str]:
-    """Poll every 10 s, up to `seconds`, until no other benchmark runs; the leftovers."""
-    deadline = time.monotonic() + seconds
-    others = other_benchmarks()
-    while others and time.monotonic() < deadline:
-        log(f"waiting for other benchmarks to finish: {'; '.join(others)}")
-        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
-        others = other_benchmarks()
-    return others
-
-
 def int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -927,7 +876,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="1 rep, runs of ~0.2 s, no redis-server: a smoke run under 30 s")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3, --quick 1)")
+    p.add_argument("--runs", "--reps", dest="reps", type=int, default=None,
+                   help="repetitions (default 3, --quick 1)")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma list from {', '.join(STAGES)}")
     p.add_argument("--nodes", type=int_list, default=[100, 1000],
@@ -970,8 +920,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if reps < 1 or args.stream_rate <= 0 or args.stream_batch < 1:
         p.error("--reps, --stream-rate and --stream-batch must be positive")
-    venv_python = REPO / ".venv" / "bin" / "python"
-    python = args.python or (str(venv_python) if venv_python.exists() else sys.executable)
+    python = args.python or default_python()
     opts = Options(
         stages=stages, pipelines=args.pipelines, reps=reps, quick=args.quick,
         pin=not args.no_pin and pinning_available(), python=python, nodes=args.nodes,
@@ -989,40 +938,30 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     return opts, args
 
 
-@contextlib.contextmanager
-def results_file(path: Path | None) -> Iterator[Any]:
-    if path is None:
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        yield fh
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     opts, args = parse_args(argv)
     if args.publisher:
         return publisher_main(args.port, args.nodes_count, opts.stream_rate, opts.stream_batch,
                               opts.max_seconds)
-    if shutil.which("redis-benchmark") is None:
-        log("status_bench.py: redis-benchmark not found (apt-get install redis-tools)")
+    missing = require_tools("redis-benchmark")
+    if missing:
+        log(f"status_bench: {missing}")
         return 2
-    others = wait_for_quiet(opts.wait_others)
+    others = wait_for_other_benchmarks(opts.wait_others)
     if opts.pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
-    fleet = Fleet()
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    s = Session(opts, fleet, Path("."), run_id, machine_facts() | git_facts(), time.monotonic())
+    run = run_id()
+    s = Session(opts, Fleet(), Path("."), run, machine_facts() | git_facts(), time.monotonic())
     if others:
         s.notes.append(f"other benchmarks were still running at the start: {'; '.join(others)}")
     if not opts.pin:
         s.notes.append("not pinned (taskset or CPU 1 unavailable, or --no-pin)")
-    log(f"run {run_id}: stages {', '.join(opts.stages)}; {opts.reps} rep(s); pinning "
+    log(f"run {run}: stages {', '.join(opts.stages)}; {opts.reps} rep(s); pinning "
         f"{'on' if opts.pin else 'off'}")
     status = 0
-    with signals_as_interrupt(), tempfile.TemporaryDirectory(prefix="cw-status-") as tmp, \
+    with signals_as_interrupt(), fleet_in_tempdir("cw-status-") as (fleet, workdir), \
             results_file(opts.out) as out:
-        s.workdir, s.out = Path(tmp), out
+        s.fleet, s.workdir, s.out = fleet, workdir, out
         try:
             for stage in opts.stages:
                 {"probes": stage_probes, "model": stage_model}[stage](s)
@@ -1033,10 +972,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("interrupted; stopping every process")
             status = 130
         except (BenchError, OSError) as exc:
-            log(f"status_bench.py: {exc}")
+            log(f"status_bench: {exc}")
             status = 1
-        finally:
-            fleet.stop_all()
     if not s.records:
         return status or 1
     text = summarize(s, time.monotonic() - s.started)

@@ -1,8 +1,8 @@
 """Redis-Streams bus benchmarks: ingest per instance, cross-instance latency, replay.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/stream_bench.py           # full run, ~2 min
-    PYTHONPATH=. .venv/bin/python benchmarks/stream_bench.py --quick   # smoke run, ~25 s
-    PYTHONPATH=. .venv/bin/python benchmarks/stream_bench.py --stages ingest --reps 9
+    .venv/bin/python -m benchmarks.stream_bench           # full run, ~2 min
+    .venv/bin/python -m benchmarks.stream_bench --quick   # smoke run, ~25 s
+    .venv/bin/python -m benchmarks.stream_bench --stages ingest --runs 9
 
 One redis-server (``--save '' --appendonly no``, temp dir, free port) carries the streams.
 Three stages (``--stages ingest,latency,replay``):
@@ -12,7 +12,7 @@ Three stages (``--stages ingest,latency,replay``):
    one): one ``--bus memory`` instance; one instance on a stream; three instances on another
    stream. Each is populated with the same 1000 simulated nodes. Loads: pipelined ``BUS
    PUBLISH`` (K connections spread over the group's instances, P requests of B heartbeats in
-   flight on each; cluster_bench.py's pre-encoded GenConn, every reply must be all
+   flight on each; harness/loadgen.py's pre-encoded GenConn, every reply must be all
    ``applied``) and, for the stream groups, raw ``XADD <stream> * m <json>`` pipelined
    straight into Redis (the instances only read); the two loads alternate, 5 reps. Every
    heartbeat carries its node's next seq, so all must be applied; applied/stale per instance
@@ -37,7 +37,7 @@ Three stages (``--stages ingest,latency,replay``):
 Pinning (when taskset and CPU 1 exist): the clusterwatch instances on CPU 1; redis-server,
 the load generator and this driver on CPU 0 (``--redis-cpu 1`` moves redis-server to the
 instances' core). Every process started here is stopped by PID on exit, error, Ctrl-C or
-SIGTERM. Reuses bench.py's process/CPU helpers and cluster_bench.py's client and generator.
+SIGTERM. Processes, CPU, the RESP client and the load generator: benchmarks/harness/.
 """
 
 from __future__ import annotations
@@ -51,60 +51,54 @@ import os
 import platform
 import re
 import select
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for _path in (str(REPO), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import bench  # noqa: E402
-from bench import (  # noqa: E402
+from benchmarks.harness.loadgen import run_worker
+from benchmarks.harness.nodes import NODE_TIMEOUT_MS, SimCluster, heartbeat
+from benchmarks.harness.procs import (
     CLIENT_CPU,
+    REPO,
+    RESULTS_DIR,
     SERVER_CPU,
     BenchError,
     Fleet,
     ServerProc,
-    cpu_seconds,
+    default_python,
+    fleet_in_tempdir,
+    pinning_available,
+    require_tools,
+    start_server,
+)
+from benchmarks.harness.resp import Client, command, pairs, text
+from benchmarks.harness.runner import (
     fmt_rps,
     fmt_us,
-    free_port,
-    git_facts,
-    machine_facts,
-    pin_prefix,
-    pinning_available,
-    signals_as_interrupt,
-)
-from cluster_bench import (  # noqa: E402
-    NODE_TIMEOUT_MS,
-    Client,
-    GenConn,
-    SimCluster,
-    Worker,
-    drive,
-    heartbeat,
-    machine_busy_s,
+    log,
     med,
-    read_lines,
-    resp_command,
+    now_iso,
+    percentile,
+    results_file,
+    run_id,
+    signals_as_interrupt,
     verdict,
+)
+from benchmarks.harness.system import (
+    cpu_seconds,
+    git_facts,
+    loadavg,
+    machine_busy_s,
+    machine_facts,
     vm_rss_kib,
 )
 
-RESULTS_DIR = HERE / "results"
 STREAM_PREFIX = "cwbench"
 INGEST_TARGET = 100_000  # messages/s applied by each of 3 instances (the issue's target)
 # An ingest run during which processes this benchmark did not start used more than this
@@ -116,26 +110,10 @@ POLL_S = 0.01
 LOG_TS = re.compile(rb"^ts=(\S+) ")
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def id_key(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
     return int(ms or 0), int(seq or 0)
-
-
-def pct(xs: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(xs)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # --------------------------------------------------------------------------- options
@@ -175,8 +153,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    help=f"comma list from {','.join(STAGES)} (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="1 rep, small fixed sizes, no probes: under 60 s")
-    p.add_argument("--reps", type=int, default=None, help="ingest repetitions (default 5, "
-                   "--quick 1)")
+    p.add_argument("--runs", "--reps", dest="reps", type=int, default=None,
+                   help="ingest repetitions (default 5, --quick 1)")
     p.add_argument("--nodes", type=int, default=1000, help="simulated nodes (default 1000)")
     p.add_argument("--instances", type=int, default=3,
                    help="instances in the multi-instance group (default 3)")
@@ -221,8 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     reps = args.reps if args.reps is not None else (1 if args.quick else 5)
     if reps < 1 or args.instances < 2 or args.conns < 1 or args.nodes < 2:
         p.error("--reps >= 1, --instances >= 2, --conns >= 1 and --nodes >= 2 please")
-    venv_python = REPO / ".venv" / "bin" / "python"
-    python = args.python or (str(venv_python) if venv_python.exists() else sys.executable)
+    python = args.python or default_python()
     return Options(
         stages=stages, quick=args.quick, reps=reps,
         pin=not args.no_pin and pinning_available(), python=python, redis_cpu=args.redis_cpu,
@@ -269,7 +246,7 @@ class Session:
 
     def record(self, stage: str, **fields: Any) -> dict[str, Any]:
         rec = {"run_id": self.run_id, "bench": "stream", "stage": stage,
-               "ts": datetime.now(UTC).isoformat(timespec="seconds"),
+               "ts": now_iso(),
                "quick": self.opts.quick, "pinned": self.opts.pin,
                "redis_cpu": self.opts.redis_cpu if self.opts.pin else None,
                "commit": self.facts.get("commit"), "dirty": self.facts.get("dirty"),
@@ -310,24 +287,8 @@ def wait_quiet(limit: float) -> float:
 
 
 def start_redis(s: Session) -> ServerProc:
-    port = free_port()
-    log_path = s.workdir / "redis.log"
-    server = ServerProc("redis", port, [
-        *pin_prefix(s.opts.redis_cpu, s.opts.pin), "redis-server", "--port", str(port),
-        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-        "--dir", str(s.workdir)], log_path)
-    with open(log_path, "wb") as fh:
-        server.proc = s.fleet.spawn(server.argv, stdout=fh, stderr=subprocess.STDOUT,
-                                    cwd=s.workdir)
-    s.fleet.servers[server.name] = server
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise BenchError(f"redis-server exited at start-up:\n{server.log_tail()}")
-        if bench.ping(port):
-            return server
-        time.sleep(0.05)
-    raise BenchError(f"redis-server not answering on port {port}")
+    return start_server(s.fleet, "redis", s.workdir, pin=s.opts.pin, cpu=s.opts.redis_cpu,
+                        timeout=10)
 
 
 def start_instance(s: Session, name: str, stream: str | None,
@@ -337,31 +298,18 @@ def start_instance(s: Session, name: str, stream: str | None,
     args = ["--node-timeout", str(NODE_TIMEOUT_MS), "--log-level", "info", *extra]
     if stream is not None:
         args += ["--bus", s.redis_url, "--bus-stream", stream]
-    return bench.start_server(s.fleet, name, s.workdir, s.opts.python, s.opts.pin,
-                              extra=args)
+    return start_server(s.fleet, name, s.workdir, s.opts.python, s.opts.pin, extra=args)
 
 
 def stop_instance(s: Session, srv: ServerProc, grace: float = 3.0) -> None:
     """SIGTERM, then SIGKILL after `grace` s; a slow graceful stop is noted in the report."""
-    proc = srv.proc
-    if proc is None:
-        return
-    if proc.poll() is None:
-        t0 = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5.0)
-            s.notes.append(f"{srv.name} (pid {proc.pid}) had not exited {grace:.0f} s after "
-                           "SIGTERM and was killed (see the README: a bus task can swallow "
-                           "its cancellation, and shutdown waits for it without a bound)")
-            log(f"  {srv.name}: no exit {time.monotonic() - t0:.1f}s after SIGTERM; killed")
-    s.fleet.reaped(proc.pid)
-    s.fleet.servers.pop(srv.name, None)
+    t0 = time.monotonic()
+    pid = srv.pid if srv.proc is not None else 0
+    if not s.fleet.stop(srv, grace=grace):
+        s.notes.append(f"{srv.name} (pid {pid}) had not exited {grace:.0f} s after "
+                       "SIGTERM and was killed (see the README: a bus task can swallow "
+                       "its cancellation, and shutdown waits for it without a bound)")
+        log(f"  {srv.name}: no exit {time.monotonic() - t0:.1f}s after SIGTERM; killed")
 
 
 def stream_info(redis: Client, key: str) -> dict[str, Any]:
@@ -371,7 +319,7 @@ def stream_info(redis: Client, key: str) -> dict[str, Any]:
         if "no such key" in str(exc).lower():
             return {"length": 0, "last-generated-id": b"0-0"}
         raise
-    return {text(k): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
+    return pairs(flat)
 
 
 def stream_last_id(redis: Client, key: str) -> str:
@@ -414,139 +362,6 @@ def wait_caught_up(s: Session, controls: Sequence[Client], key: str,
                 raise BenchError(f"instances not caught up on {key} within {timeout:.0f}s: "
                                  f"{[i['last_id'] for i in infos]}")
             time.sleep(0.01)
-
-
-# --------------------------------------------------------------------------- load generator
-
-
-class XaddConn:
-    """One connection to redis-server: pre-encoded windows of `window` XADDs, one window in
-    flight; every reply must be an entry id."""
-
-    def __init__(self, port: int, key: str, nodes: list[list[Any]], base_seq: int,
-                 messages: int, window: int) -> None:
-        import hiredis
-
-        n = len(nodes)
-        raw_key = key.encode()
-        head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nm\r\n" % (len(raw_key),
-                                                                            raw_key)
-        self.windows: list[bytes] = []
-        for w in range(messages // window):
-            parts: list[bytes] = []
-            for r in range(window):
-                k = w * window + r
-                node, epoch = nodes[k % n]
-                data = heartbeat(node, epoch, base_seq + k // n)
-                parts.append(head)
-                parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-            self.windows.append(b"".join(parts))
-        self.window = window
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.setblocking(False)
-        self.reader: Any = hiredis.Reader()
-        self.index = 0
-        self.out = memoryview(b"")
-        self.got = 0
-        self.done = 0
-        self.last_id = b""
-
-    def start(self) -> bool:
-        self.out = memoryview(self.windows[self.index])
-        self.got = 0
-        return self.flush()
-
-    def flush(self) -> bool:
-        try:
-            sent = self.sock.send(self.out)
-        except BlockingIOError:
-            sent = 0
-        self.out = self.out[sent:]
-        return not self.out
-
-    def feed(self, chunk: bytes) -> str | bool:
-        self.reader.feed(chunk)
-        while (reply := self.reader.gets()) is not False:
-            if isinstance(reply, Exception):
-                return f"XADD failed: {reply}"
-            self.got += 1
-            self.last_id = reply
-        if self.got < self.window:
-            return False
-        self.done += self.window
-        return True
-
-
-def worker_main() -> int:
-    """The load generator (a child process): spec on stdin, `ready`, `go`, result JSON.
-    mode `publish`: BUS PUBLISH through cluster_bench's GenConn (every reply must be all
-    `applied`); mode `xadd`: raw XADD into redis-server."""
-    line = sys.stdin.readline()
-    if not line:
-        return 0
-    try:
-        spec = json.loads(line)
-        publish: list[GenConn] = []
-        xadd: list[XaddConn] = []
-        for c in spec["conns"]:
-            if spec["mode"] == "publish":
-                publish.append(GenConn(c["port"], c["nodes"], spec["base_seq"], c["messages"],
-                                       spec["batch"], spec["pipeline"]))
-            else:
-                xadd.append(XaddConn(c["port"], spec["key"], c["nodes"], spec["base_seq"],
-                                     c["messages"], spec["batch"] * spec["pipeline"]))
-    except Exception as exc:  # report anything: the driver prints it
-        print(f"error: {exc!r}", flush=True)
-        return 1
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 0
-    cpu0, t0 = time.process_time(), time.monotonic()
-    timeout = float(spec["timeout"])
-    error = drive(publish or xadd, timeout)
-    t1 = time.monotonic()
-    cpu = time.process_time() - cpu0
-    done = sum(c.done for c in publish) + sum(c.done for c in xadd)
-    print(json.dumps({"messages": done, "t_start": t0, "t_end": t1, "wall_s": t1 - t0,
-                      "cpu_s": cpu, "error": error}), flush=True)
-    for sock in [c.sock for c in publish] + [c.sock for c in xadd]:
-        sock.close()
-    return 0
-
-
-def run_worker(s: Session, spec: dict[str, Any], ready_timeout: float = 120.0,
-               on_go: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Spawn one generator on the client CPU, hand it `spec`, start it; its result."""
-    argv = [*pin_prefix(CLIENT_CPU, s.opts.pin), s.opts.python, str(Path(__file__).resolve()),
-            "--worker"]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    s.fleet.children[proc.pid] = proc
-    worker = Worker(proc)
-    try:
-        worker.send(json.dumps(spec))
-        ready = read_lines([worker], ready_timeout)[0]
-        if ready != "ready":
-            raise BenchError(f"load generator: {ready}")
-        if on_go is not None:
-            on_go()
-        worker.send("go")
-        result: dict[str, Any] = json.loads(read_lines([worker], s.opts.run_timeout + 10)[0])
-        return result
-    finally:
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-        try:
-            proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=2.0)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        s.fleet.reaped(proc.pid)
 
 
 # --------------------------------------------------------------------------- stage 1: ingest
@@ -600,7 +415,8 @@ def ingest_run(s: Session, g: Group, mode: str, total: int) -> dict[str, Any]:
         snap["cpu"] = [cpu_seconds(srv.pid) for srv in g.servers]
         snap["redis"] = cpu_seconds(s.redis.pid) if s.redis is not None else 0.0
 
-    result = run_worker(s, spec, on_go=on_go)
+    result = run_worker(s.fleet, s.opts.python, s.opts.pin, spec, s.opts.run_timeout,
+                        on_go=on_go)
     t0 = float(result["t_start"])
     n = len(g.servers)
     t_done: list[float | None] = [None] * n
@@ -784,32 +600,12 @@ def run_groups(s: Session) -> None:
 # --------------------------------------------------------------------------- stage 2: latency
 
 
-class Conn:
-    """A raw non-blocking RESP connection for the latency loop."""
-
-    def __init__(self, port: int) -> None:
-        import hiredis
-
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader: Any = hiredis.Reader()
-
-    def pump(self) -> Any:
-        """Read what is there; one complete reply or False."""
-        reply = self.reader.gets()
-        if reply is not False:
-            return reply
-        chunk = self.sock.recv(1 << 16)
-        if not chunk:
-            raise BenchError("connection closed")
-        self.reader.feed(chunk)
-        return self.reader.gets()
-
-    def close(self) -> None:
-        self.sock.close()
+def Conn(port: int) -> Client:  # noqa: N802 - the latency loop's raw connection
+    """A connection for the latency loop: Nagle off, replies read with ``pump``."""
+    return Client(port, timeout=5, nodelay=True)
 
 
-CLUSTER_INFO = resp_command("CLUSTER", "INFO")
+CLUSTER_INFO = command("CLUSTER", "INFO")
 RECEIVED = b"cluster_stats_messages_received:"
 
 
@@ -849,7 +645,7 @@ def latency_run(s: Session, a_port: int, b_port: int | None, samples: int,
         for i in range(total):
             next_at += interval
             node, epoch = nodes[i % len(nodes)]
-            cmd = resp_command("BUS", "PUBLISH", heartbeat(node, epoch, base + i // len(nodes)))
+            cmd = command("BUS", "PUBLISH", heartbeat(node, epoch, base + i // len(nodes)))
             expected += 1
             t_send = time.perf_counter()
             a.sock.sendall(cmd)
@@ -902,8 +698,8 @@ def latency_run(s: Session, a_port: int, b_port: int | None, samples: int,
 
 
 def latency_summary(values: Sequence[float]) -> dict[str, float]:
-    return {"p50_ms": round(pct(values, 50), 3), "p90_ms": round(pct(values, 90), 3),
-            "p99_ms": round(pct(values, 99), 3), "max_ms": round(max(values), 3),
+    return {"p50_ms": round(percentile(values, 50), 3), "p90_ms": round(percentile(values, 90), 3),
+            "p99_ms": round(percentile(values, 99), 3), "max_ms": round(max(values), 3),
             "mean_ms": round(statistics.fmean(values), 3)}
 
 
@@ -933,8 +729,8 @@ def stage_latency(s: Session, g: Group) -> None:
                          ("stream: publish via A, A's BUS PUBLISH reply (applied on A)",
                           res["a_ms"])):
         rec = s.record("latency", path=path, **common, **latency_summary(values),
-                       poll_rtt_p50_ms=round(pct(rtt, 50), 3),
-                       poll_rtt_p99_ms=round(pct(rtt, 99), 3), polls=res["polls"],
+                       poll_rtt_p50_ms=round(percentile(rtt, 50), 3),
+                       poll_rtt_p99_ms=round(percentile(rtt, 99), 3), polls=res["polls"],
                        instance_cpu_pct=[round(100 * c / wall, 1) for c in cpu])
         log(f"  {path}: p50 {rec['p50_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms  max "
             f"{rec['max_ms']:.3f} ms (poll rtt p50 {rec['poll_rtt_p50_ms']:.3f} ms)")
@@ -1030,7 +826,7 @@ def fill_stream(s: Session, key: str, heartbeats: int) -> dict[str, Any]:
         mem0 = redis_used_memory(redis)
         for i in range(0, len(s.cluster.initial), 1000):
             chunk = s.cluster.initial[i:i + 1000]
-            redis.sock.sendall(b"".join(resp_command("XADD", key, "*", "m", m) for m in chunk))
+            redis.sock.sendall(b"".join(command("XADD", key, "*", "m", m) for m in chunk))
             for _ in chunk:
                 redis.read()
     conns, window = 2, 500
@@ -1044,8 +840,9 @@ def fill_stream(s: Session, key: str, heartbeats: int) -> dict[str, Any]:
             "conns": [{"port": s.redis.port, "nodes": node_groups[c], "messages": per_conn}
                       for c in range(conns)]}
     cpu0: list[float] = []
-    result = run_worker(s, spec, on_go=lambda: cpu0.append(cpu_seconds(s.redis.pid)
-                                                           if s.redis else 0.0))
+    result = run_worker(s.fleet, s.opts.python, s.opts.pin, spec, s.opts.run_timeout,
+                        on_go=lambda: cpu0.append(cpu_seconds(s.redis.pid)
+                                                  if s.redis else 0.0))
     if result.get("error"):
         raise BenchError(f"filling {key}: {result['error']}")
     redis_cpu = cpu_seconds(s.redis.pid) - cpu0[0]
@@ -1166,7 +963,7 @@ def summarize(s: Session, elapsed: float) -> str:
              else "")
     lines = [
         f"## Redis-stream bus — run {s.run_id}", "",
-        f"Date {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. {f['nproc']} vCPUs "
+        f"Date {now_iso()[:16].replace('T', ' ')} UTC. {f['nproc']} vCPUs "
         f"({f['cpu']}), kernel {f['kernel']}, Python {platform.python_version()}, "
         f"redis-server {f['redis']}; clusterwatch commit {f.get('commit') or '?'}"
         f"{dirty}. {opts.nodes} nodes; "
@@ -1339,28 +1136,15 @@ def summarize_replay(recs: list[dict[str, Any]]) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def results_file(path: Path | None) -> Iterator[Any]:
-    if path is None:
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        yield fh
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and sys.argv[1:2] == ["--worker"]:
-        return worker_main()
     opts = parse_args(argv)
-    for tool in ("redis-server",):
-        if not shutil.which(tool):
-            log(f"stream_bench.py: {tool} not found (apt-get install redis-server)")
-            return 2
+    missing = require_tools("redis-server")
+    if missing:
+        log(f"stream_bench: {missing}")
+        return 2
     if opts.pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    fleet = Fleet()
+    run = run_id()
     started = time.monotonic()
     status = 0
     facts = machine_facts() | git_facts()
@@ -1368,13 +1152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         diff = subprocess.run(["git", "-C", str(REPO), "diff", "HEAD"], capture_output=True,
                               timeout=10, check=False).stdout
         facts["diff_sha1"] = hashlib.sha1(diff).hexdigest()[:12] if diff else ""
-    with contextlib.suppress(OSError):
-        facts["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    with signals_as_interrupt(), tempfile.TemporaryDirectory(prefix="cw-sbench-") as tmp, \
+    facts["loadavg"] = loadavg()
+    with signals_as_interrupt(), fleet_in_tempdir("cw-sbench-") as (fleet, workdir), \
             results_file(opts.out) as out:
-        session = Session(opts, fleet, Path(tmp), run_id, facts, started,
+        session = Session(opts, fleet, workdir, run, facts, started,
                           SimCluster.make(opts.nodes), out=out)
-        log(f"run {run_id}: stages {','.join(opts.stages)}; pinning "
+        log(f"run {run}: stages {','.join(opts.stages)}; pinning "
             f"{'on' if opts.pin else 'off'}")
         try:
             if opts.wait_quiet > 0:
@@ -1391,7 +1174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("interrupted; stopping every process started")
             status = 130
         except (BenchError, OSError) as exc:
-            log(f"stream_bench.py: {exc}")
+            log(f"stream_bench: {exc}")
             status = 1
         finally:
             for g in session.groups:

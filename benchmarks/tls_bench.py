@@ -4,40 +4,35 @@ redis-benchmark (`--tls --cacert`). Client certificates are not asked for
 (`tls-auth-clients no` on both), so the numbers are the record layer's cost plus one
 handshake per benchmark connection.
 
-    PYTHONPATH=. python benchmarks/tls_bench.py [--reps 3] [--clients 50]
+    .venv/bin/python -m benchmarks.tls_bench [--runs 3] [--clients 50] [--quick]
 
-As bench.py: each server pinned to CPU 1 and redis-benchmark to CPU 0 when the machine has
-them; server CPU is the utime+stime delta of the server process over the run, per request.
+As bench.py (the harness's redis-benchmark runner): each server pinned to CPU 1 and
+redis-benchmark to CPU 0 when the machine has them; server CPU is the utime+stime delta of
+the server process over the run, per request.
 Cells are interleaved rep by rep; the table shows medians. Results go to stdout and to
-``benchmarks/results/tls-latest.md``.
+``benchmarks/results/tls-latest.md`` (``--quick``: ``tls-quick.md``), JSON lines to
+``results/tls.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench import (  # benchmarks/ is not a package: bench.py via sys.path
-    CLIENT_CPU,
-    SERVER_CPU,
-    cpu_seconds,
+from benchmarks.harness.procs import (
+    BenchError,
+    Fleet,
+    ServerProc,
+    fleet_in_tempdir,
     free_port,
-    pin_prefix,
     pinning_available,
+    start_server,
 )
+from benchmarks.harness.redis_benchmark import Cell, run_benchmark
+from benchmarks.harness.runner import add_common, finish, log, parser
 
-ROOT = Path(__file__).resolve().parent.parent
 CASES = (("PING", 1), ("PING", 16), ("CLUSTER INFO", 1), ("CLUSTER INFO", 16))
 # Requests per run: enough for a second or more of work at each pipeline depth.
 REQUESTS = {1: 30_000, 16: 200_000}
@@ -57,79 +52,52 @@ def make_certs(directory: Path) -> None:
             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
 
 
-def start(name: str, workdir: Path, certs: Path, pin: bool) -> tuple[subprocess.Popen[bytes],
-                                                                     int, int]:
-    port, tls_port = free_port(), free_port()
+def start(fleet: Fleet, name: str, workdir: Path, certs: Path, pin: bool) -> tuple[ServerProc,
+                                                                                    int]:
+    """clusterwatch (``--demo``) or a cluster-enabled redis-server with a TLS port too."""
+    tls_port = free_port()
     tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(certs / "server.crt"),
            "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file",
            str(certs / "ca.crt"), "--tls-auth-clients", "no"]
     if name == "redis-server":
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(workdir), "--cluster-enabled", "yes",
-                "--cluster-config-file", str(workdir / f"nodes-{port}.conf"), *tls]
-    else:
-        argv = [sys.executable, "-m", "clusterwatch", "serve", "--port", str(port), "--bind",
-                "127.0.0.1", "--demo", *tls]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    log = (workdir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(pin_prefix(SERVER_CPU, pin) + argv, stdout=log,
-                            stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        done = subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
-                              text=True, check=False)
-        if done.stdout.strip() == "PONG":
-            return proc, port, tls_port
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"{name} did not start: {(workdir / f'{name}.log').read_text()[-2000:]}")
+        return start_server(fleet, "redis-cluster", workdir, pin=pin, extra=tls), tls_port
+    return start_server(fleet, name, workdir, sys.executable, pin,
+                        extra=["--demo", *tls]), tls_port
 
 
-def run(pid: int, port: int, tls: bool, command: str, pipeline: int, clients: int,
-        certs: Path, pin: bool) -> tuple[float, float]:
+def run(fleet: Fleet, server: ServerProc, port: int, tls: bool, command: str, pipeline: int,
+        clients: int, certs: Path, pin: bool, n: int) -> tuple[float, float]:
     """(requests per second, server CPU µs per request) of one redis-benchmark run."""
-    n = REQUESTS[pipeline]
-    argv = [*pin_prefix(CLIENT_CPU, pin), "redis-benchmark", "-h", "127.0.0.1", "-p",
-            str(port), "-n", str(n), "-c", str(clients), "-P", str(pipeline), "--csv"]
-    if tls:
-        argv += ["--tls", "--cacert", str(certs / "ca.crt")]
-    argv += command.split()
-    cpu0 = cpu_seconds(pid)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-    cpu = cpu_seconds(pid) - cpu0
-    rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    if done.returncode != 0 or not rows or "rps" not in rows[0]:
-        raise SystemExit(f"redis-benchmark failed: {argv}\n{done.stdout}\n{done.stderr}")
-    return float(rows[0]["rps"]), cpu / n * 1e6
+    cell = Cell(command, tuple(command.split()), pipeline, clients, "none", n, fixed_n=n)
+    options = ["--tls", "--cacert", str(certs / "ca.crt")] if tls else []
+    result = run_benchmark(fleet, server, cell, n, pin, 300.0, certs, options, port)
+    if result.rps is None:
+        raise BenchError(f"redis-benchmark failed: {result.argv}\n{result.error}")
+    return result.rps, result.server_cpu_s / n * 1e6
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=50)
-    args = parser.parse_args()
+    p = parser(__doc__)
+    add_common(p, "tls", runs=3, quick="1 run, a tenth of the requests")
+    p.add_argument("--clients", type=int, default=50)
+    args = p.parse_args()
+    args.reps = 1 if args.quick and args.runs == 3 else args.runs
+    scale = 10 if args.quick else 1
     pin = pinning_available()
     results: dict[tuple[str, str, int, bool], list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+    with fleet_in_tempdir("cw-tls-") as (fleet, work):
         make_certs(work)
-        servers = {name: start(name, work, work, pin) for name in ("clusterwatch",
-                                                                     "redis-server")}
-        try:
-            for rep in range(args.reps):
-                for command, pipeline in CASES:
-                    for name, (proc, port, tls_port) in servers.items():
-                        for tls in (False, True):
-                            key = (name, command, pipeline, tls)
-                            results.setdefault(key, []).append(run(
-                                proc.pid, tls_port if tls else port, tls, command, pipeline,
-                                args.clients, work, pin))
-                print(f"rep {rep + 1}/{args.reps} done", file=sys.stderr)
-        finally:
-            for proc, _, _ in servers.values():
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(10)
+        servers = {name: start(fleet, name, work, work, pin) for name in ("clusterwatch",
+                                                                            "redis-server")}
+        for rep in range(args.reps):
+            for command, pipeline in CASES:
+                for name, (server, tls_port) in servers.items():
+                    for tls in (False, True):
+                        key = (name, command, pipeline, tls)
+                        results.setdefault(key, []).append(run(
+                            fleet, server, tls_port if tls else server.port, tls, command,
+                            pipeline, args.clients, work, pin, REQUESTS[pipeline] // scale))
+            log(f"rep {rep + 1}/{args.reps} done")
     lines = [f"# TLS cost (redis-benchmark -c {args.clients}, median of {args.reps} reps; "
              f"{'pinned: server CPU 1, client CPU 0' if pin else 'not pinned'})", "",
              "rps: requests per second; µs: server CPU per request. TLS/plain: the ratio of "
@@ -156,9 +124,11 @@ def main() -> None:
                                                           tls)])
             ratios.append(f"{cw / rs:.1f}x")
         lines.append(f"| {command} | {pipeline} | {ratios[0]} | {ratios[1]} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "benchmarks" / "results" / "tls-latest.md").write_text(text)
+    records = [{"bench": "tls", "server": name, "command": command, "pipeline": pipeline,
+                "tls": tls, "rps": rps, "us_per_req": us}
+               for (name, command, pipeline, tls), values in results.items()
+               for rps, us in values]
+    finish(args, "\n".join(lines) + "\n", records)
 
 
 if __name__ == "__main__":

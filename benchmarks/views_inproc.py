@@ -1,35 +1,29 @@
 """Views in-process at N demo-shaped nodes: a reply's first render, a repeated call on a
 still model, and a call after each single heartbeat (the heartbeat's own cost taken out).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/views_inproc.py --nodes 1000,10000
+    .venv/bin/python -m benchmarks.views_inproc --nodes 1000,10000
 
 A built (never started) server is fed the nodes over ``BUS PUBLISH`` as
-``memory_bench.py`` feeds them; each query then goes through the command table and the
-RESP2 encoder, or, for the HTTP documents, through the functions the HTTP routes call.
-CPU time of this process (one core); medians of ``--reps`` rounds of ``--beats``
+``memory_bench.py`` feeds them (``harness/nodes.py``); each query then goes through the
+command table and the RESP2 encoder, or, for the HTTP documents, through the functions the
+HTTP routes call. CPU time of this process (one core); medians of ``--runs`` rounds of ``--beats``
 heartbeats. No redis-server here: these views have no Redis counterpart.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
+from typing import Any
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from memory_bench import CHUNK, NODE_TIMEOUT_MS, demo_cluster, one_beat_each
-
-from clusterwatch.commands._context import CommandContext, Session
-from clusterwatch.resp import encode
-from clusterwatch.server.app import Server
-from clusterwatch.server.config import ServerConfig
+from benchmarks.harness.inproc import built_server, encode
+from benchmarks.harness.nodes import NODE_TIMEOUT_MS, demo_cluster, one_beat_each
+from benchmarks.harness.resp import CHUNK
+from benchmarks.harness.runner import add_common, finish, parser
 
 QUERIES: tuple[tuple[str, ...], ...] = (
     ("STATUS", "SIMPLE"),
@@ -42,30 +36,21 @@ QUERIES: tuple[tuple[str, ...], ...] = (
 )
 
 
-def build(count: int, needed: int) -> tuple[Server, Callable[..., object], list[bytes]]:
+def build(count: int, needed: int) -> tuple[Any, Callable[..., object], list[bytes]]:
     """A server fed `count` nodes, and at least `needed` further heartbeats, in order."""
     sim = demo_cluster(count)
-    batches = [sim.initial(), one_beat_each(sim)]
-    server = Server(ServerConfig(port=0, node_timeout=NODE_TIMEOUT_MS, max_nodes=count * 2))
-    ctx = CommandContext(session=Session(id=1, allowed=server.table.catalog.everything),
-                         server=server, table=server.table)
-
-    def run(*argv: str | bytes) -> object:
-        args = [a.encode() if isinstance(a, str) else a for a in argv]
-        return server.table.dispatch(ctx, args)
-
-    for batch in batches:
-        for i in range(0, len(batch), CHUNK):
-            run("BUS", "PUBLISH", *batch[i:i + CHUNK])
+    built = built_server(port=0, node_timeout=NODE_TIMEOUT_MS, max_nodes=count * 2)
+    for batch in (sim.initial(), one_beat_each(sim)):
+        built.publish(batch, CHUNK)
     later: list[bytes] = []
     while len(later) < needed:
         later += one_beat_each(sim)
-    return server, run, later
+    return built.server, built.run, later
 
 
-def query(server: Server, run: Callable[..., object], q: tuple[str, ...]) -> Callable[[], object]:
+def query(server: Any, run: Callable[..., object], q: tuple[str, ...]) -> Callable[[], object]:
     if q[0] != "HTTP":
-        return lambda: encode(run(*q), 2)  # type: ignore[arg-type]
+        return lambda: encode(run(*q), 2)
     try:
         from clusterwatch.commands.status import cluster_status_document, services_document
     except ImportError:  # a tree from before the routes shared the parts: what they did
@@ -75,7 +60,7 @@ def query(server: Server, run: Callable[..., object], q: tuple[str, ...]) -> Cal
     return lambda: cluster_status_document(server)
 
 
-def _whole_document(server: Server, path: str) -> tuple[int, bytes]:
+def _whole_document(server: Any, path: str) -> tuple[int, bytes]:
     now = server.model_now_ms()
     if path == "/status/v1/services":
         report = server.services.services(now, level="info")
@@ -116,18 +101,27 @@ def measure(count: int, beats: int, reps: int) -> list[tuple[str, float, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", default="1000,10000")
-    parser.add_argument("--beats", type=int, default=50)
-    parser.add_argument("--reps", type=int, default=3)
-    args = parser.parse_args()
-    print("| query | nodes | first call ms | still µs | after one heartbeat µs |")
-    print("|---|---|---|---|---|")
-    for count in (int(n) for n in args.nodes.split(",")):
-        for name, first, still, flowing in measure(count, args.beats, args.reps):
-            print(f"| {name} | {count} | {first:,.1f} | {still:,.1f} | {flowing:,.1f} |",
-                  flush=True)
+    p = parser(__doc__)
+    add_common(p, "views", runs=3, quick="1000 nodes, 10 heartbeats a round, 1 run")
+    p.add_argument("--nodes", default=None, help="node counts (default 1000,10000)")
+    p.add_argument("--beats", type=int, default=None, help="heartbeats a round (default 50)")
+    args = p.parse_args()
+    nodes = args.nodes or ("1000" if args.quick else "1000,10000")
+    beats = args.beats or (10 if args.quick else 50)
+    runs = 1 if args.quick and args.runs == 3 else args.runs
+    lines = ["| query | nodes | first call ms | still µs | after one heartbeat µs |",
+             "|---|---|---|---|---|"]
+    records = []
+    print("\n".join(lines), flush=True)
+    for count in (int(n) for n in nodes.split(",")):
+        for name, first, still, flowing in measure(count, beats, runs):
+            lines.append(f"| {name} | {count} | {first:,.1f} | {still:,.1f} | "
+                         f"{flowing:,.1f} |")
+            print(lines[-1], flush=True)
+            records.append({"bench": "views", "query": name, "nodes": count,
+                            "first_ms": first, "still_us": still, "flowing_us": flowing})
+    # The table went out row by row; the summary file gets it whole.
+    finish(args, "\n".join(lines) + "\n", records, echo=False)
 
 
 if __name__ == "__main__":

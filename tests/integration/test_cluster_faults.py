@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 GRACE = INTERVAL + PERIOD
 # How far behind the real cluster's settling clusterwatch may match: generous (the agents
-# read their nodes every 0.2 s; measured lags are in benchmarks/README.md), it only catches
+# read their nodes every 0.2 s; benchmarks/fault_bench.py measures the lags), it only catches
 # a view that waits for a timer of its own instead of the cluster's evidence.
 LAG_BOUND = 3.0
 

@@ -6,7 +6,7 @@ no accounting. ``bench.py --servers ...,floor`` runs it beside redis-server and
 clusterwatch on the PING cells, so the report shows how much of clusterwatch's cost is
 Python's floor and how much is its own.
 
-    python benchmarks/pong_floor.py PORT
+    python -m benchmarks.harness.pong_floor PORT
 """
 
 from __future__ import annotations
@@ -46,5 +46,9 @@ async def serve(port: int) -> None:
     await server.serve_forever()
 
 
-if __name__ == "__main__":
+def main() -> None:
     uvloop.run(serve(int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
