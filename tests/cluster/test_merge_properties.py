@@ -50,15 +50,19 @@ def bodies(node: str) -> st.SearchStrategy[dict[str, Any]]:
         st.none() | st.sampled_from(others),
     )
     heartbeat = st.builds(
-        lambda state, failing, forgets: {
+        lambda state, failing, flags, forgets: {
             "type": "heartbeat",
             **({"node_state": state} if state else {}),
             **({"failing": failing} if failing is not None else {}),
+            # Which of them the sender flags FAIL (rule 5), when it says.
+            **({"failed": [n for n, flag in zip(failing, flags, strict=False) if flag]}
+               if failing and flags is not None else {}),
             # An id none of the nodes has: forgetting is for good (rule 7), not for here.
             **({"forgotten": ["zz"]} if forgets else {}),
         },
         st.none() | st.sampled_from(["RUNNING", "STOPPING"]),
         st.none() | st.lists(st.sampled_from(others), unique=True, max_size=3),
+        st.none() | st.lists(st.booleans(), min_size=3, max_size=3),
         st.booleans(),
     )
     claim = st.builds(
@@ -187,18 +191,19 @@ def test_rule4_any_interleaving_gives_the_same_views_unless_a_fail_outlived_its_
         assert model.cluster_info_text(end) == reference.cluster_info_text(end)
 
 
-def last_lists(script: Script) -> dict[str, tuple[int, int, list[str] | None]]:
-    """Each node still known at the end: its last `(epoch, seq)` and `failing` list."""
-    known: dict[str, tuple[int, int, list[str] | None]] = {}
+def last_lists(script: Script) -> dict[str, tuple[int, int, dict[str, list[str]]]]:
+    """Each node still known at the end: its last `(epoch, seq)` and `failing` and `failed`
+    lists (the ones it sent)."""
+    known: dict[str, tuple[int, int, dict[str, list[str]]]] = {}
     for node, messages in script.items():
-        failing: list[str] | None = None
+        lists: dict[str, list[str]] = {}
         for data in messages:
             doc = msgspec.json.decode(data)
             if doc["type"] == "leave":
-                failing = None
+                lists = {}
             elif doc["type"] == "heartbeat":
-                failing = doc.get("failing")
-            known[node] = (doc["epoch"], doc["seq"], failing)
+                lists = {k: doc[k] for k in ("failing", "failed") if k in doc}
+            known[node] = (doc["epoch"], doc["seq"], lists)
         if msgspec.json.decode(messages[-1])["type"] == "leave":
             del known[node]
     return known
@@ -206,14 +211,14 @@ def last_lists(script: Script) -> dict[str, tuple[int, int, list[str] | None]]:
 
 def settle(model: ClusterModel, script: Script, end: int) -> int:
     """Every node still known speaks again every half timeout from past the report validity
-    to past the undo time after it, restating its last `failing` list; the last time."""
+    to past the undo time after it, restating its last `failing` and `failed` lists; the last
+    time."""
     known = last_lists(script)
     now = end + 2 * TIMEOUT + 1
     for step in range(1, 8):
         for node in sorted(known):
-            epoch, seq, failing = known[node]
-            fields = {} if failing is None else {"failing": failing}
-            outcome = model.publish(heartbeat(node, epoch, seq + step, **fields), now)
+            epoch, seq, lists = known[node]
+            outcome = model.publish(heartbeat(node, epoch, seq + step, **lists), now)
             assert outcome.kind == "applied"
         now += TIMEOUT // 2
     return now
