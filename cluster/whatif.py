@@ -198,8 +198,8 @@ def _coverage(state: MergeState, stopping: set[str], scan: _Scan, now_ms: int,
         verdict_if_lost: Verdict = "unsafe" if required else "safe"
         tail = "" if required else " (full coverage not required)"
         if unknown:
-            out.append(_finding("coverage", "unknown", f"{head}; cannot know whether a "
-                                f"replica is in sync: {'; '.join(unknown[:4])}"
+            out.append(_finding("coverage", "unknown", f"{head}; no replica known to be in "
+                                f"sync: {'; '.join(unknown[:4])}"
                                 + (f"; {'; '.join(refused[:4])}" if refused else "")))
         elif refused:
             out.append(_finding("coverage", verdict_if_lost, f"{head} that would be "
@@ -223,7 +223,7 @@ def _in_sync(replica: Node, now_ms: int, timeout_ms: int) -> tuple[Verdict, str]
     info = None if service is None else service.status.get("info")
     link = info.get("master_link_status") if isinstance(info, dict) else None
     if link is None:
-        return "unknown", ("its heartbeats carry no replication link state "
+        return "unknown", ("its heartbeat carries no replication link state "
                            "(master_link_status): cannot know whether it is in sync")
     if link != "up":
         return "unsafe", f"link to its master {link}"
