@@ -29,6 +29,7 @@ exclusion), the cluster's one pass over the slot-serving masters.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any, Final
 
 from clusterwatch.cluster.failure import quorum, reporters_of
@@ -60,31 +61,27 @@ def _reports(state: MergeState, target: str, now_ms: int, limit: int
     oldest = now_ms - validity
     owned = state.table.owned
     needed = quorum(len(owned))
-    found: list[tuple[int, str, str]] = []
+    found: list[tuple[int, str, str]] = []  # (-time, reporter, source): newest first
+    listed_at = state.failing.listed_at
     for reporter in state.failing.listers(target, oldest):
-        at = state.failing.listed_at(reporter)
+        at = listed_at(reporter)
         if at is not None:
-            found.append((at, reporter, "failing"))
+            found.append((-at, reporter, "failing"))
     for reporter in state.reports.reporters(target, oldest):
         at = state.reports.reported_at(target, reporter)
         if at is not None:
-            found.append((at, reporter, "fail_report"))
-    found.sort(key=lambda item: (-item[0], item[1], item[2]))
-    counted: set[str] = set()
+            found.append((-at, reporter, "fail_report"))
+    verdicts = {reporter: _counts(state, reporter, target, oldest, needed)
+                for reporter in {item[1] for item in found}}
+    counted = [reporter for reporter, verdict in verdicts.items() if verdict[0]]
     rows: list[dict[str, Any]] = []
-    verdicts: dict[str, tuple[bool, str]] = {}
-    for at, reporter, source in found:
-        verdict = verdicts.get(reporter)
-        if verdict is None:
-            verdict = _counts(state, reporter, target, oldest, needed)
-            verdicts[reporter] = verdict
-        if verdict[0]:
-            counted.add(reporter)
-        if len(rows) < limit:
-            rows.append({"reporter": reporter, "source": source, "at_ms": at,
-                         "age_ms": max(0, now_ms - at),
-                         "expires_in_ms": max(0, at + validity + 1 - now_ms),
-                         "counts": verdict[0], "why": verdict[1]})
+    for negative_at, reporter, source in heapq.nsmallest(limit, found):
+        at = -negative_at
+        verdict = verdicts[reporter]
+        rows.append({"reporter": reporter, "source": source, "at_ms": at,
+                     "age_ms": max(0, now_ms - at),
+                     "expires_in_ms": max(0, at + validity + 1 - now_ms),
+                     "counts": verdict[0], "why": verdict[1]})
     return rows, len(found), len(counted)
 
 
@@ -97,6 +94,8 @@ def _counts(state: MergeState, reporter: str, target: str, oldest: int,
         known = state.nodes.get(reporter)
         what = "unknown node" if known is None else "not a slot-serving master"
         return False, what
+    if reporter not in state.reports and reporter not in state.failing.targets():
+        return True, "slot-serving master"  # nobody reports it: the common case, O(1)
     against = reporters_of(reporter, oldest, state.reports, state.failing, owned)
     if len(against) >= needed:
         return False, (f"itself reported by {len(against)} masters (quorum {needed}): the "
