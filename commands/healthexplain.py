@@ -11,7 +11,8 @@ own checks (`busFresh`: is the model's data current) with when each was last UP,
 evidence behind `cluster_state` (cluster/explain.py: coverage, majority, fail rule, what
 would change it). EXPLAIN NODE: the model's evidence for the node's state (the rule that
 decided, each report with its reporter, source, age and expiry, `#quorum n/m`, grace left,
-what would change it) and the node's HEALTH checks. SAFE-TO-STOP: cluster/whatif.py's answer,
+what would change it), the node's HEALTH checks, and `bus`: whether the model's data is
+current (`busFresh`). SAFE-TO-STOP: cluster/whatif.py's answer,
 `safe` true only when every rule says so.
 
 Replies are maps (RESP3 map, RESP2 flat array); EXPLAIN's FORMAT JSON gives the document as
@@ -29,7 +30,7 @@ from typing import Any, Final
 
 from clusterwatch.cluster import ApiError, HealthReport
 from clusterwatch.cluster.apierror import unknown_node
-from clusterwatch.cluster.health import UP, Probe, parse_probe
+from clusterwatch.cluster.health import BUS_FRESH, UP, Probe, parse_probe
 from clusterwatch.cluster.whatif import MAX_IDS
 from clusterwatch.resp import Reply
 
@@ -54,7 +55,7 @@ def explain_document(server: ServerView, probe: Probe = "health",
             raise unknown_node(node)
         report = server.health.evaluate(now, "health", node=node,
                                         self_checks=server.self_checks)
-        return {**found, "health": _report(report)}
+        return {**found, "health": _report(report), "bus": _bus(server)}
     report = server.health.evaluate(now, probe, self_checks=server.self_checks)
     return {
         "probe": probe,
@@ -64,6 +65,15 @@ def explain_document(server: ServerView, probe: Probe = "health",
                  for name, check in server.self_checks.items()},
         "cluster": server.model.explain_cluster(now),
     }
+
+
+def _bus(server: ServerView) -> dict[str, Any]:
+    """Whether the model's data is current (the busFresh self check): evidence read from a
+    stale bus is old, whatever its ages say."""
+    check = server.self_checks.get(BUS_FRESH)
+    if check is None:
+        return {"status": "UNKNOWN", "reason": "not judged yet", "last_up_ms": None}
+    return {"status": check.status, "reason": check.reason, "last_up_ms": check.last_up_ms}
 
 
 def _report(report: HealthReport) -> dict[str, Any]:
