@@ -350,8 +350,14 @@ class Agent:
                 backoff = min(backoff * 2, 5.0)
 
     def _registered(self, hello_outcome: str) -> None:
-        """Log `registered` once the server applied the hello; else say why not (and send
-        it again next round)."""
+        """Log `registered` once the server applied the hello. A hello appended to a shared
+        bus and not applied yet (`pending`) is not sent again, and says so; a refused or
+        stale one is sent again with the next heartbeat (its reason was logged)."""
+        if hello_outcome.startswith("pending"):
+            self._sent_identity = self.current
+            log.info("hello pending", extra={"node": self.current.node_id,
+                                             "outcome": hello_outcome})
+            return
         if hello_outcome != "applied":
             self._sent_identity = None
             return

@@ -118,3 +118,20 @@ async def test_nothing_is_published_without_an_address(caplog: pytest.LogCapture
     assert registered(caplog) == []
     assert client.model.node_count == 0
     assert any("no address for the node" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_hello_pending_on_a_shared_bus_is_not_sent_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = ModelClient()
+    agent = agent_for(client, NodeView(addr="10.0.0.1:7000"))
+
+    async def pending(*argv: bytes) -> list[Any]:
+        return [b"pending: appended as 1-0, not applied within 2000 ms"] * (len(argv) - 2)
+
+    client.call = pending  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="clusterwatch.agent"):
+        await agent.run()
+    assert registered(caplog) == []
+    assert any(r.getMessage() == "hello pending" for r in caplog.records)
+    batch = await agent.round()
+    assert [b'"type":"heartbeat"' in m for m in batch] == [True]
