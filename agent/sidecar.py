@@ -319,7 +319,8 @@ class Agent:
     def _warn_once(self, text: str) -> None:
         if text != self._last_error:
             self._last_error = text
-            log.warning(text, extra={"node": self.current.node_id})
+            node = self.current.node_id
+            log.warning(text, extra={"node": node} if node else {})
 
     async def run(self) -> None:
         c = self.config
