@@ -100,7 +100,7 @@ class AgentConfig:
 @dataclass(frozen=True, slots=True)
 class Identity:
     node_id: str
-    addr: str
+    addr: str | None  # None: neither a flag nor a source says where the node is
     hostname: str | None
     role: str
     replicaof: str | None
@@ -144,11 +144,12 @@ class Agent:
             return next((getattr(v, attr) for v in views if getattr(v, attr) is not None),
                         None)
 
-        addr = pick(c.addr, "addr") or "127.0.0.1:0"
+        addr = pick(c.addr, "addr")
         node_id = pick(c.node_id, "node_id")
-        if node_id is None:
+        if node_id is None and addr is not None:
             host, _, port = addr.split("@", 1)[0].rpartition(":")
             node_id = derive_id(host, int(port or 0))
+        node_id = node_id or ""  # no id and no address: nothing is published (`round`)
         picked = pick(c.epoch, "epoch")
         epoch = 1 if picked is None else int(picked)
         previous = getattr(self, "current", None)
@@ -180,6 +181,7 @@ class Agent:
 
     def hello_batch(self) -> list[bytes]:
         ident = self.current
+        assert ident.addr is not None  # `round` publishes nothing without one
         hello: dict[str, Any] = {"addr": ident.addr, "role": ident.role}
         if ident.hostname:
             hello["hostname"] = ident.hostname
@@ -224,6 +226,10 @@ class Agent:
             self._forgotten, self._released = ForgottenNodes(), ReleasedSlots()
             return []
         identity = self.identity(views)
+        if identity.addr is None:
+            self._warn_once("no address for the node (no --addr, and no source gives one): "
+                            "nothing published until one does")
+            return []
         if identity.node_id != self.current.node_id:  # another node: start afresh
             self._forgotten, self._released = ForgottenNodes(), ReleasedSlots()
         self.current = identity
@@ -297,19 +303,29 @@ class Agent:
             fields = {k: v for k, v in self.config.fields.items() if k not in _ENVELOPE}
         return self._message("heartbeat", **{**fields, **self._cluster_fields})
 
-    async def publish(self, batch: list[bytes]) -> None:
+    async def publish(self, batch: list[bytes]) -> list[str]:
+        """Send the batch; each message's outcome: `applied`, `stale ...` or the error."""
         replies = await self.client.call(b"BUS", b"PUBLISH", *batch)
+        outcomes: list[str] = []
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 self._warn_once(f"message rejected: {reply}")
-            elif bytes(reply).startswith(b"stale"):
-                self._warn_once(f"message stale: {bytes(reply).decode()}")
+                outcomes.append(str(reply))
+                if "no_hello" in str(reply) or "say hello first" in str(reply):
+                    self._sent_identity = None  # the server lost us: hello again
+                continue
+            text = bytes(reply).decode(errors="replace")
+            if text.startswith("stale"):
+                self._warn_once(f"message stale: {text}")
+            outcomes.append(text)
         self.sent += len(batch)
+        return outcomes
 
     def _warn_once(self, text: str) -> None:
         if text != self._last_error:
             self._last_error = text
-            log.warning(text, extra={"node": self.current.node_id})
+            node = self.current.node_id
+            log.warning(text, extra={"node": node} if node else {})
 
     async def run(self) -> None:
         c = self.config
@@ -322,15 +338,12 @@ class Agent:
                     self._sent_identity = None  # a restarted server needs the hello again
                     backoff = 0.1
                 batch = await self.round()
-                if batch:
-                    await self.publish(batch)
+                with_hello = self._sent_identity != self.current
+                outcomes = await self.publish(batch) if batch else []
+                if outcomes:
                     self._sent_claim = self.claim
-                if batch and self._sent_identity != self.current:
-                    self._sent_identity = self.current
-                    log.info("registered", extra={
-                        "node": self.current.node_id, "addr": self.current.addr,
-                        "role": self.current.role, "epoch": self.current.epoch,
-                        "server": f"{self.client.host}:{self.client.port}"})
+                if outcomes and with_hello:
+                    self._registered(outcomes[0])
                 beats += 1
                 if c.count is not None and beats >= c.count:
                     break
@@ -342,7 +355,27 @@ class Agent:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    def _registered(self, hello_outcome: str) -> None:
+        """Log `registered` once the server applied the hello. A hello appended to a shared
+        bus and not applied yet (`pending`) is not sent again, and says so; a refused or
+        stale one is sent again with the next heartbeat (its reason was logged)."""
+        if hello_outcome.startswith("pending"):
+            self._sent_identity = self.current
+            log.info("hello pending", extra={"node": self.current.node_id,
+                                             "outcome": hello_outcome})
+            return
+        if hello_outcome != "applied":
+            self._sent_identity = None
+            return
+        self._sent_identity = self.current
+        log.info("registered", extra={
+            "node": self.current.node_id, "addr": self.current.addr,
+            "role": self.current.role, "epoch": self.current.epoch,
+            "server": f"{self.client.host}:{self.client.port}"})
+
     async def leave(self) -> None:
+        if self.current.addr is None:
+            return  # it never said hello: nothing to leave
         try:
             if not self.client.connected:
                 await self.client.connect()

@@ -35,6 +35,11 @@ class ModelConfig:
         forget_ban_ms: how long a forgotten node's messages are refused (Redis: 60 s).
         max_message_bytes: larger node messages are refused before decoding.
         max_events: change events kept for `drain_events()`; older ones are dropped.
+        require_hello: a heartbeat, slots or fail_report from a node the model does not
+            hold is refused (code `no_hello`) instead of adding the node without an
+            address (cluster/merge.py, "A node enters the table"). The server turns it on
+            (`--require-hello`); the model's default keeps the older rule for publishers
+            and replays that start with any message.
     """
 
     node_timeout_ms: int = 15_000
@@ -46,6 +51,7 @@ class ModelConfig:
     forget_ban_ms: int = 60_000
     max_message_bytes: int = 65_536
     max_events: int = 4096
+    require_hello: bool = False
 
     def __post_init__(self) -> None:
         if self.node_timeout_ms <= 0:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator
 
-__all__ = ["FailureReports", "Listings", "fails_by_quorum", "quorum"]
+__all__ = ["FailureReports", "Listings", "fails_by_quorum", "quorum", "reporters_of"]
 
 
 def quorum(cluster_size: int) -> int:
@@ -74,6 +74,11 @@ class FailureReports:
             del about[node]
             if not about:
                 del self._by_target[target]
+
+    def reported_at(self, target: str, reporter: str) -> int | None:
+        """When `reporter` last reported `target` (None: no report kept)."""
+        reports = self._by_target.get(target)
+        return None if reports is None else reports.get(reporter)
 
     def reported_by(self, reporter: str, oldest_ms: int) -> Iterator[str]:
         """Whom `reporter` reported at `oldest_ms` or later."""
@@ -153,6 +158,11 @@ class Listings:
         if entry is None or entry[1] < oldest_ms:
             return frozenset()
         return entry[0]
+
+    def listed_at(self, reporter: str) -> int | None:
+        """When `reporter`'s list was last received (None without one)."""
+        entry = self._lists.get(reporter)
+        return None if entry is None else entry[1]
 
     def current(self, reporter: str) -> frozenset[str] | None:
         """`reporter`'s list whatever its age (None without one)."""

@@ -102,7 +102,13 @@ What each applied message does to its sender's record, besides setting `(epoch, 
                  its `(epoch, seq)` so late copies stay stale, and a later message rejoins
                  it as a new node (no address until its next hello)
 
-A node enters the table with its first applied message; nothing else creates one.
+A node enters the table with its first applied message; nothing else creates one. With
+`require_hello` (the server's default, `--require-hello`) only a `hello` enters it: a
+heartbeat, slots or fail_report from a node the table does not hold is refused (code
+`no_hello`, counted), as Redis refuses what it does not know, so a mistyped id adds no
+node `:0@0 master,noaddr`, and a publisher learns that it must say hello (again: after a
+leave, a forget or a restart of the server; the agent then sends it). A `leave` from an
+unknown node only keeps its tombstone either way.
 Bounded table: a first message from a new node while `max_nodes` nodes are known is rejected
 (code `max_nodes`), a `leave` too; known nodes are untouched. Tombstones are bounded as well:
 past `max_nodes` of them the oldest is dropped (a very late copy of that node's messages
@@ -231,6 +237,7 @@ class MergeState:
         # must not bring them back); at most max_nodes, the oldest dropped.
         self.cluster_forgotten: dict[str, tuple[int, int]] = {}
         self._max_nodes = config.max_nodes
+        self._require_hello = config.require_hello
         self._forget_after = config.forget_after_ms
         self.table = SlotTable()
         self.reports = FailureReports()
@@ -327,6 +334,9 @@ class MergeState:
                     "node", f"node {msg.node} was forgotten: refused for "
                     f"{(banned_until - now_ms + 999) // 1000} s more", "forgotten")
             del self.banned[msg.node]
+        if self._require_hello and type(msg) is not Hello and type(msg) is not Leave:
+            return MessageError("node", f"unknown node {msg.node}: say hello first (its "
+                                f"first message was a {msg.kind})", "no_hello")
         owned = self.table.owned
         if forgetters(msg.node, now_ms - self._validity, self.forgotten, owned) >= quorum(
                 len(owned)):

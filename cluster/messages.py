@@ -241,13 +241,14 @@ _ADDR = re.compile(
 
 
 def parse_addr(text: str) -> Address | None:
-    """Parse `host:port` or `host:port@busport`; None unless both ports are in 1..65535."""
+    """Parse `host:port` or `host:port@busport`; None unless the port is in 1..65535 and
+    the bus port in 0..65535 (0: the node has no cluster bus, as Redis writes it)."""
     match = _ADDR.fullmatch(text)
     if match is None:
         return None
     port = int(match["port"])
     bus = None if match["bus"] is None else int(match["bus"])
-    if not 0 < port < 65536 or (bus is not None and not 0 < bus < 65536):
+    if not 0 < port < 65536 or (bus is not None and not 0 <= bus < 65536):
         return None
     return Address(match["host"].strip("[]"), port, bus)
 
@@ -369,7 +370,8 @@ def _check_semantics(msg: NodeMessage) -> None:
     match msg:
         case Hello():
             if parse_addr(msg.addr) is None:
-                raise MessageError("addr", "expected host:port[@busport], ports 1..65535", "format")
+                raise MessageError("addr", "expected host:port[@busport], port 1..65535, "
+                                   "bus port 0..65535", "format")
             if msg.replicaof is not None and msg.role != "replica":
                 raise MessageError("replicaof", "only a replica has a master", "value")
             if msg.replicaof == msg.node:

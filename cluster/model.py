@@ -18,18 +18,20 @@ Absurd epochs. One message may not move a node's config epoch, or the cluster's 
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
 from clusterwatch.cluster.changes import ChangeLog
 from clusterwatch.cluster.config import ModelConfig
 from clusterwatch.cluster.events import ClusterEvent
+from clusterwatch.cluster.explain import explain_cluster, explain_node
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
 from clusterwatch.cluster.publishers import Bindings, Publisher
 from clusterwatch.cluster.records import Counters, NodeInfo, NodeRow, NodeState, Outcome
 from clusterwatch.cluster.views import ClusterSummary, Shard, SlotRange, Views
+from clusterwatch.cluster.whatif import safe_to_stop
 
 __all__ = ["MAX_EPOCH_STEP", "ClusterModel"]
 
@@ -308,6 +310,23 @@ class ClusterModel:
         if node_id not in self._state.nodes:
             return None
         return self._state.count_reports(node_id, now_ms)
+
+    def explain_node(self, node_id: str, now_ms: int) -> dict[str, Any] | None:
+        """HEALTH EXPLAIN NODE: the evidence behind a node's state (cluster/explain.py);
+        None if the node is not known."""
+        self._state.refresh(now_ms)
+        return explain_node(self._state, node_id, now_ms)
+
+    def explain_cluster(self, now_ms: int) -> dict[str, Any]:
+        """The evidence behind `cluster_state` (cluster/explain.py)."""
+        self._state.refresh(now_ms)
+        return explain_cluster(self._state, now_ms)
+
+    def safe_to_stop(self, node_ids: Sequence[str], now_ms: int) -> dict[str, Any]:
+        """HEALTH SAFE-TO-STOP: would the cluster stay ok if these nodes stopped now
+        (cluster/whatif.py); raises `ApiError` for bad ids."""
+        self._state.refresh(now_ms)
+        return safe_to_stop(self._state, node_ids, now_ms)
 
     def cluster_info_text(self, now_ms: int) -> str:
         """CLUSTER INFO: `field:value\\r\\n` lines in Redis's order.

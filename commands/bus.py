@@ -54,7 +54,8 @@ OK = SimpleString("OK")
 
 # Every MessageError code, so BUS INFO has the same shape before and after a reject.
 REJECT_REASONS = ("json", "too_large", "version", "unknown_type", "missing_field", "type",
-                  "range", "format", "value", "depth", "max_nodes", "forgotten", "key", "bound")
+                  "range", "format", "value", "depth", "max_nodes", "forgotten", "no_hello",
+                  "key", "bound")
 # The refusals of who may publish: Redis's NOPERM, not an invalid message.
 _NOPERM_CODES = frozenset({"key", "bound"})
 

@@ -2,6 +2,8 @@
 
     HEALTH [STARTUP|READY|LIVE|HEALTH] [NODE <id>] [VERBOSE] [EXCLUDE <check> ...]
            [FORMAT JSON]
+    HEALTH EXPLAIN [probe | NODE <id>] [FORMAT JSON]       (commands/healthexplain.py)
+    HEALTH SAFE-TO-STOP <id> [<id> ...]
 
 No probe is the HEALTH probe; no NODE is the cluster as a whole (the gateway view, including
 clusterwatch's own checks). Semantics: ``cluster/health.py``. Replies:
@@ -55,12 +57,14 @@ from ._statusreply import (
     to_reply,
     wants_json,
 )
+from .healthexplain import explain, safe_to_stop
 from .waits import health_wait
 
 _UP: Final = SimpleString(UP)
 _PROBES: Final = {b"startup": "startup", b"ready": "ready", b"live": "live",
                   b"health": "health", b"readiness": "ready", b"liveness": "live"}
 _KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format", b"wait"})
+_SUBCOMMANDS: Final = {b"explain": explain, b"safe-to-stop": safe_to_stop}
 # A plain error reply lists at most this many failing checks.
 _SHOWN: Final = 5
 
@@ -114,6 +118,11 @@ def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply
     args = argv[1:]
     i = 0
     probe = "health"
+    sub = _SUBCOMMANDS.get(args[0].lower()) if args else None
+    if sub is not None:
+        if not ctx.session.authenticated:
+            raise _noauth()
+        return sub(ctx, args[1:])
     if args and args[0].lower() == b"wait":
         if not ctx.session.authenticated:
             raise _noauth()
@@ -175,7 +184,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
         summary="Returns UP, or an error starting with the status (DOWN, OUT_OF_SERVICE, "
                 "DEGRADED, UNKNOWN): Zeebe/Kubernetes startup, readiness, liveness and health "
                 "probes for the cluster or one node. HEALTH WAIT <probe> <status> "
-                "<timeout-ms> blocks until the probe is at the status or better.",
+                "<timeout-ms> blocks until the probe is at the status or better. HEALTH EXPLAIN "
+                "[probe | NODE <id>] shows the evidence behind a verdict; HEALTH "
+                "SAFE-TO-STOP <id> [<id> ...] whether stopping nodes now keeps the cluster ok.",
         complexity="O(1) for a cached or latched answer, else O(N) where N is the number of "
                    "monitored nodes",
         flags=Flag.FAST | Flag.STALE | Flag.LOADING | Flag.NO_AUTH, handler=health,

@@ -644,6 +644,7 @@ def model_config(config: ServerConfig) -> ModelConfig:
         forget_after_ms=config.forget_after,
         require_full_coverage=config.require_full_coverage,
         max_message_bytes=config.max_message_size,
+        require_hello=config.require_hello,
     )
 
 

@@ -175,6 +175,9 @@ class ServerConfig:
                           "it is rejected", group=MODEL)
     forget_after: int = _set(3_600_000, "silence after which a node is forgotten, as CLUSTER "
                              "FORGET would; 0 is never", unit="ms", group=MODEL)
+    require_hello: bool = _set(True, "a heartbeat, slots or fail_report from a node that "
+                               "never said hello is rejected (no_hello) instead of adding "
+                               "a node with no address", group=MODEL)
     max_message_size: int = _set(65_536, "bytes in one node message; a larger one is rejected",
                                  unit="bytes", group=MODEL)
     myid: str = _set("", "CLUSTER MYID, 40 lowercase hex digits", group=MODEL,

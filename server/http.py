@@ -20,7 +20,13 @@ loop (no hand-written parser).
     /clusterStatus                        ksqlDB      {"clusterStatus": {...}}; 200
     /metrics                              Prometheus  text exposition format; 200
                                                       (server/metrics.py)
+    /health/explain[?probe=|?node=]       HEALTH      EXPLAIN's document; 200 (404 unknown
+                                          EXPLAIN     node, 400 bad probe)
+    /safe-to-stop?node=a&node=b           HEALTH      SAFE-TO-STOP's document; 200 when safe,
+                                          SAFE-TO-    409 when not safe or unknown; 400/404
+                                          STOP        for bad or unknown ids
 
+`/safe-to-stop` takes its ids repeated (`?node=a&node=b`) or comma-separated, at most 64.
 Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
 `?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
 `timeout` and, for one service, `service_status_version`. Paths that show details take HTTP
@@ -55,8 +61,10 @@ from multidict import MultiMapping
 
 from clusterwatch.cluster import ApiError, node_status, self_status
 from clusterwatch.cluster.apierror import bad_argument, echo
-from clusterwatch.cluster.health import HTTP_PATHS, HttpStyle, Probe
+from clusterwatch.cluster.health import HTTP_PATHS, HttpStyle, Probe, parse_probe
 from clusterwatch.cluster.services import Level, parse_level, parse_status_version, parse_timeout
+from clusterwatch.cluster.whatif import MAX_IDS
+from clusterwatch.commands.healthexplain import explain_document, safe_to_stop_document
 from clusterwatch.commands.status import cluster_status_document, services_document
 from clusterwatch.commands.waits import index_wait
 
@@ -78,6 +86,7 @@ _METHODS: Final = ("GET", "HEAD")
 _ALLOW: Final = ", ".join(_METHODS)
 _SERVICES: Final = "/status/v1/services"
 _SIMPLE: Final = "/status/v1/simple"
+_SAFE_TO_STOP: Final = "/safe-to-stop"
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 Query = MultiMapping[str]
@@ -125,8 +134,9 @@ class HttpMirror:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         server = self._server
         try:
+            many = request.path == _SAFE_TO_STOP  # its `node` may be repeated
             command = required_command(request.path, _param(request.query, "verbose"),
-                                       _param(request.query, "node"))
+                                       None if many else _param(request.query, "node"))
             if command is not None and server.protected and not _is_local(request):
                 raise AccessDeniedError(403, PROTECTED_MODE_TEXT)
             if command is not None:
@@ -218,6 +228,26 @@ def _health_route(probe: Probe, style: HttpStyle) -> Handler:
         return _json(code, report.to_json(verbose=verbose))
 
     return handler
+
+
+def _explain(server: Server, request: web.BaseRequest) -> web.Response:
+    query = request.query
+    node = _param(query, "node")
+    raw_probe = _param(query, "probe")
+    if node is not None and raw_probe is not None:
+        raise bad_argument("Invalid parameters: probe and node exclude each other")
+    probe = "health" if raw_probe is None else parse_probe(raw_probe)
+    return _json(200, explain_document(server, probe, node))
+
+
+def _safe_to_stop(server: Server, request: web.BaseRequest) -> web.Response:
+    ids: list[str] = []
+    for value in request.query.getall("node", ()):
+        ids.extend(part for part in value.split(",") if part)
+        if len(ids) > MAX_IDS:
+            break  # validate_ids refuses more than MAX_IDS: no need to split the rest
+    document = safe_to_stop_document(server, ids)
+    return _json(200 if document["safe"] else 409, document)
 
 
 def _exclude(query: Query) -> tuple[str, ...]:
@@ -372,6 +402,8 @@ _ROUTES: Final[Mapping[str, Handler]] = {
     _SIMPLE: _simple,
     "/clusterStatus": _cluster_status,
     "/metrics": _metrics,
+    "/health/explain": _explain,
+    _SAFE_TO_STOP: _safe_to_stop,
 }
 
 

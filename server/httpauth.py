@@ -4,6 +4,8 @@ against the ACL users, with the permissions of the RESP command that shows the s
     request                                        open   needs (as RESP would)
     /startup /ready /health /live, /actuator/*     yes    (with ?verbose or ?node=: health,
                                                           as HEALTH VERBOSE and HEALTH NODE)
+    /health/explain, /safe-to-stop                 no     health (HEALTH EXPLAIN and
+                                                          SAFE-TO-STOP need AUTH)
     /status/v1/simple                              yes
     /status/v1/simple/<name>                       no     status|simple
     /  /serving (Curity's node document)           no     status|node
@@ -36,6 +38,8 @@ from clusterwatch.commands import AccessControl, AclLogEntry, User
 _OPEN_PREFIXES: Final = ("/startup", "/ready", "/health", "/live", "/actuator/health",
                          "/status/v1/simple")
 _SIMPLE_ONE: Final = "/status/v1/simple/"
+# Details under an open prefix: they name nodes and reasons whatever their parameters.
+_HEALTH_DETAILS: Final = {"/health/explain": "health", "/safe-to-stop": "health"}
 _EXACT: Final = {
     "/": "status|node",
     "/serving": "status|node",
@@ -59,6 +63,8 @@ def required_command(path: str, verbose: str | None, node: str | None = None) ->
     """The RESP command whose permission a request needs, or None for an open probe."""
     if path.startswith(_SIMPLE_ONE):
         return "status|simple"
+    if path in _HEALTH_DETAILS:
+        return _HEALTH_DETAILS[path]
     if path.startswith(_OPEN_PREFIXES):
         if node is not None or (verbose is not None and verbose.strip().lower() not in _FALSE):
             return "health"

@@ -35,7 +35,9 @@ and again after ``CLUSTER RESET`` (``del-node`` resets the node it removes): wit
 of its own it is then in no cluster (``cluster.joined`` False), and the agent publishes
 nothing for it.
 
-A standalone Redis (``cluster_enabled:0``) is a node with the agent's derived id
+A standalone Redis (``cluster_enabled:0``) has no cluster bus: its address is sent as
+``host:port@0``, as Redis writes a missing port, so CLUSTER NODES shows ``@0`` and invents
+no bus port. It is a node with the agent's derived id
 (``sha1("clusterwatch:<host>:<port>")`` of the URL), its role from ``INFO replication`` and
 its master's derived id from ``master_host``/``master_port``, so an agent beside that master
 names the same node. A node that does not answer (refused, timed out, garbage) is
@@ -97,8 +99,9 @@ class RedisSource:
         return view
 
     def _standalone(self, info: dict[str, Any]) -> NodeView:
+        # `@0`: no cluster bus (Redis's word for it), so no view invents port + 10000.
         view = NodeView(node_id=derive_id(self.host, self.port),
-                        addr=f"{self.host}:{self.port}", role="master")
+                        addr=f"{self.host}:{self.port}@0", role="master")
         if info.get("role") == "slave":
             view.role = "replica"
             master_host, master_port = info.get("master_host"), info.get("master_port")

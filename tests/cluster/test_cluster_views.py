@@ -228,3 +228,15 @@ def test_heartbeats_leave_topology_and_the_info_head_unchanged() -> None:
         "cluster_stats_messages_hello_received:1000\r\n",
         "cluster_stats_messages_hello_received:1000\r\ncluster_stats_messages_heartbeat_received:1000\r\n",
     ).replace("received:1001\r\n", "received:2001\r\n")
+
+
+def test_a_node_without_a_cluster_bus_shows_bus_port_0_not_an_invented_one() -> None:
+    """A standalone Redis's agent announces `host:port@0` (issue 24: it showed port + 10000)."""
+    model = ClusterModel()
+    publish_ok(model, message("hello", "solo", 1, 1, addr="10.0.0.5:6379@0"), T0)
+    publish_ok(model, message("hello", "member", 1, 1, addr="10.0.0.6:6379"), T0)
+    lines = nodes_lines(model.cluster_nodes_text(T0))
+    assert lines["solo"][1] == "10.0.0.5:6379@0"
+    assert lines["member"][1] == "10.0.0.6:6379@16379"  # Redis's default cluster port
+    info = model.node("solo")
+    assert info is not None and info.busport == 0

@@ -227,7 +227,8 @@ def test_reason_is_one_short_line() -> None:
         ("h:", None),
         ("h:6379@", None),
         ("h:123456", None),
-        ("h:1@0", None),
+        ("h:1@0", Address("h", 1, 0)),  # no cluster bus: a standalone Redis
+        ("h:0@1", None),
         ("h\n:1", None),
     ],
 )

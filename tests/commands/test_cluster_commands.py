@@ -407,9 +407,14 @@ def test_cluster_forget_replies_as_redis(h: Harness) -> None:
     assert isinstance(replies[0], hiredis.ReplyError)
     assert "was forgotten" in str(replies[0])
     h.now += 60_000
-    assert h.publish(msg("heartbeat", RC, 3, 10)) == [b"applied"]
+    # After the ban it is a stranger: a hello first (--require-hello), then its heartbeats.
+    refused = h.publish(msg("heartbeat", RC, 3, 10))
+    assert isinstance(refused[0], hiredis.ReplyError) and "say hello first" in str(refused[0])
+    assert h.publish(msg("hello", RC, 3, 11, addr="10.0.0.9:7000", role="replica")) == [
+        b"applied"]
+    assert h.publish(msg("heartbeat", RC, 3, 12)) == [b"applied"]
     reasons = h.reply("BUS", "INFO", proto=3)[b"rejected_by_reason"]
-    assert (reasons[b"forgotten"], reasons[b"max_nodes"]) == (1, 0)
+    assert (reasons[b"forgotten"], reasons[b"max_nodes"], reasons[b"no_hello"]) == (1, 0, 1)
 
 
 def test_cluster_forget_is_admin_so_the_monitor_role_cannot_run_it(h: Harness) -> None:

@@ -206,10 +206,13 @@ def _pipeline_publishes(port: int, first: int, batches: int, got: list[int]) -> 
 
 
 def test_pipelined_publishes_do_not_hold_the_others(
-        server: ServerProcess, bystander: BystanderFactory) -> None:
+        server_factory: Callable[..., ServerProcess],
+        bystander: BystanderFactory) -> None:
     """Three clients each pipeline 3000 BUS PUBLISH of 100 heartbeats. Main ran up to
     4096 requests a turn whatever they cost (400,000 messages): the bystander waited
     seconds. Turns now end by messages applied."""
+    # Each node's first message is a heartbeat: the rule before --require-hello.
+    server = server_factory("--require-hello", "no")
     r = admin(server)
     got: list[int] = []
     with bystander(server) as watcher:
@@ -254,12 +257,15 @@ def test_a_pipeline_of_costly_requests_yields_by_time(
 
 
 def test_one_huge_publish_is_applied_in_slices_while_others_are_served(
-        server: ServerProcess, bystander: BystanderFactory) -> None:
+        server_factory: Callable[..., ServerProcess],
+        bystander: BystanderFactory) -> None:
     """One BUS PUBLISH of 100k heartbeats (9 MB). Main applied it in one go; it is now
     applied a slice per loop turn, the model seen growing from outside in between, and
     answered with every outcome once the last slice is in. (Parsing it is the reader's
     part: the bystander here starts once the publish is being applied.)"""
     total = 100_000
+    # Each node's first message is a heartbeat: the rule before --require-hello.
+    server = server_factory("--require-hello", "no")
     r = admin(server)
     request = command("BUS", "PUBLISH", *(heartbeat(i) for i in range(total)))
     replies: list[bytes] = []

@@ -227,6 +227,9 @@ def test_standalone_redis_with_a_replica(
         assert redis_service(master_id)[b"status"][b"role"] == b"master"
         nodes = r.execute_command("CLUSTER", "NODES").decode()
         assert f"slave {master_id}" in nodes
+        # No cluster bus, and none invented (issue 24: it showed port + 10000).
+        assert f" 127.0.0.1:{master.port}@0 " in nodes
+        assert f"@{master.port + 10000}" not in nodes
 
         master.stop(signal.SIGKILL)  # the replica's link drops
         deadline = time.monotonic() + 30

@@ -54,7 +54,8 @@ BAD_MESSAGES = [
     pytest.param(doc(v=2), "version", "v: unsupported schema version 2, expected 1",
                  id="schema-version"),
     pytest.param(doc(type="hello", addr="nowhere"), "format",
-                 "addr: expected host:port[@busport], ports 1..65535", id="bad-address"),
+                 "addr: expected host:port[@busport], port 1..65535, bus port 0..65535",
+                 id="bad-address"),
     pytest.param(doc(pad="x" * 600), "too_large", "message is 716 bytes, limit is 512",
                  id="over-size-limit"),
 ]

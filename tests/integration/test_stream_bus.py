@@ -307,7 +307,9 @@ def test_trimmed_stream_then_restart_rebuilds_the_same_model(
 
 def test_retention_by_age_trims_with_minid(instances: Instances,
                                            bus_redis: RedisProcess) -> None:  # noqa: F811
-    [server] = instances(1, "--bus-retention-ms", "400", "--bus-snapshot-interval", "200")
+    # Node A's heartbeats alone (no hello): the rule before --require-hello.
+    [server] = instances(1, "--bus-retention-ms", "400", "--bus-snapshot-interval", "200",
+                         "--require-hello", "no")
     wait_ready(server)
     beats = [json.dumps({"v": 1, "type": "heartbeat", "node": A, "epoch": 1, "seq": seq})
              .encode() for seq in range(1, 301)]

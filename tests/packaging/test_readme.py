@@ -4,7 +4,8 @@ what each `$` command prints is compared with the lines under it (`...` alone st
 any lines, inside a line for any text). redis-cli runs with `--no-raw`, so it prints what
 a person sees in a terminal. Every other command the README shows is handed to the tool it
 names without running it: `clusterwatch` commands to clusterwatch's own parser, redis-cli
-commands to the command table; commands of other tools (make, kubectl...) are listed."""
+commands to the command table, Python examples to Python's compiler; commands of other tools
+(make, kubectl...) are listed."""
 
 from __future__ import annotations
 
@@ -144,6 +145,10 @@ def test_every_other_command_is_one_its_tool_accepts() -> None:
             acl = AccessControl(table.catalog)
             users = acl.parse_file(block.text.replace(">…", ">secret"), "README.md")
             assert users, f"README.md:{block.line}: no users"
+            checked += 1
+            continue
+        if block.info == "python":  # a client example: Python's compiler takes it
+            compile(block.text, f"README.md:{block.line}", "exec")
             checked += 1
             continue
         if block.info in ("console", "yaml") or block.text.startswith("clusterwatch serve:"):

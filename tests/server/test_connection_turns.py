@@ -76,7 +76,7 @@ def test_a_huge_publish_is_applied_a_slice_per_turn_while_others_are_served() ->
     expected = b"*%d\r\n%b" % (total, APPLIED * total) + PONG
 
     async def run() -> None:
-        server = Server(ServerConfig())
+        server = Server(ServerConfig(require_hello=False))  # first messages: heartbeats
         attacker, other = Client(server), Client(server)
         attacker.send(publish(0, total), [b"PING"])
         assert server.bus_received < total
@@ -102,7 +102,7 @@ def test_a_huge_publish_is_applied_a_slice_per_turn_while_others_are_served() ->
 
 def test_a_publisher_that_leaves_mid_way_loses_nothing_and_frees_its_slot() -> None:
     async def run() -> None:
-        server = Server(ServerConfig())
+        server = Server(ServerConfig(require_hello=False))  # first messages: heartbeats
         client = Client(server)
         client.send(publish(0, 20_000))
         await asyncio.sleep(0)
@@ -123,7 +123,7 @@ def test_pipelined_publishes_yield_by_messages_applied_not_requests() -> None:
     batches = 200
 
     async def run() -> None:
-        server = Server(ServerConfig())
+        server = Server(ServerConfig(require_hello=False))  # first messages: heartbeats
         attacker, other = Client(server), Client(server)
         attacker.send(*(publish(i * 100, 100) for i in range(batches)))
         first_turn = server.bus_received

@@ -258,7 +258,8 @@ async def test_metrics_equal_the_views(mirror: Mirror) -> None:
 
 def test_every_exact_route_is_covered() -> None:
     assert set(routes()) == {*HTTP_PATHS, "/", "/serving", "/status/v1/services",
-                             "/status/v1/simple", "/clusterStatus", "/metrics"}
+                             "/status/v1/simple", "/clusterStatus", "/metrics",
+                             "/health/explain", "/safe-to-stop"}
 
 
 def test_http_port_setting() -> None:
