@@ -55,8 +55,8 @@ def read_until_closed(sock: socket.socket, timeout: float = 20.0) -> bytes:
             chunk = sock.recv(65536)
         except TimeoutError:
             break
-        except ConnectionResetError:
-            break
+        except ConnectionResetError:  # closed, and our late bytes drew a reset
+            return data
         if not chunk:
             return data
         data += chunk
