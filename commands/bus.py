@@ -43,11 +43,10 @@ from clusterwatch.resp import Encoded, ErrorReply, Map, Reply, SimpleString
 
 from ._acl_log import AclLogEntry
 from ._args import parse_int, text, upper
-from ._context import CommandContext
 from ._deferred import Deferred
 from ._errors import CommandError, syntax_error
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
-from .connection import client_info_line
+from ._session import client_info_line
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 
 APPLIED = SimpleString("applied")
 OK = SimpleString("OK")
