@@ -29,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, Protocol, cast
 
-from clusterwatch.commands import CommandContext, Deferred, Session
+from clusterwatch.commands import CommandContext, CommandTable, Deferred, ServerView, Session
 from clusterwatch.resp import (
     Encoded,
     RemoteProtocolError,
@@ -41,10 +41,9 @@ from clusterwatch.resp import (
     write,
 )
 
-from .turns import TURN_UNITS
-
-if TYPE_CHECKING:
-    from .app import Server
+from .config import ServerConfig
+from .tls import TlsContexts
+from .turns import TURN_UNITS, Turn
 
 log = logging.getLogger("clusterwatch.connection")
 
@@ -109,8 +108,45 @@ def _encode(out: list[bytes], replies: list[Reply] | list[Reply | Deferred[Reply
     return cached
 
 
+class ConnectionHost(ServerView, Protocol):
+    """What a connection reads and updates of its server, beyond what its handlers see
+    (``app.Server`` implements it)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def table(self) -> CommandTable: ...
+
+    @property
+    def connections(self) -> dict[int, RespProtocol]: ...
+
+    @property
+    def handshaking(self) -> set[asyncio.Transport]:
+        """Connections to the TLS port still in their handshake."""
+        ...
+
+    @property
+    def tls(self) -> TlsContexts: ...
+
+    @property
+    def turn(self) -> Turn: ...
+
+    @property
+    def clock_ms(self) -> int:
+        """The wall clock, read once per housekeeping tick."""
+        ...
+
+    @property
+    def protected(self) -> bool: ...
+
+    def next_client_id(self) -> int: ...
+
+    def forget_subscriber(self, session: Session) -> None: ...
+
+
 class RespProtocol(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -593,7 +629,7 @@ class TlsAcceptor(asyncio.Protocol):
     server's current context, then hands the TLS transport to a new ``RespProtocol``. A
     failed handshake is logged and closed; it never becomes a client."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         # Bytes read before start_tls took the transport over (uvloop reads once after
