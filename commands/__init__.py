@@ -11,7 +11,7 @@ from . import acl, admin, bus, cluster, connection, health, pubsub, status, tran
 from ._access import AccessControl, AclFileError
 from ._acl_log import AclLogEntry
 from ._acl_user import User
-from ._context import CpuTimes, MemoryStats, ServerIdentity, ServerView
+from ._context import BusError, CpuTimes, MemoryStats, ServerIdentity, ServerView
 from ._deferred import Deferred
 from ._errors import CommandError
 from ._session import Session
@@ -40,6 +40,7 @@ __all__ = [
     "AclLogEntry",
     "Arg",
     "ArgType",
+    "BusError",
     "CommandContext",
     "CommandError",
     "CommandLookup",

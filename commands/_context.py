@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from ._access import AccessControl
     from ._deferred import Deferred
-    from ._errors import CommandError
     from ._session import Session
     from ._stats import Stats
     from ._subscriptions import Subscriptions
@@ -66,6 +65,17 @@ class ServerIdentity:
     arch_bits: int
     python_version: str
     started_ms: int
+
+
+class BusError(Exception):
+    """Why the bus cannot take a publish (``ServerView.bus_publish`` raises it, or its
+    ``Deferred`` resolves to it); the command layer answers it as an error reply.
+    ``retry``: the same messages may be sent again later (Redis's ``TRYAGAIN``)."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
 
 
 class JournalEntry(Protocol):
@@ -119,13 +129,13 @@ class ServerView(Protocol):
 
     def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True,
                     publisher: Publisher | None = None
-                    ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+                    ) -> list[Outcome] | Deferred[list[Outcome] | BusError]:
         """Hand raw JSON node messages to the bus, published as ``publisher``; one outcome
         per message.
 
         The memory bus answers at once. The Redis-stream bus answers later, once this
-        instance has read back and applied what it appended, or with the ``CommandError``
-        to answer instead; it raises ``CommandError`` (``TRYAGAIN``) when it cannot append
+        instance has read back and applied what it appended, or with the ``BusError`` to
+        answer instead; it raises ``BusError`` when it cannot append
         at all, and inside EXEC (``wait=False``).
         """
         ...
