@@ -6,7 +6,8 @@ reads no clock. agent/ (the server's clients) uses resp/ and cluster/ only. Noth
 imports server/.
 
 The layers import each other as ``clusterwatch.<layer>``, the one name they install under;
-nothing in the repository imports them by their folder names.
+nothing in the repository imports them by their folder names. No module of the package
+reaches itself through its imports, ``TYPE_CHECKING`` ones included.
 """
 
 from __future__ import annotations
