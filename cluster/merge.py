@@ -82,6 +82,7 @@ Rule 5, liveness. clusterwatch's own silence rule: a node with no message for `n
   often `refresh` is called. `cluster_state` has no rejoin delay: an observer has no writes to
   protect. `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor
   fail and, if full coverage is required, every slot has an owner that is not fail.
+  `TRANSITIONS` is the table of these changes; every change is checked against it.
 Rule 6, invalid input. A message that fails validation never reaches this module; the model
   only counts it by reason.
 Rule 7, forgetting follows the cluster. A node that a quorum of the slot-serving masters lists
@@ -175,13 +176,29 @@ from clusterwatch.cluster.messages import (
 from clusterwatch.cluster.records import APPLIED, NodeState, Outcome
 from clusterwatch.cluster.slots import NUM_SLOTS, ClaimResult, SlotTable
 
-__all__ = ["MergeState", "Node"]
+__all__ = ["TRANSITIONS", "IllegalTransitionError", "MergeState", "Node"]
 
 NEVER: Final = 2**63
 _OK: Final = NodeState.OK
 _PFAIL: Final = NodeState.PFAIL
 _FAIL: Final = NodeState.FAIL
 _NO_IDS: Final[frozenset[str]] = frozenset()
+
+# Rule 5's transitions, each with what takes it; `_set_state` refuses any other (a state
+# set to itself included: it would emit a change that is none).
+TRANSITIONS: Final[Mapping[NodeState, frozenset[NodeState]]] = {
+    # silent for node_timeout (refresh); a quorum reports it, or a snapshot says fail
+    _OK: frozenset({_PFAIL, _FAIL}),
+    # it spoke (_refresh_sender); the timer's fail_after (refresh), or a quorum (_judge)
+    _PFAIL: frozenset({_OK, _FAIL}),
+    # it spoke where its rule clears fail (_refresh_sender, _release); a snapshot says it
+    # was not fail (restore_fail: pfail if silent, else ok)
+    _FAIL: frozenset({_OK, _PFAIL}),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A liveness change that rule 5 does not make: a bug in this module."""
 
 
 class Node:
@@ -770,6 +787,8 @@ class MergeState:
 
     def _set_state(self, node: Node, new: NodeState) -> None:
         old = node.state
+        if new not in TRANSITIONS[old]:
+            raise IllegalTransitionError(f"node {node.id}: {old} -> {new}")
         owned = self.table.owned.get(node.id, 0)
         if owned:
             self.slots_in_state[old] -= owned

@@ -11,17 +11,11 @@ from . import acl, admin, bus, cluster, connection, health, pubsub, status, tran
 from ._access import AccessControl, AclFileError
 from ._acl_log import AclLogEntry
 from ._acl_user import User
-from ._context import (
-    CommandContext,
-    CpuTimes,
-    MemoryStats,
-    ServerIdentity,
-    ServerView,
-    Session,
-)
+from ._context import BusError, CpuTimes, MemoryStats, ServerIdentity, ServerView
 from ._deferred import Deferred
 from ._errors import CommandError
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._session import Session
+from ._spec import Arg, ArgType, CommandContext, CommandLookup, CommandSpec, Flag, Group
 from ._stats import LATENCY_BOUNDS_NS, CommandStat, LatencyMonitor, SlowLog, Stats
 from ._subscriptions import Subscriptions
 from ._table import CommandTable
@@ -46,8 +40,10 @@ __all__ = [
     "AclLogEntry",
     "Arg",
     "ArgType",
+    "BusError",
     "CommandContext",
     "CommandError",
+    "CommandLookup",
     "CommandSpec",
     "CommandStat",
     "CommandTable",

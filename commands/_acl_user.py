@@ -21,10 +21,10 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ._categories import CATEGORIES
 from ._glob import compile_glob
-from ._spec import CommandSpec
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 UNKNOWN_RULE = "Unknown command or category name in ACL"
@@ -38,10 +38,26 @@ class AclRuleError(ValueError):
         self.rule = rule
 
 
+class CatalogEntry(Protocol):
+    """What the catalog reads of a command's spec (``_spec.CommandSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def full_name(self) -> str: ...
+
+    @property
+    def container(self) -> str | None: ...
+
+    @property
+    def categories(self) -> tuple[str, ...]: ...
+
+
 class CommandCatalog:
     """What ACL rules can name: runnable commands by full name, containers, categories."""
 
-    def __init__(self, runnable: Iterable[CommandSpec]) -> None:
+    def __init__(self, runnable: Iterable[CatalogEntry]) -> None:
         specs = list(runnable)
         self.everything = frozenset(spec.full_name for spec in specs)
         self.by_category: dict[str, frozenset[str]] = {

@@ -1,15 +1,16 @@
-"""What a handler may see: its connection's session, and a read-mostly view of the server.
+"""The server as handlers see it: a read-mostly view, which the server implements.
 
 Handlers never touch sockets. Anything that needs the process or the other
-connections (CLIENT KILL, INFO memory) goes through ``ServerView``, which the
-server implements.
+connections (CLIENT KILL, INFO memory) goes through ``ServerView``; a handler gets it,
+with its connection's ``Session`` and the command table, in its ``CommandContext``
+(``_spec.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from clusterwatch.cluster import (
@@ -22,53 +23,12 @@ if TYPE_CHECKING:
         SelfCounters,
         ServiceStatusView,
     )
-    from clusterwatch.resp import Reply
 
     from ._access import AccessControl
     from ._deferred import Deferred
-    from ._errors import CommandError
+    from ._session import Session
     from ._stats import Stats
     from ._subscriptions import Subscriptions
-    from ._table import CommandTable
-
-
-@dataclass(slots=True, kw_only=True)
-class Session:
-    """One client connection's protocol state (Redis's ``client`` struct, minus the I/O)."""
-
-    id: int
-    addr: str = ""
-    laddr: str = ""
-    fd: int = -1
-    created_ms: int = 0
-    last_interaction_ms: int = 0
-    protocol: Literal[2, 3] = 2
-    name: str = ""
-    lib_name: str = ""
-    lib_ver: str = ""
-    user: str = "default"
-    authenticated: bool = True
-    # Full names of the commands this client may run now: its ACL user's, narrowed to
-    # the subscribed-mode commands while a RESP2 client is subscribed; empty before AUTH.
-    allowed: frozenset[str] = frozenset()
-    channels: set[bytes] = field(default_factory=set)
-    patterns: set[bytes] = field(default_factory=set)
-    # A RESP2 client with subscriptions: PING answers ["pong", msg], as Redis.
-    resp2_subscribed: bool = False
-    db: int = 0
-    last_command: str = "NULL"
-    multi: list[list[bytes]] | None = None
-    multi_dirty: bool = False
-    close_after_reply: bool = False
-    readonly: bool = False
-    # The reply this client waits for (a blocked client); its later requests wait too.
-    blocked: Deferred[Reply] | None = None
-    # Set while EXEC runs its queue: a handler answers at once instead of blocking.
-    deny_blocking: bool = False
-    # Filled in by the server when a listing is asked for.
-    query_buffer: int = 0
-    output_buffer: int = 0
-    flags: set[str] = field(default_factory=set)
 
 
 class MemoryStats(NamedTuple):
@@ -105,6 +65,17 @@ class ServerIdentity:
     arch_bits: int
     python_version: str
     started_ms: int
+
+
+class BusError(Exception):
+    """Why the bus cannot take a publish (``ServerView.bus_publish`` raises it, or its
+    ``Deferred`` resolves to it); the command layer answers it as an error reply.
+    ``retry``: the same messages may be sent again later (Redis's ``TRYAGAIN``)."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
 
 
 class JournalEntry(Protocol):
@@ -158,13 +129,13 @@ class ServerView(Protocol):
 
     def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True,
                     publisher: Publisher | None = None
-                    ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+                    ) -> list[Outcome] | Deferred[list[Outcome] | BusError]:
         """Hand raw JSON node messages to the bus, published as ``publisher``; one outcome
         per message.
 
         The memory bus answers at once. The Redis-stream bus answers later, once this
-        instance has read back and applied what it appended, or with the ``CommandError``
-        to answer instead; it raises ``CommandError`` (``TRYAGAIN``) when it cannot append
+        instance has read back and applied what it appended, or with the ``BusError`` to
+        answer instead; it raises ``BusError`` when it cannot append
         at all, and inside EXEC (``wait=False``).
         """
         ...
@@ -242,17 +213,3 @@ class ServerView(Protocol):
     def instantaneous(self) -> tuple[float, float, float]:
         """(ops per second, input kbps, output kbps) over the last samples."""
         ...
-
-
-@dataclass(slots=True, kw_only=True)
-class CommandContext:
-    """Passed to every handler; built once per connection."""
-
-    session: Session
-    server: ServerView
-    table: CommandTable
-
-    def block(self, deferred: Deferred[Reply]) -> Deferred[Reply]:
-        """Make this client wait for ``deferred``; the handler returns what this returns."""
-        self.session.blocked = deferred
-        return deferred

@@ -1,5 +1,7 @@
 """Command metadata, modelled on Redis's command JSON files: one ``CommandSpec`` per
 command or subcommand drives lookup, the arity check, ``COMMAND INFO`` and ``COMMAND DOCS``.
+Its handler is called with a ``CommandContext``: the client's ``Session``, the
+``ServerView`` and the table as a ``CommandLookup``.
 
 Arity follows Redis's sign rule and counts the command name (and the subcommand): a
 positive arity is an exact argument count, a negative one a minimum of ``-arity``.
@@ -8,17 +10,19 @@ positive arity is an exact argument count, a negative one a minimum of ``-arity`
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._categories import ordered
 
 if TYPE_CHECKING:
     from clusterwatch.resp import Reply
 
-    from ._context import CommandContext
+    from ._acl_user import CommandCatalog
+    from ._context import ServerView
     from ._deferred import Deferred
+    from ._session import Session
 
 Handler = Callable[["CommandContext", Sequence[bytes]], "Reply | Deferred[Reply]"]
 
@@ -164,3 +168,37 @@ def _implied_categories(flags: Flag, group: Group) -> list[str]:
             implied.extend(names)
     implied.extend(_GROUP_CATEGORIES.get(group, ()))
     return implied
+
+
+class CommandLookup(Protocol):
+    """The command table as handlers see it (COMMAND, ACL CAT and DRYRUN, EXEC, HELP)."""
+
+    @property
+    def commands(self) -> Mapping[bytes, CommandSpec]: ...
+
+    @property
+    def catalog(self) -> CommandCatalog: ...
+
+    def resolve(self, argv: Sequence[bytes]) -> CommandSpec: ...
+
+    def lookup_name(self, name: str) -> CommandSpec | None: ...
+
+    def all_specs(self) -> list[CommandSpec]: ...
+
+    def runnable(self) -> list[CommandSpec]: ...
+
+    def dispatch(self, ctx: CommandContext, argv: list[bytes]) -> Reply | Deferred[Reply]: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class CommandContext:
+    """Passed to every handler; built once per connection."""
+
+    session: Session
+    server: ServerView
+    table: CommandLookup
+
+    def block(self, deferred: Deferred[Reply]) -> Deferred[Reply]:
+        """Make this client wait for ``deferred``; the handler returns what this returns."""
+        self.session.blocked = deferred
+        return deferred

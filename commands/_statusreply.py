@@ -21,9 +21,8 @@ from clusterwatch.cluster import ApiError
 from clusterwatch.resp import Encoded, Map, Reply, encode_both
 
 from ._args import text
-from ._context import CommandContext
 from ._errors import CommandError, syntax_error
-from ._spec import Arg, ArgType
+from ._spec import Arg, ArgType, CommandContext
 
 _ENCODER: Final = msgspec.json.Encoder()
 # Replies cached per command and options; a few dozen option combinations at most.

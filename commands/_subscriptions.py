@@ -8,9 +8,9 @@ found through ``PatternIndex``, so a message costs its receivers, not the patter
 
 from __future__ import annotations
 
-from ._context import Session
 from ._glob import Glob
 from ._patternindex import PatternEntry, PatternIndex, Scan
+from ._session import Session
 
 #: What a RESP2 client may send while subscribed (Redis's rule); RESP3 clients may send
 #: anything, since pushes are told apart from replies.

@@ -15,7 +15,6 @@ from clusterwatch.resp import QUEUED, ErrorReply, Reply, SimpleString
 
 from ._acl_log import AclLogEntry
 from ._acl_user import CommandCatalog
-from ._context import CommandContext
 from ._deferred import Deferred
 from ._docs import arg_usage
 from ._errors import (
@@ -26,8 +25,8 @@ from ._errors import (
     unknown_subcommand,
     wrong_arity,
 )
-from ._spec import CommandSpec, Flag
-from .connection import client_info_line
+from ._session import client_info_line
+from ._spec import CommandContext, CommandSpec, Flag
 
 log = logging.getLogger("clusterwatch.commands")
 

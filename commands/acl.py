@@ -19,9 +19,8 @@ from clusterwatch.resp import OK, Map, Reply, Set
 from ._acl_user import AclRuleError
 from ._args import parse_int, text, upper
 from ._categories import CATEGORIES
-from ._context import CommandContext
 from ._errors import CommandError, syntax_error
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from .connection import log_in
 
 

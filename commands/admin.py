@@ -8,11 +8,10 @@ from clusterwatch.resp import OK, Map, Reply
 
 from . import info as info_module
 from ._args import parse_int, text, upper
-from ._context import CommandContext
 from ._docs import command_docs, command_info
 from ._errors import CommandError, syntax_error
 from ._glob import compile_glob
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 
 _SERVER = Group.SERVER
 _STRING = ArgType.STRING

@@ -43,11 +43,11 @@ from clusterwatch.resp import Encoded, ErrorReply, Map, Reply, SimpleString
 
 from ._acl_log import AclLogEntry
 from ._args import parse_int, text, upper
-from ._context import CommandContext
+from ._context import BusError
 from ._deferred import Deferred
 from ._errors import CommandError, syntax_error
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
-from .connection import client_info_line
+from ._session import client_info_line
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 
 APPLIED = SimpleString("applied")
 OK = SimpleString("OK")
@@ -80,9 +80,15 @@ def outcome_reply(outcome: Outcome) -> Reply:
 _ONE_FRAME_FROM = 1024
 
 
-def _publish_reply(result: list[Outcome] | CommandError) -> Reply:
-    if isinstance(result, CommandError):
-        return ErrorReply(result.prefix, result.message)
+def _bus_error(error: BusError) -> CommandError:
+    """The reply to a publish the bus could not take."""
+    return CommandError(error.message, "TRYAGAIN" if error.retry else "ERR")
+
+
+def _publish_reply(result: list[Outcome] | BusError) -> Reply:
+    if isinstance(result, BusError):
+        refused = _bus_error(result)
+        return ErrorReply(refused.prefix, refused.message)
     if len(result) >= _ONE_FRAME_FROM and result.count(APPLIED_OUTCOME) == len(result):
         # Simple strings read the same in RESP2 and RESP3, and so does this array.
         frame = b"*%d\r\n%b" % (len(result), APPLIED.frame * len(result))
@@ -91,11 +97,14 @@ def _publish_reply(result: list[Outcome] | CommandError) -> Reply:
 
 
 def bus_publish(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply]:
-    result = ctx.server.bus_publish(argv[2:], wait=not ctx.session.deny_blocking,
-                                    publisher=publisher_of(ctx))
+    try:
+        result = ctx.server.bus_publish(argv[2:], wait=not ctx.session.deny_blocking,
+                                        publisher=publisher_of(ctx))
+    except BusError as exc:
+        raise _bus_error(exc) from None
     if isinstance(result, Deferred):
         return ctx.block(result.map(lambda done: _publish_reply(
-            done if isinstance(done, CommandError) else _logged(ctx, done))))
+            done if isinstance(done, BusError) else _logged(ctx, done))))
     return [outcome_reply(outcome) for outcome in _logged(ctx, result)]
 
 

@@ -30,9 +30,8 @@ from clusterwatch.cluster import NetInfo, keyslot
 from clusterwatch.resp import OK, Encoded, Map, Reply, Verbatim, encode_both
 
 from ._args import text
-from ._context import CommandContext
 from ._errors import CommandError
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from .status import CLUSTER_STATUS_SPEC
 from .waits import cluster_wait
 

@@ -9,9 +9,9 @@ from clusterwatch.resp import OK, PONG, Map, Reply, SimpleString, Verbatim
 from ._acl_log import AclLogEntry
 from ._acl_user import User
 from ._args import parse_int, text, upper
-from ._context import CommandContext, Session
 from ._errors import WRONGPASS, CommandError, syntax_error, wrong_arity
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._session import Session, client_info_line
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._subscriptions import SUBSCRIBED_MODE_COMMANDS
 
 _CONN = Group.CONNECTION
@@ -172,25 +172,6 @@ def readwrite(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 
 
 # --- CLIENT -------------------------------------------------------------------------------
-
-
-def client_info_line(session: Session, now_ms: int) -> str:
-    """One CLIENT LIST line, with Redis's field names and order."""
-    age = max(0, (now_ms - session.created_ms) // 1000)
-    idle = max(0, (now_ms - session.last_interaction_ms) // 1000)
-    flags = "".join(sorted(session.flags)) or "N"
-    if session.multi is not None:
-        flags = flags.replace("N", "") + "x"
-    multi = -1 if session.multi is None else len(session.multi)
-    return (
-        f"id={session.id} addr={session.addr} laddr={session.laddr} fd={session.fd} "
-        f"name={session.name} age={age} idle={idle} flags={flags} db={session.db} "
-        f"sub={len(session.channels)} psub={len(session.patterns)} ssub=0 multi={multi} "
-        f"qbuf={session.query_buffer} qbuf-free=0 "
-        f"argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={session.output_buffer} "
-        f"tot-mem=0 events=r cmd={session.last_command} user={session.user} redir=-1 "
-        f"resp={session.protocol} lib-name={session.lib_name} lib-ver={session.lib_ver}"
-    )
 
 
 def client_id(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

@@ -45,10 +45,9 @@ from clusterwatch.cluster.health import UP, parse_probe
 from clusterwatch.resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
-from ._context import CommandContext
 from ._deferred import Deferred
 from ._errors import NOAUTH, CommandError, syntax_error
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._statusreply import (
     FORMAT_JSON,
     api_error,

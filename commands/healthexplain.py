@@ -35,8 +35,9 @@ from clusterwatch.cluster.whatif import MAX_IDS
 from clusterwatch.resp import Reply
 
 from ._args import text
-from ._context import CommandContext, ServerView
+from ._context import ServerView
 from ._errors import CommandError, syntax_error
+from ._spec import CommandContext
 from ._statusreply import api_error, json_bulk, to_reply, wants_json
 
 __all__ = ["explain", "explain_document", "safe_to_stop", "safe_to_stop_document"]

@@ -22,7 +22,8 @@ from typing import Any
 
 from clusterwatch.resp import Reply, Verbatim
 
-from ._context import CommandContext, MemoryStats, ServerView
+from ._context import MemoryStats, ServerView
+from ._spec import CommandContext
 
 # Values are ints or already-formatted strings (floats are formatted where they arise).
 Fields = list[tuple[str, int | str]]

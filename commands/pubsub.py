@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from clusterwatch.resp import Encoded, Push, Reply, encode
 
 from ._acl_log import AclLogEntry
-from ._context import CommandContext, Session
 from ._errors import CommandError
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._session import Session, client_info_line
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._subscriptions import SUBSCRIBED_MODE_COMMANDS
-from .connection import client_info_line, refresh_permissions
+from .connection import refresh_permissions
 
 _NO_CHANNEL_PERMISSION = CommandError(
     "this user has no permissions to access one of the channels used as arguments", "NOPERM")

@@ -63,9 +63,9 @@ from clusterwatch.cluster.services import (
 from clusterwatch.resp import ErrorReply, Reply, SimpleString
 
 from ._args import text
-from ._context import CommandContext, ServerView
+from ._context import ServerView
 from ._fragments import MapParts
-from ._spec import Arg, ArgType, CommandSpec, Flag, Group
+from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._statusreply import (
     FORMAT_JSON,
     TIMEOUT,

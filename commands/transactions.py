@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 from clusterwatch.resp import OK, ErrorReply, Reply
 
-from ._context import CommandContext
 from ._deferred import Deferred
 from ._errors import CommandError
-from ._spec import CommandSpec, Flag, Group
+from ._spec import CommandContext, CommandSpec, Flag, Group
 
 
 def multi(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

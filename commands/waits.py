@@ -30,9 +30,10 @@ from clusterwatch.cluster.health import DEGRADED, DOWN, OUT_OF_SERVICE, UNKNOWN,
 from clusterwatch.resp import Map, Reply
 
 from ._args import parse_int
-from ._context import CommandContext, ServerView
+from ._context import ServerView
 from ._deferred import Deferred
 from ._errors import CommandError
+from ._spec import CommandContext
 
 MAX_WAIT_MS: Final = 600_000
 _RANK: Final = {DOWN: 0, OUT_OF_SERVICE: 1, UNKNOWN: 2, DEGRADED: 3, UP: 4}

@@ -46,6 +46,7 @@ from clusterwatch.cluster.servicestates import ServiceStates
 from clusterwatch.commands import (
     AccessControl,
     AclFileError,
+    BusError,
     CommandError,
     CommandTable,
     CpuTimes,
@@ -351,7 +352,7 @@ class Server:
 
     def bus_publish(self, messages: Sequence[bytes], *, wait: bool = True,
                     publisher: Publisher | None = None
-                    ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+                    ) -> list[Outcome] | Deferred[list[Outcome] | BusError]:
         result = self.bus.publish(messages, wait=wait, publisher=publisher)
         if isinstance(result, list):  # applied (memory bus) or all rejected
             self.bus_received += len(messages)
@@ -465,7 +466,7 @@ class Server:
 
     def _publish_quietly(self, messages: list[bytes]) -> None:
         """The demo's publisher: a bus outage loses a tick, the next one repeats it."""
-        with contextlib.suppress(CommandError):
+        with contextlib.suppress(BusError):
             self.bus_publish(messages)
 
     def reload_tls(self) -> None:

@@ -23,6 +23,8 @@ from typing import Any, Final
 
 from clusterwatch.resp import ReaderLimits
 
+from .tls import TlsSettingError, check_settings
+
 ENV_PREFIX: Final = "CLUSTERWATCH_"
 
 LISTENERS: Final = "listeners"
@@ -237,8 +239,6 @@ class ServerConfig:
         if self.myid and not _MYID.fullmatch(self.myid):
             raise ConfigError("must be 40 lowercase hexadecimal digits", "myid")
         self._check_bus()
-        from .tls import TlsSettingError, check_settings
-
         try:
             check_settings(self)
         except TlsSettingError as exc:

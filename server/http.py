@@ -53,7 +53,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 from aiohttp import web
@@ -64,17 +64,17 @@ from clusterwatch.cluster.apierror import bad_argument, echo
 from clusterwatch.cluster.health import HTTP_PATHS, HttpStyle, Probe, parse_probe
 from clusterwatch.cluster.services import Level, parse_level, parse_status_version, parse_timeout
 from clusterwatch.cluster.whatif import MAX_IDS
+from clusterwatch.commands import ServerView
 from clusterwatch.commands.healthexplain import explain_document, safe_to_stop_document
 from clusterwatch.commands.status import cluster_status_document, services_document
 from clusterwatch.commands.waits import index_wait
 
+from .config import ServerConfig
 from .httpauth import CHALLENGE, AccessDeniedError, authorize, required_command
 from .httpconn import HttpConnections
-from .metrics import CONTENT_TYPE
+from .metrics import CONTENT_TYPE, Metrics
 from .protocol import PROTECTED_MODE_TEXT, is_local_peer
-
-if TYPE_CHECKING:
-    from .app import Server
+from .tls import TlsContexts
 
 __all__ = ["HttpMirror"]
 
@@ -90,13 +90,32 @@ _SAFE_TO_STOP: Final = "/safe-to-stop"
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 Query = MultiMapping[str]
-Handler = Callable[["Server", web.BaseRequest], web.Response]
+
+
+class MirroredServer(ServerView, Protocol):
+    """What the HTTP mirror reads of its server, beyond the views the RESP commands read
+    (``app.Server`` implements it)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def tls(self) -> TlsContexts: ...
+
+    @property
+    def protected(self) -> bool: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+Handler = Callable[[MirroredServer, web.BaseRequest], web.Response]
 
 
 class HttpMirror:
     """The HTTP listener of one `Server`; does nothing when `http_port` is 0."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MirroredServer) -> None:
         self._server = server
         self._listener: asyncio.Server | None = None
         self.connections: HttpConnections | None = None
@@ -189,7 +208,7 @@ class HttpMirror:
                 deferred.abandon()
 
 
-def respond(server: Server, request: web.BaseRequest) -> web.Response:
+def respond(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     """The answer to one request (raises `ApiError` for a request a view refuses)."""
     path = request.path
     handler = _ROUTES.get(path)
@@ -216,7 +235,7 @@ def error_response(exc: ApiError) -> web.Response:
 
 
 def _health_route(probe: Probe, style: HttpStyle) -> Handler:
-    def handler(server: Server, request: web.BaseRequest) -> web.Response:
+    def handler(server: MirroredServer, request: web.BaseRequest) -> web.Response:
         query = request.query
         node = _param(query, "node")
         report = server.health.evaluate(server.model_now_ms(), probe, node=node,
@@ -230,7 +249,7 @@ def _health_route(probe: Probe, style: HttpStyle) -> Handler:
     return handler
 
 
-def _explain(server: Server, request: web.BaseRequest) -> web.Response:
+def _explain(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     query = request.query
     node = _param(query, "node")
     raw_probe = _param(query, "probe")
@@ -240,7 +259,7 @@ def _explain(server: Server, request: web.BaseRequest) -> web.Response:
     return _json(200, explain_document(server, probe, node))
 
 
-def _safe_to_stop(server: Server, request: web.BaseRequest) -> web.Response:
+def _safe_to_stop(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     ids: list[str] = []
     for value in request.query.getall("node", ()):
         ids.extend(part for part in value.split(",") if part)
@@ -261,7 +280,7 @@ def _exclude(query: Query) -> tuple[str, ...]:
 # -- Curity ------------------------------------------------------------------------------
 
 
-def _curity(server: Server, request: web.BaseRequest) -> web.Response:
+def _curity(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     node = _param(request.query, "node")
     if node is None:
         status = self_status(server.self_counters())
@@ -278,13 +297,13 @@ def _curity(server: Server, request: web.BaseRequest) -> web.Response:
 # -- Puppet ------------------------------------------------------------------------------
 
 
-def _services(server: Server, request: web.BaseRequest) -> web.Response:
+def _services(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     query = request.query
     code, body = services_document(server, _level(query), _timeout(query))
     return web.Response(status=code, content_type=JSON, charset=UTF8, body=body)
 
 
-def _service(server: Server, request: web.BaseRequest) -> web.Response:
+def _service(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     query = request.query
     name = request.path[len(_SERVICES) + 1:]
     level, timeout = _level(query), _timeout(query)
@@ -295,7 +314,7 @@ def _service(server: Server, request: web.BaseRequest) -> web.Response:
     return _json(entry.http_status, entry.to_json(with_name=True), charset=UTF8)
 
 
-def _simple(server: Server, request: web.BaseRequest) -> web.Response:
+def _simple(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     path = request.path
     name = path[len(_SIMPLE) + 1:] if path != _SIMPLE else None
     try:
@@ -319,14 +338,14 @@ def _timeout(query: Query) -> int | None:
 # -- ksqlDB ------------------------------------------------------------------------------
 
 
-def _cluster_status(server: Server, request: web.BaseRequest) -> web.Response:
+def _cluster_status(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     return web.Response(status=200, content_type=JSON, body=cluster_status_document(server))
 
 
 # -- Prometheus --------------------------------------------------------------------------
 
 
-def _metrics(server: Server, request: web.BaseRequest) -> web.Response:
+def _metrics(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     return web.Response(status=200, body=server.metrics.scrape(),
                         headers={"Content-Type": CONTENT_TYPE})
 

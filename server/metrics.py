@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import accumulate
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -27,14 +27,22 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from clusterwatch.cluster import MESSAGE_TYPES, ClusterModel, ClusterSummary, Counters, NodeState
+from clusterwatch.cluster import (
+    MESSAGE_TYPES,
+    ClusterModel,
+    ClusterSummary,
+    Counters,
+    HealthTracker,
+    NodeState,
+    SelfCheck,
+    ServiceStatusView,
+)
 from clusterwatch.cluster.health import PROBES, STATUSES
 from clusterwatch.cluster.services import SERVICE_STATES
 from clusterwatch.commands import LATENCY_BOUNDS_NS, Stats
 from clusterwatch.commands.bus import REJECT_REASONS
 
-if TYPE_CHECKING:
-    from .app import Server
+from .httpconn import HttpConnections
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -45,10 +53,53 @@ _NODE_LABELS: Final = ("node", "addr", "role")
 _LE: Final = (*(str(bound / 1e9) for bound in LATENCY_BOUNDS_NS), "+Inf")
 
 
+class HttpPort(Protocol):
+    @property
+    def connections(self) -> HttpConnections | None:
+        """None without --http-port."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """What a scrape reads of the server (``app.Server`` implements it)."""
+
+    @property
+    def model(self) -> ClusterModel: ...
+
+    @property
+    def health(self) -> HealthTracker: ...
+
+    @property
+    def services(self) -> ServiceStatusView: ...
+
+    @property
+    def self_checks(self) -> Mapping[str, SelfCheck]: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def bus_received(self) -> int: ...
+
+    @property
+    def connected_clients(self) -> int: ...
+
+    @property
+    def blocked_clients(self) -> int: ...
+
+    @property
+    def loop_lag_ms(self) -> float: ...
+
+    @property
+    def http(self) -> HttpPort: ...
+
+    def model_now_ms(self) -> int: ...
+
+
 class Metrics:
     """The `/metrics` registry of one server: its own collector and the process metrics."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MetricsSource) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(ServerCollector(server))
         ProcessCollector(registry=self.registry)
@@ -61,7 +112,7 @@ class Metrics:
 class ServerCollector(Collector):
     """clusterwatch's metrics, read from the server at each `collect`."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MetricsSource) -> None:
         self._server = server
 
     def collect(self) -> Iterator[Metric]:
@@ -133,7 +184,7 @@ def _nodes(model: ClusterModel, now_ms: int) -> Iterator[Metric]:
     yield from (by_state_role, up, pfail, fail, age, epoch)
 
 
-def _probes(server: Server, now_ms: int) -> Iterator[Metric]:
+def _probes(server: MetricsSource, now_ms: int) -> Iterator[Metric]:
     family = GaugeMetricFamily(_PREFIX + "probe_status",
                                "1 for the probe's current status (HEALTH <probe>), 0 for the "
                                "others.", labels=["probe", "status"])
@@ -144,7 +195,7 @@ def _probes(server: Server, now_ms: int) -> Iterator[Metric]:
     yield family
 
 
-def _services(server: Server, now_ms: int) -> Iterator[Metric]:
+def _services(server: MetricsSource, now_ms: int) -> Iterator[Metric]:
     report = server.services.services(now_ms)
     states = Counter(entry.state for entry in report.entries)
     family = GaugeMetricFamily(_PREFIX + "services",
@@ -184,7 +235,7 @@ def _with_zeros(names: Iterable[str], counts: Mapping[str, int]) -> dict[str, in
     return found
 
 
-def _clients(server: Server) -> Iterator[Metric]:
+def _clients(server: MetricsSource) -> Iterator[Metric]:
     yield _gauge("connected_clients", "Client connections (INFO connected_clients).",
                  server.connected_clients)
     yield _gauge("blocked_clients", "Clients waiting for a blocked reply (INFO "

@@ -27,11 +27,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Final, Literal, Protocol, cast
 
-from clusterwatch.commands import CommandContext, Deferred, Session
+from clusterwatch.commands import CommandContext, CommandTable, Deferred, ServerView, Session
 from clusterwatch.resp import (
     Encoded,
     RemoteProtocolError,
@@ -41,10 +42,9 @@ from clusterwatch.resp import (
     write,
 )
 
-from .turns import TURN_UNITS
-
-if TYPE_CHECKING:
-    from .app import Server
+from .config import ServerConfig
+from .tls import TlsContexts
+from .turns import TURN_UNITS, Turn
 
 log = logging.getLogger("clusterwatch.connection")
 
@@ -109,8 +109,70 @@ def _encode(out: list[bytes], replies: list[Reply] | list[Reply | Deferred[Reply
     return cached
 
 
+class Mode(enum.Enum):
+    """What a connection does with the requests it reads. Its flow control (``paused``:
+    the transport's buffer is past its high watermark) is apart, as it holds in any mode,
+    and so is its output queue's state."""
+
+    SERVING = "serving"  # runs requests as they are read
+    YIELDED = "yielded"  # its turn is over: reading paused until ``_take_turn``
+    BLOCKED = "blocked"  # waits for a reply (``Session.blocked``); reads are stashed
+    CLOSING = "closing"  # closed or closing: nothing more runs
+
+
+_SERVING: Final = Mode.SERVING
+_YIELDED: Final = Mode.YIELDED
+_BLOCKED: Final = Mode.BLOCKED
+_CLOSING: Final = Mode.CLOSING
+MODES: Final = {
+    _SERVING: frozenset({_YIELDED, _BLOCKED, _CLOSING}),
+    _YIELDED: frozenset({_SERVING, _CLOSING}),
+    # Answered, it waits for its next turn before it runs what it read meanwhile.
+    _BLOCKED: frozenset({_YIELDED, _CLOSING}),
+    # Closing again (connection_lost after close) changes nothing.
+    _CLOSING: frozenset({_CLOSING}),
+}
+
+
+class ConnectionHost(ServerView, Protocol):
+    """What a connection reads and updates of its server, beyond what its handlers see
+    (``app.Server`` implements it)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+
+    @property
+    def table(self) -> CommandTable: ...
+
+    @property
+    def connections(self) -> dict[int, RespProtocol]: ...
+
+    @property
+    def handshaking(self) -> set[asyncio.Transport]:
+        """Connections to the TLS port still in their handshake."""
+        ...
+
+    @property
+    def tls(self) -> TlsContexts: ...
+
+    @property
+    def turn(self) -> Turn: ...
+
+    @property
+    def clock_ms(self) -> int:
+        """The wall clock, read once per housekeeping tick."""
+        ...
+
+    @property
+    def protected(self) -> bool: ...
+
+    def next_client_id(self) -> int: ...
+
+    def forget_subscriber(self, session: Session) -> None: ...
+
+
 class RespProtocol(asyncio.Protocol):
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
@@ -118,10 +180,8 @@ class RespProtocol(asyncio.Protocol):
         self.reader: RequestReader | None = None
         # The transport's write buffer is past its high watermark (asyncio's flow control).
         self.paused = False
-        # Requests wait for a callback: this client's next turn (reading paused), or the
-        # reply it is blocked on (``Session.blocked``; reading goes on).
-        self.yielded = False
-        self.closing = False
+        self.mode = _SERVING
+        self.closing = False  # ``mode is CLOSING``, as a flag for the checks on every read
         # Requests read behind a blocked request, or past the end of a turn.
         self.held: list[list[bytes]] = []
         # Reads that arrived while requests were not executed, not yet fed to the reader.
@@ -155,7 +215,7 @@ class RespProtocol(asyncio.Protocol):
             server.stats.rejected_connections += 1
             transport.write(MAX_CLIENTS_REPLY)
             transport.close()
-            self.closing = True
+            self._set_mode(_CLOSING)
             log.warning("max clients reached, connection refused",
                         extra={"peer": _peer(transport, "peername")})
             return
@@ -163,7 +223,7 @@ class RespProtocol(asyncio.Protocol):
             server.stats.rejected_connections += 1
             transport.write(PROTECTED_MODE_REPLY)
             transport.close()
-            self.closing = True
+            self._set_mode(_CLOSING)
             log.warning("protected mode: connection from a non-loopback address refused",
                         extra={"peer": _peer(transport, "peername")})
             return
@@ -193,7 +253,7 @@ class RespProtocol(asyncio.Protocol):
                 self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
+        self._set_mode(_CLOSING)
         self.pieces.clear()
         self.queued = 0
         self.held = []
@@ -223,7 +283,7 @@ class RespProtocol(asyncio.Protocol):
         stats = self.server.stats
         stats.total_net_input_bytes += len(data)
         stats.total_reads_processed += 1
-        if self.paused or self.yielded:
+        if self.paused or self.mode is not _SERVING:
             self.stash.append(data)
             self.stashed += len(data)
             if self.stashed + self.reader.buffered > self.server.config.max_query_buffer:
@@ -236,8 +296,8 @@ class RespProtocol(asyncio.Protocol):
         if self.held or data.count(b"*" if data[0] == 0x2A else b"\n") != 1:
             self.reader.feed(data)
             self.process()
-            if (self.read_in_turn >= _READ_BYTES_PER_TURN and not self.yielded
-                    and not self.paused and not self.closing):
+            if (self.read_in_turn >= _READ_BYTES_PER_TURN and self.mode is _SERVING
+                    and not self.paused):
                 self._yield_turn()
             return
         argv = self.reader.take_single(data)
@@ -256,13 +316,13 @@ class RespProtocol(asyncio.Protocol):
         self.paused = False
         if self.pieces:
             self._schedule_piece()
-        if self.transport is not None and not self.closing and not self.yielded:
+        if self.transport is not None and self.mode is _SERVING:
             self.transport.resume_reading()
             self.process()
 
     def _yield_turn(self) -> None:
         """Let the other connections have the loop; continue on a later turn."""
-        self.yielded = True
+        self._set_mode(_YIELDED)
         self.read_in_turn = 0
         assert self.transport is not None
         self.transport.pause_reading()
@@ -271,12 +331,18 @@ class RespProtocol(asyncio.Protocol):
     def _take_turn(self) -> None:
         """Continue after yielding the loop to other connections (or after a reply this
         client was blocked on went out)."""
-        self.yielded = False
         if self.transport is None or self.closing:
             return
+        self._set_mode(_SERVING)
         if not self.paused:
             self.transport.resume_reading()
             self.process()
+
+    def _set_mode(self, new: Mode) -> None:
+        if new not in MODES[self.mode]:
+            raise RuntimeError(f"connection mode {self.mode.value} -> {new.value}")
+        self.mode = new
+        self.closing = new is _CLOSING
 
     def eof_received(self) -> bool | None:
         return None
@@ -409,8 +475,10 @@ class RespProtocol(asyncio.Protocol):
 
     def _block(self, deferred: Deferred[Reply]) -> None:
         """Wait for a blocked request's reply. Reading goes on, so that a disconnect is
-        seen at once; what the client sends meanwhile waits in the reader."""
-        self.yielded = True
+        seen at once; what the client sends meanwhile waits in the reader. (Sending the
+        replies before it may have closed the connection: its loss frees the wait.)"""
+        if not self.closing:
+            self._set_mode(_BLOCKED)
         self.server.blocked_clients += 1
         deferred.add_callback(self._unblock)
 
@@ -420,12 +488,14 @@ class RespProtocol(asyncio.Protocol):
         self.server.blocked_clients -= 1
         if self.transport is None or self.closing:
             return
+        # Its next turn runs what it read meanwhile; not at once: the reply may come from
+        # inside the loop that blocked us.
+        self._set_mode(_YIELDED)
         out: list[bytes] = []
         cached = _encode(out, [reply], self.session.protocol)
         self._send(out, cached)
         if self.paused:
             self.transport.pause_reading()  # no longer blocked: flow control again
-        # Not at once: the reply may come from inside the loop that blocked us.
         asyncio.get_running_loop().call_soon(self._take_turn)
 
     # --- output ----------------------------------------------------------------------
@@ -566,7 +636,7 @@ class RespProtocol(asyncio.Protocol):
     def close(self) -> None:
         """Flush what is queued, then close."""
         if self.transport is not None and not self.closing:
-            self.closing = True
+            self._set_mode(_CLOSING)
             if self.pieces:
                 self.close_when_written = True
             else:
@@ -575,7 +645,7 @@ class RespProtocol(asyncio.Protocol):
     def abort(self) -> None:
         """Close at once, dropping queued output."""
         if self.transport is not None:
-            self.closing = True
+            self._set_mode(_CLOSING)
             self.pieces.clear()
             self.queued = 0
             self.transport.abort()
@@ -593,7 +663,7 @@ class TlsAcceptor(asyncio.Protocol):
     server's current context, then hands the TLS transport to a new ``RespProtocol``. A
     failed handshake is logged and closed; it never becomes a client."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         # Bytes read before start_tls took the transport over (uvloop reads once after

@@ -16,10 +16,7 @@ from __future__ import annotations
 import logging
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .config import ServerConfig
+from typing import Protocol
 
 log = logging.getLogger("clusterwatch.tls")
 
@@ -34,11 +31,36 @@ AUTH_CLIENTS = {"yes": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "no": s
 DEFAULT_PROTOCOLS = "TLSv1.2 TLSv1.3"
 
 
+class TlsSettings(Protocol):
+    """The settings TLS reads (``config.ServerConfig`` has them)."""
+
+    @property
+    def tls_port(self) -> int: ...
+
+    @property
+    def tls_cert_file(self) -> str: ...
+
+    @property
+    def tls_key_file(self) -> str: ...
+
+    @property
+    def tls_ca_cert_file(self) -> str: ...
+
+    @property
+    def tls_auth_clients(self) -> str: ...
+
+    @property
+    def tls_protocols(self) -> str: ...
+
+    @property
+    def tls_http(self) -> bool: ...
+
+
 class TlsSettingError(ValueError):
     """A TLS setting is invalid; the message starts with the setting's Redis name."""
 
 
-def check_settings(config: ServerConfig) -> None:
+def check_settings(config: TlsSettings) -> None:
     """The checks that need no file contents; raise ``TlsSettingError``."""
     if not 0 <= config.tls_port <= 65535:
         raise TlsSettingError("tls-port must be between 0 and 65535")
@@ -74,7 +96,7 @@ def protocol_range(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     return versions[0], versions[-1]
 
 
-def build_context(config: ServerConfig, *, http: bool = False) -> ssl.SSLContext:
+def build_context(config: TlsSettings, *, http: bool = False) -> ssl.SSLContext:
     """A server context from the settings; raise ``TlsSettingError`` naming the file."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = protocol_range(config.tls_protocols)
@@ -99,7 +121,7 @@ def build_context(config: ServerConfig, *, http: bool = False) -> ssl.SSLContext
 class TlsContexts:
     """The current server contexts, replaced whole on reload."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: TlsSettings) -> None:
         self._config = config
         self.resp: ssl.SSLContext | None = None
         self.http: ssl.SSLContext | None = None

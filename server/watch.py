@@ -39,7 +39,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from clusterwatch.cluster import ClusterEvent, ClusterModel, NodeInfo
 from clusterwatch.cluster.changes import ChangeLog
@@ -54,10 +54,8 @@ from clusterwatch.cluster.events import (
 from clusterwatch.cluster.health import PROBES
 from clusterwatch.cluster.records import NodeState
 from clusterwatch.cluster.servicestates import Pairs, ServiceStates
+from clusterwatch.commands import Session
 from clusterwatch.commands._patternindex import Scan
-
-if TYPE_CHECKING:
-    from .protocol import RespProtocol
 
 log = logging.getLogger("clusterwatch.watch")
 
@@ -354,6 +352,25 @@ class _Message:
                 and self.scan.done)
 
 
+class Subscriber(Protocol):
+    """What the fan-out reads of a connection (``protocol.RespProtocol``)."""
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None: ...
+
+    @property
+    def session(self) -> Session | None: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    def push(self, frame: bytes) -> None: ...
+
+    def output_buffered(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
 class Fanout:
     """Delivers channel messages to subscribed connections, each frame encoded once per
     protocol (and per pattern), and cuts subscribers past the pubsub output limits.
@@ -367,7 +384,7 @@ class Fanout:
 
     def __init__(self, *, hard_limit: int, soft_limit: int, soft_seconds: int,
                  clock_ms: Callable[[], int], on_disconnect: Callable[[], None],
-                 connections: Mapping[int, RespProtocol],
+                 connections: Mapping[int, Subscriber],
                  per_turn: int = DELIVERIES_PER_TURN) -> None:
         self._on_disconnect = on_disconnect
         self.hard_limit = hard_limit
@@ -405,7 +422,7 @@ class Fanout:
         """Deliver up to a slice's worth, oldest message first; schedule the rest."""
         self.slices += 1
         budget = self._per_turn
-        pending: dict[RespProtocol, list[bytes]] = {}
+        pending: dict[Subscriber, list[bytes]] = {}
         queue = self._queue
         while queue and budget > 0:
             budget = self._advance(queue[0], budget, pending)
@@ -418,7 +435,7 @@ class Fanout:
             asyncio.get_running_loop().call_soon(self._continue)
 
     def _advance(self, item: _Message, budget: int,
-                 pending: dict[RespProtocol, list[bytes]]) -> int:
+                 pending: dict[Subscriber, list[bytes]]) -> int:
         """Serve ``item``'s receivers until it is done or ``budget`` is spent; the budget
         left. A subscriber's frames gather in ``pending``, for the caller to write."""
         connections = self._connections
@@ -440,14 +457,14 @@ class Fanout:
             budget = item.next_receivers(budget)
         return budget
 
-    def _write(self, conn: RespProtocol, frames: list[bytes]) -> None:
+    def _write(self, conn: Subscriber, frames: list[bytes]) -> None:
         if not frames or conn.closing:
             return
         conn.push(b"".join(frames))
         self.delivered += len(frames)
         self._enforce(conn)
 
-    def _enforce(self, conn: RespProtocol) -> None:
+    def _enforce(self, conn: Subscriber) -> None:
         transport, session = conn.transport, conn.session
         if transport is None or session is None or conn.closing:
             return

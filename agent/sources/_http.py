@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import msgspec
 
-from . import SourceError, shown_url
+from ._base import SourceError, shown_url
 
 __all__ = ["FetchError", "HttpReader", "Reply", "json_document", "reason_status"]
 

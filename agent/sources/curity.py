@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from . import NodeView
+from ._base import NodeView
 from ._http import FetchError, HttpReader, json_document, reason_status
 
 __all__ = ["CuritySource",

@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from . import NodeView
+from ._base import NodeView
 from ._http import FetchError, HttpReader, json_document, reason_status
 
 __all__ = ["KsqldbSource", "host_fields"]

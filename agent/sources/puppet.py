@@ -39,7 +39,7 @@ import asyncio
 import re
 from typing import Any, Final
 
-from . import NodeView, SourceError
+from ._base import NodeView, SourceError
 from ._http import FetchError, HttpReader, json_document, reason_status
 
 __all__ = ["PuppetSource", "services_fields"]

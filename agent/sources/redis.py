@@ -56,7 +56,7 @@ from redis.exceptions import RedisError
 
 from clusterwatch.cluster.ids import derive_id
 
-from . import ClusterView, NodeView, shown_url
+from ._base import ClusterView, NodeView, shown_url
 
 __all__ = ["RedisSource", "parse_myself"]
 

@@ -53,7 +53,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from . import NodeView
+from ._base import NodeView
 from ._http import FetchError, HttpReader, Reply, json_document
 
 __all__ = ["ZeebeSource", "partitions_of", "zeebe_fields"]

@@ -29,7 +29,7 @@ class InProc:
 
 def built_server(**config: Any) -> InProc:
     """``Server(ServerConfig(**config))``, not started, and a context to call it with."""
-    from clusterwatch.commands._context import CommandContext, Session
+    from clusterwatch.commands import CommandContext, Session
     from clusterwatch.server.app import Server
     from clusterwatch.server.config import ServerConfig
 

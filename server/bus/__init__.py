@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from clusterwatch.cluster import Outcome, Publisher, SelfCheck
-from clusterwatch.commands import CommandError, Deferred
+from clusterwatch.commands import BusError, Deferred
 
 from .memory import MemoryBus
 
 __all__ = ["Bus", "MemoryBus", "PublishResult"]
 
 #: What a waiting publish resolves to: the outcomes, or the error to answer instead.
-PublishResult = list[Outcome] | CommandError
+PublishResult = list[Outcome] | BusError
 
 
 class Bus(Protocol):
@@ -41,7 +41,7 @@ class Bus(Protocol):
         counters; a valid one is never dropped. A bus that must wait for its engine, or
         (the memory bus) applies a large batch in slices between other clients' requests,
         answers with a ``Deferred``; with ``wait=False`` (inside EXEC) it must answer at
-        once or raise ``CommandError``, as it does when it cannot take messages now.
+        once or raise ``BusError``, as it does when it cannot take messages now.
         """
         ...
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from clusterwatch.cluster import ClusterModel, Outcome, Publisher, SelfCheck
-from clusterwatch.commands import CommandError, Deferred
+from clusterwatch.commands import BusError, Deferred
 
 from ..turns import SLICE_UNITS, Turn, message_units, one_message_units
 
@@ -49,7 +49,7 @@ class _Publish:
         self.messages = messages
         self.publisher = publisher
         self.outcomes: list[Outcome] = []
-        self.deferred: Deferred[list[Outcome] | CommandError] = Deferred()
+        self.deferred: Deferred[list[Outcome] | BusError] = Deferred()
 
 
 class MemoryBus:
@@ -71,7 +71,7 @@ class MemoryBus:
 
     def publish(self, messages: Sequence[bytes], *, wait: bool = True,
                 publisher: Publisher | None = None
-                ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+                ) -> list[Outcome] | Deferred[list[Outcome] | BusError]:
         turn = self._turn
         units = message_units(messages)
         job = _Publish(messages, publisher)
@@ -92,7 +92,7 @@ class MemoryBus:
         return self._slice(job, loop)
 
     def _slice(self, job: _Publish, loop: asyncio.AbstractEventLoop
-               ) -> Deferred[list[Outcome] | CommandError]:
+               ) -> Deferred[list[Outcome] | BusError]:
         if not self._sliced:
             loop.call_soon(self._apply_slice)
         self._sliced.append(job)

@@ -73,7 +73,7 @@ from clusterwatch.cluster import (
     decode_message,
 )
 from clusterwatch.cluster.publishers import Publisher
-from clusterwatch.commands import CommandError, Deferred
+from clusterwatch.commands import BusError, Deferred
 
 from .busclock import BusClock, parse_entry_id
 from .compaction import Compactor, decode_snapshot, history_of, restore_history
@@ -180,7 +180,7 @@ class _Waiter:
                  "pending", "publisher", "timer")
 
     def __init__(self, outcomes: list[Outcome | None],
-                 deferred: Deferred[list[Outcome] | CommandError]) -> None:
+                 deferred: Deferred[list[Outcome] | BusError]) -> None:
         self.outcomes = outcomes
         self.deferred = deferred
         self.pending: dict[bytes, int] = {}  # entry id -> index in outcomes
@@ -324,9 +324,10 @@ class RedisStreamBus:
 
     def publish(self, messages: Sequence[bytes], *, wait: bool = True,
                 publisher: Publisher | None = None
-                ) -> list[Outcome] | Deferred[list[Outcome] | CommandError]:
+                ) -> list[Outcome] | Deferred[list[Outcome] | BusError]:
         if not wait:
-            raise CommandError("BUS PUBLISH cannot run inside MULTI on the redis-stream bus")
+            raise BusError("BUS PUBLISH cannot run inside MULTI on the redis-stream bus",
+                           retry=False)
         outcomes: list[Outcome | None] = [None] * len(messages)
         valid: list[int] = []
         decoded: dict[int, tuple[bytes, NodeMessage]] = {}
@@ -353,7 +354,7 @@ class RedisStreamBus:
         # Appending does not wait for the reader to be up: the writer has its own connection,
         # and a Redis that is back takes messages before the reader's backoff ends. A Redis
         # that refuses connections answers at once; a frozen one within the publish bound.
-        deferred: Deferred[list[Outcome] | CommandError] = Deferred()
+        deferred: Deferred[list[Outcome] | BusError] = Deferred()
         waiter = _Waiter(outcomes, deferred)
         loop = asyncio.get_running_loop()
         waiter.timer = loop.call_later(self.settings.publish_timeout_ms / 1000,
@@ -378,10 +379,9 @@ class RedisStreamBus:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    def _unavailable(self) -> CommandError:
+    def _unavailable(self) -> BusError:
         reason = self.down_reason or "not connected yet"
-        return CommandError(f"bus unavailable: redis-stream {self.address}: {reason}",
-                            "TRYAGAIN")
+        return BusError(f"bus unavailable: redis-stream {self.address}: {reason}")
 
     def _trim(self) -> tuple[str, str]:
         """The trim strategy and threshold for the retention settings ("", "" for none)."""
@@ -400,9 +400,9 @@ class RedisStreamBus:
                 item for waiter in waiters for payload in waiter.payloads
                 for item in _with_publisher(payload, waiter.publisher)])
         except (RedisError, OSError, TimeoutError) as exc:
-            error = CommandError(
+            error = BusError(
                 f"bus unavailable: redis-stream {self.address}: {_reason(exc)}; some "
-                "messages may have been appended (re-sending them is harmless)", "TRYAGAIN")
+                "messages may have been appended (re-sending them is harmless)")
             for waiter in waiters:
                 self._finish(waiter, error)
             return
@@ -414,10 +414,10 @@ class RedisStreamBus:
         ids: list[bytes] = results[0]
         wanted = self.settings.wait_replicas
         if wanted and results[-1] < wanted:
-            error = CommandError(
+            error = BusError(
                 f"bus unavailable: appended as {ids[0].decode()}..{ids[-1].decode()} but only "
                 f"{results[-1]} of {wanted} replicas acknowledged them (re-sending them is "
-                "harmless)", "TRYAGAIN")
+                "harmless)")
             for waiter in waiters:
                 self._finish(waiter, error)
             return
@@ -470,10 +470,10 @@ class RedisStreamBus:
     def _give_up(self, waiter: _Waiter) -> None:
         bound = self.settings.publish_timeout_ms
         if not waiter.appended:
-            self._finish(waiter, CommandError(
+            self._finish(waiter, BusError(
                 f"bus unavailable: redis-stream {self.address} did not answer within "
                 f"{bound} ms; some messages may have been appended (re-sending them is "
-                "harmless)", "TRYAGAIN"))
+                "harmless)"))
             return
         reason = f"not applied by this instance within {bound} ms"
         if waiter.behind:
@@ -485,7 +485,7 @@ class RedisStreamBus:
         waiter.pending.clear()
         self._finish(waiter, None)
 
-    def _finish(self, waiter: _Waiter, error: CommandError | None) -> None:
+    def _finish(self, waiter: _Waiter, error: BusError | None) -> None:
         if waiter.deferred.done:
             return
         if waiter.timer is not None:
@@ -523,8 +523,7 @@ class RedisStreamBus:
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         for waiter in list(self._open_waiters):
-            self._finish(waiter, CommandError("bus closed: the server is shutting down",
-                                              "TRYAGAIN"))
+            self._finish(waiter, BusError("bus closed: the server is shutting down"))
         for client in (self._reader, self._writer):
             if client is not None:
                 with contextlib.suppress(Exception):

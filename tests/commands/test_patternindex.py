@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterwatch.commands._context import Session
+from clusterwatch.commands import Session
 from clusterwatch.commands._glob import Glob
 from clusterwatch.commands._patternindex import PatternEntry, PatternIndex, Scan
 from clusterwatch.commands._subscriptions import Subscriptions

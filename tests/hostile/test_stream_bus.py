@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from clusterwatch.cluster import ClusterModel, ModelConfig, Outcome
-from clusterwatch.commands import CommandError, Deferred
+from clusterwatch.commands import BusError, Deferred
 from clusterwatch.server.bus.redis_stream import RedisStreamBus, StreamSettings
 from tests.conftest import ServerProcess, start_server
 from tests.integration.cluster_helpers import A, B, C, message, node_flags, poll, three_masters
@@ -204,11 +204,11 @@ def test_a_too_deep_status_written_straight_into_the_stream_is_refused_everywher
 
 # --- in-process: the moments a server process's ticks end too soon to watch ----------
 
-async def applied(deferred: Any) -> list[Outcome] | CommandError:
+async def applied(deferred: Any) -> list[Outcome] | BusError:
     if isinstance(deferred, list):
         return deferred
     assert isinstance(deferred, Deferred)
-    done: asyncio.Future[list[Outcome] | CommandError] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[list[Outcome] | BusError] = asyncio.get_running_loop().create_future()
     deferred.add_callback(done.set_result)
     return await asyncio.wait_for(done, 30)
 
