@@ -26,10 +26,14 @@ Checks (Spring component names):
                                           node; DEGRADED some, DOWN none, UNKNOWN no partitions
     cluster  clusterState                 cluster_state is ok; UNKNOWN when no slot is assigned
     cluster  nodes                        every node reachable; DEGRADED some, DOWN none
-    node     reachable                    the model holds it ok (not pfail/fail)
+    node     reachable                    the model's verdict (cluster/liveness.py) is
+                                          `reachable`; UNKNOWN while the bus is not
+                                          fresh, DOWN otherwise, with the verdict
     node     started                      a heartbeat arrived and nodeState is not BOOTING
-    node     nodeState                    RUNNING or WAITING; BOOTING/STOPPING OUT_OF_SERVICE,
-                                          ERROR DOWN, not reported UNKNOWN
+    node     nodeState                    STATUS NODE's nodeState: RUNNING or WAITING UP;
+                                          BOOTING/STOPPING OUT_OF_SERVICE, ERROR (which a
+                                          node not reachable shows) DOWN, not reported
+                                          UNKNOWN
     node     partitions                   all its partitions healthy; DEGRADED some unhealthy;
                                           DOWN any dead (needs a human) or all unhealthy
     both     readiness                    the scope has been ready (below); OUT_OF_SERVICE
@@ -86,8 +90,14 @@ from typing import Any, Final, Literal, NamedTuple
 
 from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
 from clusterwatch.cluster.healthfacts import Facts, FactsKeeper
+from clusterwatch.cluster.liveness import (
+    CURITY_KEPT_STATES,
+    CURITY_NODE_STATE,
+    Liveness,
+    Verdict,
+)
 from clusterwatch.cluster.model import ClusterModel
-from clusterwatch.cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.records import NodeInfo
 
 __all__ = [
     "BUS_FRESH",
@@ -557,7 +567,7 @@ class HealthTracker:
             return _latched("ready", info.id, ready_ms), _FOREVER
         flip = _FOREVER
         if probe == "live":
-            base = _reachable(info, self._model.config.node_timeout_ms)
+            base = _reachable(self._liveness(info))
             derived = info.last_seen_ms + self._model.config.node_timeout_ms
             last_up = now_ms if base.status == UP else derived
             check, flip = _delayed(
@@ -572,10 +582,18 @@ class HealthTracker:
             ]
         return _report(probe, info.id, built, excluded, ready_ms), flip
 
+    def _liveness(self, info: NodeInfo) -> Liveness:
+        live = self._model.current_liveness(info.id)
+        assert live is not None
+        return live
+
     def _node_checks(self, info: NodeInfo) -> dict[str, Check]:
         heartbeat = info.heartbeat
         node_state = None if heartbeat is None else heartbeat.node_state
-        checks = {"reachable": _reachable(info, self._model.config.node_timeout_ms)}
+        live = self._liveness(info)
+        if not live.reachable and node_state not in CURITY_KEPT_STATES:
+            node_state = CURITY_NODE_STATE
+        checks = {"reachable": _reachable(live)}
         if heartbeat is None:
             checks["started"] = Check("started", DOWN, "no heartbeat yet")
         elif node_state == "BOOTING":
@@ -700,14 +718,11 @@ def _delayed(
     return Check(name, base.status, reason), _FOREVER
 
 
-def _reachable(info: NodeInfo, timeout_ms: int) -> Check:
-    if info.state is NodeState.OK:
-        return Check("reachable", UP, f"last message {info.last_seen_ms}")
-    return Check(
-        "reachable",
-        DOWN,
-        f"{info.state.value}: no message since {info.last_seen_ms} (node timeout {timeout_ms} ms)",
-    )
+def _reachable(live: Liveness) -> Check:
+    if live.reachable:
+        return Check("reachable", UP, live.reason)
+    status = UNKNOWN if live.verdict is Verdict.BUS else DOWN
+    return Check("reachable", status, f"{live.describe()} since {live.since_ms}")
 
 
 _NODE_STATE: Final[Mapping[str, tuple[HealthStatus, str]]] = {

@@ -11,9 +11,12 @@ double a bulk string, as the encoder downgrades them):
     STATUS SIMPLE [<name>] [TIMEOUT s]
         +<state> when Puppet answers 200 (every service running: ``+running``; no services at
         all: ``+unknown``, Puppet's 200 "unknown"); otherwise an error whose first word is
-        the state, so ``redis-cli`` exits 1 and scripts match the word:
-        ``-error (12 services; not all running)``, ``-starting (1 service named m1/api;
-        not all running)``. An unknown name is ``-ERR not found: <name>``.
+        the state, so ``redis-cli`` exits 1 and scripts match the word, then the instances
+        that are not running (at most 8, then how many more), each with its state and, when
+        it is not what the node reported, why: ``-unknown (6 services; not all running:
+        m1/redis unknown (node fail since 1733400025000))``, ``-starting (1 service named
+        m1/api; not all running: m1/api starting)``. An unknown name is
+        ``-ERR not found: <name>``.
     STATUS NODE [<id>] [FORMAT JSON]
         map: Curity's node document {isReady, nodeState, clusterState, configurationState,
         transactionId, isServing, [isAdminServing,] pluginsInitialized, serviceRole,
@@ -151,7 +154,15 @@ def _simple_error(answer: SimpleStatus, name: str | None) -> ErrorReply:
     count = answer.services
     noun = "service" if count == 1 else "services"
     named = f" named {name}" if name is not None else ""
-    return ErrorReply(answer.state, f"({count} {noun}{named}; not all running)")
+    shown = ", ".join(_not_running(*item) for item in answer.not_running)
+    more = answer.not_running_count - len(answer.not_running)
+    if more > 0:
+        shown += f", and {more} more"
+    return ErrorReply(answer.state, f"({count} {noun}{named}; not all running: {shown})")
+
+
+def _not_running(name: str, state: str, why: str) -> str:
+    return f"{name} {state}" if why == "reported" else f"{name} {state} ({why})"
 
 
 def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:

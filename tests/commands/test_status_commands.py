@@ -188,11 +188,15 @@ HEALTH_ERRORS = [
 
 SIMPLE_TABLE = [
     (["running", "running"], "+running"),
-    (["running", "error"], "-error (2 services; not all running)"),
-    (["running", "unknown", "error"], "-error (3 services; not all running)"),
-    (["running", "starting", "stopping"], "-stopping (3 services; not all running)"),
-    (["running", "unknown", "starting"], "-unknown (3 services; not all running)"),
-    (["running", "starting"], "-starting (2 services; not all running)"),
+    # The answer names the instances that are not running (issue 24).
+    (["running", "error"], f"-error (2 services; not all running: {B}/db error)"),
+    (["running", "unknown", "error"],
+     f"-error (3 services; not all running: {B}/db unknown, {C}/db error)"),
+    (["running", "starting", "stopping"],
+     f"-stopping (3 services; not all running: {B}/db starting, {C}/db stopping)"),
+    (["running", "unknown", "starting"],
+     f"-unknown (3 services; not all running: {B}/db unknown, {C}/db starting)"),
+    (["running", "starting"], f"-starting (2 services; not all running: {B}/db starting)"),
 ]
 
 
@@ -216,7 +220,8 @@ def test_status_simple_by_name_timeout_and_not_found(h: StatusHarness) -> None:
     h.heartbeat(B, services={"db": running()})
     assert h.call("STATUS", "SIMPLE", "db") == b"running"
     assert h.call("STATUS", "simple", f"{A}/db") == b"running"
-    assert h.error("STATUS", "SIMPLE", "web") == "starting (1 service named web; not all running)"
+    assert h.error("STATUS", "SIMPLE", "web") == (
+        f"starting (1 service named web; not all running: {A}/web starting)")
     assert h.error("STATUS", "SIMPLE", "nosuch") == "ERR not found: nosuch"
     assert h.error("STATUS", "SIMPLE", f"{C}/db") == f"ERR not found: {C}/db"
     # Critical-level data older than 30 s (the default) is unknown; TIMEOUT stretches it.
