@@ -89,6 +89,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
+from clusterwatch.cluster.freshness import too_old
 from clusterwatch.cluster.healthfacts import Facts, FactsKeeper
 from clusterwatch.cluster.liveness import (
     CURITY_KEPT_STATES,
@@ -366,8 +367,10 @@ class HealthTracker:
         node: str | None = None,
         exclude: Sequence[str | bytes] = (),
         self_checks: Mapping[str, SelfCheck] | None = None,
+        max_age_ms: int | None = None,
     ) -> HealthReport:
-        """Evaluate one probe for the cluster or one node at `now_ms`.
+        """Evaluate one probe for the cluster or one node at `now_ms`; `max_age_ms` (MAXAGE):
+        data older than that counts as unknown for this read (`_too_old`).
 
         `self_checks` is read as an immutable snapshot: pass a new mapping when a check
         changes (the server builds one per tick). A plain cluster probe asked again with
@@ -407,7 +410,38 @@ class HealthTracker:
                                              report)
         if plain:
             self._plain[chosen] = (checks, hit)
+        if max_age_ms is not None:
+            return self._too_old(hit.report, info, now_ms, max_age_ms)
         return hit.report
+
+    def _too_old(self, report: HealthReport, info: NodeInfo | None, now_ms: int,
+                 max_age_ms: int) -> HealthReport:
+        """MAXAGE: a node whose last heartbeat (or message, without one) is older makes
+        its report UNKNOWN whatever its checks (and READY's latch) say; for the cluster, the
+        nodes last heard from before it are named in a `maxAge` check, DEGRADED while some
+        node is fresher, else the report is UNKNOWN. Costs a scan of the nodes."""
+        if info is not None:
+            received = info.last_seen_ms if info.heartbeat_ms is None else info.heartbeat_ms
+            if not too_old(received, now_ms, max_age_ms):
+                return report
+            check = Check("maxAge", UNKNOWN, f"last heartbeat {now_ms - received} ms old, "
+                          f"older than MAXAGE {max_age_ms} ms")
+            return HealthReport(report.probe, report.node, UNKNOWN, (check, *report.checks),
+                                report.excluded, report.ready_since_ms)
+        rows = list(self._model.node_rows())
+        old = sorted(row[0] for row in rows if too_old(row[2], now_ms, max_age_ms))
+        if not old:
+            return report
+        reason = (f"{len(old)} of {len(rows)} nodes last heard from more than {max_age_ms} "
+                  f"ms ago: {_list(old)}")
+        if len(old) == len(rows):
+            check = Check("maxAge", UNKNOWN, reason)
+            status: HealthStatus = UNKNOWN
+        else:
+            check = Check("maxAge", DEGRADED, reason)
+            status = aggregate((report.status, DEGRADED))
+        return HealthReport(report.probe, report.node, status, (*report.checks, check),
+                            report.excluded, report.ready_since_ms)
 
     def _fresh(self, cached: _Cached, now_ms: int) -> bool:
         """Computed for the current model and latch state, and not yet due to flip."""

@@ -52,7 +52,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from clusterwatch.cluster.apierror import unknown_node
-from clusterwatch.cluster.liveness import CURITY_KEPT_STATES, CURITY_NODE_STATE, Liveness
+from clusterwatch.cluster.freshness import too_old
+from clusterwatch.cluster.liveness import CURITY_KEPT_STATES, CURITY_NODE_STATE
 from clusterwatch.cluster.messages import RequestStats, ThreadPoolStats
 from clusterwatch.cluster.model import ClusterModel
 from clusterwatch.cluster.records import NodeInfo
@@ -145,8 +146,10 @@ class SelfCounters:
     requests: RequestStats | None = None
 
 
-def node_status(model: ClusterModel, node_id: str, now_ms: int) -> NodeStatus:
-    """Curity's document for a monitored node at `now_ms`.
+def node_status(model: ClusterModel, node_id: str, now_ms: int,
+                max_age_ms: int | None = None) -> NodeStatus:
+    """Curity's document for a monitored node at `now_ms`; with `max_age_ms` (MAXAGE), a
+    node whose last heartbeat is older counts as not reachable for this read.
 
     Raises:
         ApiError: 404 if the model does not know the node.
@@ -155,12 +158,11 @@ def node_status(model: ClusterModel, node_id: str, now_ms: int) -> NodeStatus:
     info = model.node(node_id)
     if info is None or live is None:
         raise unknown_node(node_id)
-    return _from_info(info, live)
+    return _from_info(info, live.reachable and not too_old(info.heartbeat_ms, now_ms, max_age_ms))
 
 
-def _from_info(info: NodeInfo, live: Liveness) -> NodeStatus:
+def _from_info(info: NodeInfo, reachable: bool) -> NodeStatus:
     beat = info.heartbeat
-    reachable = live.reachable
     node_state = "BOOTING" if beat is None else beat.node_state or "RUNNING"
     if not reachable and node_state not in CURITY_KEPT_STATES:
         node_state = CURITY_NODE_STATE

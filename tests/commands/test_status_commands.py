@@ -547,14 +547,16 @@ def test_command_docs_for_every_new_command(h: StatusHarness) -> None:
 
 def test_usage_lines(h: StatusHarness) -> None:
     lines = [line.decode() for line in h.call("STATUS", "HELP")]
-    assert "SERVICES [LEVEL critical|info|debug] [TIMEOUT seconds] [FORMAT JSON]" in lines
-    assert ("SERVICE name [LEVEL critical|info|debug] [VERSION version] [TIMEOUT seconds] "
+    # MAXAGE (issue 24) on every STATUS reading of node data and on HEALTH.
+    assert ("SERVICES [LEVEL critical|info|debug] [TIMEOUT seconds] [MAXAGE ms] "
             "[FORMAT JSON]") in lines
-    assert "SIMPLE [name] [TIMEOUT seconds]" in lines
-    assert "NODE [node-id] [FORMAT JSON]" in lines
+    assert ("SERVICE name [LEVEL critical|info|debug] [VERSION version] [TIMEOUT seconds] "
+            "[MAXAGE ms] [FORMAT JSON]") in lines
+    assert "SIMPLE [name] [TIMEOUT seconds] [MAXAGE ms]" in lines
+    assert "NODE [node-id] [MAXAGE ms] [FORMAT JSON]" in lines
     spec = h.server.table.commands[b"health"]
     assert usage(spec) == ("HEALTH [STARTUP|READY|LIVE|HEALTH] [NODE node-id] [VERBOSE] "
-                           "[EXCLUDE check [check ...]] [FORMAT JSON]")
+                           "[EXCLUDE check [check ...]] [MAXAGE ms] [FORMAT JSON]")
     assert command_docs(spec).items[0] == ("summary", spec.summary)
 
 
