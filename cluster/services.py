@@ -491,7 +491,7 @@ class ServiceStatusView:
     def states(self, now_ms: int) -> ServiceStates:
         """Every service's state at the default level's timeout, as `services` reports it;
         an update costs what changed since the last (see `cluster.servicestates`)."""
-        self._sync()
+        self._sync(now_ms)
         return self._states.update(self._by_node, self._node_log, now_ms, self._down)
 
     def services(
@@ -502,7 +502,7 @@ class ServiceStatusView:
         `max_age_ms` (MAXAGE): a status older than that is `unknown` for this read."""
         lvl = parse_level(level)
         timeout = DEFAULT_TIMEOUT_S[lvl] if timeout_s is None else parse_timeout(timeout_s)
-        self._sync()
+        self._sync(now_ms)
         listings = self._listings
         listing = listings.get((lvl, timeout, max_age_ms))
         if listing is None:
@@ -564,6 +564,7 @@ class ServiceStatusView:
         """One service: `<node>/<service>`, or a bare name exactly one node reports."""
         lvl = parse_level(level)
         timeout = DEFAULT_TIMEOUT_S[lvl] if timeout_s is None else parse_timeout(timeout_s)
+        self._sync(now_ms)
         inst = self._one(name)
         down = self._down.get(inst.node)
         if down is not None:
@@ -579,6 +580,7 @@ class ServiceStatusView:
         the answer names the instances that are not running (at most `NAMED`)."""
         timeout = DEFAULT_TIMEOUT_S[SIMPLE_LEVEL] if timeout_s is None else parse_timeout(timeout_s)
         key = ("simple", name, timeout, max_age_ms)
+        self._model.refresh(now_ms)
         cached = self._cached(key, now_ms)
         if cached is not None:
             return cast(SimpleStatus, cached)
@@ -682,9 +684,12 @@ class ServiceStatusView:
             self._index_version = self._sync_version
         return self._index
 
-    def _sync(self) -> None:
-        """Bring `_by_node` up to the model's version, looking only at the logged nodes."""
+    def _sync(self, now_ms: int | None = None) -> None:
+        """Bring `_by_node` up to the model's version (after failure detection at `now_ms`,
+        so the verdicts are those of the instant read), looking only at the logged nodes."""
         model = self._model
+        if now_ms is not None:
+            model.refresh(now_ms)
         version = model.version
         if self._sync_version == version:
             return

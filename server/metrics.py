@@ -103,6 +103,7 @@ def _cluster(summary: ClusterSummary, index: int) -> Iterator[Metric]:
 
 
 def _nodes(model: ClusterModel, now_ms: int) -> Iterator[Metric]:
+    model.refresh(now_ms)
     by_state_role = GaugeMetricFamily(_PREFIX + "cluster_nodes",
                                       "Known nodes by failure state and effective role.",
                                       labels=["state", "role"])

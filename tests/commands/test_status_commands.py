@@ -45,6 +45,14 @@ class StatusHarness(Harness):
     def heartbeat(self, node: str, **fields: Any) -> None:
         assert self.publish(msg("heartbeat", node, 1, next(_SEQ), **fields)) == [b"applied"]
 
+    def later(self, ms: int) -> None:
+        """`ms` later, with the nodes still speaking (a hello each, no heartbeat): they stay
+        reachable, so what their old heartbeats said meets the status timeouts."""
+        self.now += ms
+        batch = [msg("hello", node, 1, next(_SEQ), addr=f"10.0.0.{i + 1}:7000")
+                 for i, node in enumerate((A, B, C))]
+        assert self.publish(*batch) == [b"applied"] * 3
+
     def error(self, *argv: str, proto: int = 2) -> str:
         value = self.reply(*argv, proto=proto)
         assert isinstance(value, hiredis.ReplyError), f"not an error: {value!r}"
@@ -225,7 +233,7 @@ def test_status_simple_by_name_timeout_and_not_found(h: StatusHarness) -> None:
     assert h.error("STATUS", "SIMPLE", "nosuch") == "ERR not found: nosuch"
     assert h.error("STATUS", "SIMPLE", f"{C}/db") == f"ERR not found: {C}/db"
     # Critical-level data older than 30 s (the default) is unknown; TIMEOUT stretches it.
-    h.now += 31_000
+    h.later(31_000)
     assert h.error("STATUS", "SIMPLE", "db").startswith("unknown (2 services named db;")
     assert h.call("STATUS", "SIMPLE", "db", "TIMEOUT", "60") == b"running"
     assert h.error("STATUS", "SIMPLE", "TIMEOUT", "60").startswith("starting (3 services;")
@@ -288,7 +296,7 @@ def test_status_services_json_is_puppets_document(h: StatusHarness) -> None:
 
 def test_status_services_timeout_reports_unknown(h: StatusHarness) -> None:
     _services(h)
-    h.now += 61_000
+    h.later(61_000)
     doc = h.doc("STATUS", "SERVICES", "FORMAT", "JSON")
     entry = doc[f"{A}/db"]
     assert entry["state"] == "unknown" and entry["active_alerts"] == []
@@ -330,7 +338,7 @@ def test_status_service_renders_once_per_status_and_follows_every_change(
     assert h.reply("STATUS", "SERVICE", "db", proto=3)[b"status"] == {b"k7": b"changed"}
     assert h.doc("STATUS", "SERVICE", "db", "FORMAT", "JSON")["status"] == {"k7": "changed"}
     assert h.reply("STATUS", "SERVICE", "db", "LEVEL", "critical", proto=3)[b"status"] is None
-    h.now += 61_000
+    h.later(61_000)
     stale = h.reply("STATUS", "SERVICE", "db", proto=3)
     assert stale[b"state"] == b"unknown"
     assert stale[b"status"].startswith(b"Status check timed out")
