@@ -53,7 +53,12 @@ Probes:
 
 READY never reverts: once every precondition is UP together, the scope is ready for good
   (Zeebe: "Once it is ready, it never becomes unready again"), and READY answers UP whatever
-  happens next; HEALTH can revert. The latch lives in `HealthTracker`, which the server owns. A
+  happens next; HEALTH can revert. One exception, for a node: while the model's verdict on it
+  is not `reachable` (cluster/liveness.py), its READY is judged from its checks (so DOWN, or
+  UNKNOWN while the bus is not fresh); the latch stays, and answers again once it is
+  reachable. A node no one can reach is not ready to serve, whatever it once was.
+A node's report is UNKNOWN whatever its checks while the bus is not fresh (the `bus`
+  verdict): nothing about it is known. The latch lives in `HealthTracker`, which the server owns. A
   node's latch ends with its lifetime: when it leaves the model or reports BOOTING again (a
   restarted process). The cluster's latch lasts as long as the tracker (the server process).
   The latch is set when an evaluation or `observe` sees the preconditions UP, so the server
@@ -84,7 +89,7 @@ at the nodes that changed since its last call, not at every node.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
@@ -597,11 +602,12 @@ class HealthTracker:
         self, probe: Probe, info: NodeInfo, now_ms: int, excluded: tuple[str, ...]
     ) -> tuple[HealthReport, int]:
         ready_ms = self._node_latch(info, now_ms)
-        if probe == "ready" and ready_ms is not None:
+        live = self._liveness(info)
+        if probe == "ready" and ready_ms is not None and live.reachable:
             return _latched("ready", info.id, ready_ms), _FOREVER
         flip = _FOREVER
         if probe == "live":
-            base = _reachable(self._liveness(info))
+            base = _reachable(live)
             derived = info.last_seen_ms + self._model.config.node_timeout_ms
             last_up = now_ms if base.status == UP else derived
             check, flip = _delayed(
@@ -614,7 +620,10 @@ class HealthTracker:
                 _readiness(ready_ms) if name == "readiness" else by_name[name]
                 for name in _NODE_GROUPS[probe]
             ]
-        return _report(probe, info.id, built, excluded, ready_ms), flip
+        report = _report(probe, info.id, built, excluded, ready_ms)
+        if live.verdict is Verdict.BUS:  # nothing about the node is known: not even its UP
+            report = replace(report, status=UNKNOWN)
+        return report, flip
 
     def _liveness(self, info: NodeInfo) -> Liveness:
         live = self._model.current_liveness(info.id)
