@@ -49,13 +49,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from clusterwatch.cluster.changes import ChangeLog
 from clusterwatch.cluster.liveness import reachable
 from clusterwatch.cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
 from clusterwatch.cluster.model import ClusterModel
 from clusterwatch.cluster.records import NodeState
+
+_OK: Final = NodeState.OK
 
 __all__ = ["ClusterStatusView", "Host", "cluster_status"]
 
@@ -112,6 +114,7 @@ class ClusterStatusView:
         else:
             hosts = self._hosts
             log = self.changes
+            bus_fresh = model.bus_fresh
             todo = set(changed)
             for node_id in todo:
                 row = model.node_row(node_id)
@@ -121,7 +124,7 @@ class ClusterStatusView:
                     break
                 _id, state, seen, beat, received, addr = row
                 hosts[node_id] = Host(old.key, addr, state, seen, beat, received, next(_SERIALS),
-                                      reachable(state, model.bus_fresh))
+                                      state is _OK and bus_fresh)
                 log.add(node_id)
         self._version = model.version
         return self._hosts

@@ -46,8 +46,12 @@ in an unrecoverable error state") is the one that does not claim it is serving, 
 that last said it was booting or stopping is most likely still doing so. Redis's flags
 describe the cluster bus, which clusterwatch's own bus being out says nothing about, so
 CLUSTER NODES keeps the last model's flags under `bus` (INFO and HEALTH's `busFresh` say the
-model is stale). `/metrics` exports the verdict as `clusterwatch_node_reachable` (1 only for
-`reachable`) and `clusterwatch_node_verdict{verdict=...}`.
+model is stale). HEALTH NODE: a node not reachable is not READY whatever its latch (the latch
+waits for it to be reachable again), and its whole report is UNKNOWN under `bus`; only LIVE's
+Zeebe grace window may still say UP, naming the outage. `/metrics` exports the verdict as
+`clusterwatch_node_up` (1 only for `reachable`) and `clusterwatch_node_verdict{verdict=...}`.
+Pub/sub: a `node_state` event precedes the service-state events its verdict causes (the
+watch compares service states at the 10 Hz tick); `bus` has no event of its own.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ from clusterwatch.cluster.changes import ChangeLog
 from clusterwatch.cluster.liveness import Liveness, reachable
 from clusterwatch.cluster.messages import Heartbeat, ServiceStatus
 from clusterwatch.cluster.model import ClusterModel
-from clusterwatch.cluster.records import NodeRow
+from clusterwatch.cluster.records import NodeRow, NodeState
 from clusterwatch.cluster.servicestates import ServiceStates, StateListing
 
 __all__ = [
@@ -399,7 +399,7 @@ class _Index:
 
 
 _FOREVER: Final = 2**63
-_RUNNING: Final = ("running",)
+_OK: Final = NodeState.OK
 NAMED: Final = 8
 
 
@@ -426,13 +426,13 @@ class _Tally:
     def add(self, node: _NodeServices) -> None:
         self.nodes_in.update(node.states)
         self.instances += len(node.instances)
-        if node.states != _RUNNING and node.instances:
+        if node.states is not _RUNNING and node.instances:
             self.troubled[node.instances[0].node] = node
 
     def remove(self, node: _NodeServices) -> None:
         self.nodes_in.subtract(node.states)
         self.instances -= len(node.instances)
-        if node.instances:
+        if node.states is not _RUNNING and node.instances:
             self.troubled.pop(node.instances[0].node, None)
 
     def states(self, leaving_out: Iterable[_NodeServices]) -> set[str]:
@@ -699,6 +699,8 @@ class ServiceStatusView:
         else:
             by_node = self._by_node
             received = self._received
+            down = self._down
+            bus_fresh = model.bus_fresh
             members = False
             moved: list[tuple[int, str]] = []
             for node_id in set(changed):
@@ -710,8 +712,13 @@ class ServiceStatusView:
                     if beat is not None and beat.services and at is not None:
                         same = old is not None and old.heartbeat is beat
                         node = old if same else _node_services(node_id, beat, at)
-                if self._judge_down(node_id, node, row) and node is old and node is not None:
-                    self._node_log.add(node_id)
+                    if row[1] is _OK and bus_fresh and node_id not in down:
+                        pass  # reachable and was: the common case, without a call
+                    elif (self._judge_down(node_id, node, row) and node is old
+                          and node is not None):
+                        self._node_log.add(node_id)
+                elif node_id in down:
+                    del down[node_id]
                 if node is old:
                     continue
                 if old is not None:
@@ -797,8 +804,10 @@ class ServiceStatusView:
         self._cache[key] = _Cached(now_ms, flip_ms, value)
 
 
-# The few distinct sets of states, one object each rather than one per node.
-_STATE_SETS: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
+# The few distinct sets of states, one object each rather than one per node (so a node whose
+# services all run has exactly `_RUNNING`).
+_RUNNING: Final = ("running",)
+_STATE_SETS: Final[dict[tuple[str, ...], tuple[str, ...]]] = {_RUNNING: _RUNNING}
 
 
 def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServices:
