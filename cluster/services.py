@@ -27,7 +27,16 @@ Timeouts. Puppet's timeout bounds how long a status callback may run. Here a sta
   unknown`, `status: "Status check timed out after <t> seconds: ..."` with the age, and no
   alerts (Puppet's timed-out result), never the old data. Defaults by level: critical 30 s,
   info 60 s, debug 60 s (`check-timeout`). `TIMEOUT` is an integer > 0 (Puppet refuses 0 too).
-Simple. Critical level, default timeout 30 s. The summary (`summarize-states`): `error` if any
+  `MAXAGE ms` (cluster/freshness.py) shortens it for one read: "Status older than MAXAGE".
+Liveness. The services of a node whose verdict is not `reachable` (cluster/liveness.py:
+  fail?, stale, fail, the bus not fresh) are `unknown` at once, whatever their age, with
+  the verdict and since when ("Node m1 is not reachable: pfail (...), since <ms>; its last
+  status arrived at <ms>") and no alerts; the view keeps those nodes (`_down`), logged as
+  changed when their verdict moves, so a node that stays down is not rendered again.
+Simple. Critical level, default timeout 30 s; a node not reachable counts as `unknown`. The
+  answer names the instances that are not running (at most `NAMED`, and how many in all),
+  each with its state and, unless it is the node's own word, why. The summary
+  (`summarize-states`): `error` if any
   service is in error; else `unknown` if any is unknown; else `stopping` if any stops; else
   `starting` if any starts; else `running` if any runs; no services at all: `unknown`. (The
   prose lists starting/stopping/unknown without ranking them against each other; the source
