@@ -41,6 +41,10 @@ the document has no word for "unreachable" the closest one it has is used):
               last model)                       keeps that word)
     left      (not listed)   (not listed)     (unknown node)              (not listed)    (unknown)
 
+CLUSTER SHARDS and CLUSTER SLOTS follow Redis: a shard member's `health` is "fail" for
+`fail` only ("online" otherwise, `fail?` included, as Redis has it), and SLOTS leaves out
+failed replicas.
+
 Curity's `nodeState` words all describe a node speaking about itself; "ERROR" ("the node is
 in an unrecoverable error state") is the one that does not claim it is serving, and a node
 that last said it was booting or stopping is most likely still doing so. Redis's flags

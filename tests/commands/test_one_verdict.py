@@ -132,6 +132,15 @@ def check_views(script: Script) -> None:
         assert ("fail?" in flags[node]) == (word == "fail?"), (node, v, flags[node])
         assert ("fail" in flags[node]) == (word == "fail"), (node, v, flags[node])
 
+    # CLUSTER SHARDS: Redis's health, `fail` only for FAIL (`fail?` is `online` there too).
+    health = {}
+    for shard in h.reply("CLUSTER", "SHARDS", proto=3):
+        for member in shard[b"nodes"]:
+            health[member[b"id"].decode()] = member[b"health"].decode()
+    for node, v in live.items():
+        if node in health and v.verdict is not Verdict.BUS:
+            assert (health[node] == "fail") == (v.verdict is Verdict.FAIL), (node, v, health)
+
     # STATUS SERVICES: unknown at once when not reachable; running while reachable and fresh.
     services = json.loads(h.call("STATUS", "SERVICES", "FORMAT", "JSON"))
     for node, v in live.items():
