@@ -588,10 +588,19 @@ class HealthTracker:
                     "nodes",
                     status,
                     f"{len(facts.unreachable)} of {facts.nodes} nodes unreachable: "
-                    + _list(facts.unreachable),
+                    + self._verdicts(facts.unreachable),
                 )
             )
         return checks
+
+    def _verdicts(self, nodes: Sequence[str], limit: int = 10) -> str:
+        """The first `limit` nodes, each with its verdict and since when (cluster/liveness.py)."""
+        shown = []
+        for node in nodes[:limit]:
+            live = self._model.current_liveness(node)
+            shown.append(node if live is None else f"{node} ({live.verdict} since {live.since_ms})")
+        more = f", ... ({len(nodes)} in all)" if len(nodes) > limit else ""
+        return ", ".join(shown) + more
 
     def _cluster_facts(self, now_ms: int) -> Facts:
         return self._facts.facts(now_ms)
