@@ -20,8 +20,9 @@ Source: ksqlDB REST API, "Get the status of the servers in a ksqlDB cluster"
 
 How each field is filled:
 
-    hostAlive               the model holds the node ok (not pfail/fail), judged from the
-                            heartbeats this server received
+    hostAlive               the model's verdict on the node is `reachable`
+                            (cluster/liveness.py), judged from the messages this server
+                            received and the bus's freshness
     lastStatusUpdateMs      when this server last received a message from the node
                             (`NodeInfo.last_seen_ms`), not the sender's clock
     activeStandbyPerQuery   the heartbeat's `queries`, per query id in the order sent
@@ -48,12 +49,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.liveness import reachable
 from clusterwatch.cluster.messages import Heartbeat, QueryStatus, StoreLag, TopicPartition
 from clusterwatch.cluster.model import ClusterModel
 from clusterwatch.cluster.records import NodeState
+
+_OK: Final = NodeState.OK
 
 __all__ = ["ClusterStatusView", "Host", "cluster_status"]
 
@@ -73,9 +77,11 @@ class Host(NamedTuple):
     received_ms: int | None
     serial: int
 
+    alive: bool
+
     def entry(self) -> dict[str, Any]:
         """The host's entry in the document (a new one each call)."""
-        return _host(self.state, self.seen_ms, self.beat, self.received_ms)
+        return _host(self.alive, self.seen_ms, self.beat, self.received_ms)
 
 
 class ClusterStatusView:
@@ -108,6 +114,7 @@ class ClusterStatusView:
         else:
             hosts = self._hosts
             log = self.changes
+            bus_fresh = model.bus_fresh
             todo = set(changed)
             for node_id in todo:
                 row = model.node_row(node_id)
@@ -116,7 +123,8 @@ class ClusterStatusView:
                     self._rebuild(todo)
                     break
                 _id, state, seen, beat, received, addr = row
-                hosts[node_id] = Host(old.key, addr, state, seen, beat, received, next(_SERIALS))
+                hosts[node_id] = Host(old.key, addr, state, seen, beat, received, next(_SERIALS),
+                                      state is _OK and bus_fresh)
                 log.add(node_id)
         self._version = model.version
         return self._hosts
@@ -140,7 +148,8 @@ class ClusterStatusView:
             keys.add(key)
             hit = old.get(node_id)
             if (hit is None or changed is None or node_id in changed or hit.key != key):
-                hit = Host(key, addr, state, seen, beat, received, next(_SERIALS))
+                hit = Host(key, addr, state, seen, beat, received, next(_SERIALS),
+                           reachable(state, self._model.bus_fresh))
             hosts[node_id] = hit
         self._hosts = hosts
         self.changes.fit(len(hosts))
@@ -153,11 +162,11 @@ def cluster_status(model: ClusterModel, now_ms: int) -> dict[str, Any]:
 
 
 def _host(
-    state: NodeState, seen_ms: int, beat: Heartbeat | None, received_ms: int | None
+    alive: bool, seen_ms: int, beat: Heartbeat | None, received_ms: int | None
 ) -> dict[str, Any]:
     queries = {} if beat is None or beat.queries is None else beat.queries
     return {
-        "hostAlive": state is NodeState.OK,
+        "hostAlive": alive,
         "lastStatusUpdateMs": seen_ms,
         "activeStandbyPerQuery": {name: _query(query) for name, query in queries.items()},
         "hostStoreLags": _store_lags(beat, seen_ms if received_ms is None else received_ms),

@@ -26,10 +26,14 @@ Checks (Spring component names):
                                           node; DEGRADED some, DOWN none, UNKNOWN no partitions
     cluster  clusterState                 cluster_state is ok; UNKNOWN when no slot is assigned
     cluster  nodes                        every node reachable; DEGRADED some, DOWN none
-    node     reachable                    the model holds it ok (not pfail/fail)
+    node     reachable                    the model's verdict (cluster/liveness.py) is
+                                          `reachable`; UNKNOWN while the bus is not
+                                          fresh, DOWN otherwise, with the verdict
     node     started                      a heartbeat arrived and nodeState is not BOOTING
-    node     nodeState                    RUNNING or WAITING; BOOTING/STOPPING OUT_OF_SERVICE,
-                                          ERROR DOWN, not reported UNKNOWN
+    node     nodeState                    STATUS NODE's nodeState: RUNNING or WAITING UP;
+                                          BOOTING/STOPPING OUT_OF_SERVICE, ERROR (which a
+                                          node not reachable shows) DOWN, not reported
+                                          UNKNOWN
     node     partitions                   all its partitions healthy; DEGRADED some unhealthy;
                                           DOWN any dead (needs a human) or all unhealthy
     both     readiness                    the scope has been ready (below); OUT_OF_SERVICE
@@ -49,7 +53,12 @@ Probes:
 
 READY never reverts: once every precondition is UP together, the scope is ready for good
   (Zeebe: "Once it is ready, it never becomes unready again"), and READY answers UP whatever
-  happens next; HEALTH can revert. The latch lives in `HealthTracker`, which the server owns. A
+  happens next; HEALTH can revert. One exception, for a node: while the model's verdict on it
+  is not `reachable` (cluster/liveness.py), its READY is judged from its checks (so DOWN, or
+  UNKNOWN while the bus is not fresh); the latch stays, and answers again once it is
+  reachable. A node no one can reach is not ready to serve, whatever it once was.
+A node's report is UNKNOWN whatever its checks while the bus is not fresh (the `bus`
+  verdict): nothing about it is known. The latch lives in `HealthTracker`, which the server owns. A
   node's latch ends with its lifetime: when it leaves the model or reports BOOTING again (a
   restarted process). The cluster's latch lasts as long as the tracker (the server process).
   The latch is set when an evaluation or `observe` sees the preconditions UP, so the server
@@ -80,14 +89,21 @@ at the nodes that changed since its last call, not at every node.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg, unknown_node
+from clusterwatch.cluster.freshness import too_old
 from clusterwatch.cluster.healthfacts import Facts, FactsKeeper
+from clusterwatch.cluster.liveness import (
+    CURITY_KEPT_STATES,
+    CURITY_NODE_STATE,
+    Liveness,
+    Verdict,
+)
 from clusterwatch.cluster.model import ClusterModel
-from clusterwatch.cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.records import NodeInfo
 
 __all__ = [
     "BUS_FRESH",
@@ -356,8 +372,10 @@ class HealthTracker:
         node: str | None = None,
         exclude: Sequence[str | bytes] = (),
         self_checks: Mapping[str, SelfCheck] | None = None,
+        max_age_ms: int | None = None,
     ) -> HealthReport:
-        """Evaluate one probe for the cluster or one node at `now_ms`.
+        """Evaluate one probe for the cluster or one node at `now_ms`; `max_age_ms` (MAXAGE):
+        data older than that counts as unknown for this read (`_too_old`).
 
         `self_checks` is read as an immutable snapshot: pass a new mapping when a check
         changes (the server builds one per tick). A plain cluster probe asked again with
@@ -397,7 +415,38 @@ class HealthTracker:
                                              report)
         if plain:
             self._plain[chosen] = (checks, hit)
+        if max_age_ms is not None:
+            return self._too_old(hit.report, info, now_ms, max_age_ms)
         return hit.report
+
+    def _too_old(self, report: HealthReport, info: NodeInfo | None, now_ms: int,
+                 max_age_ms: int) -> HealthReport:
+        """MAXAGE: a node whose last heartbeat (or message, without one) is older makes
+        its report UNKNOWN whatever its checks (and READY's latch) say; for the cluster, the
+        nodes last heard from before it are named in a `maxAge` check, DEGRADED while some
+        node is fresher, else the report is UNKNOWN. Costs a scan of the nodes."""
+        if info is not None:
+            received = info.last_seen_ms if info.heartbeat_ms is None else info.heartbeat_ms
+            if not too_old(received, now_ms, max_age_ms):
+                return report
+            check = Check("maxAge", UNKNOWN, f"last heartbeat {now_ms - received} ms old, "
+                          f"older than MAXAGE {max_age_ms} ms")
+            return HealthReport(report.probe, report.node, UNKNOWN, (check, *report.checks),
+                                report.excluded, report.ready_since_ms)
+        rows = list(self._model.node_rows())
+        old = sorted(row[0] for row in rows if too_old(row[2], now_ms, max_age_ms))
+        if not old:
+            return report
+        reason = (f"{len(old)} of {len(rows)} nodes last heard from more than {max_age_ms} "
+                  f"ms ago: {_list(old)}")
+        if len(old) == len(rows):
+            check = Check("maxAge", UNKNOWN, reason)
+            status: HealthStatus = UNKNOWN
+        else:
+            check = Check("maxAge", DEGRADED, reason)
+            status = aggregate((report.status, DEGRADED))
+        return HealthReport(report.probe, report.node, status, (*report.checks, check),
+                            report.excluded, report.ready_since_ms)
 
     def _fresh(self, cached: _Cached, now_ms: int) -> bool:
         """Computed for the current model and latch state, and not yet due to flip."""
@@ -539,10 +588,19 @@ class HealthTracker:
                     "nodes",
                     status,
                     f"{len(facts.unreachable)} of {facts.nodes} nodes unreachable: "
-                    + _list(facts.unreachable),
+                    + self._verdicts(facts.unreachable),
                 )
             )
         return checks
+
+    def _verdicts(self, nodes: Sequence[str], limit: int = 10) -> str:
+        """The first `limit` nodes, each with its verdict and since when (cluster/liveness.py)."""
+        shown = []
+        for node in nodes[:limit]:
+            live = self._model.current_liveness(node)
+            shown.append(node if live is None else f"{node} ({live.verdict} since {live.since_ms})")
+        more = f", ... ({len(nodes)} in all)" if len(nodes) > limit else ""
+        return ", ".join(shown) + more
 
     def _cluster_facts(self, now_ms: int) -> Facts:
         return self._facts.facts(now_ms)
@@ -553,11 +611,12 @@ class HealthTracker:
         self, probe: Probe, info: NodeInfo, now_ms: int, excluded: tuple[str, ...]
     ) -> tuple[HealthReport, int]:
         ready_ms = self._node_latch(info, now_ms)
-        if probe == "ready" and ready_ms is not None:
+        live = self._liveness(info)
+        if probe == "ready" and ready_ms is not None and live.reachable:
             return _latched("ready", info.id, ready_ms), _FOREVER
         flip = _FOREVER
         if probe == "live":
-            base = _reachable(info, self._model.config.node_timeout_ms)
+            base = _reachable(live)
             derived = info.last_seen_ms + self._model.config.node_timeout_ms
             last_up = now_ms if base.status == UP else derived
             check, flip = _delayed(
@@ -570,12 +629,23 @@ class HealthTracker:
                 _readiness(ready_ms) if name == "readiness" else by_name[name]
                 for name in _NODE_GROUPS[probe]
             ]
-        return _report(probe, info.id, built, excluded, ready_ms), flip
+        report = _report(probe, info.id, built, excluded, ready_ms)
+        if live.verdict is Verdict.BUS:  # nothing about the node is known: not even its UP
+            report = replace(report, status=UNKNOWN)
+        return report, flip
+
+    def _liveness(self, info: NodeInfo) -> Liveness:
+        live = self._model.current_liveness(info.id)
+        assert live is not None
+        return live
 
     def _node_checks(self, info: NodeInfo) -> dict[str, Check]:
         heartbeat = info.heartbeat
         node_state = None if heartbeat is None else heartbeat.node_state
-        checks = {"reachable": _reachable(info, self._model.config.node_timeout_ms)}
+        live = self._liveness(info)
+        if not live.reachable and node_state not in CURITY_KEPT_STATES:
+            node_state = CURITY_NODE_STATE
+        checks = {"reachable": _reachable(live)}
         if heartbeat is None:
             checks["started"] = Check("started", DOWN, "no heartbeat yet")
         elif node_state == "BOOTING":
@@ -700,14 +770,11 @@ def _delayed(
     return Check(name, base.status, reason), _FOREVER
 
 
-def _reachable(info: NodeInfo, timeout_ms: int) -> Check:
-    if info.state is NodeState.OK:
-        return Check("reachable", UP, f"last message {info.last_seen_ms}")
-    return Check(
-        "reachable",
-        DOWN,
-        f"{info.state.value}: no message since {info.last_seen_ms} (node timeout {timeout_ms} ms)",
-    )
+def _reachable(live: Liveness) -> Check:
+    if live.reachable:
+        return Check("reachable", UP, live.reason)
+    status = UNKNOWN if live.verdict is Verdict.BUS else DOWN
+    return Check("reachable", status, f"{live.describe()} since {live.since_ms}")
 
 
 _NODE_STATE: Final[Mapping[str, tuple[HealthStatus, str]]] = {

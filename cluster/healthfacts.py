@@ -1,10 +1,11 @@
 """The cluster facts HEALTH's cluster checks read, kept per node between model versions.
 
-Each node contributes whether it is reachable (ok), its last-seen time, and the partitions its
-last heartbeat reports (every id, the ids it leads, the ids it leads healthily); the facts are
-sums over the contributions. A new model version re-counts only the nodes the model logged as
-changed (`ClusterModel.changes`), so its cost follows what changed, plus the unreachable nodes
-and, while some partition lacks a healthy leader, the partitions.
+Each node contributes whether it is reachable (the model's verdict, cluster/liveness.py),
+its last-seen time, and the partitions its last heartbeat reports (every id, the ids it
+leads, the ids it leads healthily); the facts are sums over the contributions. A new model
+version re-counts only the nodes the model logged as changed (`ClusterModel.changes`), so
+its cost follows what changed, plus the unreachable nodes and, while some partition lacks a
+healthy leader, the partitions.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import NamedTuple
 
 from msgspec import Struct
 
+from clusterwatch.cluster.liveness import reachable
 from clusterwatch.cluster.messages import Heartbeat
 from clusterwatch.cluster.model import ClusterModel
-from clusterwatch.cluster.records import NodeRow, NodeState
+from clusterwatch.cluster.records import NodeRow
 
 __all__ = ["Facts", "FactsKeeper"]
 
@@ -45,10 +47,10 @@ class _Node(Struct, frozen=True, gc=False):
     healthy: tuple[int, ...]
 
 
-def _contribution(row: NodeRow) -> _Node:
+def _contribution(row: NodeRow, bus_fresh: bool) -> _Node:
     _id, state, last_seen, beat, _received, _addr = row
     parts, led, healthy = _partitions(beat)
-    return _Node(state is NodeState.OK, last_seen, parts, led, healthy)
+    return _Node(reachable(state, bus_fresh), last_seen, parts, led, healthy)
 
 
 def _partitions(beat: Heartbeat | None) -> tuple[tuple[int, ...], ...]:
@@ -84,7 +86,7 @@ class FactsKeeper:
         if changed is None:
             self._reset()
             for row in model.node_rows():
-                self._add(row[0], _contribution(row))
+                self._add(row[0], _contribution(row, model.bus_fresh))
         else:
             for node_id in set(changed):
                 old = self._nodes.pop(node_id, None)
@@ -92,7 +94,7 @@ class FactsKeeper:
                     self._remove(node_id, old)
                 now_row = model.node_row(node_id)
                 if now_row is not None:
-                    self._add(node_id, _contribution(now_row))
+                    self._add(node_id, _contribution(now_row, model.bus_fresh))
         self._facts = self._build(now_ms)
         self._version = model.version
         return self._facts

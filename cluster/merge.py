@@ -11,7 +11,9 @@ Clock skew. Only the receiver's clock counts; a sender's `ts_ms` is informationa
 
 Rule 1, per-node order. A node's messages are ordered by `(epoch, seq)`. A message at or below
   the last pair applied for its node is stale: counted, never applied. Re-delivery and
-  reordering are therefore harmless.
+  reordering are therefore harmless. (The first stale message from a `fail?` node is
+  noted, not applied: the node's verdict becomes `stale`, its publisher speaking behind
+  itself, cluster/liveness.py.)
 Rule 2, epochs. `current_epoch` is the largest epoch of any applied message (or the largest
   optional `current_epoch` an applied message of any type reports: Redis's currentEpoch, which
   every node gets at `--cluster create` and failed elections raise above every config epoch)
@@ -285,6 +287,9 @@ class MergeState:
         self.received: dict[str, int] = dict.fromkeys(MESSAGE_TYPES, 0)
         self.applied = 0
         self.stale = 0
+        # Nodes not ok whose messages still arrive stale, and when the last one did
+        # (cluster/liveness.py's `stale` verdict).
+        self.stale_seen: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.slot_conflicts = 0
         self.events: deque[ClusterEvent] = deque(maxlen=config.max_events)
@@ -310,6 +315,8 @@ class MergeState:
         epoch = msg.epoch
         if epoch < node.epoch or (epoch == node.epoch and msg.seq <= node.seq):
             self.stale += 1
+            if node.state is _PFAIL:
+                self._note_stale(node.id, now_ms)
             return Outcome("stale", (node.epoch, node.seq))
         self.applied += 1
         self.version += 1
@@ -398,6 +405,7 @@ class MergeState:
         self._pfail.discard(node.id)
         self._drop_lists(node.id, now_ms)
         del self.nodes[node.id]
+        self.stale_seen.pop(node.id, None)
         self._tombstone(node.id, (node.epoch, node.seq))
         self.banned[node.id] = now_ms + self.config.forget_ban_ms
         for banned in [n for n, until in self.banned.items() if until <= now_ms]:
@@ -657,6 +665,7 @@ class MergeState:
                 self._account(self.table.remove(node.id))
                 self._drop_lists(node.id, now_ms)
                 del self.nodes[node.id]
+                self.stale_seen.pop(node.id, None)
                 self._tombstone(node.id, (msg.epoch, msg.seq))
                 self._emit(NodeLeft(node=node.id))
                 self._dirty = True
@@ -785,6 +794,15 @@ class MergeState:
                 self.masters_in_state[nodes[owner].state] += 1 if after else -1
                 self._masters_changed = True
 
+    def _note_stale(self, node_id: str, now_ms: int) -> None:
+        """A stale message from a `fail?` node: the first turns its verdict to `stale`
+        (cluster/liveness.py), a transition like any other (a new version, the node logged
+        as changed); later ones only move the time."""
+        if node_id not in self.stale_seen:
+            self.version += 1
+            self.changes.add(node_id)
+        self.stale_seen[node_id] = now_ms
+
     def _set_state(self, node: Node, new: NodeState) -> None:
         old = node.state
         if new not in TRANSITIONS[old]:
@@ -797,6 +815,8 @@ class MergeState:
             self.masters_in_state[new] += 1
         node.state = new
         self.changes.add(node.id)
+        if new is not _PFAIL:
+            self.stale_seen.pop(node.id, None)
         if new is _PFAIL:
             self._pfail.add(node.id)
         else:

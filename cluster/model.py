@@ -26,6 +26,7 @@ from clusterwatch.cluster.changes import ChangeLog
 from clusterwatch.cluster.config import ModelConfig
 from clusterwatch.cluster.events import ClusterEvent
 from clusterwatch.cluster.explain import explain_cluster, explain_node
+from clusterwatch.cluster.liveness import Liveness, judge, left
 from clusterwatch.cluster.merge import MergeState, Node
 from clusterwatch.cluster.messages import MessageError, NodeMessage, decode_message
 from clusterwatch.cluster.publishers import Bindings, Publisher
@@ -53,6 +54,7 @@ class ClusterModel:
         self._max_ids = self.config.max_nodes
         self.bindings = Bindings()
         self._owners = self.bindings.owners
+        self._bus_stale_since: int | None = None
 
     def publish(self, data: bytes, now_ms: int, publisher: Publisher | None = None) -> Outcome:
         """Decode, validate and apply one JSON node message, published as `publisher`.
@@ -121,6 +123,43 @@ class ClusterModel:
         if publisher is not None:
             return self.bindings.refusal(msg.node, publisher, state.nodes)
         return None
+
+    @property
+    def bus_fresh(self) -> bool:
+        """The bus the model is read from is fresh (see `set_bus_fresh`)."""
+        return self._bus_stale_since is None
+
+    def set_bus_fresh(self, fresh: bool, now_ms: int) -> bool:
+        """The server's word on its bus: while it is not fresh, no node the model holds is
+        `reachable` (cluster/liveness.py). A change is a new model version in which every
+        node changed; True if it changed."""
+        if fresh == (self._bus_stale_since is None):
+            return False
+        self._bus_stale_since = None if fresh else now_ms
+        state = self._state
+        state.version += 1
+        state.changes.reset()
+        return True
+
+    def liveness(self, node_id: str, now_ms: int) -> Liveness | None:
+        """The one verdict on `node_id` at `now_ms` (cluster/liveness.py); `left` for a node
+        the model remembers leaving, None for one it never knew."""
+        self._state.refresh(now_ms)
+        return self.current_liveness(node_id)
+
+    def current_liveness(self, node_id: str) -> Liveness | None:
+        """`liveness` at the model's current version, without running failure detection."""
+        state = self._state
+        node = state.nodes.get(node_id)
+        if node is None:
+            if node_id in state.left or node_id in state.banned:
+                return left(node_id)
+            return None
+        return judge(node.state, last_seen_ms=node.last_seen_ms,
+                     pfail_since_ms=node.pfail_since_ms, fail_since_ms=node.fail_since_ms,
+                     stale_seen_ms=state.stale_seen.get(node_id),
+                     bus_stale_since_ms=self._bus_stale_since,
+                     node_timeout_ms=self.config.node_timeout_ms)
 
     @property
     def known_nodes(self) -> Container[str]:

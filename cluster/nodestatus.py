@@ -10,7 +10,10 @@ For a monitored node, from its last heartbeat and the model's view of it:
 
     field               source
     nodeState           `node_state` (BOOTING, WAITING, RUNNING, ERROR, STOPPING); not
-                        reported: RUNNING once a heartbeat arrived, BOOTING before
+                        reported: RUNNING once a heartbeat arrived, BOOTING before. While
+                        the model's verdict on the node is not `reachable`
+                        (cluster/liveness.py): ERROR, the one word that does not claim the
+                        node serves, unless it last said BOOTING or STOPPING
     isReady             nodeState WAITING or RUNNING ("ready to receive and process requests,
                         but may be disconnected from the admin") and the node reachable: the
                         model cannot vouch for a node it holds pfail or fail
@@ -49,9 +52,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from clusterwatch.cluster.apierror import unknown_node
+from clusterwatch.cluster.freshness import too_old
+from clusterwatch.cluster.liveness import CURITY_KEPT_STATES, CURITY_NODE_STATE
 from clusterwatch.cluster.messages import RequestStats, ThreadPoolStats
 from clusterwatch.cluster.model import ClusterModel
-from clusterwatch.cluster.records import NodeInfo, NodeState
+from clusterwatch.cluster.records import NodeInfo
 
 __all__ = ["NODE_STATES", "NodeStatus", "SelfCounters", "node_status", "self_status"]
 
@@ -141,23 +146,26 @@ class SelfCounters:
     requests: RequestStats | None = None
 
 
-def node_status(model: ClusterModel, node_id: str, now_ms: int) -> NodeStatus:
-    """Curity's document for a monitored node at `now_ms`.
+def node_status(model: ClusterModel, node_id: str, now_ms: int,
+                max_age_ms: int | None = None) -> NodeStatus:
+    """Curity's document for a monitored node at `now_ms`; with `max_age_ms` (MAXAGE), a
+    node whose last heartbeat is older counts as not reachable for this read.
 
     Raises:
         ApiError: 404 if the model does not know the node.
     """
-    model.refresh(now_ms)
+    live = model.liveness(node_id, now_ms)
     info = model.node(node_id)
-    if info is None:
+    if info is None or live is None:
         raise unknown_node(node_id)
-    return _from_info(info)
+    return _from_info(info, live.reachable and not too_old(info.heartbeat_ms, now_ms, max_age_ms))
 
 
-def _from_info(info: NodeInfo) -> NodeStatus:
+def _from_info(info: NodeInfo, reachable: bool) -> NodeStatus:
     beat = info.heartbeat
-    reachable = info.state is NodeState.OK
     node_state = "BOOTING" if beat is None else beat.node_state or "RUNNING"
+    if not reachable and node_state not in CURITY_KEPT_STATES:
+        node_state = CURITY_NODE_STATE
     is_ready = reachable and node_state in _READY_STATES
     reported = None if beat is None else beat.cluster_state
     cluster_state = (reported or "CONNECTED") if reachable else "DISCONNECTED"

@@ -27,7 +27,16 @@ Timeouts. Puppet's timeout bounds how long a status callback may run. Here a sta
   unknown`, `status: "Status check timed out after <t> seconds: ..."` with the age, and no
   alerts (Puppet's timed-out result), never the old data. Defaults by level: critical 30 s,
   info 60 s, debug 60 s (`check-timeout`). `TIMEOUT` is an integer > 0 (Puppet refuses 0 too).
-Simple. Critical level, default timeout 30 s. The summary (`summarize-states`): `error` if any
+  `MAXAGE ms` (cluster/freshness.py) shortens it for one read: "Status older than MAXAGE".
+Liveness. The services of a node whose verdict is not `reachable` (cluster/liveness.py:
+  fail?, stale, fail, the bus not fresh) are `unknown` at once, whatever their age, with
+  the verdict and since when ("Node m1 is not reachable: pfail (...), since <ms>; its last
+  status arrived at <ms>") and no alerts; the view keeps those nodes (`_down`), logged as
+  changed when their verdict moves, so a node that stays down is not rendered again.
+Simple. Critical level, default timeout 30 s; a node not reachable counts as `unknown`. The
+  answer names the instances that are not running (at most `NAMED`, and how many in all),
+  each with its state and, unless it is the node's own word, why. The summary
+  (`summarize-states`): `error` if any
   service is in error; else `unknown` if any is unknown; else `stopping` if any stops; else
   `starting` if any starts; else `running` if any runs; no services at all: `unknown`. (The
   prose lists starting/stopping/unknown without ranking them against each other; the source
@@ -76,8 +85,10 @@ from msgspec import Struct
 
 from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg
 from clusterwatch.cluster.changes import ChangeLog
+from clusterwatch.cluster.liveness import Liveness, reachable
 from clusterwatch.cluster.messages import Heartbeat, ServiceStatus
 from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.records import NodeRow, NodeState
 from clusterwatch.cluster.servicestates import ServiceStates, StateListing
 
 __all__ = [
@@ -235,6 +246,7 @@ class ServicesReport:
     sources: Mapping[str, NodeSource]
     # Every service is running (the view's tally says so without building the entries).
     running: bool = field(repr=False, compare=False)
+    max_age_ms: int | None = None
     changes: ChangeLog = field(default_factory=ChangeLog, repr=False, compare=False)
     _entries: tuple[ServiceEntry, ...] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -247,8 +259,12 @@ class ServicesReport:
 
     def entries_of(self, source: NodeSource) -> tuple[ServiceEntry, ...]:
         """The entries one of `sources` stands for."""
+        if isinstance(source, _Down):
+            return tuple(_entry(inst, self.level, None, self.timeout_s, inst.received_ms,
+                                down=source.liveness) for inst in source.node.instances)
         if isinstance(source, _Stale):
-            return tuple(_entry(inst, self.level, None, self.timeout_s, source.now_ms)
+            return tuple(_entry(inst, self.level, None, self.timeout_s, source.now_ms,
+                                max_age_ms=self.max_age_ms)
                          for inst in source.node.instances)
         # Fresh: judged at the time the heartbeat arrived, which no timeout makes stale.
         return tuple(_entry(inst, self.level, None, self.timeout_s, inst.received_ms)
@@ -284,6 +300,10 @@ class SimpleStatus:
     state: ServiceState
     http_status: int
     services: int
+    # The instances that are not running, `(name, state, why)` (`why` the node's verdict
+    # when it is not reachable, or the age past the timeout), at most `NAMED`, by name.
+    not_running: tuple[tuple[str, str, str], ...] = ()
+    not_running_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -326,7 +346,17 @@ class _Stale(NamedTuple):
     serial: int
 
 
-NodeSource = _NodeServices | _Stale
+class _Down(NamedTuple):
+    """The source of a node's entries while the model's verdict on it is not `reachable`
+    (cluster/liveness.py): `unknown` at once, with the verdict and since when. The same
+    object while the verdict is, so a node that stays down is not re-rendered."""
+
+    node: _NodeServices
+    liveness: Liveness
+    serial: int
+
+
+NodeSource = _NodeServices | _Stale | _Down
 _SERIALS = count()
 
 
@@ -378,6 +408,8 @@ class _Index:
 
 
 _FOREVER: Final = 2**63
+_OK: Final = NodeState.OK
+NAMED: Final = 8
 
 
 class _Cached(NamedTuple):
@@ -387,24 +419,30 @@ class _Cached(NamedTuple):
 
 
 class _Tally:
-    """How many nodes report each service state, and how many instances there are: kept
-    as nodes change, so the simple status of everything does not visit every node."""
+    """How many nodes report each service state, how many instances there are, and which
+    nodes report a state other than running: kept as nodes change, so the simple status of
+    everything does not visit every node."""
 
-    __slots__ = ("instances", "nodes_in")
+    __slots__ = ("instances", "nodes_in", "troubled")
 
     def __init__(self, nodes: Iterable[_NodeServices] = ()) -> None:
         self.nodes_in: Counter[str] = Counter()
         self.instances = 0
+        self.troubled: dict[str, _NodeServices] = {}
         for node in nodes:
             self.add(node)
 
     def add(self, node: _NodeServices) -> None:
         self.nodes_in.update(node.states)
         self.instances += len(node.instances)
+        if node.states is not _RUNNING and node.instances:
+            self.troubled[node.instances[0].node] = node
 
     def remove(self, node: _NodeServices) -> None:
         self.nodes_in.subtract(node.states)
         self.instances -= len(node.instances)
+        if node.states is not _RUNNING and node.instances:
+            self.troubled.pop(node.instances[0].node, None)
 
     def states(self, leaving_out: Iterable[_NodeServices]) -> set[str]:
         """The states some node reports, not counting the nodes left out."""
@@ -445,6 +483,8 @@ class ServiceStatusView:
         # The nodes that report services, in node id order, and the same ids in the order
         # their heartbeats arrived (`_received_sorted` False when a clock stepped back).
         self._by_node: dict[str, _NodeServices] = {}
+        # The nodes that report services and are not reachable, with the model's verdict.
+        self._down: dict[str, _Down] = {}
         self._received: dict[str, int] = {}
         self._received_sorted = True
         self._tally = _Tally()
@@ -452,7 +492,7 @@ class ServiceStatusView:
         self._node_log = ChangeLog()
         self._index_version = -1
         self._index = _Index(())
-        self._listings: dict[tuple[Level, int], _Listing] = {}
+        self._listings: dict[tuple[Level, int, int | None], _Listing] = {}
         self._cache_version = -1
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._states = StateListing(DEFAULT_TIMEOUT_S[DEFAULT_LEVEL] * 1000)
@@ -460,33 +500,36 @@ class ServiceStatusView:
     def states(self, now_ms: int) -> ServiceStates:
         """Every service's state at the default level's timeout, as `services` reports it;
         an update costs what changed since the last (see `cluster.servicestates`)."""
-        self._sync()
-        return self._states.update(self._by_node, self._node_log, now_ms)
+        self._sync(now_ms)
+        return self._states.update(self._by_node, self._node_log, now_ms, self._down)
 
     def services(
-        self, now_ms: int, *, level: str = DEFAULT_LEVEL, timeout_s: int | None = None
+        self, now_ms: int, *, level: str = DEFAULT_LEVEL, timeout_s: int | None = None,
+        max_age_ms: int | None = None,
     ) -> ServicesReport:
-        """Every service of every node; see the module notes for levels and timeouts."""
+        """Every service of every node; see the module notes for levels and timeouts.
+        `max_age_ms` (MAXAGE): a status older than that is `unknown` for this read."""
         lvl = parse_level(level)
         timeout = DEFAULT_TIMEOUT_S[lvl] if timeout_s is None else parse_timeout(timeout_s)
-        self._sync()
+        self._sync(now_ms)
         listings = self._listings
-        listing = listings.get((lvl, timeout))
+        listing = listings.get((lvl, timeout, max_age_ms))
         if listing is None:
             if len(listings) >= _CACHE_ENTRIES:
                 listings.clear()
-            listing = listings[(lvl, timeout)] = _Listing()
+            listing = listings[(lvl, timeout, max_age_ms)] = _Listing()
         elif (listing.report is not None and listing.version == self._model.version
               and listing.computed_ms <= now_ms < listing.flip_ms):
             return listing.report
-        timeout_ms = timeout * 1000
+        timeout_ms = _limit_ms(timeout, max_age_ms)
         stale, flip = self._stale(now_ms, timeout_ms)
         changed, listing.cursor = self._node_log.since(listing.cursor)
         by_node = self._by_node
         sources = listing.sources
         if changed is None:
             sources = listing.sources = {
-                node_id: _source(node, timeout_ms, now_ms) for node_id, node in by_node.items()
+                node_id: self._source(node_id, node, timeout_ms, now_ms)
+                for node_id, node in by_node.items()
             }
             listing.log.fit(len(sources))
             listing.log.reset()
@@ -499,7 +542,7 @@ class ServiceStatusView:
                 node = by_node.get(node_id)
                 if node is None:  # not without a reset of the node log
                     continue
-                source = _source(node, timeout_ms, now_ms)
+                source = self._source(node_id, node, timeout_ms, now_ms)
                 if source is not sources.get(node_id):
                     sources[node_id] = source
                     log.add(node_id)
@@ -507,9 +550,15 @@ class ServiceStatusView:
         listing.version = self._model.version
         listing.computed_ms = now_ms
         listing.flip_ms = flip
-        running = not stale and self._tally.states(()) <= {"running"}
-        listing.report = ServicesReport(lvl, timeout, dict(sources), running, listing.log)
+        running = not stale and not self._down and self._tally.states(()) <= {"running"}
+        listing.report = ServicesReport(lvl, timeout, dict(sources), running, max_age_ms,
+                                        listing.log)
         return listing.report
+
+    def _source(self, node_id: str, node: _NodeServices, timeout_ms: int,
+                now_ms: int) -> NodeSource:
+        down = self._down.get(node_id)
+        return down if down is not None else _source(node, timeout_ms, now_ms)
 
     def service(
         self,
@@ -519,30 +568,46 @@ class ServiceStatusView:
         level: str = DEFAULT_LEVEL,
         status_version: int | None = None,
         timeout_s: int | None = None,
+        max_age_ms: int | None = None,
     ) -> ServiceEntry:
         """One service: `<node>/<service>`, or a bare name exactly one node reports."""
         lvl = parse_level(level)
         timeout = DEFAULT_TIMEOUT_S[lvl] if timeout_s is None else parse_timeout(timeout_s)
+        self._sync(now_ms)
         inst = self._one(name)
-        return _entry(inst, lvl, status_version, timeout, now_ms)
+        down = self._down.get(inst.node)
+        if down is not None:
+            return _entry(inst, lvl, status_version, timeout, inst.received_ms,
+                          down=down.liveness)
+        return _entry(inst, lvl, status_version, timeout, now_ms, max_age_ms=max_age_ms)
 
     def simple(
-        self, now_ms: int, name: str | None = None, *, timeout_s: int | None = None
+        self, now_ms: int, name: str | None = None, *, timeout_s: int | None = None,
+        max_age_ms: int | None = None,
     ) -> SimpleStatus:
-        """Puppet's simple status of everything, one instance, or one service on every node."""
+        """Puppet's simple status of everything, one instance, or one service on every node;
+        the answer names the instances that are not running (at most `NAMED`)."""
         timeout = DEFAULT_TIMEOUT_S[SIMPLE_LEVEL] if timeout_s is None else parse_timeout(timeout_s)
-        key = ("simple", name, timeout)
+        key = ("simple", name, timeout, max_age_ms)
+        self._model.refresh(now_ms)
         cached = self._cached(key, now_ms)
         if cached is not None:
             return cast(SimpleStatus, cached)
-        timeout_ms = timeout * 1000
+        timeout_ms = _limit_ms(timeout, max_age_ms)
+        down = self._down
         if name is None:
             self._sync()
             stale, flip = self._stale(now_ms, timeout_ms)
-            states = self._tally.states(self._by_node[node_id] for node_id in stale)
-            if stale:
+            out = set(stale)
+            out.update(down)
+            states = self._tally.states(self._by_node[node_id] for node_id in out)
+            if out:
                 states.add("unknown")
             count = self._tally.instances
+            running = states <= {"running"}
+            suspects: Iterable[_Instance] = () if running else chain.from_iterable(
+                self._by_node[node_id].instances
+                for node_id in sorted(out.union(self._tally.troubled)))
         else:
             index = self._nodes()
             states = set()
@@ -554,15 +619,38 @@ class ServiceStatusView:
                 raise _not_found(name)
             for inst in group:
                 count += 1
-                if inst.received_ms + timeout_ms < now_ms:
+                if inst.node in down or inst.received_ms + timeout_ms < now_ms:
                     states.add("unknown")
                 else:
                     states.add(inst.status.state)
                     flip = min(flip, inst.received_ms + timeout_ms + 1)
-        running = states <= {"running"}
-        answer = SimpleStatus(summarize_states(states), 200 if running else 503, count)
+            running = states <= {"running"}
+            suspects = () if running else group
+        named: list[tuple[str, str, str]] = []
+        total = 0
+        for inst in suspects:
+            why = self._why_not_running(inst, timeout_ms, now_ms)
+            if why is not None:
+                total += 1
+                if len(named) < NAMED:
+                    named.append(why)
+        answer = SimpleStatus(summarize_states(states), 200 if running else 503, count,
+                              tuple(named), total)
         self._store(key, now_ms, flip, answer)
         return answer
+
+    def _why_not_running(self, inst: _Instance, timeout_ms: int,
+                         now_ms: int) -> tuple[str, str, str] | None:
+        """`(name, state, why)` for an instance that is not running, else None."""
+        down = self._down.get(inst.node)
+        if down is not None:
+            live = down.liveness
+            return inst.key, "unknown", f"node {live.verdict} since {live.since_ms}"
+        if now_ms - inst.received_ms > timeout_ms:
+            return (inst.key, "unknown",
+                    f"status older than {timeout_ms} ms, received at {inst.received_ms}")
+        state = inst.status.state
+        return None if state == "running" else (inst.key, state, "reported")
 
     def names(self) -> list[str]:
         """Every `<node>/<service>` name, sorted."""
@@ -605,9 +693,12 @@ class ServiceStatusView:
             self._index_version = self._sync_version
         return self._index
 
-    def _sync(self) -> None:
-        """Bring `_by_node` up to the model's version, looking only at the logged nodes."""
+    def _sync(self, now_ms: int | None = None) -> None:
+        """Bring `_by_node` up to the model's version (after failure detection at `now_ms`,
+        so the verdicts are those of the instant read), looking only at the logged nodes."""
         model = self._model
+        if now_ms is not None:
+            model.refresh(now_ms)
         version = model.version
         if self._sync_version == version:
             return
@@ -617,6 +708,8 @@ class ServiceStatusView:
         else:
             by_node = self._by_node
             received = self._received
+            down = self._down
+            bus_fresh = model.bus_fresh
             members = False
             moved: list[tuple[int, str]] = []
             for node_id in set(changed):
@@ -628,6 +721,13 @@ class ServiceStatusView:
                     if beat is not None and beat.services and at is not None:
                         same = old is not None and old.heartbeat is beat
                         node = old if same else _node_services(node_id, beat, at)
+                    if row[1] is _OK and bus_fresh and node_id not in down:
+                        pass  # reachable and was: the common case, without a call
+                    elif (self._judge_down(node_id, node, row) and node is old
+                          and node is not None):
+                        self._node_log.add(node_id)
+                elif node_id in down:
+                    del down[node_id]
                 if node is old:
                     continue
                 if old is not None:
@@ -656,16 +756,37 @@ class ServiceStatusView:
                 self._node_log.reset()
         self._sync_version = version
 
+    def _judge_down(self, node_id: str, node: _NodeServices | None,
+                    row: NodeRow | None) -> bool:
+        """Bring the node's `_down` entry up to the model's verdict; True if it moved."""
+        down = self._down
+        before = down.get(node_id)
+        model = self._model
+        if node is None or row is None or reachable(row[1], model.bus_fresh):
+            if before is None:
+                return False
+            del down[node_id]
+            return True
+        live = model.current_liveness(node_id)
+        assert live is not None
+        if before is not None and before.node is node and before.liveness == live:
+            return False
+        down[node_id] = _Down(node, live, next(_SERIALS))
+        return True
+
     def _rebuild(self) -> None:
         old = self._by_node
         current: dict[str, _NodeServices] = {}
-        for node_id, _state, _seen, beat, received, _addr in self._model.node_rows():
+        self._down = {}
+        for row in self._model.node_rows():
+            node_id, _state, _seen, beat, received, _addr = row
             if beat is None or not beat.services or received is None:
                 continue
             node = old.get(node_id)
             if node is None or node.heartbeat is not beat:
                 node = _node_services(node_id, beat, received)
             current[node_id] = node
+            self._judge_down(node_id, node, row)
         self._by_node = dict(sorted(current.items()))
         self._tally = _Tally(current.values())
         self._received = {
@@ -692,8 +813,10 @@ class ServiceStatusView:
         self._cache[key] = _Cached(now_ms, flip_ms, value)
 
 
-# The few distinct sets of states, one object each rather than one per node.
-_STATE_SETS: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
+# The few distinct sets of states, one object each rather than one per node (so a node whose
+# services all run has exactly `_RUNNING`).
+_RUNNING: Final = ("running",)
+_STATE_SETS: Final[dict[tuple[str, ...], tuple[str, ...]]] = {_RUNNING: _RUNNING}
 
 
 def _node_services(node_id: str, beat: Heartbeat, received_ms: int) -> _NodeServices:
@@ -723,8 +846,15 @@ def _not_found(name: str) -> ApiError:
     )
 
 
+def _limit_ms(timeout_s: int, max_age_ms: int | None) -> int:
+    """How old a status may be: the level's timeout, or MAXAGE when that is shorter."""
+    timeout_ms = timeout_s * 1000
+    return timeout_ms if max_age_ms is None else min(timeout_ms, max_age_ms)
+
+
 def _entry(
-    inst: _Instance, level: Level, version: int | None, timeout_s: int, now_ms: int
+    inst: _Instance, level: Level, version: int | None, timeout_s: int, now_ms: int, *,
+    down: Liveness | None = None, max_age_ms: int | None = None,
 ) -> ServiceEntry:
     svc = inst.status
     formats: Mapping[int, Mapping[Level, Any]]
@@ -740,7 +870,19 @@ def _entry(
             kind="service-status-version-not-found",
         )
     age_ms = now_ms - inst.received_ms
-    fresh = age_ms <= timeout_s * 1000
+    fresh = down is None and age_ms <= _limit_ms(timeout_s, max_age_ms)
+    source: Any
+    if fresh:
+        source = formats[chosen]
+    elif down is not None:
+        source = (f"Node {inst.node} is not reachable: {down.describe()}, since "
+                  f"{down.since_ms}; its last status arrived at {inst.received_ms}")
+    elif max_age_ms is not None and max_age_ms < timeout_s * 1000:
+        source = (f"Status older than MAXAGE {max_age_ms} ms: the last status from node "
+                  f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago")
+    else:
+        source = (f"Status check timed out after {timeout_s} seconds: the last status from "
+                  f"node {inst.node} arrived {age_ms / 1000:.1f} seconds ago")
     return ServiceEntry(
         name=inst.key,
         node=inst.node,
@@ -749,10 +891,7 @@ def _entry(
         service_status_version=chosen,
         detail_level=level,
         state=svc.state if fresh else "unknown",
-        source=formats[chosen] if fresh else (
-            f"Status check timed out after {timeout_s} seconds: the last status from node "
-            f"{inst.node} arrived {age_ms / 1000:.1f} seconds ago"
-        ),
+        source=source,
         active_alerts=_alerts(svc) if fresh else (),
         received_ms=inst.received_ms,
         stale=not fresh,

@@ -1,19 +1,21 @@
 """The state of every service instance, kept per node with a deadline heap for the timeout.
 
 A node's services are `(name, state)` pairs: the state its last heartbeat reported, or
-`unknown` once that heartbeat is older than the timeout (as `STATUS SERVICES` reports a stale
-entry). An update looks only at the nodes whose services changed (the services view's node
-log) and at the nodes whose deadline (heartbeat time + timeout) passed since the last update,
-found on a heap: a node that stays stale is not looked at again, so the cost follows what
-changed, not the size of the cluster. Nodes whose pairs changed are logged (`changes`). A
-fresh node has one entry on the heap, moved to its newer deadline when popped, so the heap
-holds about one entry per node and a heartbeat costs no heap operation.
+`unknown` once that heartbeat is older than the timeout or while the model's verdict on the
+node is not `reachable` (as `STATUS SERVICES` reports such entries; the services view logs a
+node whose verdict moved as changed). An update looks only at the nodes whose services
+changed (the services view's node log) and at the nodes whose deadline (heartbeat time +
+timeout) passed since the last update, found on a heap: a node that stays stale is not
+looked at again, so the cost follows what changed, not the size of the cluster. Nodes whose
+pairs changed are logged (`changes`). A fresh node has one entry on the heap, moved to its
+newer deadline when popped, so the heap holds about one entry per node and a heartbeat costs
+no heap operation.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from clusterwatch.cluster.changes import ChangeLog
@@ -51,9 +53,10 @@ class ServiceStates(NamedTuple):
     changes: ChangeLog
 
 
-def states_at(node: _Node, timeout_ms: int, now_ms: int) -> Pairs:
-    """A node's `(name, state)` pairs at `now_ms`: all `unknown` past the timeout."""
-    if node.received_ms + timeout_ms < now_ms:
+def states_at(node: _Node, timeout_ms: int, now_ms: int, down: bool = False) -> Pairs:
+    """A node's `(name, state)` pairs at `now_ms`: all `unknown` past the timeout or while
+    the node is `down` (not reachable)."""
+    if down or node.received_ms + timeout_ms < now_ms:
         return tuple((inst.key, "unknown") for inst in node.instances)
     return tuple((inst.key, inst.status.state) for inst in node.instances)
 
@@ -75,10 +78,11 @@ class StateListing:
         self.changes = ChangeLog()
 
     def update(self, by_node: Mapping[str, _Node], node_log: ChangeLog,
-               now_ms: int) -> ServiceStates:
+               now_ms: int, down: Container[str] = ()) -> ServiceStates:
+        """`down`: the nodes that are not reachable."""
         changed, self._cursor = node_log.since(self._cursor)
         if changed is None or now_ms < self._now:  # new members, or the clock stepped back
-            self._rebuild(by_node, now_ms)
+            self._rebuild(by_node, now_ms, down)
         else:
             todo = set(changed)
             deadlines = self._deadlines
@@ -96,7 +100,7 @@ class StateListing:
                 node = by_node.get(node_id)
                 if node is None:  # not without a reset of the node log
                     continue
-                now_pairs = states_at(node, self.timeout_ms, now_ms)
+                now_pairs = states_at(node, self.timeout_ms, now_ms, node_id in down)
                 if now_pairs != pairs.get(node_id):
                     pairs[node_id] = now_pairs
                     self.changes.add(node_id)
@@ -117,8 +121,9 @@ class StateListing:
             heapq.heappush(self._deadlines, (deadline, node_id))
             self._queued[node_id] = deadline
 
-    def _rebuild(self, by_node: Mapping[str, _Node], now_ms: int) -> None:
-        self._pairs = {node_id: states_at(node, self.timeout_ms, now_ms)
+    def _rebuild(self, by_node: Mapping[str, _Node], now_ms: int,
+                 down: Container[str]) -> None:
+        self._pairs = {node_id: states_at(node, self.timeout_ms, now_ms, node_id in down)
                        for node_id, node in by_node.items()}
         self._reheap(by_node, now_ms)
         self.changes.fit(len(by_node))

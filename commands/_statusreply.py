@@ -102,3 +102,4 @@ def token_value(token: str, value: Arg) -> Arg:
 FORMAT_JSON: Final = token_value("FORMAT", Arg(name="json", type=ArgType.PURE_TOKEN,
                                                token="JSON"))
 TIMEOUT: Final = Arg(name="seconds", type=ArgType.INTEGER, token="TIMEOUT", optional=True)
+MAXAGE: Final = Arg(name="ms", type=ArgType.INTEGER, token="MAXAGE", optional=True)

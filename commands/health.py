@@ -1,7 +1,7 @@
 """HEALTH: Zeebe / Spring Boot / Kubernetes health probes for the cluster or one node.
 
     HEALTH [STARTUP|READY|LIVE|HEALTH] [NODE <id>] [VERBOSE] [EXCLUDE <check> ...]
-           [FORMAT JSON]
+           [MAXAGE <ms>] [FORMAT JSON]
     HEALTH EXPLAIN [probe | NODE <id>] [FORMAT JSON]       (commands/healthexplain.py)
     HEALTH SAFE-TO-STOP <id> [<id> ...]
 
@@ -20,14 +20,17 @@ clusterwatch's own checks). Semantics: ``cluster/health.py``. Replies:
                reason)
     FORMAT JSON one bulk string: ``{"status":"UP"}``, or the VERBOSE document with VERBOSE
 
-``EXCLUDE`` takes the check names up to the next keyword (NODE, VERBOSE, FORMAT); an unknown
-check is an error that lists the probe's checks. An unknown probe or node is an ``ERR``; an
-unknown or repeated option ``ERR syntax error``.
+``EXCLUDE`` takes the check names up to the next keyword (NODE, VERBOSE, MAXAGE, FORMAT); an
+unknown check is an error that lists the probe's checks. ``MAXAGE <ms>``: data older than
+that counts as unknown for this read (cluster/freshness.py; ``HealthTracker._too_old``); a
+value that is not an integer of 0 to 2^63-1 is ``ERR value is not an integer or out of
+range`` (a negative one ``ERR MAXAGE is negative``), a repeated one ``ERR syntax error``.
+An unknown probe or node is an ``ERR``; an unknown or repeated option ``ERR syntax error``.
 
 Authentication: HEALTH is ``no_auth``, because probes (Kubernetes exec or TCP probes, load
 balancers) usually cannot authenticate. A client that has not authenticated gets the plain
 form only, and a non-UP answer names the status and the probe without reasons; NODE,
-VERBOSE, EXCLUDE and FORMAT need AUTH (``-NOAUTH``), so node ids and reasons stay behind
+VERBOSE, EXCLUDE, MAXAGE and FORMAT need AUTH (``-NOAUTH``), so node ids and reasons stay behind
 the password.
 
 Cost: a latched cluster READY is answered from the latch alone (about a PING); the tracker
@@ -41,6 +44,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from clusterwatch.cluster import ApiError, HealthReport
+from clusterwatch.cluster.freshness import parse_max_age
 from clusterwatch.cluster.health import UP, parse_probe
 from clusterwatch.resp import ErrorReply, Reply, SimpleString
 
@@ -50,6 +54,7 @@ from ._errors import NOAUTH, CommandError, syntax_error
 from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._statusreply import (
     FORMAT_JSON,
+    MAXAGE,
     api_error,
     cached_by_identity,
     json_bulk,
@@ -62,7 +67,8 @@ from .waits import health_wait
 _UP: Final = SimpleString(UP)
 _PROBES: Final = {b"startup": "startup", b"ready": "ready", b"live": "live",
                   b"health": "health", b"readiness": "ready", b"liveness": "live"}
-_KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format", b"wait"})
+_KEYWORDS: Final = frozenset({b"node", b"verbose", b"exclude", b"format", b"wait",
+                              b"maxage"})
 _SUBCOMMANDS: Final = {b"explain": explain, b"safe-to-stop": safe_to_stop}
 # A plain error reply lists at most this many failing checks.
 _SHOWN: Final = 5
@@ -139,6 +145,7 @@ def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply
         verbose = False
         exclude: list[bytes] | None = None
         fmt: dict[str, bytes] = {}
+        max_age: int | None = None
         while i < len(args):
             keyword = args[i].lower()
             if keyword == b"verbose" and not verbose:
@@ -146,6 +153,9 @@ def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply
                 i += 1
             elif keyword == b"node" and node is None and i + 1 < len(args):
                 node = text(args[i + 1])
+                i += 2
+            elif keyword == b"maxage" and max_age is None and i + 1 < len(args):
+                max_age = parse_max_age(args[i + 1])
                 i += 2
             elif keyword == b"format" and not fmt and i + 1 < len(args):
                 fmt["format"] = args[i + 1]
@@ -164,7 +174,7 @@ def _parse(ctx: CommandContext, argv: Sequence[bytes]) -> Reply | Deferred[Reply
         server = ctx.server
         report = server.health.evaluate(server.model_now_ms(), probe, node=node,
                                         exclude=exclude or (),
-                                        self_checks=server.self_checks)
+                                        self_checks=server.self_checks, max_age_ms=max_age)
     except ApiError as exc:
         raise api_error(exc) from None
     if not (verbose or as_json):
@@ -198,6 +208,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             Arg(name="exclude", type=ArgType.BLOCK, optional=True, args=(
                 Arg(name="exclude", type=ArgType.PURE_TOKEN, token="EXCLUDE"),
                 Arg(name="check", type=ArgType.STRING, multiple=True))),
+            MAXAGE,
             FORMAT_JSON,
         ),
     ),

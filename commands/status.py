@@ -3,18 +3,21 @@
 Replies (RESP3 shown; on RESP2 a map is a flat key/value array, a boolean ``:1``/``:0``, a
 double a bulk string, as the encoder downgrades them):
 
-    STATUS SERVICES [LEVEL critical|info|debug] [TIMEOUT s] [FORMAT JSON]
+    STATUS SERVICES [LEVEL critical|info|debug] [TIMEOUT s] [MAXAGE ms] [FORMAT JSON]
         map: "<node>/<service>" -> {service_version, service_status_version, detail_level,
         state, status, active_alerts: [{severity, message}]}: Puppet's services object
-    STATUS SERVICE <name> [LEVEL ..] [VERSION n] [TIMEOUT s] [FORMAT JSON]
+    STATUS SERVICE <name> [LEVEL ..] [VERSION n] [TIMEOUT s] [MAXAGE ms] [FORMAT JSON]
         map: that entry plus "service_name" (Puppet's /services/<name> body)
-    STATUS SIMPLE [<name>] [TIMEOUT s]
+    STATUS SIMPLE [<name>] [TIMEOUT s] [MAXAGE ms]
         +<state> when Puppet answers 200 (every service running: ``+running``; no services at
         all: ``+unknown``, Puppet's 200 "unknown"); otherwise an error whose first word is
-        the state, so ``redis-cli`` exits 1 and scripts match the word:
-        ``-error (12 services; not all running)``, ``-starting (1 service named m1/api;
-        not all running)``. An unknown name is ``-ERR not found: <name>``.
-    STATUS NODE [<id>] [FORMAT JSON]
+        the state, so ``redis-cli`` exits 1 and scripts match the word, then the instances
+        that are not running (at most 8, then how many more), each with its state and, when
+        it is not what the node reported, why: ``-unknown (6 services; not all running:
+        m1/redis unknown (node fail since 1733400025000))``, ``-starting (1 service named
+        m1/api; not all running: m1/api starting)``. An unknown name is
+        ``-ERR not found: <name>``.
+    STATUS NODE [<id>] [MAXAGE ms] [FORMAT JSON]
         map: Curity's node document {isReady, nodeState, clusterState, configurationState,
         transactionId, isServing, [isAdminServing,] pluginsInitialized, serviceRole,
         threadPool: {active, max, queued, utilizationRate}, httpRequests: {active, max,
@@ -29,9 +32,13 @@ double a bulk string, as the encoder downgrades them):
 after SIMPLE or NODE the first is the name or id; options always come in keyword/value
 pairs, so ``STATUS NODE FORMAT JSON`` is clusterwatch's own document in JSON.
 
-Bad input (unknown level, a timeout that is not a positive integer, an unknown status
-version, an unknown service or node) is ``ERR`` and the view's message; an unknown or
-repeated option ``ERR syntax error``. Nothing here changes the model.
+``MAXAGE ms`` (cluster/freshness.py): a status older than ``ms`` counts as unknown for this
+read (an entry ``unknown`` whose status says so; STATUS NODE as for a node not reachable).
+
+Bad input (unknown level, a timeout that is not a positive integer, a MAXAGE that is not an
+integer of 0 to 2^63-1, an unknown status version, an unknown service or node) is ``ERR``
+and the view's message; an unknown or repeated option ``ERR syntax error``. Nothing here
+changes the model.
 
 Cost: SERVICES, SIMPLE and CLUSTER STATUS come from views that cache their answers per model
 version; a repeated request (a probe polling SIMPLE) is a few dict lookups and a pre-encoded
@@ -49,6 +56,7 @@ from typing import Any, Final
 
 from clusterwatch.cluster import ApiError, node_status, self_status
 from clusterwatch.cluster.clusterstatus import Host
+from clusterwatch.cluster.freshness import parse_max_age
 from clusterwatch.cluster.services import (
     DEFAULT_LEVEL,
     SERVICE_STATES,
@@ -68,6 +76,7 @@ from ._fragments import MapParts
 from ._spec import Arg, ArgType, CommandContext, CommandSpec, Flag, Group
 from ._statusreply import (
     FORMAT_JSON,
+    MAXAGE,
     TIMEOUT,
     api_error,
     cached_by_identity,
@@ -80,9 +89,11 @@ from ._statusreply import (
 
 _STATE_REPLIES: Final = {state: SimpleString(state) for state in SERVICE_STATES}
 
-_SERVICES_OPTS: Final = {b"level": "level", b"timeout": "timeout", b"format": "format"}
+_SERVICES_OPTS: Final = {b"level": "level", b"timeout": "timeout", b"format": "format",
+                         b"maxage": "maxage"}
 _SERVICE_OPTS: Final = {**_SERVICES_OPTS, b"version": "version"}
-_SIMPLE_OPTS: Final = {b"timeout": "timeout"}
+_SIMPLE_OPTS: Final = {b"timeout": "timeout", b"maxage": "maxage"}
+_NODE_OPTS: Final = {b"format": "format", b"maxage": "maxage"}
 _FORMAT_OPTS: Final = {b"format": "format"}
 # Per-node reply parts kept per command and options; a few dozen combinations at most.
 _PARTS_ENTRIES: Final = 64
@@ -98,25 +109,33 @@ def _timeout(found: dict[str, bytes]) -> int | None:
     return None if raw is None else parse_timeout(raw)
 
 
+def _max_age(found: dict[str, bytes]) -> int | None:
+    raw = found.get("maxage")
+    return None if raw is None else parse_max_age(raw)
+
+
 def status_services(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     found = options(argv[2:], _SERVICES_OPTS)
     try:
         level, timeout, as_json = _level(found), _timeout(found), wants_json(found)
+        max_age = _max_age(found)
         report = ctx.server.services.services(ctx.server.model_now_ms(), level=level,
-                                              timeout_s=timeout)
+                                              timeout_s=timeout, max_age_ms=max_age)
     except ApiError as exc:
         raise api_error(exc) from None
-    parts = _parts(ctx.server, "status|services", (level, timeout, as_json),
+    parts = _parts(ctx.server, "status|services", (level, timeout, as_json, max_age),
                    lambda: MapParts("json" if as_json else "resp"))
     return parts.reply(report.changes, report.sources, partial(_entry_members, report))
 
 
-def services_document(server: ServerView, level: Level, timeout: int | None
-                      ) -> tuple[int, memoryview]:
+def services_document(server: ServerView, level: Level, timeout: int | None,
+                      max_age: int | None = None) -> tuple[int, memoryview]:
     """Puppet's services object as JSON, and its HTTP code, from the parts that
     ``STATUS SERVICES ... FORMAT JSON`` keeps (the HTTP route serves the same bytes)."""
-    report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout)
-    parts = _parts(server, "status|services", (level, timeout, True), lambda: MapParts("json"))
+    report = server.services.services(server.model_now_ms(), level=level, timeout_s=timeout,
+                                      max_age_ms=max_age)
+    parts = _parts(server, "status|services", (level, timeout, True, max_age),
+                   lambda: MapParts("json"))
     return report.http_status, parts.document(report.changes, report.sources,
                                               partial(_entry_members, report))
 
@@ -132,7 +151,8 @@ def status_service(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         raw_version = found.get("version")
         version = None if raw_version is None else parse_status_version(raw_version)
         entry = ctx.server.services.service(text(argv[2]), ctx.server.model_now_ms(), level=level,
-                                            status_version=version, timeout_s=timeout)
+                                            status_version=version, timeout_s=timeout,
+                                            max_age_ms=_max_age(found))
     except ApiError as exc:
         raise api_error(exc) from None
     # Rendered once while the entry shows the same status data: a status may be as large as
@@ -151,7 +171,15 @@ def _simple_error(answer: SimpleStatus, name: str | None) -> ErrorReply:
     count = answer.services
     noun = "service" if count == 1 else "services"
     named = f" named {name}" if name is not None else ""
-    return ErrorReply(answer.state, f"({count} {noun}{named}; not all running)")
+    shown = ", ".join(_not_running(*item) for item in answer.not_running)
+    more = answer.not_running_count - len(answer.not_running)
+    if more > 0:
+        shown += f", and {more} more"
+    return ErrorReply(answer.state, f"({count} {noun}{named}; not all running: {shown})")
+
+
+def _not_running(name: str, state: str, why: str) -> str:
+    return f"{name} {state}" if why == "reported" else f"{name} {state} ({why})"
 
 
 def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
@@ -166,7 +194,9 @@ def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
         found = options(rest[1:] if name is not None else rest, _SIMPLE_OPTS)
         try:
             timeout = _timeout(found)
-            answer = server.services.simple(server.model_now_ms(), name, timeout_s=timeout)
+            max_age = _max_age(found)
+            answer = server.services.simple(server.model_now_ms(), name, timeout_s=timeout,
+                                            max_age_ms=max_age)
         except ApiError as exc:
             raise api_error(exc) from None
     if answer.ok:
@@ -178,13 +208,14 @@ def status_simple(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
 def status_node(ctx: CommandContext, argv: Sequence[bytes]) -> Reply:
     rest = argv[2:]
     node = text(rest[0]) if len(rest) % 2 else None
-    found = options(rest[1:] if node is not None else rest, _FORMAT_OPTS)
+    found = options(rest[1:] if node is not None else rest, _NODE_OPTS)
     try:
         as_json = wants_json(found)
+        max_age = _max_age(found)
         if node is None:
             status = self_status(ctx.server.self_counters())
         else:
-            status = node_status(ctx.server.model, node, ctx.server.model_now_ms())
+            status = node_status(ctx.server.model, node, ctx.server.model_now_ms(), max_age)
     except ApiError as exc:
         raise api_error(exc) from None
     doc = status.to_json()
@@ -271,23 +302,24 @@ COMMANDS: tuple[CommandSpec, ...] = (
                  "Returns the status of every service of every node, Puppet status service "
                  "style.",
                  status_services, complexity=_PER_SERVICE,
-                 args=(_LEVEL_ARG, TIMEOUT, FORMAT_JSON)),
+                 args=(_LEVEL_ARG, TIMEOUT, MAXAGE, FORMAT_JSON)),
             _sub("service", -3,
                  "Returns the status of one service: <node>/<service>, or a service name "
                  "that one node reports.",
                  status_service,
                  args=(Arg(name="name", type=ArgType.STRING), _LEVEL_ARG, _VERSION_ARG,
-                       TIMEOUT, FORMAT_JSON)),
+                       TIMEOUT, MAXAGE, FORMAT_JSON)),
             _sub("simple", -2,
                  "Returns running when every service (or every instance of <name>) runs; "
                  "otherwise an error that starts with the most severe state.",
                  status_simple, flags=Flag.FAST,
-                 args=(Arg(name="name", type=ArgType.STRING, optional=True), TIMEOUT)),
+                 args=(Arg(name="name", type=ArgType.STRING, optional=True), TIMEOUT, MAXAGE)),
             _sub("node", -2,
                  "Returns a node's status (Curity's node status); without an id, "
                  "clusterwatch's own.",
                  status_node,
-                 args=(Arg(name="node-id", type=ArgType.STRING, optional=True), FORMAT_JSON)),
+                 args=(Arg(name="node-id", type=ArgType.STRING, optional=True), MAXAGE,
+                       FORMAT_JSON)),
         ),
     ),
 )

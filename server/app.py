@@ -588,6 +588,8 @@ class Server:
             model_now = self.model_now_ms()
             self.model.refresh(model_now)
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
+            # While the bus itself is out, no node is reachable (cluster/liveness.py).
+            self.model.set_bus_fresh(self.bus.self_check() is None, model_now)
             self.health.observe(model_now, self.self_checks)
             self._model_changed()
             self.watch.tick(self.clock_ms, self._probe_status)

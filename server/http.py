@@ -29,7 +29,9 @@ loop (no hand-written parser).
 `/safe-to-stop` takes its ids repeated (`?node=a&node=b`) or comma-separated, at most 64.
 Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
 `?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
-`timeout` and, for one service, `service_status_version`. Paths that show details take HTTP
+`timeout` and, for one service, `service_status_version`. Health, Curity and Puppet paths
+take `?maxage=<ms>` (MAXAGE: older data counts as unknown for the request); a `maxage` that
+is not an integer of 0 to 2^63-1 is a 400 on every path. Paths that show details take HTTP
 Basic auth against the ACL users (server/httpauth.py has the table). Every path answers GET and HEAD
 (HEAD: the GET headers without the body); other methods get 405 with `Allow`. A request a view
 refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
@@ -61,6 +63,7 @@ from multidict import MultiMapping
 
 from clusterwatch.cluster import ApiError, node_status, self_status
 from clusterwatch.cluster.apierror import bad_argument, echo
+from clusterwatch.cluster.freshness import parse_max_age
 from clusterwatch.cluster.health import HTTP_PATHS, HttpStyle, Probe, parse_probe
 from clusterwatch.cluster.services import Level, parse_level, parse_status_version, parse_timeout
 from clusterwatch.cluster.whatif import MAX_IDS
@@ -223,6 +226,7 @@ def respond(server: MirroredServer, request: web.BaseRequest) -> web.Response:
         return _json(405, {"kind": "method-not-allowed",
                            "msg": f"method {echo(request.method)} not allowed"},
                      headers={"Allow": _ALLOW})
+    _max_age(request.query)  # a bad ?maxage= is a 400 on every path
     return handler(server, request)
 
 
@@ -239,7 +243,8 @@ def _health_route(probe: Probe, style: HttpStyle) -> Handler:
         query = request.query
         node = _param(query, "node")
         report = server.health.evaluate(server.model_now_ms(), probe, node=node,
-                                        exclude=_exclude(query), self_checks=server.self_checks)
+                                        exclude=_exclude(query), self_checks=server.self_checks,
+                                        max_age_ms=_max_age(query))
         code = report.http_status(style)
         verbose = _flag(query, "verbose")
         if style == "zeebe" and (code == 204 or not verbose):
@@ -285,7 +290,8 @@ def _curity(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     if node is None:
         status = self_status(server.self_counters())
     else:
-        status = node_status(server.model, node, server.model_now_ms())
+        status = node_status(server.model, node, server.model_now_ms(),
+                             _max_age(request.query))
     code, body = status.http_response(request.method, request.path)
     if body is None and request.method == "HEAD":
         # The view's HEAD answer has no body; the GET document still sets the headers
@@ -299,7 +305,7 @@ def _curity(server: MirroredServer, request: web.BaseRequest) -> web.Response:
 
 def _services(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     query = request.query
-    code, body = services_document(server, _level(query), _timeout(query))
+    code, body = services_document(server, _level(query), _timeout(query), _max_age(query))
     return web.Response(status=code, content_type=JSON, charset=UTF8, body=body)
 
 
@@ -310,7 +316,8 @@ def _service(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     raw_version = _param(query, "service_status_version")
     version = None if raw_version is None else parse_status_version(raw_version)
     entry = server.services.service(name, server.model_now_ms(), level=level,
-                                    status_version=version, timeout_s=timeout)
+                                    status_version=version, timeout_s=timeout,
+                                    max_age_ms=_max_age(query))
     return _json(entry.http_status, entry.to_json(with_name=True), charset=UTF8)
 
 
@@ -319,7 +326,8 @@ def _simple(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     name = path[len(_SIMPLE) + 1:] if path != _SIMPLE else None
     try:
         answer = server.services.simple(server.model_now_ms(), name,
-                                        timeout_s=_timeout(request.query))
+                                        timeout_s=_timeout(request.query),
+                                        max_age_ms=_max_age(request.query))
     except ApiError as exc:  # Puppet's simple routes answer in text: "not found: <name>"
         return _text(exc.http_status, exc.message)
     return _text(answer.http_status, answer.body)
@@ -333,6 +341,12 @@ def _level(query: Query) -> Level:
 def _timeout(query: Query) -> int | None:
     raw = _param(query, "timeout")
     return None if raw is None else parse_timeout(raw)
+
+
+def _max_age(query: Query) -> int | None:
+    """`?maxage=<ms>` (cluster/freshness.py): data older counts as unknown for this read."""
+    raw = _param(query, "maxage")
+    return None if raw is None else parse_max_age(raw)
 
 
 # -- ksqlDB ------------------------------------------------------------------------------

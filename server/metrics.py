@@ -154,11 +154,17 @@ def _cluster(summary: ClusterSummary, index: int) -> Iterator[Metric]:
 
 
 def _nodes(model: ClusterModel, now_ms: int) -> Iterator[Metric]:
+    model.refresh(now_ms)
     by_state_role = GaugeMetricFamily(_PREFIX + "cluster_nodes",
                                       "Known nodes by failure state and effective role.",
                                       labels=["state", "role"])
-    up = GaugeMetricFamily(_PREFIX + "node_up", "1 when the node is ok, 0 when pfail or fail.",
+    up = GaugeMetricFamily(_PREFIX + "node_up", "1 when the model's verdict on the node is "
+                           "reachable, else 0 (fail?, stale, fail, bus not fresh).",
                            labels=_NODE_LABELS)
+    verdict = GaugeMetricFamily(_PREFIX + "node_verdict",
+                                "1, labelled with the model's one liveness verdict on the node "
+                                "(reachable, pfail, stale, fail, bus).",
+                                labels=[*_NODE_LABELS, "verdict"])
     pfail = GaugeMetricFamily(_PREFIX + "node_pfail",
                               "1 when the node is pfail (silent past the node timeout).",
                               labels=_NODE_LABELS)
@@ -173,7 +179,10 @@ def _nodes(model: ClusterModel, now_ms: int) -> Iterator[Metric]:
     for node in model.nodes():
         labels = [node.id, node.addr or "", node.role]
         counts[node.state, node.role] += 1
-        up.add_metric(labels, 1 if node.state is NodeState.OK else 0)
+        live = model.current_liveness(node.id)
+        word = "left" if live is None else live.verdict.value
+        up.add_metric(labels, 1 if word == "reachable" else 0)
+        verdict.add_metric([*labels, word], 1)
         pfail.add_metric(labels, 1 if node.state is NodeState.PFAIL else 0)
         fail.add_metric(labels, 1 if node.state is NodeState.FAIL else 0)
         age.add_metric(labels, max(0, now_ms - node.last_seen_ms) / 1000)
@@ -181,7 +190,7 @@ def _nodes(model: ClusterModel, now_ms: int) -> Iterator[Metric]:
     for state in NodeState:
         for role in _ROLES:
             by_state_role.add_metric([state.value, role], counts[state, role])
-    yield from (by_state_role, up, pfail, fail, age, epoch)
+    yield from (by_state_role, up, verdict, pfail, fail, age, epoch)
 
 
 def _probes(server: MetricsSource, now_ms: int) -> Iterator[Metric]:

@@ -125,8 +125,9 @@ NODE_TIMELINE: list[tuple[int, tuple[Any, ...], str, int, str]] = [
     (2_000, ("beat", "RUNNING"), UP, 204, UP),  # ready: latched from here on
     (3_000, ("beat", "ERROR"), UP, 204, DOWN),  # health reverts, readiness does not
     (4_000, ("beat", "RUNNING"), UP, 204, UP),
-    (19_000, ("silence",), UP, 204, DOWN),  # node_timeout: pfail, still ready
-    (20_000, ("beat", "WAITING"), UP, 204, UP),
+    # node_timeout: fail?, so not ready while no one reaches it (issue 24); the latch stays
+    (19_000, ("silence",), DOWN, 503, DOWN),
+    (20_000, ("beat", "WAITING"), UP, 204, UP),  # reachable again: the latch answers
     (21_000, ("beat", "STOPPING"), UP, 204, OUT_OF_SERVICE),
     (22_000, ("beat", "BOOTING"), DOWN, 503, DOWN),  # a restarted process: a new lifetime
     (23_000, ("beat", "RUNNING"), UP, 204, UP),
@@ -206,7 +207,9 @@ def test_observe_latches_readiness_between_probes() -> None:
     later = T0 + 60_000  # the node has gone silent and the bus is stale since
     stale = {**ALL_UP, "busFresh": SelfCheck(DOWN)}
     assert tracker.evaluate(later, "ready", self_checks=stale).status == UP
-    assert tracker.evaluate(later, "ready", node="a").status == UP
+    # The node is not reachable: its READY is its checks' (DOWN), its latch kept.
+    assert tracker.evaluate(later, "ready", node="a").status == DOWN
+    assert tracker.ready_since("a") == T0
     assert tracker.evaluate(later, "health", node="a").status == DOWN
 
 

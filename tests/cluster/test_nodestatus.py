@@ -93,17 +93,21 @@ STATE_TABLE: list[tuple[dict[str, Any], bool, bool, str, str, bool, int, int]] =
         200,
         200,
     ),
-    # the model holds the node pfail: nothing is vouched for
+    # the model holds the node pfail: nothing is vouched for, and its last RUNNING is not
+    # repeated (cluster/liveness.py: ERROR, the word that does not claim it serves)
     (
         {"node_state": "RUNNING", "serving": True},
         False,
         False,
-        "RUNNING",
+        "ERROR",
         "DISCONNECTED",
         False,
         503,
         503,
     ),
+    ({"node_state": "WAITING"}, False, False, "ERROR", "DISCONNECTED", False, 503, 503),
+    # a node that last said it was stopping most likely still is
+    ({"node_state": "STOPPING"}, False, False, "STOPPING", "DISCONNECTED", False, 503, 503),
     ({}, True, True, "RUNNING", "CONNECTED", True, 200, 200),  # nothing reported: a heartbeat
     ({"no_heartbeat": True}, True, False, "BOOTING", "CONNECTED", False, 503, 503),
 ]

@@ -30,8 +30,11 @@ def beat(model: ClusterModel, node: str, now: int, **fields: Any) -> None:
     publish_ok(model, heartbeat(node, 1, next(_SEQ), **fields), now)
 
 
-def model_with(services_by_node: dict[str, dict[str, Any]], now: int = T0) -> ClusterModel:
-    model = ClusterModel(ModelConfig(node_timeout_ms=15_000))
+def model_with(services_by_node: dict[str, dict[str, Any]], now: int = T0,
+               node_timeout_ms: int = 600_000) -> ClusterModel:
+    """A model whose node timeout (by default) outlasts Puppet's status timeouts, so these
+    tests see the timeouts; a node the model holds `fail?` is unknown at once (below)."""
+    model = ClusterModel(ModelConfig(node_timeout_ms=node_timeout_ms))
     for node, services in services_by_node.items():
         beat(model, node, now, services=services)
     return model

@@ -75,9 +75,9 @@ def test_a_node_that_stays_stale_is_not_looked_at_again(monkeypatch: Any) -> Non
     looked_at: list[str] = []
     states_at = servicestates.states_at
 
-    def counting(node: Any, timeout_ms: int, now_ms: int) -> Pairs:
+    def counting(node: Any, timeout_ms: int, now_ms: int, down: bool = False) -> Pairs:
         looked_at.extend(inst.node for inst in node.instances)
-        return states_at(node, timeout_ms, now_ms)
+        return states_at(node, timeout_ms, now_ms, down)
 
     monkeypatch.setattr(servicestates, "states_at", counting)
     model = ClusterModel(ModelConfig(node_timeout_ms=3_600_000))

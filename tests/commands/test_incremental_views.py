@@ -33,6 +33,7 @@ from clusterwatch.cluster.health import HealthTracker
 from clusterwatch.cluster.healthfacts import FactsKeeper
 from clusterwatch.cluster.records import Outcome
 from clusterwatch.cluster.services import (
+    NAMED,
     Level,
     SimpleStatus,
     _entry,
@@ -86,8 +87,13 @@ class OldServices:
             node = nodes[node_id]
             if node.received_ms + timeout * 1000 >= now:
                 flip = min(flip, node.received_ms + timeout * 1000 + 1)
+            live = self.model.current_liveness(node_id)
+            down = None if live is None or live.reachable else live
             for inst in node.instances:
-                entry = _entry(inst, level, None, timeout, now)
+                if down is not None:  # the node's verdict, whatever the timeout
+                    entry = _entry(inst, level, None, timeout, inst.received_ms, down=down)
+                else:
+                    entry = _entry(inst, level, None, timeout, now)
                 doc[entry.name] = entry.to_json()
         self.cache[key] = (now, flip, doc)
         return doc
@@ -97,12 +103,28 @@ class OldServices:
         self.doc(now, "critical", timeout_s)  # brings `by_node` to the model's version
         timeout_ms = (timeout_s or 30) * 1000
         states: set[str] = set()
-        for node in self.by_node.values():
+        named: list[tuple[str, str, str]] = []
+        for node_id in sorted(self.by_node):
+            node = self.by_node[node_id]
+            live = self.model.current_liveness(node_id)
             fresh = node.received_ms + timeout_ms >= now
-            states.update(node.states if fresh else ("unknown",))
+            for inst in node.instances:
+                if live is not None and not live.reachable:
+                    why = (inst.key, "unknown", f"node {live.verdict} since {live.since_ms}")
+                elif not fresh:
+                    why = (inst.key, "unknown", f"status older than {timeout_ms} ms, "
+                           f"received at {inst.received_ms}")
+                elif inst.status.state != "running":
+                    why = (inst.key, inst.status.state, "reported")
+                else:
+                    states.add("running")
+                    continue
+                states.add(why[1])
+                named.append(why)
         count = sum(len(node.instances) for node in self.by_node.values())
         code = 200 if states <= {"running"} else 503
-        return SimpleStatus(summarize_states(states), code, count)
+        return SimpleStatus(summarize_states(states), code, count, tuple(named[:NAMED]),
+                            len(named))
 
 
 # --- messages -------------------------------------------------------------------------------

@@ -45,6 +45,14 @@ class StatusHarness(Harness):
     def heartbeat(self, node: str, **fields: Any) -> None:
         assert self.publish(msg("heartbeat", node, 1, next(_SEQ), **fields)) == [b"applied"]
 
+    def later(self, ms: int) -> None:
+        """`ms` later, with the nodes still speaking (a hello each, no heartbeat): they stay
+        reachable, so what their old heartbeats said meets the status timeouts."""
+        self.now += ms
+        batch = [msg("hello", node, 1, next(_SEQ), addr=f"10.0.0.{i + 1}:7000")
+                 for i, node in enumerate((A, B, C))]
+        assert self.publish(*batch) == [b"applied"] * 3
+
     def error(self, *argv: str, proto: int = 2) -> str:
         value = self.reply(*argv, proto=proto)
         assert isinstance(value, hiredis.ReplyError), f"not an error: {value!r}"
@@ -188,11 +196,15 @@ HEALTH_ERRORS = [
 
 SIMPLE_TABLE = [
     (["running", "running"], "+running"),
-    (["running", "error"], "-error (2 services; not all running)"),
-    (["running", "unknown", "error"], "-error (3 services; not all running)"),
-    (["running", "starting", "stopping"], "-stopping (3 services; not all running)"),
-    (["running", "unknown", "starting"], "-unknown (3 services; not all running)"),
-    (["running", "starting"], "-starting (2 services; not all running)"),
+    # The answer names the instances that are not running (issue 24).
+    (["running", "error"], f"-error (2 services; not all running: {B}/db error)"),
+    (["running", "unknown", "error"],
+     f"-error (3 services; not all running: {B}/db unknown, {C}/db error)"),
+    (["running", "starting", "stopping"],
+     f"-stopping (3 services; not all running: {B}/db starting, {C}/db stopping)"),
+    (["running", "unknown", "starting"],
+     f"-unknown (3 services; not all running: {B}/db unknown, {C}/db starting)"),
+    (["running", "starting"], f"-starting (2 services; not all running: {B}/db starting)"),
 ]
 
 
@@ -216,11 +228,12 @@ def test_status_simple_by_name_timeout_and_not_found(h: StatusHarness) -> None:
     h.heartbeat(B, services={"db": running()})
     assert h.call("STATUS", "SIMPLE", "db") == b"running"
     assert h.call("STATUS", "simple", f"{A}/db") == b"running"
-    assert h.error("STATUS", "SIMPLE", "web") == "starting (1 service named web; not all running)"
+    assert h.error("STATUS", "SIMPLE", "web") == (
+        f"starting (1 service named web; not all running: {A}/web starting)")
     assert h.error("STATUS", "SIMPLE", "nosuch") == "ERR not found: nosuch"
     assert h.error("STATUS", "SIMPLE", f"{C}/db") == f"ERR not found: {C}/db"
     # Critical-level data older than 30 s (the default) is unknown; TIMEOUT stretches it.
-    h.now += 31_000
+    h.later(31_000)
     assert h.error("STATUS", "SIMPLE", "db").startswith("unknown (2 services named db;")
     assert h.call("STATUS", "SIMPLE", "db", "TIMEOUT", "60") == b"running"
     assert h.error("STATUS", "SIMPLE", "TIMEOUT", "60").startswith("starting (3 services;")
@@ -283,7 +296,7 @@ def test_status_services_json_is_puppets_document(h: StatusHarness) -> None:
 
 def test_status_services_timeout_reports_unknown(h: StatusHarness) -> None:
     _services(h)
-    h.now += 61_000
+    h.later(61_000)
     doc = h.doc("STATUS", "SERVICES", "FORMAT", "JSON")
     entry = doc[f"{A}/db"]
     assert entry["state"] == "unknown" and entry["active_alerts"] == []
@@ -325,7 +338,7 @@ def test_status_service_renders_once_per_status_and_follows_every_change(
     assert h.reply("STATUS", "SERVICE", "db", proto=3)[b"status"] == {b"k7": b"changed"}
     assert h.doc("STATUS", "SERVICE", "db", "FORMAT", "JSON")["status"] == {"k7": "changed"}
     assert h.reply("STATUS", "SERVICE", "db", "LEVEL", "critical", proto=3)[b"status"] is None
-    h.now += 61_000
+    h.later(61_000)
     stale = h.reply("STATUS", "SERVICE", "db", proto=3)
     assert stale[b"state"] == b"unknown"
     assert stale[b"status"].startswith(b"Status check timed out")
@@ -542,14 +555,16 @@ def test_command_docs_for_every_new_command(h: StatusHarness) -> None:
 
 def test_usage_lines(h: StatusHarness) -> None:
     lines = [line.decode() for line in h.call("STATUS", "HELP")]
-    assert "SERVICES [LEVEL critical|info|debug] [TIMEOUT seconds] [FORMAT JSON]" in lines
-    assert ("SERVICE name [LEVEL critical|info|debug] [VERSION version] [TIMEOUT seconds] "
+    # MAXAGE (issue 24) on every STATUS reading of node data and on HEALTH.
+    assert ("SERVICES [LEVEL critical|info|debug] [TIMEOUT seconds] [MAXAGE ms] "
             "[FORMAT JSON]") in lines
-    assert "SIMPLE [name] [TIMEOUT seconds]" in lines
-    assert "NODE [node-id] [FORMAT JSON]" in lines
+    assert ("SERVICE name [LEVEL critical|info|debug] [VERSION version] [TIMEOUT seconds] "
+            "[MAXAGE ms] [FORMAT JSON]") in lines
+    assert "SIMPLE [name] [TIMEOUT seconds] [MAXAGE ms]" in lines
+    assert "NODE [node-id] [MAXAGE ms] [FORMAT JSON]" in lines
     spec = h.server.table.commands[b"health"]
     assert usage(spec) == ("HEALTH [STARTUP|READY|LIVE|HEALTH] [NODE node-id] [VERBOSE] "
-                           "[EXCLUDE check [check ...]] [FORMAT JSON]")
+                           "[EXCLUDE check [check ...]] [MAXAGE ms] [FORMAT JSON]")
     assert command_docs(spec).items[0] == ("summary", spec.summary)
 
 
