@@ -170,3 +170,62 @@ def test_the_master_declared_safe_is_killed_and_the_cluster_is_ok_again(
                    and all(row[4] == "" for row in view.nodes.values())
                    and view.nodes[victim.node_id][:2] == ("slave", heir.node_id),
                    since=time.monotonic())
+
+
+def test_every_view_agrees_at_every_sample_of_a_failover(cluster: FaultCluster) -> None:
+    """A master killed: from the fault to the end of its failover, every 200 ms, one MULTI
+    reads CLUSTER NODES, STATUS SERVICES, STATUS NODE and HEALTH NODE of every node and
+    CLUSTER STATUS. A node CLUSTER NODES flags `fail?` or `fail` is unreachable in every
+    other view (its services not running, Curity not ready nor serving nor RUNNING, ksqlDB
+    not alive, its HEALTH not UP); one it does not flag is alive in all, its services in the
+    state its node reports."""
+    masters, replicas = cluster.roles()
+    victim, heir = masters[0], replicas[masters[0].node_id]
+    ids = [n.node_id for n in cluster.running]
+    hosts = {n.node_id: f"{n.host}:{n.process.port}" for n in cluster.running}
+    client = resp3(cluster)
+    victim.process.stop(signal.SIGKILL)
+    unreachable_seen = 0
+    try:
+        deadline = time.monotonic() + 30
+        settled_at: float | None = None
+        while settled_at is None or time.monotonic() < settled_at + 1.0:
+            assert time.monotonic() < deadline, "the failover never ended"
+            pipe = client.pipeline(transaction=True)
+            pipe.execute_command("CLUSTER", "NODES")
+            pipe.execute_command("STATUS", "SERVICES")
+            pipe.execute_command("CLUSTER", "STATUS")
+            for node_id in ids:
+                pipe.execute_command("STATUS", "NODE", node_id)
+                pipe.execute_command("HEALTH", "NODE", node_id)
+            nodes_text, services, hosts_doc, *per_node = pipe.execute(raise_on_error=False)
+            flags = {line.split()[0]: line.split()[2].split(",")
+                     for line in nodes_text.splitlines()}
+            for index, node_id in enumerate(ids):
+                curity, health = per_node[2 * index], per_node[2 * index + 1]
+                state = services[f"{node_id}/redis"]["state"]
+                alive = hosts_doc[hosts[node_id]]["hostAlive"]
+                where = f"{node_id[:8]} flags {flags[node_id]}"
+                if {"fail", "fail?"} & set(flags[node_id]):
+                    unreachable_seen += node_id == victim.node_id
+                    assert state != "running", where
+                    assert (curity["isReady"], curity["isServing"]) == (False, False), where
+                    assert curity["nodeState"] != "RUNNING", where
+                    assert alive is False, where
+                    assert health != "UP", where
+                else:
+                    # Reachable: its own state (a replica whose master died says `error`).
+                    assert state != "unknown", f"{where}: {services[f'{node_id}/redis']}"
+                    assert alive is True, where
+                    assert curity["nodeState"] != "ERROR", where
+            if settled_at is None and "master" in flags[heir.node_id] and "fail" in flags[
+                    victim.node_id] and client.execute_command(
+                        "CLUSTER", "INFO").startswith("cluster_state:ok"):
+                settled_at = time.monotonic()
+            time.sleep(0.2)
+    finally:
+        restart(cluster, victim)
+    assert unreachable_seen >= 3, "the dead master was never seen unreachable"
+    cluster.follow(masters[1], lambda view: view.state == "ok"
+                   and all(row[4] == "" for row in view.nodes.values()),
+                   since=time.monotonic())
