@@ -40,24 +40,24 @@ class KeyRefusedError(MessageError):
 class Publisher:
     """The user a batch of messages is published as."""
 
-    __slots__ = ("_verdicts", "admin", "may_write", "name")
+    __slots__ = ("admin", "may_write", "name", "verdicts")
 
     def __init__(self, name: str, *, admin: bool = False,
                  may_write: Callable[[str], bool] | None = None) -> None:
         self.name = name
         self.admin = admin
         self.may_write = may_write  # None: every node id
-        self._verdicts: dict[str, bool] = {}
+        self.verdicts: dict[str, bool] = {}  # node id -> may_write's answer, kept
 
     def may_publish_for(self, node_id: str) -> bool:
         may_write = self.may_write
         if may_write is None:
             return True
-        verdict = self._verdicts.get(node_id)
+        verdict = self.verdicts.get(node_id)
         if verdict is None:
-            if len(self._verdicts) >= _VERDICTS:
-                self._verdicts.clear()
-            verdict = self._verdicts[node_id] = may_write(node_id)
+            if len(self.verdicts) >= _VERDICTS:
+                self.verdicts.clear()
+            verdict = self.verdicts[node_id] = may_write(node_id)
         return verdict
 
 
