@@ -34,7 +34,7 @@ _shared_dicts: dict[tuple[tuple[Any, ...], ...], dict[str, Any]] = {}
 
 _HEARTBEAT_STRINGS: Final = ("config_state", "transaction_id", "cluster_state", "service_role")
 # Lists a node usually sends unchanged from one heartbeat to the next.
-_HEARTBEAT_LISTS: Final = ("partitions", "failing", "forgotten")
+_ID_LISTS: Final = ("failing", "failed", "forgotten")
 
 
 def share(text: str | None) -> str | None:
@@ -103,10 +103,14 @@ def compact_heartbeat(beat: Heartbeat, node_id: str, previous: Heartbeat | None)
             for query in queries.values():
                 _compact_query(query)
     if previous is not None:
-        for name in _HEARTBEAT_LISTS:
-            value = getattr(beat, name)
-            if value and getattr(previous, name) == value:
-                force_setattr(beat, name, getattr(previous, name))
+        partitions = beat.partitions
+        if partitions and previous.partitions == partitions:
+            force_setattr(beat, "partitions", previous.partitions)
+        if beat.failing or beat.forgotten:  # most heartbeats carry neither list
+            for name in _ID_LISTS:
+                value = getattr(beat, name)
+                if value and getattr(previous, name) == value:
+                    force_setattr(beat, name, getattr(previous, name))
 
 
 def _compact_service(svc: ServiceStatus, old: ServiceStatus | None) -> None:

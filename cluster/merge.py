@@ -265,6 +265,9 @@ class MergeState:
         # Reporters whose latest heartbeat carried `failed` (even empty): their `failing`
         # entries are FAILs only where `failed` says so.
         self._flaggers: set[str] = set()
+        # Senders that hold a list of any kind (or a flaggers' mark): a heartbeat from one of
+        # them is taken through `_take_lists` even when it carries none (its lists go).
+        self._listing: set[str] = set()
         self.forgotten = Listings()
         self.slots_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
         self.masters_in_state: dict[NodeState, int] = dict.fromkeys(NodeState, 0)
@@ -331,15 +334,15 @@ class MergeState:
             compact_heartbeat(msg, node.id, node.heartbeat)
             node.heartbeat = msg
             node.heartbeat_ms = now_ms
-            if msg.failing or msg.forgotten or node.id in self.failing or (
-                    node.id in self.forgotten) or msg.failed is not None or (
-                    node.id in self._flaggers):
+            if msg.failing or msg.forgotten or msg.failed is not None or (
+                    node.id in self._listing):
                 self._take_lists(node.id, msg, now_ms)
         else:
             self._effect(node, msg, now_ms)
         if node.state is _FAIL and not self.timer_rule:
             self._release(node, now_ms)
-        self._act_on_evidence(now_ms)
+        if self._to_judge or self._to_check_forget or self._masters_changed:
+            self._act_on_evidence(now_ms)
         if self._dirty:
             self._settle()
         return APPLIED
@@ -703,6 +706,11 @@ class MergeState:
         elif forgotten or node_id in self.forgotten:
             added, _withdrawn = self.forgotten.replace(node_id, forgotten, now_ms, oldest)
             self._to_check_forget.update(added)
+        if (node_id in self.failing or node_id in self.flagged or node_id in self.forgotten
+                or node_id in self._flaggers):
+            self._listing.add(node_id)
+        else:
+            self._listing.discard(node_id)
 
     def _drop_lists(self, node_id: str, now_ms: int) -> None:
         for target in self.failing.withdraw(node_id):
@@ -710,6 +718,7 @@ class MergeState:
         self.flagged.withdraw(node_id)
         self._flaggers.discard(node_id)
         self.forgotten.withdraw(node_id)
+        self._listing.discard(node_id)
 
     def _reported_by(self, reporter: str, at_ms: int) -> set[str]:
         """The nodes `reporter`'s reports valid at `at_ms` are about."""

@@ -154,6 +154,8 @@ def _nothing(_node_id: str) -> bool:
 
 def _logged(ctx: CommandContext, result: list[Outcome]) -> list[Outcome]:
     """Log each message refused for its key in ACL LOG, as Redis logs a key refusal."""
+    if result.count(APPLIED_OUTCOME) == len(result):  # the common case, in C
+        return result
     for outcome in result:
         error = outcome.error
         if isinstance(error, KeyRefusedError):
