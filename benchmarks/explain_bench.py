@@ -26,23 +26,14 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.harness.inproc import built_server, encode
-from benchmarks.harness.nodes import NODE_TIMEOUT_MS, demo_cluster, one_beat_each
-from benchmarks.harness.resp import CHUNK
+from benchmarks.harness.inproc import encode, fed_server
 from benchmarks.harness.runner import add_common, finish, parser
 from benchmarks.harness.system import describe_interpreter
 
 
 def build(count: int, needed: int) -> tuple[Any, Callable[..., object], list[bytes]]:
     """A server fed `count` nodes, and at least `needed` further heartbeats, in order."""
-    sim = demo_cluster(count)
-    built = built_server(port=0, node_timeout=NODE_TIMEOUT_MS, max_nodes=count * 2)
-    for batch in (sim.initial(), one_beat_each(sim)):
-        built.publish(batch, CHUNK)
-    later: list[bytes] = []
-    while len(later) < needed:
-        later += one_beat_each(sim)
-    return built.server, built.run, later
+    return fed_server(count, needed)
 
 
 def timed(call: Callable[[], object], before: Callable[[], object], reps: int) -> list[float]:

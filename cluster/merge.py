@@ -694,18 +694,9 @@ class MergeState:
             self._flaggers.discard(node_id)
         else:
             self._flaggers.add(node_id)
-        failed = frozenset(msg.failed) if msg.failed else _NO_IDS
-        if failed and failed == self.flagged.listed_by(node_id, oldest):
-            self.flagged.refresh(node_id, now_ms)
-        elif failed or node_id in self.flagged:
-            added, _withdrawn = self.flagged.replace(node_id, failed, now_ms, oldest)
-            self._to_judge.update(added)
-        forgotten = frozenset(msg.forgotten) if msg.forgotten else _NO_IDS
-        if forgotten and forgotten == self.forgotten.listed_by(node_id, oldest):
-            self.forgotten.refresh(node_id, now_ms)
-        elif forgotten or node_id in self.forgotten:
-            added, _withdrawn = self.forgotten.replace(node_id, forgotten, now_ms, oldest)
-            self._to_check_forget.update(added)
+        self._to_judge.update(_replaced(self.flagged, node_id, msg.failed, now_ms, oldest))
+        self._to_check_forget.update(
+            _replaced(self.forgotten, node_id, msg.forgotten, now_ms, oldest))
         if (node_id in self.failing or node_id in self.flagged or node_id in self.forgotten
                 or node_id in self._flaggers):
             self._listing.add(node_id)
@@ -878,6 +869,17 @@ class MergeState:
         if len(self.events) == self.events.maxlen:
             self.events_dropped += 1
         self.events.append(event)
+
+
+def _replaced(lists: Listings, node_id: str, ids: list[str] | None, now_ms: int,
+              oldest_ms: int) -> frozenset[str]:
+    """`node_id`'s list in `lists` is now `ids` (refreshed when the same): the ids it added."""
+    listed = frozenset(ids) if ids else _NO_IDS
+    if listed and listed == lists.listed_by(node_id, oldest_ms):
+        lists.refresh(node_id, now_ms)
+    elif listed or node_id in lists:
+        return lists.replace(node_id, listed, now_ms, oldest_ms)[0]
+    return _NO_IDS
 
 
 def _open_slots(msg: Slots) -> str:

@@ -44,3 +44,19 @@ def encode(reply: Any, protocol: int = 2) -> bytes:
 
     data: bytes = resp_encode(reply, protocol)
     return data
+
+
+def fed_server(count: int, needed: int) -> tuple[Any, Any, list[bytes]]:
+    """A built server fed `count` demo-shaped nodes (``nodes.demo_cluster``), its ``run``,
+    and at least `needed` further heartbeats, in order."""
+    from .nodes import NODE_TIMEOUT_MS, demo_cluster, one_beat_each
+    from .resp import CHUNK
+
+    sim = demo_cluster(count)
+    built = built_server(port=0, node_timeout=NODE_TIMEOUT_MS, max_nodes=count * 2)
+    for batch in (sim.initial(), one_beat_each(sim)):
+        built.publish(batch, CHUNK)
+    later: list[bytes] = []
+    while len(later) < needed:
+        later += one_beat_each(sim)
+    return built.server, built.run, later

@@ -25,10 +25,11 @@ Timeline rules (``follow``):
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,3 +268,18 @@ def _stable_from(samples: list[Sample], holds: Callable[[Sample], bool]) -> floa
             break
         at = sample.t
     return at
+
+
+@contextlib.contextmanager
+def started_cluster(workdir: Path) -> Iterator[FaultCluster]:
+    """A started FaultCluster in `workdir` (its processes made inside its namespace), stopped
+    on the way out: what a test module's cluster fixture yields."""
+    require_tool("iptables")
+    faults = FaultCluster(workdir)
+    try:
+        with faults.ns.entered():
+            faults.start()
+        yield faults
+    finally:
+        with faults.ns.entered():
+            faults.stop()

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import require_tool
 
-from .fault_cluster import INTERVAL, PERIOD, FaultCluster, Node, Phase
+from .fault_cluster import INTERVAL, PERIOD, FaultCluster, Node, Phase, started_cluster
 from .real_cluster import View
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,8 @@ LAG_BOUND = 3.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
-    require_tool("iptables")
-    faults = FaultCluster(tmp_path_factory.mktemp("faults"))
-    try:
-        with faults.ns.entered():
-            faults.start()
+    with started_cluster(tmp_path_factory.mktemp("faults")) as faults:
         yield faults
-    finally:
-        with faults.ns.entered():
-            faults.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ import redis
 
 from tests.conftest import require_tool
 
-from .fault_cluster import FaultCluster, Node
+from .fault_cluster import FaultCluster, Node, started_cluster
 from .real_cluster import View
 
 pytestmark = pytest.mark.integration
@@ -33,14 +33,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
-    faults = FaultCluster(tmp_path_factory.mktemp("safe-to-stop"))
-    try:
-        with faults.ns.entered():
-            faults.start()
+    with started_cluster(tmp_path_factory.mktemp("safe-to-stop")) as faults:
         yield faults
-    finally:
-        with faults.ns.entered():
-            faults.stop()
 
 
 @pytest.fixture(autouse=True)
