@@ -1,59 +1,15 @@
 """Puppet's status service over the cluster model: `STATUS SERVICES`, `STATUS SERVICE`, `SIMPLE`.
 
-Source: trapperkeeper-status, "Status Query API, v1" (`GET /status/v1/services[/<name>]`,
-`GET /status/v1/simple[/<name>]`) and its `status_core.clj`, which settles what the prose
-leaves open. How each rule reads here:
+The documents and Puppet's rules are `cluster/puppet.py`; how each rule of Puppet's API
+reads here, rule by rule, is docs/puppet-status.md. This module builds the documents from
+the cluster model: one Puppet service per service of each node (`<node>/<service>`), from
+the node's last heartbeat.
 
-Services. A node's last heartbeat carries `services` (name -> version, status_version, state,
-  status by level, alerts). Each service of each node is one Puppet service, named
-  `<node>/<service>` (node ids never contain "/"), the way Puppet Enterprise reports one status
-  per host and service. Nothing is merged across nodes, so every entry keeps its own version,
-  format version, state and alerts: exactly Puppet's entry, in Puppet's key order:
-  {"service_version", "service_status_version", "detail_level", "state", "status",
-  "active_alerts"}. `STATUS SERVICES` lists the entries sorted by name.
-Levels. `critical` < `info` < `debug`, default `info`. The status at level L combines the
-  heartbeat's data of every level up to L ("info returns the same structure as critical, and
-  may add data"): objects merge key by key, a higher level adding or overriding keys; a
-  non-object at a higher level replaces what is below; null or absent levels add nothing;
-  nothing at all gives `"status": null`, as Puppet's `critical` example shows.
-Format versions. A service reports `status` in format `status_version`, and may add older
-  formats in `status_versions` (version -> status by level); state and alerts are shared by
-  all formats. The latest is the default;
-  `VERSION n` picks one; a missing one is a 400 `service-status-version-not-found`:
-  "No status function with version n found for service <name>".
-Timeouts. Puppet's timeout bounds how long a status callback may run. Here a status is data
-  that arrived with a heartbeat, so the timeout bounds its age: when the node's last
-  heartbeat arrived more than `timeout` seconds before `now_ms`, the entry is `state:
-  unknown`, `status: "Status check timed out after <t> seconds: ..."` with the age, and no
-  alerts (Puppet's timed-out result), never the old data. Defaults by level: critical 30 s,
-  info 60 s, debug 60 s (`check-timeout`). `TIMEOUT` is an integer > 0 (Puppet refuses 0 too).
-  `MAXAGE ms` (cluster/freshness.py) shortens it for one read: "Status older than MAXAGE".
 Liveness. The services of a node whose verdict is not `reachable` (cluster/liveness.py:
   fail?, stale, fail, the bus not fresh) are `unknown` at once, whatever their age, with
   the verdict and since when ("Node m1 is not reachable: pfail (...), since <ms>; its last
   status arrived at <ms>") and no alerts; the view keeps those nodes (`_down`), logged as
   changed when their verdict moves, so a node that stays down is not rendered again.
-Simple. Critical level, default timeout 30 s; a node not reachable counts as `unknown`. The
-  answer names the instances that are not running (at most `NAMED`, and how many in all),
-  each with its state and, unless it is the node's own word, why. The summary
-  (`summarize-states`): `error` if any
-  service is in error; else `unknown` if any is unknown; else `stopping` if any stops; else
-  `starting` if any starts; else `running` if any runs; no services at all: `unknown`. (The
-  prose lists starting/stopping/unknown without ranking them against each other; the source
-  ranks error > unknown > stopping > starting > running, and so do we.) HTTP: 200 if and only
-  if every service is running, so an empty service set is 200 "unknown", as in Puppet
-  (`every?` of nothing is true); otherwise 503 with the state as body. `SIMPLE <node>/<svc>`
-  is that one instance: 200 running, 503 any other state. `SIMPLE <svc>` (our addition, for a
-  load balancer asking about one service cluster-wide) applies the summary to that service's
-  instances on every node. An unknown name is a 404 `not found: <name>`.
-HTTP for the JSON routes (status_core): `/services` is 200 iff all running, else 503;
-  `/services/<name>` is 200 if running, else 503, and its body adds "service_name"; a bad
-  argument is a 400 `data-invalid` (`Invalid level: x`, `Invalid timeout. ...`,
-  `Invalid service_status_version. ...`); an unknown service is a 404 `service-not-found`
-  ("No status information found for service <name>"), whose RESP text is `not found: <name>`.
-`STATUS SERVICE <name>` takes `<node>/<service>`, or a bare service name that exactly one node
-  reports; a bare name several nodes report is a 400 that names them.
-
 Cost. Each answer is cached with the model version and the first time at which some fresh
 entry would turn stale, so a repeated probe is a few dict lookups. A new model version looks
 only at the nodes the model logged as changed (`ClusterModel.changes`) and at the stale ones
@@ -74,20 +30,34 @@ calls: treat them as read-only.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, count
-from typing import Any, Final, Literal, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 from msgspec import Struct
 
-from clusterwatch.cluster.apierror import ApiError, bad_argument, echo, text_arg
+from clusterwatch.cluster.apierror import ApiError, bad_argument, echo
 from clusterwatch.cluster.changes import ChangeLog
 from clusterwatch.cluster.liveness import Liveness, reachable
 from clusterwatch.cluster.messages import Heartbeat, ServiceStatus
 from clusterwatch.cluster.model import ClusterModel
+from clusterwatch.cluster.puppet import (
+    DEFAULT_LEVEL,
+    DEFAULT_TIMEOUT_S,
+    LEVELS,
+    SERVICE_STATES,
+    SIMPLE_LEVEL,
+    Level,
+    ServiceEntry,
+    ServiceState,
+    SimpleStatus,
+    parse_level,
+    parse_status_version,
+    parse_timeout,
+    summarize_states,
+)
 from clusterwatch.cluster.records import NodeRow, NodeState
 from clusterwatch.cluster.servicestates import ServiceStates, StateListing
 
@@ -109,124 +79,7 @@ __all__ = [
     "summarize_states",
 ]
 
-Level = Literal["critical", "info", "debug"]
-ServiceState = Literal["running", "error", "starting", "stopping", "unknown"]
-
-LEVELS: Final[tuple[Level, ...]] = ("critical", "info", "debug")
-DEFAULT_LEVEL: Final[Level] = "info"
-DEFAULT_TIMEOUT_S: Final[Mapping[Level, int]] = {"critical": 30, "info": 60, "debug": 60}
-SIMPLE_LEVEL: Final[Level] = "critical"
-_LEVEL_NAMES: Final[Mapping[str, Level]] = {level: level for level in LEVELS}
-SERVICE_STATES: Final[tuple[ServiceState, ...]] = (
-    "running",
-    "error",
-    "starting",
-    "stopping",
-    "unknown",
-)
-# summarize-states: the most severe state present wins.
-_SEVERITY: Final[tuple[ServiceState, ...]] = ("error", "unknown", "stopping", "starting", "running")
-_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # Puppet parses an int; 18 digits fit any use
 _CACHE_ENTRIES: Final = 64
-
-
-def parse_level(value: str | bytes) -> Level:
-    """A detail level, case-insensitive; 400 `Invalid level: x` otherwise."""
-    text = text_arg(value)
-    level = _LEVEL_NAMES.get(text.lower())
-    if level is None:
-        raise bad_argument(f"Invalid level: {echo(text)}")
-    return level
-
-
-def parse_timeout(value: str | bytes | int) -> int:
-    """A timeout in whole seconds, > 0, with Puppet's two error messages."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    else:
-        text = text_arg(value) if isinstance(value, str | bytes) else repr(value)
-        if not _INTEGER.fullmatch(text):
-            raise bad_argument(f"Invalid timeout. Should be an integer but was {echo(text)}")
-        seconds = int(text)
-    if seconds <= 0:
-        raise bad_argument(f"Invalid timeout. Timeout must be greater than zero but was {seconds}")
-    return seconds
-
-
-def parse_status_version(value: str | bytes | int) -> int:
-    """A status format version (an integer), as Puppet's `service_status_version`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = text_arg(value) if isinstance(value, str | bytes) else repr(value)
-    if not _INTEGER.fullmatch(text):
-        raise bad_argument(
-            f"Invalid service_status_version. Should be an integer but was {echo(text)}"
-        )
-    return int(text)
-
-
-def summarize_states(states: Iterable[str]) -> ServiceState:
-    """Puppet's `summarize-states`: the first present of error, unknown, stopping, starting,
-    running; nothing at all is unknown."""
-    present = set(states)
-    for state in _SEVERITY:
-        if state in present:
-            return state
-    return "unknown"
-
-
-class ServiceEntry(Struct, frozen=True, kw_only=True, gc=False, repr_omit_defaults=True):
-    """One service of one node, as Puppet reports a service.
-
-    `received_ms` is when the heartbeat carrying it arrived; `stale` is True when it is older
-    than the timeout, and then `state` is `unknown` and `status` the reason. `source` is
-    what `status` is made from: the heartbeat's status by level in the chosen format (the
-    levels up to `detail_level` are combined when `status` is read, so no combined copy is
-    kept per entry), or the reason when stale.
-    """
-
-    name: str
-    node: str
-    service: str
-    service_version: str | None
-    service_status_version: int
-    detail_level: Level
-    state: ServiceState
-    source: Any
-    active_alerts: tuple[tuple[str, str], ...]
-    received_ms: int
-    stale: bool
-
-    @property
-    def status(self) -> Any:
-        """The status data at `detail_level` (see the module notes), or the stale reason."""
-        return self.source if self.stale else status_at(self.source, self.detail_level)
-
-    @property
-    def http_status(self) -> int:
-        """Puppet's `status->code`: 200 when running, else 503."""
-        return 200 if self.state == "running" else 503
-
-    def to_json(self, *, with_name: bool = False) -> dict[str, Any]:
-        """The entry in Puppet's key order; `with_name` adds `service_name` (one-service route).
-
-        A new document each call; its `status` may be the heartbeat's own data: do not
-        modify it.
-        """
-        doc = {
-            "service_version": self.service_version,
-            "service_status_version": self.service_status_version,
-            "detail_level": self.detail_level,
-            "state": self.state,
-            "status": self.status,
-            "active_alerts": [
-                {"severity": severity, "message": message}
-                for severity, message in self.active_alerts
-            ],
-        }
-        if with_name:
-            doc["service_name"] = self.name
-        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,32 +141,6 @@ class ServicesReport:
         """Puppet's services object: name -> entry (built whole; the replies and the HTTP
         route are assembled from per-node parts instead)."""
         return {entry.name: entry.to_json() for entry in self.entries}
-
-
-@dataclass(frozen=True, slots=True)
-class SimpleStatus:
-    """`STATUS SIMPLE`: one state word and Puppet's HTTP code (200 or 503).
-
-    `services` is how many service instances the answer summarizes.
-    """
-
-    state: ServiceState
-    http_status: int
-    services: int
-    # The instances that are not running, `(name, state, why)` (`why` the node's verdict
-    # when it is not reachable, or the age past the timeout), at most `NAMED`, by name.
-    not_running: tuple[tuple[str, str, str], ...] = ()
-    not_running_count: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """True when Puppet would answer 200; otherwise the RESP reply is an error."""
-        return self.http_status == 200
-
-    @property
-    def body(self) -> str:
-        """The text/plain body: the state word."""
-        return self.state
 
 
 class _Instance(Struct, frozen=True, gc=False):
@@ -902,21 +729,3 @@ def _alerts(svc: ServiceStatus) -> tuple[tuple[str, str], ...]:
     alerts = svc.alerts
     return tuple((alert.severity, alert.message) for alert in alerts) if alerts else ()
 
-
-def status_at(by_level: Mapping[Level, Any], level: Level) -> Any:
-    """The status data at `level`: the levels up to it combined (see the module notes)."""
-    result: Any = None
-    owned = False
-    for lvl in LEVELS[: LEVELS.index(level) + 1]:
-        part = by_level.get(lvl)
-        if part is None:
-            continue
-        if isinstance(part, dict) and isinstance(result, dict):
-            if not owned:
-                result = dict(result)
-                owned = True
-            result.update(part)
-        else:
-            result = part
-            owned = False
-    return result
