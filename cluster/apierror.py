@@ -1,14 +1,21 @@
-"""`ApiError`: a status request that cannot be answered, with the HTTP code the source API gives.
+"""`ApiError`: a status request that cannot be answered, and what kind of refusal it is.
 
-The status views (`services`, `health`, `nodestatus`, `clusterstatus`) raise it for bad
-arguments and unknown names; nothing in the model changes. `message` is the one line a RESP
-error reply carries, `http_status` and `to_json()` what the HTTP mirror sends (Puppet's
-`{"kind": ..., "msg": ...}` error body shape, which the other views reuse).
+The status views (`services`, `health`, `nodestatus`, `clusterstatus`, `whatif`) raise it
+for bad arguments and unknown names; nothing in the model changes. `message` is the one line
+a RESP error reply carries, `to_json()` the body the HTTP mirror sends (Puppet's `{"kind":
+..., "msg": ...}` error body shape, which the other views reuse). The model says which kind
+of refusal it is (`KINDS`); the HTTP code for each kind is the server's
+(`server/http.py`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ApiError"]
+__all__ = ["KINDS", "ApiError"]
+
+# What a status view can refuse: an argument it cannot take (Puppet's `data-invalid`), a
+# status format version the service does not have, a service or a node nobody reports.
+KINDS = frozenset({"data-invalid", "service-status-version-not-found", "service-not-found",
+                   "node-not-found", "not-found"})
 
 
 class ApiError(ValueError):
@@ -16,17 +23,15 @@ class ApiError(ValueError):
 
     Attributes:
         message: one line for a RESP error reply, e.g. `not found: db`.
-        http_status: 400 for a bad argument, 404 for an unknown service or node.
-        kind: stable label, e.g. `data-invalid`, `service-not-found`, `node-not-found`.
+        kind: one of `KINDS`, e.g. `data-invalid`, `service-not-found`, `node-not-found`.
         detail: the text of the JSON error body (defaults to `message`).
     """
 
-    def __init__(
-        self, message: str, *, http_status: int, kind: str, detail: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, kind: str, detail: str | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"ApiError kind {kind!r} is not one of KINDS")
         super().__init__(message)
         self.message = message
-        self.http_status = http_status
         self.kind = kind
         self.detail = message if detail is None else detail
 
@@ -36,13 +41,13 @@ class ApiError(ValueError):
 
 
 def bad_argument(message: str) -> ApiError:
-    """A 400 `data-invalid` error."""
-    return ApiError(message, http_status=400, kind="data-invalid")
+    """A `data-invalid` refusal."""
+    return ApiError(message, kind="data-invalid")
 
 
 def unknown_node(node_id: str) -> ApiError:
-    """A 404 for a node the model does not know."""
-    return ApiError(f"unknown node '{echo(node_id)}'", http_status=404, kind="node-not-found")
+    """A node the model does not know."""
+    return ApiError(f"unknown node '{echo(node_id)}'", kind="node-not-found")
 
 
 def echo(text: str, limit: int = 64) -> str:

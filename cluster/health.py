@@ -717,7 +717,6 @@ def _validate_exclude(
         raise ApiError(
             f"unknown check '{echo(unknown[0])}' for HEALTH {probe.upper()}{scope}; "
             f"checks: {', '.join(names)}",
-            http_status=400,
             kind="data-invalid",
         )
     return tuple(sorted(wanted))

@@ -667,7 +667,6 @@ def _not_found(name: str) -> ApiError:
     shown = echo(name)
     return ApiError(
         f"not found: {shown}",
-        http_status=404,
         kind="service-not-found",
         detail=f"No status information found for service {shown}",
     )
@@ -693,7 +692,6 @@ def _entry(
     if chosen not in formats:
         raise ApiError(
             f"No status function with version {chosen} found for service {inst.key}",
-            http_status=400,
             kind="service-status-version-not-found",
         )
     age_ms = now_ms - inst.received_ms

@@ -67,8 +67,7 @@ def validate_ids(ids: Sequence[str], known: MergeState) -> list[str]:
             raise bad_argument(f"Node {echo(node_id)} specified multiple times")
         seen.add(node_id)
         if node_id not in known.nodes:
-            raise ApiError(f"Unknown node {echo(node_id)}", http_status=404,
-                           kind="node-not-found")
+            raise ApiError(f"Unknown node {echo(node_id)}", kind="node-not-found")
     return list(ids)
 
 

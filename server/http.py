@@ -221,7 +221,7 @@ def respond(server: MirroredServer, request: web.BaseRequest) -> web.Response:
         elif path.startswith(_SIMPLE + "/") and len(path) > len(_SIMPLE) + 1:
             handler = _simple
         else:
-            raise ApiError(f"no route for {echo(path)}", http_status=404, kind="not-found")
+            raise ApiError(f"no route for {echo(path)}", kind="not-found")
     if request.method not in _METHODS:
         return _json(405, {"kind": "method-not-allowed",
                            "msg": f"method {echo(request.method)} not allowed"},
@@ -230,9 +230,21 @@ def respond(server: MirroredServer, request: web.BaseRequest) -> web.Response:
     return handler(server, request)
 
 
+# The HTTP code of each kind of refusal (cluster/apierror.py KINDS): Puppet's 400
+# `data-invalid` and 404 `service-not-found`, and the same codes for the other views.
+_REFUSAL_CODES: Final[Mapping[str, int]] = {
+    "data-invalid": 400, "service-status-version-not-found": 400,
+    "service-not-found": 404, "node-not-found": 404, "not-found": 404}
+
+
+def refusal_code(exc: ApiError) -> int:
+    """The HTTP code for a view's refusal."""
+    return _REFUSAL_CODES[exc.kind]
+
+
 def error_response(exc: ApiError) -> web.Response:
     """A view's refusal: its HTTP code and `{"kind": ..., "msg": ...}`."""
-    return _json(exc.http_status, exc.to_json())
+    return _json(refusal_code(exc), exc.to_json())
 
 
 # -- Zeebe / Spring / Kubernetes ---------------------------------------------------------
@@ -329,7 +341,7 @@ def _simple(server: MirroredServer, request: web.BaseRequest) -> web.Response:
                                         timeout_s=_timeout(request.query),
                                         max_age_ms=_max_age(request.query))
     except ApiError as exc:  # Puppet's simple routes answer in text: "not found: <name>"
-        return _text(exc.http_status, exc.message)
+        return _text(refusal_code(exc), exc.message)
     return _text(answer.http_status, answer.body)
 
 

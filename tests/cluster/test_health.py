@@ -27,6 +27,7 @@ from clusterwatch.cluster.health import (
     http_status,
     parse_probe,
 )
+from clusterwatch.server.http import refusal_code
 from tests.cluster.clusterkit import T0, heartbeat, hello, leave, publish_ok, slots
 
 TIMEOUT = 15_000
@@ -113,7 +114,7 @@ def test_probe_names() -> None:
     assert parse_probe("readiness") == "ready" and parse_probe("LIVENESS") == "live"
     with pytest.raises(ApiError) as info:
         parse_probe("alive")
-    assert info.value.http_status == 400
+    assert refusal_code(info.value) == 400
 
 
 # --- READY never reverts; HEALTH can ----------------------------------------------------------
@@ -149,7 +150,7 @@ def test_node_ready_never_reverts_but_health_does() -> None:
     publish_ok(model, leave("b", 1, next(_SEQ)), T0 + 24_000)
     with pytest.raises(ApiError) as info:
         tracker.evaluate(T0 + 24_000, "ready", node="b")
-    assert (info.value.http_status, info.value.message) == (404, "unknown node 'b'")
+    assert (refusal_code(info.value), info.value.message) == (404, "unknown node 'b'")
     tracker.observe(T0 + 24_000)
     assert tracker.ready_since("b") is None
 
@@ -410,7 +411,7 @@ def test_exclude_leaves_checks_out_and_unknown_names_are_errors() -> None:
     assert tracker.evaluate(T0, node="a", exclude=[b"partitions"]).status == UP
     with pytest.raises(ApiError) as info:
         tracker.evaluate(T0, "ready", self_checks=ALL_UP, exclude=["etcd"])
-    assert info.value.http_status == 400
+    assert refusal_code(info.value) == 400
     assert info.value.message.startswith("unknown check 'etcd' for HEALTH READY")
     with pytest.raises(ApiError):
         tracker.evaluate(T0, "startup", node="a", exclude=["partitions"])
@@ -424,7 +425,7 @@ def test_unknown_node_and_bad_self_check() -> None:
     tracker = HealthTracker(new_model(), started_ms=T0)
     with pytest.raises(ApiError) as info:
         tracker.evaluate(T0, node="ghost")
-    assert (info.value.http_status, info.value.kind) == (404, "node-not-found")
+    assert (refusal_code(info.value), info.value.kind) == (404, "node-not-found")
     with pytest.raises(ValueError, match="unknown health status"):
         SelfCheck("GREEN")  # type: ignore[arg-type]
     with pytest.raises(ValueError):

@@ -12,6 +12,7 @@ from clusterwatch.cluster import ClusterModel, ModelConfig
 from clusterwatch.cluster.apierror import ApiError
 from clusterwatch.cluster.messages import RequestStats, ThreadPoolStats
 from clusterwatch.cluster.nodestatus import NodeStatus, SelfCounters, node_status, self_status
+from clusterwatch.server.http import refusal_code
 from tests.cluster.clusterkit import T0, heartbeat, hello, publish_ok
 
 TIMEOUT = 15_000
@@ -206,7 +207,7 @@ def test_other_methods_and_paths() -> None:
 def test_unknown_node_is_404() -> None:
     with pytest.raises(ApiError) as info:
         node_status(monitored(), "ghost", T0)
-    assert (info.value.http_status, info.value.message) == (404, "unknown node 'ghost'")
+    assert (refusal_code(info.value), info.value.message) == (404, "unknown node 'ghost'")
 
 
 # (counters, nodeState, clusterState, isReady, GET / code, GET /serving code)

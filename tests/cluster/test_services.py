@@ -21,6 +21,7 @@ from clusterwatch.cluster.services import (
     parse_timeout,
     summarize_states,
 )
+from clusterwatch.server.http import refusal_code
 from tests.cluster.clusterkit import T0, heartbeat, leave, publish_ok
 
 _SEQ = itertools.count(1)
@@ -87,7 +88,7 @@ def test_simple_for_an_unknown_service_is_404_not_found() -> None:
     model = model_with({"n1": {"foo": running()}})
     with pytest.raises(ApiError) as info:
         ServiceStatusView(model).simple(T0, "kafka")
-    assert (info.value.message, info.value.http_status) == ("not found: kafka", 404)
+    assert (info.value.message, refusal_code(info.value)) == ("not found: kafka", 404)
     assert info.value.to_json() == {
         "kind": "service-not-found",
         "msg": "No status information found for service kafka",
@@ -220,7 +221,7 @@ def test_latest_status_version_by_default_and_version_selects() -> None:
     assert (old.service_status_version, old.status) == (1, {"oldbaz": 123})
     with pytest.raises(ApiError) as info:
         view.service("other", T0, status_version=99)
-    assert info.value.http_status == 400
+    assert refusal_code(info.value) == 400
     assert info.value.to_json() == {
         "kind": "service-status-version-not-found",
         "msg": "No status function with version 99 found for service n1/other",
@@ -266,10 +267,10 @@ def test_service_by_bare_name_must_be_unambiguous() -> None:
     assert view.service("solo", T0).name == "b/solo"
     with pytest.raises(ApiError) as info:
         view.service("db", T0)
-    assert info.value.http_status == 400 and "a, b" in info.value.message
+    assert refusal_code(info.value) == 400 and "a, b" in info.value.message
     with pytest.raises(ApiError) as missing:
         view.service("nope", T0)
-    assert (missing.value.http_status, missing.value.message) == (404, "not found: nope")
+    assert (refusal_code(missing.value), missing.value.message) == (404, "not found: nope")
     assert view.names() == ["a/db", "b/db", "b/solo"]
 
 
@@ -298,7 +299,7 @@ def test_service_by_bare_name_must_be_unambiguous() -> None:
 def test_bad_arguments_are_400_data_invalid(call: Any, message: str) -> None:
     with pytest.raises(ApiError) as info:
         call()
-    assert (info.value.message, info.value.http_status, info.value.kind) == (
+    assert (info.value.message, refusal_code(info.value), info.value.kind) == (
         message,
         400,
         "data-invalid",

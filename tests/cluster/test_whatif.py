@@ -11,6 +11,7 @@ import pytest
 
 from clusterwatch.cluster import ApiError, ModelConfig
 from clusterwatch.cluster.whatif import MAX_IDS
+from clusterwatch.server.http import refusal_code
 from tests.cluster.clusterkit import T0, TIMEOUT, heartbeat, publish_ok, three_masters
 
 MASTERS = ("a", "b", "c")
@@ -180,4 +181,4 @@ def test_bad_ids_are_refused_before_any_work(ids: list[str], status: int, messag
     run = Run()
     with pytest.raises(ApiError) as caught:
         run.ask(T0, *ids)
-    assert (caught.value.http_status, caught.value.message) == (status, message)
+    assert (refusal_code(caught.value), caught.value.message) == (status, message)

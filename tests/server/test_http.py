@@ -24,7 +24,7 @@ from clusterwatch.commands import CommandContext, Session
 from clusterwatch.resp import encode
 from clusterwatch.server.app import Server
 from clusterwatch.server.config import ConfigError, ServerConfig
-from clusterwatch.server.http import routes
+from clusterwatch.server.http import refusal_code, routes
 from tests.conftest import free_port
 
 A, B, C = ("a" * 40, "b" * 40, "c" * 40)
@@ -97,7 +97,7 @@ async def mirror() -> AsyncIterator[Mirror]:
 
 
 def view_error(exc: ApiError) -> tuple[int, Any]:
-    return exc.http_status, exc.to_json()
+    return refusal_code(exc), exc.to_json()
 
 
 def expected(m: Mirror, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -134,7 +134,7 @@ def expected(m: Mirror, path: str, query: dict[str, str]) -> tuple[int, Any]:
             try:
                 simple = server.services.simple(now, name)
             except ApiError as exc:
-                return exc.http_status, exc.message
+                return refusal_code(exc), exc.message
             return simple.http_status, simple.body
         if path == "/clusterStatus":
             return 200, server.cluster_status.cluster_status(now)
@@ -278,3 +278,16 @@ async def test_off_means_no_listener() -> None:
         assert server.http.port is None
     finally:
         await server.shutdown()
+
+
+def test_every_kind_of_refusal_has_its_http_code() -> None:
+    """The model names refusals by kind (cluster/apierror.py); the server alone maps each to
+    its HTTP code, Puppet's 400 and 404; a kind the model may raise without a code fails."""
+    from clusterwatch.cluster.apierror import KINDS, ApiError, bad_argument, unknown_node
+
+    codes = {kind: refusal_code(ApiError("x", kind=kind)) for kind in KINDS}
+    assert codes == {"data-invalid": 400, "service-status-version-not-found": 400,
+                     "service-not-found": 404, "node-not-found": 404, "not-found": 404}
+    assert (refusal_code(bad_argument("x")), refusal_code(unknown_node("n"))) == (400, 404)
+    with pytest.raises(ValueError, match="not one of KINDS"):
+        ApiError("x", kind="teapot")
