@@ -9,13 +9,11 @@ import dataclasses
 import logging
 import os
 import platform
-import resource
 import secrets
 import signal
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +64,7 @@ from .config import ConfigError, ServerConfig
 from .fdlimit import fit_to_descriptors
 from .http import HttpMirror
 from .metrics import Metrics
+from .process_stats import ProcessStats
 from .protocol import RespProtocol, TlsAcceptor
 from .tls import TlsContexts, TlsSettingError
 from .turns import Turn
@@ -75,15 +74,12 @@ from .watch import DELIVERIES_PER_TURN, Fanout, JournalGoneError, Transition, Wa
 if TYPE_CHECKING:
     from clusterwatch.agent.simulate import Simulation
 
-# The calling thread's usage (Linux); elsewhere the process's.
-_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 log = logging.getLogger("clusterwatch.server")
 
 VERSION = __version__
 # The Redis release whose wire behaviour clusterwatch follows (HELLO version, INFO
 # redis_version): clients gate features on it.
 REDIS_COMPAT_VERSION = "7.0.15"
-_SAMPLES = 16  # Redis STATS_METRIC_SAMPLES
 _CRON_INTERVAL = 0.1
 # The housekeeping tick arriving this late means the loop is not serving clients.
 _LOOP_LAG_LIMIT_MS = 1000
@@ -109,7 +105,6 @@ class Server:
         self._listeners: list[asyncio.Server] = []
         self._cron: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
-        self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=_SAMPLES + 1)
         self.port = config.port
         self.tls_port = config.tls_port
         try:
@@ -151,13 +146,7 @@ class Server:
         self.myid = config.myid or derive_id(socket.gethostname(), config.port)
         self._demo: asyncio.Task[None] | None = None
         self._pid = os.getpid()
-        self._memory: MemoryStats | None = None
-        self._page_size = os.sysconf("SC_PAGE_SIZE")
-        self._total_memory = self._page_size * os.sysconf("SC_PHYS_PAGES")
-        try:
-            self._statm_fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            self._statm_fd = None
+        self.process = ProcessStats()
         self.identity = ServerIdentity(
             version=VERSION,
             redis_compat_version=REDIS_COMPAT_VERSION,
@@ -272,31 +261,10 @@ class Server:
         return self._pid
 
     def memory_stats(self) -> MemoryStats:
-        if self._memory is None:
-            self._sample_memory()
-        assert self._memory is not None
-        return self._memory
-
-    def _sample_memory(self) -> None:
-        """At each tick, as Redis's cron samples its RSS: INFO then reads it for free."""
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        self._memory = MemoryStats(rss_bytes=self._current_rss() or peak, peak_rss_bytes=peak,
-                                   total_system_memory=self._total_memory)
+        return self.process.memory()
 
     def cpu_times(self) -> CpuTimes:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        thread = resource.getrusage(_RUSAGE_THREAD)
-        return CpuTimes(usage.ru_stime, usage.ru_utime, thread.ru_stime, thread.ru_utime)
-
-    def _current_rss(self) -> int:
-        """Resident set size from /proc/self/statm, read through a descriptor kept open
-        (opening the file costs ten times the read)."""
-        if self._statm_fd is None:
-            return 0
-        try:
-            return int(os.pread(self._statm_fd, 128, 0).split()[1]) * self._page_size
-        except (OSError, IndexError, ValueError):
-            return 0
+        return self.process.cpu_times()
 
     def config_values(self) -> Mapping[str, str]:
         return self.config.redis_style()
@@ -339,12 +307,7 @@ class Server:
         self.recent_max_buffers = (largest_input, largest_output)
 
     def instantaneous(self) -> tuple[float, float, float]:
-        if len(self._samples) < 2:
-            return 0.0, 0.0, 0.0
-        t0, c0, i0, o0 = self._samples[0]
-        t1, c1, i1, o1 = self._samples[-1]
-        elapsed = max(t1 - t0, 1e-9)
-        return (c1 - c0) / elapsed, (i1 - i0) / elapsed / 1024, (o1 - o0) / elapsed / 1024
+        return self.process.instantaneous()
 
     @property
     def bus_name(self) -> str:
@@ -515,9 +478,7 @@ class Server:
         if self.config.unix_socket:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.unix_socket)
-        if self._statm_fd is not None:
-            os.close(self._statm_fd)
-            self._statm_fd = None
+        self.process.close()
         log.info("stopped", extra={"connections_received": self.stats.total_connections_received})
 
     # --- clusterwatch's own health (HEALTH, STATUS NODE, the HTTP probes) ----------------
@@ -584,7 +545,7 @@ class Server:
             self.loop_lag_ms = loop_lag_ms = max(0.0, (loop.time() - started - _CRON_INTERVAL)
                                                  * 1000)
             self.clock_ms = self.now_ms()
-            self._sample_memory()
+            self.process.sample_memory()
             model_now = self.model_now_ms()
             self.model.refresh(model_now)
             self.self_checks = self._evaluate_self_checks(loop_lag_ms)
@@ -595,8 +556,8 @@ class Server:
             self.watch.tick(self.clock_ms, self._probe_status)
             self.watch.services_changed(self._service_states, self.clock_ms)
             stats = self.stats
-            self._samples.append((time.monotonic(), stats.total_commands_processed,
-                                  stats.total_net_input_bytes, stats.total_net_output_bytes))
+            self.process.sample_rates(stats.total_commands_processed,
+                                      stats.total_net_input_bytes, stats.total_net_output_bytes)
             ticks += 1
             if ticks % 10 == 0:
                 self._sample_buffers()

@@ -6,7 +6,6 @@ as they do over a socket, and each reply is encoded for the wire and parsed back
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from collections.abc import Iterator
@@ -43,10 +42,7 @@ class Harness:
                                   server=self.server, table=self.server.table)
 
     def close(self) -> None:
-        fd = self.server._statm_fd
-        if fd is not None:
-            os.close(fd)
-            self.server._statm_fd = None
+        self.server.process.close()
 
     def raw(self, *argv: str | bytes, proto: int = 2) -> bytes:
         self.ctx.session.protocol = proto  # type: ignore[assignment]

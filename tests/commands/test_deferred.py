@@ -3,7 +3,6 @@ and EXEC never blocks."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
 
@@ -50,8 +49,7 @@ def ctx() -> Iterator[CommandContext]:
     WAITING.clear()
     yield CommandContext(session=Session(id=1, allowed=table.catalog.everything),
                          server=server, table=table)
-    if server._statm_fd is not None:
-        os.close(server._statm_fd)
+    server.process.close()
 
 
 def test_deferred_resolves_once_and_maps() -> None:
