@@ -107,7 +107,23 @@ def run_worker(fleet: Fleet, python: str, pin: bool, spec: dict[str, Any],
         reap_workers(fleet, [worker])
 
 
-class GenConn:
+class _Sending:
+    """What a generator connection has in flight: `out`, sent as far as the socket takes it."""
+
+    sock: socket.socket
+    out: memoryview
+
+    def flush(self) -> bool:
+        """Send more of `out`; True once all of it went."""
+        try:
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            sent = 0
+        self.out = self.out[sent:]
+        return not self.out
+
+
+class GenConn(_Sending):
     """One connection: pre-encoded windows of `pipeline` BUS PUBLISH requests, one window in
     flight; each reply must equal the all-`applied` reply byte for byte."""
 
@@ -142,14 +158,6 @@ class GenConn:
         self.out = memoryview(self.windows[self.index])
         self.buf.clear()
         return self.flush()
-
-    def flush(self) -> bool:
-        try:
-            sent = self.sock.send(self.out)
-        except BlockingIOError:
-            sent = 0
-        self.out = self.out[sent:]
-        return not self.out
 
     def feed(self, chunk: bytes) -> str | bool:
         self.buf += chunk
@@ -233,7 +241,7 @@ def first_not_applied(data: bytes) -> str:
     return f"unexpected reply bytes: {data[:200]!r}"
 
 
-class XaddConn:
+class XaddConn(_Sending):
     """One connection to redis-server: pre-encoded windows of `window` XADDs, one window in
     flight; every reply must be an entry id."""
 
@@ -270,14 +278,6 @@ class XaddConn:
         self.out = memoryview(self.windows[self.index])
         self.got = 0
         return self.flush()
-
-    def flush(self) -> bool:
-        try:
-            sent = self.sock.send(self.out)
-        except BlockingIOError:
-            sent = 0
-        self.out = self.out[sent:]
-        return not self.out
 
     def feed(self, chunk: bytes) -> str | bool:
         self.reader.feed(chunk)
