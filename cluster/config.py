@@ -10,7 +10,7 @@ __all__ = ["FAIL_RULES", "ModelConfig"]
 # `redis`: a majority of slot-serving masters reporting a node within the validity window makes
 # it fail, whether or not it speaks. `timer`: that for a pfail node, or `fail_after` of pfail.
 # `auto` (the default): `redis` once any report has been received (a fail_report message or a
-# heartbeat carrying `failing`), `timer` before. cluster/merge.py rule 5 states them in full.
+# heartbeat carrying `failing`), `timer` before. docs/merge-rules.md rule 5 states them in full.
 FAIL_RULES: Final = ("auto", "redis", "timer")
 
 
@@ -25,7 +25,7 @@ class ModelConfig:
             Redis keeps a failure report valid, so a silent node is `fail` after 3 timeouts.
             Used only while the timer rule is in force (`fail_rule`).
         fail_rule: `auto` (default), `redis` or `timer`: which rule makes a node fail
-            (FAIL_RULES above, cluster/merge.py rule 5).
+            (FAIL_RULES above, docs/merge-rules.md rule 5).
         require_full_coverage: `cluster_state` is `fail` while any slot is unassigned or served
             by a `fail` node (Redis `cluster-require-full-coverage`).
         max_nodes: nodes the table holds; a message from one more new node is rejected
@@ -37,7 +37,7 @@ class ModelConfig:
         max_events: change events kept for `drain_events()`; older ones are dropped.
         require_hello: a heartbeat, slots or fail_report from a node the model does not
             hold is refused (code `no_hello`) instead of adding the node without an
-            address (cluster/merge.py, "A node enters the table"). The server turns it on
+            address (docs/merge-rules.md, "Entering the table"). The server turns it on
             (`--require-hello`); the model's default keeps the older rule for publishers
             and replays that start with any message.
     """

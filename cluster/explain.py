@@ -2,9 +2,9 @@
 `cluster_state`, with each datum's age and source and what would change the verdict.
 
 Anchors: Elasticsearch's health report (a `symptom`, then a `diagnosis`: cause and action)
-and Sentinel's `#quorum n/m`. Nothing here judges: the verdicts are merge.py's (rule 5);
-this module reads the same records and the same rules (cluster/failure.py) and says which
-one holds and why, at `now_ms`.
+and Sentinel's `#quorum n/m`. Nothing here judges: the verdicts are merge.py's
+(docs/merge-rules.md rule 5); this module reads the same records and the same rules
+(cluster/failure.py) and says which one holds and why, at `now_ms`.
 
 A node's explanation names the rule that decided its state:
 
@@ -228,8 +228,8 @@ def _replicas_of(state: MergeState, master: str, limit: int) -> list[dict[str, A
 
 
 def explain_cluster(state: MergeState, now_ms: int, limit: int = LIMIT) -> dict[str, Any]:
-    """The evidence behind `cluster_state` at `now_ms` (merge.py rule 5): coverage of the
-    slots and the majority of the slot-serving masters. The caller has run `refresh`."""
+    """The evidence behind `cluster_state` at `now_ms` (docs/merge-rules.md rule 5): coverage
+    of the slots and the majority of the slot-serving masters. The caller has run `refresh`."""
     config = state.config
     owned = state.table.owned
     size = len(owned)

@@ -20,7 +20,7 @@ Heartbeats' `forgotten` lists are `Listings` too: a node that a majority of the 
 masters lists there, validly, is forgotten (`forgetters`, no exclusion: a partitioned node
 forgets nobody).
 
-The fail rule that acts on these counts (`--fail-rule`) is stated in cluster/merge.py rule 5.
+The fail rule that acts on these counts (`--fail-rule`) is stated in docs/merge-rules.md rule 5.
 """
 
 from __future__ import annotations

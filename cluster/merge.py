@@ -1,139 +1,33 @@
 """Theory of operation: how node messages fold into the cluster model.
 
 The model is a function of the messages it applied and of the receive times it was given
-(`now_ms`, the server's wall clock). Nothing here reads a clock.
+(`now_ms`: the server's wall clock, or on the Redis-stream bus the bus clock, the same for
+every instance that reads the same entries). Nothing here reads a clock; a sender's `ts_ms`
+is informational. `MergeState.apply` applies one message, `refresh` what time does:
 
-Clock skew. Only the receiver's clock counts; a sender's `ts_ms` is informational. On the
-  memory bus that is the server's wall clock. On the Redis-stream bus it is the bus clock
-  (server/bus/busclock.py): an entry's stream id, stamped by the Redis master, minus any
-  outage of the bus, the same for every instance, so instances that read the same entries
-  hold the same model whatever their own clocks say.
+1. Per-node order: a message at or below its node's last applied `(epoch, seq)` is stale,
+   counted, never applied, so re-delivery and reordering are harmless.
+2. Epochs: `current_epoch`, the largest epoch applied messages carry or report, never falls.
+3. Slots bind as Redis binds them (cluster/slots.py): a slot stays with its owner until a
+   claim at a higher epoch takes it (ties: the smaller id) or the owner releases it, leaves
+   or is forgotten, so no interleaving of a move leaves a slot unowned.
+4. Order independence: any interleaving of the same per-node sequences at the same receive
+   times gives the same model, but for `fail` and forgets, which are history as in Redis.
+5. Liveness: a node silent for `node_timeout` is `fail?`; `fail` comes from a quorum of the
+   slot-serving masters' reports (`redis`), a timer (`timer`), or the one then the other
+   (`auto`). Every state change is checked against `TRANSITIONS`.
+6. Invalid input: a message that fails validation never reaches this module.
+7. Forgetting follows the cluster: a node a quorum lists as forgotten is forgotten as
+   CLUSTER FORGET forgets it.
 
-Rule 1, per-node order. A node's messages are ordered by `(epoch, seq)`. A message at or below
-  the last pair applied for its node is stale: counted, never applied. Re-delivery and
-  reordering are therefore harmless. (The first stale message from a `fail?` node is
-  noted, not applied: the node's verdict becomes `stale`, its publisher speaking behind
-  itself, cluster/liveness.py.)
-Rule 2, epochs. `current_epoch` is the largest epoch of any applied message (or the largest
-  optional `current_epoch` an applied message of any type reports: Redis's currentEpoch, which
-  every node gets at `--cluster create` and failed elections raise above every config epoch)
-  and never decreases. A node's config epoch is the epoch of its latest applied message.
-Rule 3, slot ownership, as Redis binds slots (cluster/slots.py states the details). A `slots`
-  message claims the slots it lists, at its epoch. It does not withdraw the slots it stops
-  listing: a slot stays bound to its last owner until another node claims it with a higher
-  epoch (equal epochs go to the smaller node id, and the tie is counted as a conflict), or
-  its owner gives it up for good in `released` (its node shows the slot unassigned: CLUSTER
-  DELSLOTS, a reset), leaves or is forgotten. A node that stopped listing a slot because
-  another took it (a reshard, a failover) loses its claim once the better claim is seen,
-  whichever arrived first; a node that still lists a slot another took keeps a waiting claim,
-  which binds the slot again if the better claim is withdrawn (Redis binds an unassigned slot
-  to whoever claims it). So no interleaving of two nodes' messages during a move leaves a slot
-  unowned, even for a moment. A failover: the promoted replica claims at a higher epoch and
-  wins; the old master's later empty claim ends its own. A node that restarts empty (a new id
-  at epoch 0 after CLUSTER RESET HARD) claims nothing; the old id keeps its slots until
-  another node claims them or the id is forgotten, as on the real nodes. A re-listing at a
-  higher epoch renews a claim; a hello or heartbeat at a higher epoch does not strengthen it.
-  `migrating` and `importing` are the sender's open slots, replaced by each `slots` message.
-Rule 4, order independence. Given the same receive times, any interleaving of the same
-  per-node sequences yields the same slot owners, epochs, roles, addresses, payloads and
-  reports: each depends on the sender's own history, the current claims and the set of claims
-  ever seen, never on which node spoke first. Two things are history, as in Redis: `fail`
-  (rule 5) outlives the quorum that set it, so an interleaving in which a quorum formed for a
-  moment differs from one in which it never did until the node speaks again past the undo
-  time; and a forget (rule 7) is for good (its ban refuses the node's messages).
-Rule 5, liveness. clusterwatch's own silence rule: a node with no message for `node_timeout`
-  is `pfail` (`fail?`), from `last_seen + node_timeout`; any message clears pfail. Failure
-  reports (cluster/failure.py: `fail_report` messages and the ids of heartbeats' `failing`
-  lists, each valid for 2 * node_timeout, counted once per reporter from the slot-serving
-  masters that a quorum does not itself report) decide `fail` by the fail rule
-  (ModelConfig.fail_rule, `--fail-rule`):
+A node enters the table with its first applied message (only a `hello` under
+`require_hello`); nodes, tombstones and report targets are bounded by `max_nodes`. For the
+views: `version` rises with every change, `topology_version` and `slot_version` only with
+what they name, and `changes` logs every node whose record changed. `next_deadline` bounds
+the next time-driven transition: `refresh` before it is free, and times are exact, so
+states never depend on how often it runs.
 
-  `redis`: Redis's rule, driven by the cluster's evidence. A node that a quorum reports is
-    `fail` whether or not clusterwatch still hears from it (its agent reaching it proves the
-    agent's path, not the cluster's), from the moment the quorum forms and one valid report
-    is a FAIL: a report or a list arrives, the masters change, or an expiry lets a reporter
-    count again. A heartbeat that carries `failed` says which of its `failing` ids its node
-    flags `fail`; the others are `fail?` and count towards the quorum only. Redis fails a
-    node once one node has gathered a quorum of `fail?` reports by gossip, later than the
-    agents see them all; waiting for a real node's FAIL keeps clusterwatch from saying
-    `fail` before any real node does. A `fail_report` message, or a `failing` list from a
-    sender that never says which are FAILs, is a FAIL for this. `fail` outlives its
-    quorum, as Redis's FAIL flag does, and only the node's own message clears it: one received
-    while no quorum reports it, from a node that serves no slots (a replica, an empty master,
-    a master whose slots another took over) or that has been `fail` for more than the FAIL
-    undo time (2 * node_timeout). A node that fewer than a quorum report stays `ok` while it
-    speaks: the majority does not see it fail, and a minority-side master reports everybody
-    else (showing them `fail?` would turn `cluster_state` to fail where no majority node
-    does); it goes `fail?` by the silence rule only. Without a quorum a silent node stays
-    `fail?` however long (a cluster that lost most of its masters shows them `fail?`
-    forever, as its survivors do). So the short real outage before a promotion shows: the
-    quorum fails the master, `cluster_state` is fail until its replica claims the slots at a
-    higher epoch.
-  `timer`: for publishers that send no reports, the rule before reports drove it: a pfail node
-    is `fail` when a quorum reports it (judged when it goes pfail and at each report) or
-    `fail_after` after `pfail_since`; any message from the node clears pfail and fail.
-  DEFAULT `auto`: `timer` until the first report is received (a fail_report message, or a
-    heartbeat carrying `failing`, even an empty one), `redis` from then on (it never switches
-    back). A node the timer already made fail stays fail when `auto` switches, until Redis's
-    rule clears it.
-
-  Reports from unknown nodes, replicas and slot-less masters never count, so forging a FAIL
-  needs the identities of a majority of the slot-serving masters. Times are exact: `pfail_since`
-  is `last_seen + node_timeout`, the timer's fail is at `pfail_since + fail_after`, a quorum is
-  judged at the time of the message or expiry that completes it, so states do not depend on how
-  often `refresh` is called. `cluster_state` has no rejoin delay: an observer has no writes to
-  protect. `cluster_state` is ok when a majority of slot-serving masters is neither pfail nor
-  fail and, if full coverage is required, every slot has an owner that is not fail.
-  `TRANSITIONS` is the table of these changes; every change is checked against it.
-Rule 6, invalid input. A message that fails validation never reaches this module; the model
-  only counts it by reason.
-Rule 7, forgetting follows the cluster. A node that a quorum of the slot-serving masters lists
-  in valid `forgotten` lists (heartbeats', replaced like `failing`; raw count, no exclusion) is
-  forgotten as CLUSTER FORGET forgets it (`forget`): its claims withdrawn, its record removed
-  (NodeLeft), a tombstone and a ban; a first message from it is refused (`forgotten`) while
-  such a quorum lists it. `redis-cli --cluster del-node` therefore leaves no ghost.
-
-What each applied message does to its sender's record, besides setting `(epoch, seq)`,
-`last_seen = now` and clearing pfail (and, by rule 5, fail):
-
-    hello        replaces address, hostname, announced role and replicaof
-    heartbeat    replaces the status payload (kept as sent) and its receive time, and the
-                 sender's `failing`, `failed` and `forgotten` lists (absent lists are empty)
-    slots        claims `ranges`, releases `released`, replaces the open slots
-    fail_report  records (target, sender, now); may make the target fail
-    leave        withdraws the claims and lists and removes the record; a tombstone keeps
-                 its `(epoch, seq)` so late copies stay stale, and a later message rejoins
-                 it as a new node (no address until its next hello)
-
-A node enters the table with its first applied message; nothing else creates one. With
-`require_hello` (the server's default, `--require-hello`) only a `hello` enters it: a
-heartbeat, slots or fail_report from a node the table does not hold is refused (code
-`no_hello`, counted), as Redis refuses what it does not know, so a mistyped id adds no
-node `:0@0 master,noaddr`, and a publisher learns that it must say hello (again: after a
-leave, a forget or a restart of the server; the agent then sends it). A `leave` from an
-unknown node only keeps its tombstone either way.
-Bounded table: a first message from a new node while `max_nodes` nodes are known is rejected
-(code `max_nodes`), a `leave` too; known nodes are untouched. Tombstones are bounded as well:
-past `max_nodes` of them the oldest is dropped (a very late copy of that node's messages
-would then rejoin it). A node silent for `forget_after` is
-forgotten, and `forget` (CLUSTER FORGET) forgets one at once: as a `leave`, its claims are
-withdrawn, its record removed (NodeLeft) and a tombstone keeps its `(epoch, seq)`; also, as
-Redis's blacklist, its messages are rejected (code `forgotten`) for `forget_ban` after. Failure
-reports about unknown nodes are kept until they expire, so they count if the node appears; they
-are kept for at most `max_nodes` targets at a time (a report about one more unknown target is
-applied but not kept). A heartbeat's lists hold at most `max_nodes` ids (validation).
-
-Versions: `version` rises with every applied message and every state transition;
-`topology_version` only when something views show changes other than last_seen, seq and
-the heartbeat payload; `slot_version` only when a slot's owner changes.
-
-Changes: `changes` logs the id of every node whose record changed (a message applied, a
-state transition, a removal), so views rebuild only those nodes between versions.
-
-Deadlines: `next_deadline` is a lower bound on the next time-driven transition (a silence, the
-timer, a forget, and under Redis's rule the expiry of a report), and `refresh` returns at once
-before it. A heartbeat only moves its sender's deadlines later, so it never touches the bound;
-when the bound passes, one scan of all nodes (and of the reports) sets it exactly again.
+Each rule in full, and what each message does to its sender's record: docs/merge-rules.md.
 """
 
 from __future__ import annotations

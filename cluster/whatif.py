@@ -5,7 +5,7 @@ or `unknown` with its reason. The answer is `unsafe` if any finding is, else `un
 any is (what the model cannot know it says it cannot know: a gate must not pass on a
 guess), else `safe`.
 
-Redis Cluster's rules (merge.py rule 5, cluster/failure.py):
+Redis Cluster's rules (docs/merge-rules.md rule 5, cluster/failure.py):
 
     state      the cluster is ok now; stopping nodes of a failed cluster helps nothing
     majority   the slot-serving masters left reachable (ok, not stopping) are a majority of

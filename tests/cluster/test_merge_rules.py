@@ -1,4 +1,4 @@
-"""One test per merge rule (see the theory of operation in cluster/merge.py)."""
+"""One test per merge rule (docs/merge-rules.md states them in full)."""
 
 from __future__ import annotations
 
