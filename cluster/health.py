@@ -1,89 +1,31 @@
 """Zeebe / Spring Boot / Kubernetes health probes over the cluster model: `HEALTH`.
 
-Sources: Zeebe "Health status" (broker `/startup`, `/ready`, `/health`: empty 204 or 503) and
-"Gateway health probes" (indicators, liveness as delayed indicators), Spring Boot Actuator
-(statuses, aggregation, `{"status": ..., "components": {...}}`, HTTP mapping) and the
-Kubernetes `?exclude=` convention. Two scopes:
+Two scopes: the cluster (`HEALTH [probe]`), the gateway view of clusterwatch itself and
+what it knows, and one node (`HEALTH [probe] NODE <id>`), a broker view from its heartbeats.
+Each probe (STARTUP, READY, LIVE, HEALTH) is a set of named checks (Spring components):
+clusterwatch's own (`SelfCheck`, which the server passes in), facts of the cluster
+(`cluster.healthfacts`: reachable nodes, partition leaders, `cluster_state`), and a node's
+liveness verdict (cluster/liveness.py), start and partitions. A probe's status aggregates
+its checks Spring's way, the first present of DOWN, OUT_OF_SERVICE, DEGRADED, UP, UNKNOWN,
+so UNKNOWN counts only when nothing else is known; no checks at all is UNKNOWN. EXCLUDE
+leaves checks out (an unknown name is a 400); `http_status` maps a status to Zeebe's or
+Spring's HTTP code.
 
-The cluster (`HEALTH [probe]`) is the gateway view: clusterwatch itself plus what it knows.
-The node (`HEALTH [probe] NODE <id>`) is a broker view of one monitored node, from its heartbeats.
+`HealthTracker` (one per server) holds what outlives an evaluation:
+* READY's latch: once every precondition is UP together, the scope is ready for good and
+  READY answers UP whatever happens next (Zeebe: it never becomes unready again), except
+  that a node the model does not find `reachable` is judged from its checks meanwhile. A
+  node's latch ends when it leaves or reports BOOTING again; the cluster's lasts as long as
+  the tracker. Evaluations and `observe` (called on the server's refresh tick) set it.
+* LIVE's grace windows (Zeebe's delayed indicators): a `liveness*` check stays UP while its
+  underlying check was UP less than its window ago, timed from the model where it is exact,
+  else from observations, and from the tracker's start for a cluster check never UP.
 
-Statuses: UP, DOWN, OUT_OF_SERVICE, UNKNOWN, and DEGRADED (only some partitions healthy, or
-only some nodes reachable). A probe's status aggregates its checks Spring's way: the first
-present of DOWN, OUT_OF_SERVICE, DEGRADED, UP, UNKNOWN (DEGRADED, absent from Spring's default
-order, ranks between OUT_OF_SERVICE and UP), so UNKNOWN counts only when nothing else is
-known, and no checks at all is UNKNOWN.
+Cost: a latched READY is O(1); otherwise the cluster facts follow the model's change log,
+and each report is cached with the model version, the self checks and the first time a
+grace window ends.
 
-Checks (Spring component names):
-
-    scope    check                        UP when ...
-    cluster  <self checks>                the server says so (`SelfCheck`), e.g. listening,
-                                          busFresh, eventLoop (see SELF_CHECKS)
-    cluster  clusterAwareness             some known node is reachable (Zeebe: aware of nodes)
-    cluster  partitionLeaderAwareness     some partition has a leader on a reachable node;
-                                          UNKNOWN when no node reports partitions
-    cluster  partitions                   every partition has a healthy leader on a reachable
-                                          node; DEGRADED some, DOWN none, UNKNOWN no partitions
-    cluster  clusterState                 cluster_state is ok; UNKNOWN when no slot is assigned
-    cluster  nodes                        every node reachable; DEGRADED some, DOWN none
-    node     reachable                    the model's verdict (cluster/liveness.py) is
-                                          `reachable`; UNKNOWN while the bus is not
-                                          fresh, DOWN otherwise, with the verdict
-    node     started                      a heartbeat arrived and nodeState is not BOOTING
-    node     nodeState                    STATUS NODE's nodeState: RUNNING or WAITING UP;
-                                          BOOTING/STOPPING OUT_OF_SERVICE, ERROR (which a
-                                          node not reachable shows) DOWN, not reported
-                                          UNKNOWN
-    node     partitions                   all its partitions healthy; DEGRADED some unhealthy;
-                                          DOWN any dead (needs a human) or all unhealthy
-    both     readiness                    the scope has been ready (below); OUT_OF_SERVICE
-                                          before: "a broker is never healthy before it is ready"
-
-Probes:
-
-    probe    cluster                                         node
-    STARTUP  listening (Zeebe: alias of Gateway Started)     reachable, started
-    READY    listening, busFresh, clusterAwareness; latched  reachable, started, nodeState;
-                                                             latched
-    LIVE     listening, livenessResponsive (eventLoop, 10    livenessReachable (reachable,
-             min), livenessClusterAwareness (5 min),         10 min)
-             livenessPartitionLeaderAwareness (5 min)
-    HEALTH   readiness, every self check, and every          readiness, reachable, started,
-             cluster check above                             nodeState, partitions
-
-READY never reverts: once every precondition is UP together, the scope is ready for good
-  (Zeebe: "Once it is ready, it never becomes unready again"), and READY answers UP whatever
-  happens next; HEALTH can revert. One exception, for a node: while the model's verdict on it
-  is not `reachable` (cluster/liveness.py), its READY is judged from its checks (so DOWN, or
-  UNKNOWN while the bus is not fresh); the latch stays, and answers again once it is
-  reachable. A node no one can reach is not ready to serve, whatever it once was.
-A node's report is UNKNOWN whatever its checks while the bus is not fresh (the `bus`
-  verdict): nothing about it is known. The latch lives in `HealthTracker`, which the server owns. A
-  node's latch ends with its lifetime: when it leaves the model or reports BOOTING again (a
-  restarted process). The cluster's latch lasts as long as the tracker (the server process).
-  The latch is set when an evaluation or `observe` sees the preconditions UP, so the server
-  should call `observe` on its refresh tick; EXCLUDE never sets it.
-LIVE tolerates outages (Zeebe's delayed indicators): a `liveness*` check reports UP while its
-  underlying check is DOWN (or OUT_OF_SERVICE, DEGRADED) but was UP less than its grace window
-  ago, then the underlying status; UNKNOWN (nothing to judge) passes through. Windows
-  (`HealthConfig`): responsive 10 min (Zeebe `gateway-responsive.maxdowntime`), cluster
-  awareness and partition leader awareness 5 min (`...maxdowntime=5m`). The last
-  UP time comes from the model where it is exact (a node stopped being reachable at
-  last_seen + node_timeout; a leader's node likewise), from `SelfCheck.last_up_ms`, else from
-  observations. Unlike Zeebe, a cluster check that was never UP counts from the tracker's
-  start (Kubernetes' --livez-grace-period), so an empty bus at boot is not a restart loop.
-EXCLUDE names checks of the probe to leave out (Kubernetes `?exclude=`); an unknown name is a
-  400 error (Kubernetes only warns). A latched READY ignores exclusions.
-
-HTTP (`http_status`): Zeebe's probe paths (`/startup`, `/ready`, `/health`, `/live`) answer 204
-with an empty body for UP and 503 for anything else (DEGRADED is Zeebe's "partially
-unhealthy", so 503). The actuator paths use Spring's default mapping: DOWN and OUT_OF_SERVICE
-503, everything else (UP, UNKNOWN, DEGRADED) 200. `HTTP_PATHS` maps each path to its probe.
-
-Cost. READY, once latched, is O(1). Otherwise the cluster facts are brought up to each model
-version from the nodes that changed (`cluster.healthfacts`), and each report is cached with
-the model version, the self checks and the first time a grace window ends. `observe` looks
-at the nodes that changed since its last call, not at every node.
+Each check, probe, window and HTTP code in full: docs/health-rules.md.
 """
 
 from __future__ import annotations

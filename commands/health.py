@@ -6,7 +6,8 @@
     HEALTH SAFE-TO-STOP <id> [<id> ...]
 
 No probe is the HEALTH probe; no NODE is the cluster as a whole (the gateway view, including
-clusterwatch's own checks). Semantics: ``cluster/health.py``. Replies:
+clusterwatch's own checks). Semantics: ``cluster/health.py``, in full in
+``docs/health-rules.md``. Replies:
 
     plain      ``+UP`` when the status is UP. Anything else (DOWN, OUT_OF_SERVICE, DEGRADED,
                UNKNOWN) is an error reply whose first word is the status, then the probe and

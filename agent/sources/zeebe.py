@@ -12,7 +12,7 @@ no readiness group) takes its value from the others; a missing ready probe takes
 the URL's path ends in ``/actuator/health``, or when the broker's /health answers 404 (and
 then until /actuator/health answers 404 in turn).
 
-The probes become ``node_state`` so that the server's node probes (cluster/health.py:
+The probes become ``node_state`` so that the server's node probes (docs/health-rules.md:
 STARTUP = reachable + started, READY = + nodeState, HEALTH = + readiness + partitions) answer
 ``HEALTH <probe> NODE <id>`` as the broker's own paths did. Zeebe's order is used: a passed
 health implies ready, a passed ready implies started.

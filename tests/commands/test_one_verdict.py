@@ -8,7 +8,7 @@ shows in its own words (cluster/liveness.py's table): CLUSTER NODES' flags, STAT
 SERVICES/SIMPLE, STATUS NODE, CLUSTER STATUS's hostAlive, HEALTH NODE, the cluster's HEALTH
 `nodes` check and /metrics; and a node that is not reachable is never running, serving,
 alive or UP anywhere (but in HEALTH LIVE NODE, whose Zeebe grace window says UP for 10
-minutes of an outage, naming it: cluster/health.py).
+minutes of an outage, naming it: docs/health-rules.md).
 """
 
 from __future__ import annotations
