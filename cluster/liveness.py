@@ -3,59 +3,24 @@
 The model judges each node once per model instant (`judge`, from the node's record, the
 bus's freshness and `now_ms`; the record only changes with a new model version, so every
 view that reads the verdict at one version and instant reads the same one). Every view
-derives its liveness words from this verdict through the tables below; none looks at the
-node's state on its own.
+derives its liveness words from this verdict through the tables here (`CLUSTER_FLAG`,
+`PUPPET_STATE`, `CURITY_NODE_STATE`); none looks at the node's state on its own.
 
-Verdicts, most severe first (the first that holds is the verdict):
+Verdicts, most severe first (the first that holds is the verdict), each with since when:
 
-    verdict     holds when                                           since
-    left        the model no longer holds the node: it sent `leave`, the time it went
-                was forgotten (CLUSTER FORGET, forget-after, a       (unknown: None)
-                quorum's `forgotten` lists)
-    fail        `fail` under the fail rule in force (a quorum of     fail_since
-                slot-serving masters, or the timer)
-    bus         the bus itself is not fresh (the Redis stream is     when it stopped
-                unreachable): the model is the last one read, so     being fresh
-                nothing in it is current
-    stale       `fail?` (no applied message for node_timeout) while  pfail_since
-                the node's messages still arrive but are stale (at
-                or below its last applied epoch and seq): its
-                publisher restarted behind itself or was poisoned
-    pfail       `fail?`: no message for node_timeout                 pfail_since
-    reachable   the node's messages arrive and are applied           last message
+    left        the model no longer holds the node: it left or was forgotten (since: None)
+    fail        `fail` under the fail rule in force (fail_since)
+    bus         the bus is not fresh: the model is the last one read (since it stopped)
+    stale       `fail?` while its messages still arrive but are stale (pfail_since)
+    pfail       `fail?`: no message for node_timeout (pfail_since)
+    reachable   its messages arrive and are applied (its last message)
 
-`fail` ranks above `bus`: the cluster's own verdict, reached before the bus went quiet, still
-holds; every other verdict is unknowable while the bus is out.
+`fail` ranks above `bus`: the cluster's own verdict, reached before the bus went quiet,
+still holds; every other verdict is unknowable while the bus is out. A node that is not
+`reachable` (`reachable()` tests it without building a `Liveness`) is never running,
+serving, alive or UP in any view, but in HEALTH LIVE's grace window, which names the outage.
 
-What each seed API says for each verdict (a word in quotes is the seed document's own; where
-the document has no word for "unreachable" the closest one it has is used):
-
-    verdict   CLUSTER NODES  STATUS SERVICES  STATUS NODE (Curity)        CLUSTER STATUS  HEALTH
-              (Redis flags)  (Puppet state)   nodeState / isReady /       (ksqlDB         NODE
-                                              isServing / clusterState    hostAlive)      reachable
-    reachable (none)         as reported      as reported                 true            "UP"
-    pfail     "fail?"        "unknown"        "ERROR" / false / false /   false           "DOWN"
-    stale     "fail?"        "unknown"          "DISCONNECTED"            false           "DOWN"
-    fail      "fail"         "unknown"          (a node that last said    false           "DOWN"
-    bus       (none: the     "unknown"          "BOOTING" or "STOPPING"   false           "UNKNOWN"
-              last model)                       keeps that word)
-    left      (not listed)   (not listed)     (unknown node)              (not listed)    (unknown)
-
-CLUSTER SHARDS and CLUSTER SLOTS follow Redis: a shard member's `health` is "fail" for
-`fail` only ("online" otherwise, `fail?` included, as Redis has it), and SLOTS leaves out
-failed replicas.
-
-Curity's `nodeState` words all describe a node speaking about itself; "ERROR" ("the node is
-in an unrecoverable error state") is the one that does not claim it is serving, and a node
-that last said it was booting or stopping is most likely still doing so. Redis's flags
-describe the cluster bus, which clusterwatch's own bus being out says nothing about, so
-CLUSTER NODES keeps the last model's flags under `bus` (INFO and HEALTH's `busFresh` say the
-model is stale). HEALTH NODE: a node not reachable is not READY whatever its latch (the latch
-waits for it to be reachable again), and its whole report is UNKNOWN under `bus`; only LIVE's
-Zeebe grace window may still say UP, naming the outage. `/metrics` exports the verdict as
-`clusterwatch_node_up` (1 only for `reachable`) and `clusterwatch_node_verdict{verdict=...}`.
-Pub/sub: a `node_state` event precedes the service-state events its verdict causes (the
-watch compares service states at the 10 Hz tick); `bus` has no event of its own.
+Each verdict in full, and what each seed API, /metrics and pub/sub say: docs/liveness.md.
 """
 
 from __future__ import annotations
@@ -101,7 +66,7 @@ class Liveness(NamedTuple):
         return f"{self.verdict} ({self.reason})"
 
 
-# The per-view words of the table above.
+# The per-view words of docs/liveness.md's table.
 CLUSTER_FLAG: Final[dict[Verdict, str | None]] = {
     Verdict.REACHABLE: None, Verdict.PFAIL: "fail?", Verdict.STALE: "fail?",
     Verdict.FAIL: "fail", Verdict.BUS: None, Verdict.LEFT: None,

@@ -4,7 +4,7 @@ Random scripts of node messages (heartbeats, hellos without a heartbeat, failure
 stale copies, leaves) and clock steps (short, past the node timeout, past Puppet's status
 timeouts) and the bus turning stale and fresh drive one server through its command table.
 After every step, for every node, the verdict of `ClusterModel.liveness` is what each view
-shows in its own words (cluster/liveness.py's table): CLUSTER NODES' flags, STATUS
+shows in its own words (docs/liveness.md's table): CLUSTER NODES' flags, STATUS
 SERVICES/SIMPLE, STATUS NODE, CLUSTER STATUS's hostAlive, HEALTH NODE, the cluster's HEALTH
 `nodes` check and /metrics; and a node that is not reachable is never running, serving,
 alive or UP anywhere (but in HEALTH LIVE NODE, whose Zeebe grace window says UP for 10
