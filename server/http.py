@@ -2,51 +2,21 @@
 probes, load balancers and dashboards that speak HTTP, not RESP.
 
 Every answer comes from the server's view objects (`Server.health`, `Server.services`,
-`Server.cluster_status`, Curity's `self_status`/`node_status`), evaluated at
-`Server.now_ms()` with `Server.self_checks`, exactly as the RESP commands evaluate them: this
+`Server.cluster_status`, Curity's `self_status`/`node_status`), evaluated at the model
+clock (`Server.model_now_ms()`) with `Server.self_checks`, as the RESP commands do: this
 module only maps paths and query parameters to view calls, and view answers to status codes,
 content types and bodies. HTTP itself is aiohttp's low-level server on the server's event
 loop (no hand-written parser).
 
-    path                                  source      answer
-    /startup /ready /health /live         Zeebe       204 empty if UP, else 503 (empty; the
-                                                      Spring document with ?verbose)
-    /actuator/health[/status|/startup|    Spring      {"status": ...} (+ "components" with
-      /readiness|/liveness]                           ?verbose); 503 for DOWN/OUT_OF_SERVICE
-    /  /serving                           Curity      node document; 200 or 503
-    /status/v1/services[/<name>]          Puppet      services object or one entry; 200/503
-    /status/v1/simple[/<name>]            Puppet      text/plain state word; 200/503; 404
-                                                      "not found: <name>" (text too)
-    /clusterStatus                        ksqlDB      {"clusterStatus": {...}}; 200
-    /metrics                              Prometheus  text exposition format; 200
-                                                      (server/metrics.py)
-    /health/explain[?probe=|?node=]       HEALTH      EXPLAIN's document; 200 (404 unknown
-                                          EXPLAIN     node, 400 bad probe)
-    /safe-to-stop?node=a&node=b           HEALTH      SAFE-TO-STOP's document; 200 when safe,
-                                          SAFE-TO-    409 when not safe or unknown; 400/404
-                                          STOP        for bad or unknown ids
+A request goes through `HttpMirror._handle`: a path that shows details needs HTTP Basic
+credentials of an ACL user allowed its command (server/httpauth.py; protected mode refuses
+it to peers not local); a request carrying Consul's `?index=N` waits until the model index
+passes N or its wait ends (CLUSTER WAIT's check, `commands.waits.AboveIndex`); `respond`
+routes it (`_ROUTES`; GET and HEAD only), and every answer carries the model index
+(`X-Clusterwatch-Index`). A view's refusal (`ApiError`) becomes its kind's code
+(`refusal_code`) and `to_json()` body. Connections and their limits are server/httpconn.py's.
 
-`/safe-to-stop` takes its ids repeated (`?node=a&node=b`) or comma-separated, at most 64.
-Health paths take `?exclude=a,b` (also repeated, Kubernetes style), `?verbose` and
-`?node=<id>`; Curity's take `?node=<id>` (default: clusterwatch itself); Puppet's take `level`,
-`timeout` and, for one service, `service_status_version`. Health, Curity and Puppet paths
-take `?maxage=<ms>` (MAXAGE: older data counts as unknown for the request); a `maxage` that
-is not an integer of 0 to 2^63-1 is a 400 on every path. Paths that show details take HTTP
-Basic auth against the ACL users (server/httpauth.py has the table). Every path answers GET and HEAD
-(HEAD: the GET headers without the body); other methods get 405 with `Allow`. A request a view
-refuses gets the view's code and the `{"kind": ..., "msg": ...}` body of `ApiError.to_json()`
-(on the simple routes, Puppet's text: `not found: <name>`); a parameter given twice is a 400;
-unknown parameters are ignored; unknown paths are 404.
-
-Every path also takes Consul's blocking query, `?index=N[&wait=10s]`: the answer waits until
-the model index (`X-Clusterwatch-Index`) is above N, or the wait (`ms`, `s` or `m`; default
-5m, at most 10m) is over. `index` is ASCII digits up to 2^64-1 (Consul's uint64), `wait`
-at most 12 digits and a unit; anything else, empty or given twice, is a 400 with a message.
-A waiting poll counts in INFO `blocked_clients`, shares its index's one check with CLUSTER
-WAIT (`commands.waits.AboveIndex`), and is freed when its client goes away.
-
-Connections, their limit (`http-max-clients`, a 503 past it), bursts of them, and what the
-HTTP parser refuses are server/httpconn.py's.
+Each path, parameter and code in full: docs/http-mirror.md.
 """
 
 from __future__ import annotations
