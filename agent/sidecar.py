@@ -3,50 +3,27 @@
 It sends the node's ``hello`` and ``slots``, then a ``heartbeat`` every ``interval``
 seconds, to a clusterwatch server with ``BUS PUBLISH``.
 
-Identity (id, address, hostname, role, master, config epoch) and the slot claim come from
-the flags where given, else from the sources (``--source URL``, ``agent/sources/``: a Redis
-node's own ``CLUSTER NODES`` line, say), read again before every heartbeat. Whenever the
-identity changes (a failover made the replica a master at a new epoch with the slots) the
-agent sends a new ``hello`` and ``slots`` before the heartbeat, at the node's new epoch, so
-the merge rules take them; when only the claim changes, a new ``slots``. The epoch never goes
-down: a source reporting a lower one keeps the last sent. The config epoch is sent as the
-source says it, 0 included (an empty master's, as Redis shows it); 1 only where nothing
-says any.
+Each round (``Agent.round``) reads every source again (``agent/sources/``: a Redis node's
+own ``CLUSTER NODES`` line and ``INFO``, say) and builds what to send from the flags where
+given, else from the sources: the identity (id, address, role, master, config epoch), the
+slot claim, and the cluster view (``ClusterView``: whom the node flags failing or forgot,
+its open and released slots), which becomes the heartbeat's ``failing``, ``failed`` and
+``forgotten`` and the ``slots`` message's ``migrating``, ``importing`` and ``released``, so
+clusterwatch judges the cluster by the cluster's own evidence. A changed identity is a new
+``hello`` and ``slots`` before the heartbeat (at the node's new epoch, which never goes
+down), a changed claim a new ``slots``. The heartbeat's other fields come from the sources,
+then a status file, then a status command, then fixed fields, each overriding the last; the
+envelope and the cluster-view fields are the agent's own.
 
-A cluster node's view of the others (``ClusterView``) becomes, for clusterwatch to judge the
-cluster by its own evidence:
-
-    heartbeat ``failing``     the ids its node flags ``fail?`` or ``fail``, with every
-                              heartbeat (``[]`` when none): it replaces the sender's last set,
-                              so an id no longer listed is withdrawn at once
-    heartbeat ``failed``      of those, the ids its node flags ``fail`` (Redis's FAIL: a node
-                              reached a quorum), sent with a non-empty ``failing``
-    heartbeat ``forgotten``   the ids its node listed and no longer does (CLUSTER FORGET), for
-                              60 s after (withdrawals.py), with every heartbeat (``[]``)
-    slots ``migrating`` /     its ``[slot->-id]`` / ``[slot-<-id]`` entries, slot (a string)
-    ``importing``             -> node id, with every ``slots`` message (``{}`` when none)
-    slots ``released``        ranges it served and its view shows unowned now (CLUSTER
-                              DELSLOTS; withdrawals.py), while they are; not a slot another
-                              node took (its higher epoch settles that)
-
-These replace the ``fail_report`` messages of earlier agents: a server that does not know
-``failing`` ignores it (unknown fields are ignored) and judges these nodes by its timer rule.
-A cluster node in no cluster (it lists no other node and serves no slot: before ``--cluster
-create`` or ``add-node`` MEETs it, or after CLUSTER RESET, which ``del-node`` sends the node
-it removes) is nobody's member: the agent publishes nothing for it until it joins one, and
-lets the cluster's own nodes say that they forgot it.
-
-Heartbeat fields come from, in increasing precedence: the sources (later ``--source`` wins;
-``services`` merge by name), a JSON file read before every heartbeat (``status_file``), a
-command's JSON output run before every heartbeat (``status_command``), and fixed fields
-(``fields``, from ``--set key=value`` and the convenience flags). The envelope fields
-``v``, ``type``, ``node``, ``epoch`` and ``seq``, and ``failing``, ``failed`` and
-``forgotten``, are the agent's own. A source that is the node's liveness and does not
-answer (``alive=False``) stops the heartbeats until it answers again; nothing else does.
-
-When the connection drops (the server restarted, say) the agent reconnects with backoff
-and sends its ``hello`` again. Sequence numbers follow the wall clock, so a restarted agent
+Nothing is published while a liveness source does not answer, while the node is in no
+cluster (a cluster's own nodes then say they forgot it), or while no address is known.
+A hello counts as sent once the server applied it (``registered``) or a shared bus holds
+it (``pending``); a refused one, a server that lost the node (``no_hello``) or a new
+connection sends it again. The agent
+reconnects with backoff, and sequence numbers follow the wall clock, so a restarted agent
 is never taken for a replay.
+
+Each field, where it comes from and what it replaces, in full: docs/agent.md.
 """
 
 from __future__ import annotations
