@@ -24,8 +24,12 @@ def read_acl_file(acl: AccessControl, path: str) -> dict[str, User]:
 def write_acl_file(acl: AccessControl, path: str) -> None:
     target = Path(path)
     temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(acl.file_text())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(acl.file_text())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # as Redis: a failed save leaves no file behind
+        raise

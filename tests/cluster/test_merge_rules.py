@@ -299,7 +299,7 @@ def test_a_messages_current_epoch_raises_the_current_epoch_and_never_lowers_it()
     assert first.kind == "applied" and model.current_epoch == 11
     assert model.publish(fail_report("c", 3, 9, "z"), T0).kind == "applied"
     assert model.current_epoch == 11
-    # A stale message's current_epoch does not count (rule 4: only applied messages do).
+    # A stale message's current_epoch does not count (rule 2: only applied messages do).
     stale = model.publish(heartbeat("a", 1, 3, current_epoch=20), T0)
     assert stale.kind == "stale" and model.current_epoch == 11
 
