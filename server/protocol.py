@@ -454,22 +454,13 @@ class RespProtocol(asyncio.Protocol):
         if session.blocked is not None:
             self._block(session.blocked)
             return
-        # In the protocol after the call: HELLO answers in the one it switched to. What
-        # _encode does for a list, for one reply without the list (0.2 us a read).
-        protocol = session.protocol
-        out: list[bytes]
-        cached = 0
-        if reply.__class__ is SimpleString:
-            out = [reply.frame]
-        elif reply.__class__ is Encoded:
-            out = [reply.resp3 if protocol == 3 else reply.resp2]
-            cached = len(out[0])
-        else:
-            out = []
-            write(out, reply, protocol)  # type: ignore[arg-type]  # not a Deferred here
+        # In the protocol after the call: HELLO answers in the one it switched to. One
+        # frame needs no count of cached bytes: ``_send`` queues it by its size alone.
+        out: list[bytes] = []
+        write(out, reply, session.protocol)  # type: ignore[arg-type]  # not a Deferred here
         if session.authenticated is not authenticated:
             reader.authenticated = session.authenticated
-        self._send(out, cached)
+        self._send(out)
         if session.close_after_reply:
             self.close()
 
