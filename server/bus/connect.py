@@ -46,7 +46,7 @@ def redis_client(url: str, *, socket_timeout: float) -> aioredis.Redis:
         "decode_responses": False,
         "health_check_interval": 0,
         "retry_on_timeout": False,
-        "protocol": 2,  # replies shaped as _apply expects them
+        "protocol": 2,  # replies shaped as EntryApplier.apply expects them
     }
     parts = urlsplit(url)
     if parts.scheme != "redis+sentinel":
