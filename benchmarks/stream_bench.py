@@ -1035,6 +1035,7 @@ def summarize_ingest(s: Session, recs: list[dict[str, Any]],
         if not ok:
             lines.append(f"| {name} | {len(rs)} | | n/a ({rs[0]['error']}) | | | | | | | | | |")
             continue
+        failed = len(rs) - len(ok)
         quiet = [r for r in ok if r["other_cpu_pct"] <= NOISY_PCT]
         noisy = len(ok) - len(quiet)
         ok = quiet or ok
@@ -1057,7 +1058,7 @@ def summarize_ingest(s: Session, recs: list[dict[str, Any]],
             f"{cpu1:.0f}% | {med([r['redis_cpu_pct'] for r in ok]):.0f}% | "
             f"{med([r['gen_cpu_pct'] for r in ok]):.0f}% | "
             f"{med([r['other_cpu_pct'] for r in ok]):.0f}% | {bound_of(cpu1, cpu0, shared)} |"
-            + ("" if len(ok) == len(rs) else f" ({len(rs) - len(ok)} failed)"))
+            + (f" ({failed} failed)" if failed else ""))
         if n == opts.instances:
             targets.append((f"≥ {fmt_rps(INGEST_TARGET)} msg/s applied by each of {n} "
                             f"instances on one stream ({name}), measured here",
