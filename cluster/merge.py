@@ -17,7 +17,8 @@ is informational. `MergeState.apply` applies one message, `refresh` what time do
    slot-serving masters' reports (`redis`), a timer (`timer`), or the one then the other
    (`auto`). Every state change is checked against `TRANSITIONS`.
 6. Invalid input: a message that fails validation never reaches this module.
-7. Forgetting follows the cluster: a node a quorum lists as forgotten is forgotten as
+7. Who speaks for a node: decided before a message gets here (cluster/publishers.py).
+8. Forgetting follows the cluster: a node a quorum lists as forgotten is forgotten as
    CLUSTER FORGET forgets it.
 
 A node enters the table with its first applied message (only a `hello` under
@@ -146,7 +147,7 @@ class MergeState:
         self.nodes: dict[str, Node] = {}
         self.left: dict[str, tuple[int, int]] = {}
         self.banned: dict[str, int] = {}  # forgotten node -> time its ban ends
-        # Nodes rule 7 forgot, with their tombstones, until they rejoin (for snapshots, which
+        # Nodes rule 8 forgot, with their tombstones, until they rejoin (for snapshots, which
         # must not bring them back); at most max_nodes, the oldest dropped.
         self.cluster_forgotten: dict[str, tuple[int, int]] = {}
         self._max_nodes = config.max_nodes

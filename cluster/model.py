@@ -210,7 +210,7 @@ class ClusterModel:
         self._state.restore_slots(runs, now_ms)
 
     def cluster_forgotten(self, now_ms: int) -> list[tuple[str, int, int, int]]:
-        """The nodes the cluster forgot (merge rule 7) and that have not spoken since: `(node,
+        """The nodes the cluster forgot (merge rule 8) and that have not spoken since: `(node,
         epoch, seq, ban ends)`, the pair of its tombstone and when its ban ends (or ended),
         at most `max_nodes`, oldest first."""
         state = self._state

@@ -19,7 +19,7 @@ history that no latest message holds, and the snapshot carries it from the model
 * the ``fail`` states, each with the time it began: Redis's FAIL outlives the quorum that set
   it, so the rebuilt model holds exactly the nodes that were ``fail``, as ``fail`` (a node
   the replay failed with partial evidence, and the full history did not, is not);
-* the nodes the cluster forgot (a majority's ``forgotten`` lists, merge rule 7), each with
+* the nodes the cluster forgot (a majority's ``forgotten`` lists, merge rule 8), each with
   its tombstone's ``(epoch, seq)`` and the end of its ban: their kept messages are dropped
   (a restarted instance must not bring back a node ``del-node`` removed, after the lists
   that forgot it expired) unless the node spoke again after its tombstone;

@@ -295,7 +295,7 @@ def test_a_heartbeat_carrying_failing_even_empty_switches_auto_to_redis() -> Non
     assert cw.model.fail_rule == "redis"
 
 
-# --- rule 7: forgetting follows the cluster ----------------------------------------------
+# --- rule 8: forgetting follows the cluster ----------------------------------------------
 
 
 def test_a_node_a_majority_forgot_is_forgotten_and_refused_while_listed() -> None:

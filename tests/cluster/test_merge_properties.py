@@ -57,7 +57,7 @@ def bodies(node: str) -> st.SearchStrategy[dict[str, Any]]:
             # Which of them the sender flags FAIL (rule 5), when it says.
             **({"failed": [n for n, flag in zip(failing, flags, strict=False) if flag]}
                if failing and flags is not None else {}),
-            # An id none of the nodes has: forgetting is for good (rule 7), not for here.
+            # An id none of the nodes has: forgetting is for good (rule 8), not for here.
             **({"forgotten": ["zz"]} if forgets else {}),
         },
         st.none() | st.sampled_from(["RUNNING", "STOPPING"]),
