@@ -309,6 +309,7 @@ def publisher_main(port: int, count: int, rate: float, batch: int, max_seconds: 
 
 @dataclass(slots=True)
 class Publisher:
+    fleet: Fleet
     proc: subprocess.Popen[bytes]
 
     @classmethod
@@ -321,7 +322,7 @@ class Publisher:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         proc = fleet.spawn(argv, stdout=subprocess.PIPE, env=env, cwd=REPO)
-        pub = cls(proc)
+        pub = cls(fleet, proc)
         line = pub.readline(30.0)
         if line != "ready":
             pub.stop()
@@ -338,12 +339,7 @@ class Publisher:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGTERM)
         line = self.readline(5.0)
-        try:
-            self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=2.0)
+        self.fleet.stop(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         try:

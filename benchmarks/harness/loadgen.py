@@ -12,7 +12,6 @@ import json
 import os
 import select
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -73,19 +72,16 @@ def spawn_workers(fleet: Fleet, python: str, pin: bool, count: int) -> list[Work
 
 
 def reap_workers(fleet: Fleet, workers: Sequence[Worker]) -> None:
+    """Close each generator's stdin (its cue to finish), then stop it as any child."""
     for w in workers:
         with contextlib.suppress(OSError):
             if w.proc.stdin is not None:
                 w.proc.stdin.close()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             w.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(w.proc.pid, signal.SIGKILL)
-            w.proc.wait(timeout=2.0)
+        fleet.stop(w.proc)
         if w.proc.stdout is not None:
             w.proc.stdout.close()
-        fleet.reaped(w.proc.pid)
 
 
 def run_worker(fleet: Fleet, python: str, pin: bool, spec: dict[str, Any],
