@@ -14,6 +14,7 @@ from clusterwatch.agent.sidecar import Agent, AgentConfig
 from clusterwatch.agent.sources import NodeView
 from clusterwatch.cluster import ClusterModel, ModelConfig
 from clusterwatch.commands.bus import outcome_reply
+from tests.agent.test_sidecar_sources import FakeSource
 
 T0 = 1_700_000_000_000
 
@@ -49,21 +50,8 @@ class ModelClient:
         return replies
 
 
-class Source:
-    name = "fake://node"
-
-    def __init__(self, view: NodeView) -> None:
-        self.view = view
-
-    async def read(self) -> NodeView:
-        return self.view
-
-    async def aclose(self) -> None:
-        return None
-
-
 def agent_for(client: ModelClient, view: NodeView) -> Agent:
-    return Agent(AgentConfig(interval=0.0, count=1), client, [Source(view)])  # type: ignore[arg-type]
+    return Agent(AgentConfig(interval=0.0, count=1), client, [FakeSource(view)])  # type: ignore[arg-type]
 
 
 def registered(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -69,6 +69,28 @@ def beat_all(model: ClusterModel, now: int, seq: int, *, skip: tuple[str, ...] =
             publish_ok(model, heartbeat(info.id, info.config_epoch, seq), now)
 
 
+class Timeline:
+    """Masters a, b, c and replicas ra, rb, rc, each message sent at an explicit time and
+    numbered after the last."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.model = three_masters(replicas=True, config=config)
+        self.seq = 1000
+
+    def beat(self, now: int, *nodes: str, **fields: Any) -> None:
+        for node in nodes:
+            info = self.model.node(node)
+            assert info is not None
+            self.seq += 1
+            publish_ok(self.model, heartbeat(node, info.config_epoch, self.seq, **fields), now)
+
+    def report(self, now: int, reporter: str, target: str) -> None:
+        info = self.model.node(reporter)
+        assert info is not None
+        self.seq += 1
+        publish_ok(self.model, fail_report(reporter, info.config_epoch, self.seq, target), now)
+
+
 def info_fields(text: str) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.split("\r\n") if line)
 

@@ -11,7 +11,7 @@ from clusterwatch.cluster import ClusterModel, ModelConfig
 from tests.cluster.clusterkit import (
     T0,
     TIMEOUT,
-    fail_report,
+    Timeline,
     heartbeat,
     hello,
     publish_ok,
@@ -22,24 +22,9 @@ from tests.cluster.clusterkit import (
 ALL = ("a", "b", "c", "ra", "rb", "rc")
 
 
-class Run:
+class Run(Timeline):
     def __init__(self, rule: str = "auto") -> None:
-        self.model = three_masters(replicas=True, config=ModelConfig(node_timeout_ms=TIMEOUT,
-                                                                      fail_rule=rule))
-        self.seq = 1000
-
-    def beat(self, now: int, *nodes: str, **fields: Any) -> None:
-        for node in nodes:
-            info = self.model.node(node)
-            assert info is not None
-            self.seq += 1
-            publish_ok(self.model, heartbeat(node, info.config_epoch, self.seq, **fields), now)
-
-    def report(self, now: int, reporter: str, target: str) -> None:
-        info = self.model.node(reporter)
-        assert info is not None
-        self.seq += 1
-        publish_ok(self.model, fail_report(reporter, info.config_epoch, self.seq, target), now)
+        super().__init__(ModelConfig(node_timeout_ms=TIMEOUT, fail_rule=rule))
 
     def node(self, node: str, now: int) -> dict[str, Any]:
         doc = self.model.explain_node(node, now)

@@ -12,7 +12,7 @@ import pytest
 from clusterwatch.cluster import ApiError, ModelConfig
 from clusterwatch.cluster.whatif import MAX_IDS
 from clusterwatch.server.http import refusal_code
-from tests.cluster.clusterkit import T0, TIMEOUT, heartbeat, publish_ok, three_masters
+from tests.cluster.clusterkit import T0, TIMEOUT, Timeline
 
 MASTERS = ("a", "b", "c")
 REPLICAS = ("ra", "rb", "rc")
@@ -25,18 +25,10 @@ def redis_service(link: str | None = "up", **info: Any) -> dict[str, Any]:
     return {"redis": {"state": "running", "status": {"critical": {"up": True}, "info": fields}}}
 
 
-class Run:
+class Run(Timeline):
     def __init__(self, full_coverage: bool = True) -> None:
-        self.model = three_masters(replicas=True, config=ModelConfig(
-            node_timeout_ms=TIMEOUT, require_full_coverage=full_coverage))
-        self.seq = 1000
-
-    def beat(self, now: int, *nodes: str, **fields: Any) -> None:
-        for node in nodes:
-            info = self.model.node(node)
-            assert info is not None
-            self.seq += 1
-            publish_ok(self.model, heartbeat(node, info.config_epoch, self.seq, **fields), now)
+        super().__init__(ModelConfig(node_timeout_ms=TIMEOUT,
+                                     require_full_coverage=full_coverage))
 
     def healthy(self, now: int) -> None:
         self.beat(now, *MASTERS, failing=[], services={"redis": {"state": "running"}})
