@@ -29,3 +29,21 @@ def test_a_failed_save_raises_and_leaves_no_temporary_file(tmp_path: Path) -> No
         write_acl_file(acl, str(target))
     assert [p.name for p in tmp_path.iterdir()] == ["users.acl"]
     assert target.is_dir()
+
+
+def test_a_save_that_fails_at_the_rename_keeps_the_old_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    acl = Server(ServerConfig()).acl
+    target = tmp_path / "users.acl"
+    write_acl_file(acl, str(target))
+    before = target.read_text()
+    acl.setuser("probe", ["on", ">secret", "+ping"])
+
+    def no_space(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("clusterwatch.server.aclfile.os.replace", no_space)
+    with pytest.raises(OSError, match="No space"):
+        write_acl_file(acl, str(target))
+    assert target.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["users.acl"]
